@@ -1,0 +1,1 @@
+"""Matter recognition (jieba + scikit-learn) and the routing decision through the responsibility list."""

@@ -1,0 +1,114 @@
+"""The service's one settings object.
+
+Every value comes from an environment variable with the ``HOTLINE_`` prefix (or a ``.env`` file);
+the defaults describe the embedded profile: a broker started by the process itself, SQLite under
+the data directory. Components receive the object explicitly; nothing reads the environment on
+its own. Host names appear here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DATA_FILES_DIR = Path(__file__).resolve().parent / "data"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="HOTLINE_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    # --- Kafka -----------------------------------------------------------------------------
+    kafka_bootstrap: str = Field(
+        default="",
+        description="host:port[,host:port] of a Kafka cluster; empty = start the embedded broker",
+    )
+    embedded_host: str = Field(default="127.0.0.1", description="loopback address of the embedded broker")
+    embedded_port: int = Field(default=0, description="port of the embedded broker; 0 = pick a free one")
+    topic_partitions: int = Field(default=4, ge=1, le=256, description="partitions per topic")
+    topic_replicas: int = Field(default=1, ge=1, description="replication factor of created topics")
+    processing_guarantee: str = Field(
+        default="at_least_once",
+        description="at_least_once, or exactly_once (real Kafka only: needs transactions)",
+    )
+    kafka_sasl_password: SecretStr | None = Field(default=None, description="SASL password, if any")
+    kafka_sasl_username: str | None = None
+
+    # --- worker ----------------------------------------------------------------------------
+    worker_web_port: int = Field(default=6066, description="port of the worker's web server")
+    worker_web_host: str = Field(default="127.0.0.1")
+    # Faust defaults (60 s rebalance / 60 s session / 3 s heartbeat) make a fresh consumer group
+    # wait ~30 s on the embedded broker; these were measured to give first consumption in ~5 s.
+    broker_rebalance_timeout: float = 4.0
+    broker_session_timeout: float = 6.0
+    broker_heartbeat_interval: float = 1.0
+
+    # --- storage ---------------------------------------------------------------------------
+    data_dir: Path = Field(default=PROJECT_ROOT / "var", description="where SQLite, models and state live")
+    database_url: str = Field(default="", description="SQLAlchemy URL; empty = SQLite under data_dir")
+    database_password: SecretStr | None = Field(
+        default=None, description="password merged into database_url (keeps it out of logs)"
+    )
+
+    # --- classifier ------------------------------------------------------------------------
+    model_dir: Path | None = Field(default=None, description="classifier artifacts; default data_dir/models")
+    confidence_threshold: float = Field(
+        default=0.5, ge=0.0, le=1.0, description="below this the ticket goes to the manual queue"
+    )
+    default_jurisdiction: str = Field(
+        default="BH", description="jurisdiction used when a ticket's address resolves to none"
+    )
+
+    # --- misc ------------------------------------------------------------------------------
+    log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING, ERROR")
+    clock_speed: float = Field(default=1.0, gt=0, description="simulated seconds per real second")
+    domain_data_dir: Path = Field(default=DATA_FILES_DIR, description="jurisdictions, catalogue, calendar")
+
+    @field_validator("log_level")
+    @classmethod
+    def _upper(cls, v: str) -> str:
+        return v.upper()
+
+    @field_validator("processing_guarantee")
+    @classmethod
+    def _guarantee(cls, v: str) -> str:
+        if v not in ("at_least_once", "exactly_once"):
+            raise ValueError("must be at_least_once or exactly_once")
+        return v
+
+    @property
+    def embedded(self) -> bool:
+        return not self.kafka_bootstrap.strip()
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        """The URL to connect with, the password merged in (never log this one)."""
+        from sqlalchemy.engine import make_url
+
+        if not self.database_url:
+            return f"sqlite:///{self.data_dir / 'ledger.sqlite3'}"
+        url = make_url(self.database_url)
+        if self.database_password is not None:
+            url = url.set(password=self.database_password.get_secret_value())
+        return url.render_as_string(hide_password=False)
+
+    @property
+    def safe_database_url(self) -> str:
+        """The URL with any password hidden, for logs and reports."""
+        from sqlalchemy.engine import make_url
+
+        return make_url(self.resolved_database_url).render_as_string(hide_password=True)
+
+    @property
+    def resolved_model_dir(self) -> Path:
+        return self.model_dir or (self.data_dir / "models")
+
+
+def get_settings(**overrides: object) -> Settings:
+    """Build the settings from the environment; keyword overrides win (tests, CLI flags)."""
+    return Settings(**overrides)  # type: ignore[arg-type]

@@ -1,0 +1,152 @@
+"""The ledger: the durable record of every ticket, routing decision, lifecycle event and alert.
+
+SQLAlchemy 2.0 declarative tables. Topics on the embedded broker live only in memory, so this
+database is what survives; every write is keyed (ticket id, decision key, event id, alert key) so a
+message delivered twice writes once. The schema itself is built by Alembic (``models/migrations``).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, MetaData, String, Text, TypeDecorator
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware datetimes on every backend: stored as UTC, returned aware (SQLite keeps no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the ledger; pass an aware one")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON(), list[Any]: JSON()}
+
+
+class Ticket(Base):
+    """One work order. ``status`` and ``current_agency`` mirror the lifecycle table for queries."""
+
+    __tablename__ = "tickets"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    received_at: Mapped[datetime]
+    text: Mapped[str] = mapped_column(Text)
+    title: Mapped[str | None] = mapped_column(String(500))
+    address: Mapped[str | None] = mapped_column(String(500))
+    channel: Mapped[str | None] = mapped_column(String(40))
+    request_type: Mapped[str | None] = mapped_column(String(8))
+    urgency: Mapped[str | None] = mapped_column(String(8))
+    caller_phone: Mapped[str | None] = mapped_column(String(40))  # shown masked except to the handler
+    jurisdiction: Mapped[str | None] = mapped_column(String(16))
+    street: Mapped[str | None] = mapped_column(String(64))
+    matter: Mapped[str | None] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(24), default="received")
+    current_agency: Mapped[str | None] = mapped_column(String(32), index=True)
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    source_topic: Mapped[str | None] = mapped_column(String(120))
+    source_partition: Mapped[int | None]
+    source_offset: Mapped[int | None]
+    first_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (Index("ix_tickets_status_received", "status", "received_at"),)
+
+
+class RoutingDecision(Base):
+    """One routing decision per (ticket, attempt): what the router decided, and why."""
+
+    __tablename__ = "routing_decisions"
+
+    decision_key: Mapped[str] = mapped_column(String(80), primary_key=True)  # "<ticket>#<attempt>"
+    ticket_id: Mapped[str] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), index=True)
+    attempt: Mapped[int] = mapped_column(Integer)
+    decision: Mapped[str] = mapped_column(String(16))  # auto | manual | unroutable | designated
+    matter: Mapped[str | None] = mapped_column(String(16))
+    domain: Mapped[str | None] = mapped_column(String(16))
+    agency: Mapped[str | None] = mapped_column(String(32), index=True)
+    agency_kind: Mapped[str | None] = mapped_column(String(32))
+    jurisdiction: Mapped[str | None] = mapped_column(String(16))
+    confidence: Mapped[float | None] = mapped_column(Float)
+    basis: Mapped[str | None] = mapped_column(Text)
+    reason: Mapped[str | None] = mapped_column(Text)
+    alternatives: Mapped[list[Any]] = mapped_column(default=list)
+    model_version: Mapped[str | None] = mapped_column(String(64))
+    decided_by: Mapped[str] = mapped_column(String(64), default="router")
+    decided_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TicketEvent(Base):
+    """A lifecycle event (signed, returned, resolved ...) as received on ``tickets.events``."""
+
+    __tablename__ = "ticket_events"
+
+    event_id: Mapped[str] = mapped_column(String(80), primary_key=True)
+    ticket_id: Mapped[str] = mapped_column(String(64), index=True)
+    type: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str] = mapped_column(String(64))
+    agency: Mapped[str | None] = mapped_column(String(32))
+    occurred_at: Mapped[datetime]
+    accepted: Mapped[bool] = mapped_column(default=True)
+    reason: Mapped[str | None] = mapped_column(Text)  # why it was rejected, when it was
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (Index("ix_ticket_events_ticket_time", "ticket_id", "occurred_at"),)
+
+
+class Alert(Base):
+    """A supervision alert; ``alert_key`` = (ticket or agency, rule, level) makes it unique."""
+
+    __tablename__ = "alerts"
+
+    alert_key: Mapped[str] = mapped_column(String(160), primary_key=True)
+    rule: Mapped[str] = mapped_column(String(40), index=True)
+    level: Mapped[str] = mapped_column(String(24))
+    severity: Mapped[str] = mapped_column(String(16))
+    ticket_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    agency: Mapped[str | None] = mapped_column(String(32), index=True)
+    deadline: Mapped[datetime | None]
+    message: Mapped[str] = mapped_column(Text)
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    raised_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class RejectedInput(Base):
+    """Every input refused anywhere (topic, HTTP, file import), with the reason: nothing vanishes."""
+
+    __tablename__ = "rejected_inputs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    dedup_key: Mapped[str] = mapped_column(String(200), unique=True)  # source + position or content
+    key: Mapped[str] = mapped_column(String(80), index=True)
+    source: Mapped[str] = mapped_column(String(40))
+    reason: Mapped[str] = mapped_column(Text)
+    payload: Mapped[str] = mapped_column(Text)
+    rejected_at: Mapped[datetime] = mapped_column(default=utcnow)

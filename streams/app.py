@@ -1,0 +1,76 @@
+"""The one faust app and every topic of the contract, declared once.
+
+Topic names are a contract with the hotline platform and the agencies (``../shared/DESIGN.md``).
+The app is configured from our :class:`~config.settings.Settings` by :func:`configure`, which also
+imports the stage modules so their agents register; faust's own environment variables
+(``BROKER_URL`` ...) are ignored on purpose so that ``HOTLINE_*`` is the only source of truth.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import faust
+
+from config.settings import Settings
+from models.events import InputRejected
+
+TICKETS_RECEIVED = "tickets.received"
+TICKETS_INVALID = "tickets.invalid"
+TICKETS_MANUAL = "tickets.manual"
+TICKETS_EVENTS = "tickets.events"
+SUPERVISION_ALERTS = "supervision.alerts"
+ROUTED_PREFIX = "tickets.routed."
+
+STAGES = ("streams.intake",)
+
+
+def routed_topic_name(agency_code: str) -> str:
+    return f"{ROUTED_PREFIX}{agency_code}"
+
+
+# The app id is the consumer group every router worker joins: part of the deployment contract.
+app = faust.App("hotline-router", autodiscover=False)
+
+# Inputs arrive as raw bytes: a malformed message must reach our validation (and the dead-letter
+# topic) instead of dying in faust's deserializer, where it would be logged and skipped.
+received_topic = app.topic(TICKETS_RECEIVED, key_type=bytes, value_type=bytes,
+                           key_serializer="raw", value_serializer="raw")
+invalid_topic = app.topic(TICKETS_INVALID, key_type=str, value_type=InputRejected, key_serializer="raw")
+
+
+def contract_topics(agency_codes: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """Every topic of the contract: the fixed ones plus one routed queue per agency."""
+    fixed = [TICKETS_RECEIVED, TICKETS_INVALID, TICKETS_MANUAL, TICKETS_EVENTS, SUPERVISION_ALERTS]
+    return fixed + [routed_topic_name(code) for code in agency_codes]
+
+
+def faust_options(settings: Settings, bootstrap: str) -> dict[str, Any]:
+    brokers = ";".join(f"kafka://{hp.strip()}" for hp in bootstrap.split(",") if hp.strip())
+    return {
+        "env": {},  # faust must not read BROKER_URL, WEB_PORT ... from the environment
+        "broker": brokers,
+        "store": "memory://",
+        "datadir": str(settings.data_dir / "faust"),
+        "topic_partitions": settings.topic_partitions,
+        "topic_replication_factor": settings.topic_replicas,
+        "processing_guarantee": settings.processing_guarantee,
+        "broker_rebalance_timeout": settings.broker_rebalance_timeout,
+        "broker_session_timeout": settings.broker_session_timeout,
+        "broker_heartbeat_interval": settings.broker_heartbeat_interval,
+        "consumer_auto_offset_reset": "earliest",
+        "web_enabled": True,
+        "web_port": settings.worker_web_port,
+        "web_bind": settings.worker_web_host,
+        "web_host": settings.worker_web_host,
+        "timezone": "Asia/Shanghai",
+    }
+
+
+def configure(settings: Settings, bootstrap: str) -> faust.App:
+    """Apply settings to the app and register every stage's agents (idempotent)."""
+    app.config_from_object(faust_options(settings, bootstrap), force=True)
+    for module in STAGES:
+        importlib.import_module(module)
+    return app

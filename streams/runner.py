@@ -1,0 +1,77 @@
+"""Process-level plumbing shared by the commands: logging, topics, and running a faust worker."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+
+from config.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level, stream=sys.stderr,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", datefmt="%H:%M:%S",
+    )
+    # kafka-python logs every connection at INFO; keep ours readable.
+    for noisy in ("kafka", "aiokafka"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+
+
+def ensure_topics(bootstrap: str, names: list[str], partitions: int, replicas: int) -> list[str]:
+    """Create the topics that do not exist yet; return the ones created."""
+    from kafka import KafkaAdminClient
+    from kafka.admin import NewTopic
+    from kafka.errors import TopicAlreadyExistsError
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="hotline-admin")
+    try:
+        existing = set(admin.list_topics())
+        missing = [n for n in names if n not in existing]
+        if missing:
+            try:
+                admin.create_topics([NewTopic(n, partitions, replicas) for n in missing])
+            except TopicAlreadyExistsError:  # another worker won the race: fine
+                pass
+        return missing
+    finally:
+        admin.close()
+
+
+def agency_codes(settings: Settings) -> list[str]:
+    """Agency codes from the domain data, once it exists (one routed queue per agency)."""
+    try:
+        from config.catalogue import load_catalogue
+    except ImportError:
+        return []
+    catalogue = load_catalogue(settings.domain_data_dir)
+    return sorted(a.code for a in catalogue.agencies.values()) if isinstance(catalogue.agencies, dict) \
+        else sorted(a.code for a in catalogue.agencies)
+
+
+def run_worker(settings: Settings) -> None:
+    """Run the faust worker until stopped (SIGINT/SIGTERM); start the embedded broker if configured."""
+    import faust
+
+    from streams.app import configure, contract_topics
+    from streams.broker import kafka_bootstrap
+    from streams.db import Ledger
+    from streams.wiring import Services, wire
+
+    started = time.monotonic()
+    with kafka_bootstrap(settings) as bootstrap:
+        created = ensure_topics(bootstrap, contract_topics(agency_codes(settings)),
+                                settings.topic_partitions, settings.topic_replicas)
+        log.info("broker %s ready; %d topics created", bootstrap, len(created))
+        services = wire(Services(settings=settings, ledger=Ledger.from_settings(settings)))
+        app = configure(settings, bootstrap)
+        log.info("worker starting: ledger %s, %.1fs after launch", settings.safe_database_url,
+                 time.monotonic() - started)
+        worker = faust.Worker(app, loglevel=settings.log_level, logfile=None, quiet=True)
+        try:
+            worker.execute_from_commandline()
+        finally:
+            services.close()
