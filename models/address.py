@@ -36,6 +36,15 @@ OTHER_TIANJIN_DISTRICTS: tuple[str, ...] = (
     "宁河区",
     "静海区",
     "蓟州区",
+    # short forms that name no place inside our jurisdictions
+    "西青",
+    "津南",
+    "北辰",
+    "武清",
+    "宝坻",
+    "宁河",
+    "静海",
+    "蓟州",
 )
 
 _SPACE = re.compile(r"\s+")
@@ -161,6 +170,10 @@ class AddressResolver:
         outside = sorted({h.target for h in hits if h.what == "outside"})
         named = {h.target for h in place_hits}
 
+        if outside and not street_hits:
+            # "西青开发区" names another district plus a generic term of ours: do not guess.
+            return AddressResolution(None, f"地址位于{'、'.join(outside)}，不属于本系统辖区")
+
         if street_hits:
             # A full name (XX街道/XX镇) outranks an alias when several streets are mentioned.
             full = {h.target for h in street_hits if h.what == "street"}
@@ -199,6 +212,4 @@ class AddressResolver:
                 f"按地名“{hit.text}”定位到辖区，未能确定街镇",
             )
 
-        if outside:
-            return AddressResolution(None, f"地址位于{'、'.join(outside)}，不属于本系统辖区")
         return AddressResolution(None, "地址中没有可识别的区、街镇或地名")

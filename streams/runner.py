@@ -11,6 +11,10 @@ from config.settings import Settings
 log = logging.getLogger(__name__)
 
 
+class NotMigrated(RuntimeError):
+    """The ledger schema is missing or older than the code."""
+
+
 def setup_logging(level: str) -> None:
     logging.basicConfig(
         level=level, stream=sys.stderr,
@@ -58,15 +62,22 @@ def run_worker(settings: Settings) -> None:
 
     from streams.app import configure, contract_topics
     from streams.broker import kafka_bootstrap
-    from streams.db import Ledger
+    from streams.db import Ledger, migration_status
     from streams.wiring import Services, wire
 
     started = time.monotonic()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)  # faust creates only the last level
+    ledger = Ledger.from_settings(settings)
+    current, head = migration_status(ledger.engine)
+    if current != head:
+        ledger.dispose()
+        raise NotMigrated(f"the ledger {settings.safe_database_url} is at revision {current or 'none'}, "
+                          f"the code needs {head}: run `hotline db upgrade` first")
     with kafka_bootstrap(settings) as bootstrap:
         created = ensure_topics(bootstrap, contract_topics(agency_codes(settings)),
                                 settings.topic_partitions, settings.topic_replicas)
         log.info("broker %s ready; %d topics created", bootstrap, len(created))
-        services = wire(Services(settings=settings, ledger=Ledger.from_settings(settings)))
+        services = wire(Services(settings=settings, ledger=ledger))
         app = configure(settings, bootstrap)
         log.info("worker starting: ledger %s, %.1fs after launch", settings.safe_database_url,
                  time.monotonic() - started)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-import sys
 import time
 from dataclasses import asdict, dataclass
 
@@ -61,12 +60,15 @@ def broker(port: int = typer.Option(0, help="port on loopback; 0 = a free one"))
 def worker() -> None:
     """Run the router worker (faust): intake, routing, lifecycle, supervision, ledger."""
     from streams.broker import BrokerUnavailable
-    from streams.runner import run_worker, setup_logging
+    from streams.runner import NotMigrated, run_worker, setup_logging
 
     settings = load_settings()
     setup_logging(settings.log_level)
     try:
         run_worker(settings)
+    except NotMigrated as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
     except BrokerUnavailable as exc:
         console.print(f"[red]{exc}[/red]\nIs HOTLINE_KAFKA_BOOTSTRAP right? Leave it empty for the embedded broker.")
         raise typer.Exit(1) from None
@@ -208,6 +210,3 @@ def doctor(as_json: bool = typer.Option(False, "--json", help="one JSON object i
     if not all(c.ok for c in checks):
         raise typer.Exit(1)
 
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(app())

@@ -1,0 +1,148 @@
+"""Shared fixtures: real services, started once per session.
+
+- ``kafka_bootstrap``: the embedded Kafka-compatible broker (Tansu, memory only).
+- ``database_url``: parametrised over SQLite (always) and PostgreSQL at 127.0.0.1:5432 (database
+  ``test``, trust auth), the latter skipped with a clear message when nothing answers there. Each
+  PostgreSQL run gets its own schema, built by the Alembic migrations like production.
+- ``start_worker``: launches ``hotline worker`` as a real subprocess against those.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from streams.broker import EmbeddedBroker, free_port
+
+PG_HOST, PG_PORT, PG_DB = "127.0.0.1", 5432, "test"
+
+
+def postgres_answers() -> bool:
+    try:
+        with socket.create_connection((PG_HOST, PG_PORT), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    with EmbeddedBroker() as broker:
+        yield broker.bootstrap
+
+
+@pytest.fixture(scope="session")
+def pg_schema_url() -> Iterator[str]:
+    if not postgres_answers():
+        pytest.skip(f"PostgreSQL not answering at {PG_HOST}:{PG_PORT}; PostgreSQL ledger tests skipped")
+    import psycopg
+
+    schema = f"hotline_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(host=PG_HOST, port=PG_PORT, dbname=PG_DB, user="postgres", autocommit=True) as c:
+        c.execute(f'CREATE SCHEMA "{schema}"')
+    yield (f"postgresql+psycopg://postgres@{PG_HOST}:{PG_PORT}/{PG_DB}"
+           f"?options=-csearch_path%3D{schema}")
+    with psycopg.connect(host=PG_HOST, port=PG_PORT, dbname=PG_DB, user="postgres", autocommit=True) as c:
+        c.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A migrated, empty ledger database (SQLite file, or a fresh PostgreSQL schema)."""
+    from streams.db import upgrade
+
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
+    else:
+        base = request.getfixturevalue("pg_schema_url")
+        # each test gets its own schema so tests never see each other's rows
+        import psycopg
+
+        schema = f"hotline_t_{uuid.uuid4().hex[:10]}"
+        with psycopg.connect(host=PG_HOST, port=PG_PORT, dbname=PG_DB, user="postgres",
+                             autocommit=True) as c:
+            c.execute(f'CREATE SCHEMA "{schema}"')
+        request.addfinalizer(lambda: _drop_schema(schema))
+        url = base.split("?")[0] + f"?options=-csearch_path%3D{schema}"
+    upgrade(url)
+    return url
+
+
+def _drop_schema(schema: str) -> None:
+    import psycopg
+
+    with psycopg.connect(host=PG_HOST, port=PG_PORT, dbname=PG_DB, user="postgres", autocommit=True) as c:
+        c.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+class WorkerProcess:
+    """A ``hotline worker`` subprocess; its log goes to a file the test can read on failure."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.log_path = log_path
+        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=env,
+                                     stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.started = time.monotonic()
+
+    def log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def wait_ready(self, timeout: float = 60) -> float:
+        while time.monotonic() - self.started < timeout:
+            if "[^Worker]: Ready" in self.log():
+                return time.monotonic() - self.started
+            if self.proc.poll() is not None:
+                raise AssertionError(f"worker exited with {self.proc.returncode}:\n{self.log()[-4000:]}")
+            time.sleep(0.2)
+        raise AssertionError(f"worker not ready after {timeout}s:\n{self.log()[-4000:]}")
+
+    def stop(self, sig: int = 15) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+
+
+@pytest.fixture
+def start_worker(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    workers: list[WorkerProcess] = []
+
+    def _start(database_url: str, **extra_env: str) -> WorkerProcess:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("HOTLINE_")}
+        env.update({
+            "HOTLINE_KAFKA_BOOTSTRAP": kafka_bootstrap,
+            "HOTLINE_DATABASE_URL": database_url,
+            "HOTLINE_DATA_DIR": str(tmp_path / f"worker{len(workers)}"),
+            "HOTLINE_WORKER_WEB_PORT": str(free_port()),
+            "HOTLINE_LOG_LEVEL": "INFO",
+            **extra_env,
+        })
+        w = WorkerProcess(env, tmp_path / f"worker{len(workers)}.log")
+        workers.append(w)
+        return w
+
+    yield _start
+    for w in workers:
+        w.stop()
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 30, interval: float = 0.2) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
