@@ -23,7 +23,7 @@ TICKETS_EVENTS = "tickets.events"
 SUPERVISION_ALERTS = "supervision.alerts"
 ROUTED_PREFIX = "tickets.routed."
 
-STAGES = ("streams.intake",)
+STAGES = ("streams.intake", "streams.web")
 
 
 def routed_topic_name(agency_code: str) -> str:

@@ -22,7 +22,7 @@ class BrokerUnavailable(RuntimeError):
     """The broker did not answer a metadata request in time."""
 
 
-def free_port(host: str = "127.0.0.1") -> int:
+def free_port(host: str) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return s.getsockname()[1]
@@ -61,7 +61,7 @@ def wait_for_metadata(bootstrap: str, timeout: float = 20.0) -> float:
 class EmbeddedBroker:
     """A Tansu broker child process on loopback; use as a context manager or start()/stop()."""
 
-    host: str = "127.0.0.1"
+    host: str  # loopback, from Settings.embedded_host
     port: int = 0
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
 

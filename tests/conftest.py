@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from config.settings import Settings
 from streams.broker import EmbeddedBroker, free_port
 
 PG_HOST, PG_PORT, PG_DB = "127.0.0.1", 5432, "test"
@@ -35,7 +36,7 @@ def postgres_answers() -> bool:
 
 @pytest.fixture(scope="session")
 def kafka_bootstrap() -> Iterator[str]:
-    with EmbeddedBroker() as broker:
+    with EmbeddedBroker(Settings().embedded_host) as broker:
         yield broker.bootstrap
 
 
@@ -88,7 +89,7 @@ class WorkerProcess:
 
     def __init__(self, env: dict[str, str], log_path: Path) -> None:
         self.log_path = log_path
-        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self._log = open(log_path, "wb")
         self.proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=env,
                                      stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
         self.started = time.monotonic()
@@ -126,7 +127,7 @@ def start_worker(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Callable[...,
             "HOTLINE_KAFKA_BOOTSTRAP": kafka_bootstrap,
             "HOTLINE_DATABASE_URL": database_url,
             "HOTLINE_DATA_DIR": str(tmp_path / f"worker{len(workers)}"),
-            "HOTLINE_WORKER_WEB_PORT": str(free_port()),
+            "HOTLINE_WORKER_WEB_PORT": str(free_port(Settings().worker_web_host)),
             "HOTLINE_LOG_LEVEL": "INFO",
             **extra_env,
         })

@@ -1,0 +1,35 @@
+# The two set-up commands of the README: `make demo` (main job) and `make test` (the suite).
+# Each creates its own virtual environment and installs what it needs.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+
+.PHONY: demo test venv lint bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	rm -f $(VENV)/.installed-* && touch $(STAMP)
+
+venv: $(STAMP)
+
+## main job: embedded broker + worker (+ web console and demo tickets once they exist)
+demo: $(STAMP)
+	$(BIN)/hotline demo
+
+## the whole test suite (unit, integration on the embedded broker + SQLite/PostgreSQL, e2e)
+test: $(STAMP)
+	$(BIN)/ruff check streams models classifier config tests benchmarks
+	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=10
+
+lint: $(STAMP)
+	$(BIN)/ruff check streams models classifier config tests benchmarks
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/worker_startup.py
+
+clean:
+	rm -rf $(VENV) var

@@ -1,0 +1,82 @@
+"""The one settings object: prefix, defaults, secrets, and faust's own env vars kept out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from config.settings import Settings
+from streams.app import contract_topics, faust_options, routed_topic_name
+
+
+def test_env_prefix_and_embedded_default(monkeypatch, tmp_path):
+    monkeypatch.setenv("HOTLINE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("HOTLINE_TOPIC_PARTITIONS", "8")
+    s = Settings()
+    assert s.embedded and s.topic_partitions == 8
+    assert s.resolved_database_url == f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
+    monkeypatch.setenv("HOTLINE_KAFKA_BOOTSTRAP", "kafka:9092")
+    assert not Settings().embedded
+
+
+def test_database_password_is_secret_and_hidden(monkeypatch):
+    monkeypatch.setenv("HOTLINE_DATABASE_URL", "postgresql+psycopg://router@db:5432/hotline")
+    monkeypatch.setenv("HOTLINE_DATABASE_PASSWORD", "s3cr3t-pw")
+    s = Settings()
+    assert "s3cr3t-pw" not in repr(s) and "s3cr3t-pw" not in str(s.model_dump())
+    assert "s3cr3t-pw" in s.resolved_database_url
+    assert "s3cr3t-pw" not in s.safe_database_url and "***" in s.safe_database_url
+
+
+@pytest.mark.parametrize("var,value", [("HOTLINE_LOG_LEVEL", "debug"), ("HOTLINE_TOPIC_PARTITIONS", "4")])
+def test_values_are_normalised(monkeypatch, var, value):
+    monkeypatch.setenv(var, value)
+    s = Settings()
+    assert s.log_level in {"DEBUG", "INFO"} and s.topic_partitions >= 1
+
+
+def test_bad_values_are_refused(monkeypatch):
+    monkeypatch.setenv("HOTLINE_PROCESSING_GUARANTEE", "maybe_once")
+    with pytest.raises(ValueError, match="exactly_once"):
+        Settings()
+
+
+def test_faust_options_come_from_our_settings_only(monkeypatch):
+    # faust would otherwise let BROKER_URL / WEB_PORT from the environment override our values
+    monkeypatch.setenv("BROKER_URL", "kafka://elsewhere:1")
+    monkeypatch.setenv("WEB_PORT", "1")
+    opts = faust_options(Settings(worker_web_port=7001), "127.0.0.1:9999,127.0.0.2:9999")
+    assert opts["env"] == {}
+    assert opts["broker"] == "kafka://127.0.0.1:9999;kafka://127.0.0.2:9999"
+    assert opts["web_port"] == 7001
+    assert opts["broker_session_timeout"] < 10  # tuned for the embedded broker
+
+
+def test_faust_app_ignores_faust_env(monkeypatch):
+    import faust
+
+    monkeypatch.setenv("BROKER_URL", "kafka://elsewhere:1")
+    probe = faust.App("probe-app", autodiscover=False)
+    probe.config_from_object(faust_options(Settings(), "127.0.0.1:9"), force=True)
+    assert [str(u) for u in probe.conf.broker] == ["kafka://127.0.0.1:9"]
+
+
+def test_topics_of_the_contract():
+    names = contract_topics(["BH-SCJG"])
+    assert names[:5] == ["tickets.received", "tickets.invalid", "tickets.manual", "tickets.events",
+                         "supervision.alerts"]
+    assert names[-1] == routed_topic_name("BH-SCJG") == "tickets.routed.BH-SCJG"
+
+
+def test_no_localhost_literals_outside_settings():
+    root = Path(__file__).resolve().parents[2]
+    offenders = []
+    for pkg in ("streams", "models", "classifier", "config"):
+        for path in (root / pkg).rglob("*.py"):
+            if path.name == "settings.py":
+                continue
+            text = path.read_text(encoding="utf-8")
+            if "localhost" in text or "127.0.0.1" in text:
+                offenders.append(str(path.relative_to(root)))
+    assert offenders == []

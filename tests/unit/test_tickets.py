@@ -1,0 +1,70 @@
+"""Intake validation: every bad input becomes a Rejection with a reason, never an exception."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+import pytest
+
+from models.tickets import Rejection, TicketIn, mask_phone, parse_ticket
+
+
+def test_minimal_ticket_gets_defaults():
+    t = parse_ticket(json.dumps({"id": "12345-001", "text": "路灯不亮"}).encode())
+    assert isinstance(t, TicketIn)
+    assert t.received_at is not None and t.received_at.utcoffset() is not None
+
+
+def test_naive_received_at_is_shanghai_time():
+    t = parse_ticket({"id": "A1", "text": "x", "received_at": "2025-09-28T09:30:00"})
+    assert isinstance(t, TicketIn)
+    assert t.received_at.isoformat() == "2025-09-28T09:30:00+08:00"
+
+
+def test_numeric_id_and_enums():
+    t = parse_ticket({"id": 20251001, "text": "停水了", "urgency": "水电气热", "request_type": "求助"})
+    assert isinstance(t, TicketIn) and t.id == "20251001" and t.urgency == "水电气热"
+
+
+@pytest.mark.parametrize("raw,reason", [
+    (b"\xff\xfe", "not JSON"),
+    (b"", "not JSON"),
+    (b"[1, 2]", "not a JSON object"),
+    (b'"just a string"', "not a JSON object"),
+    (b'{"text": "no id"}', "id: Field required"),
+    (b'{"id": "A1"}', "text: Field required"),
+    (b'{"id": "A1", "text": "   "}', "text:"),
+    (b'{"id": "has space", "text": "x"}', "id: may contain only"),
+    (b'{"id": "A1", "text": "x", "urgency": "urgent"}', "urgency:"),
+    (b'{"id": "A1", "text": "x", "received_at": "yesterday"}', "received_at:"),
+    (b'{"id": true, "text": "x"}', "id:"),
+])
+def test_bad_inputs_are_rejected_with_reason(raw, reason):
+    r = parse_ticket(raw)
+    assert isinstance(r, Rejection)
+    assert reason in r.reason
+    assert r.key
+
+
+def test_huge_text_is_rejected_not_truncated():
+    r = parse_ticket({"id": "A1", "text": "扰" * 50_000})
+    assert isinstance(r, Rejection) and "text" in r.reason
+
+
+def test_rejection_key_is_id_when_known_else_hash():
+    assert parse_ticket(b'{"id": "K9"}').key == "K9"
+    k = parse_ticket(b"garbage").key
+    assert k.startswith("sha1:") and k == parse_ticket(b"garbage").key
+
+
+def test_mask_phone():
+    assert mask_phone("我的电话13912345678") == "我的电话139****5678"
+    assert mask_phone("座机022-66881234") == "座机022-****1234"
+    assert mask_phone("工单号20251001123456789") == "工单号20251001123456789"
+    assert mask_phone(None) is None
+
+
+def test_unknown_fields_ignored():
+    t = parse_ticket({"id": "A1", "text": "x", "extra": {"nested": 1}, "received_at": datetime(2025, 1, 1).isoformat()})
+    assert isinstance(t, TicketIn)
