@@ -36,17 +36,15 @@ class Settings(BaseSettings):
         default="at_least_once",
         description="at_least_once, or exactly_once (real Kafka only: needs transactions)",
     )
-    kafka_sasl_password: SecretStr | None = Field(default=None, description="SASL password, if any")
-    kafka_sasl_username: str | None = None
 
     # --- worker ----------------------------------------------------------------------------
     worker_web_port: int = Field(default=6066, description="port of the worker's web server")
-    worker_web_host: str = Field(default="127.0.0.1")
+    worker_web_host: str = Field(default="127.0.0.1", description="address the worker's web server binds")
     # Faust defaults (60 s rebalance / 60 s session / 3 s heartbeat) make a fresh consumer group
     # wait ~30 s on the embedded broker; these were measured to give first consumption in ~5 s.
-    broker_rebalance_timeout: float = 4.0
-    broker_session_timeout: float = 6.0
-    broker_heartbeat_interval: float = 1.0
+    broker_rebalance_timeout: float = Field(default=4.0, gt=0, description="consumer-group rebalance timeout (s)")
+    broker_session_timeout: float = Field(default=6.0, gt=0, description="consumer-group session timeout (s)")
+    broker_heartbeat_interval: float = Field(default=1.0, gt=0, description="consumer heartbeat interval (s)")
 
     # --- storage ---------------------------------------------------------------------------
     data_dir: Path = Field(default=PROJECT_ROOT / "var", description="where SQLite, models and state live")

@@ -210,3 +210,26 @@ def doctor(as_json: bool = typer.Option(False, "--json", help="one JSON object i
     if not all(c.ok for c in checks):
         raise typer.Exit(1)
 
+
+
+@app.command()
+def demo() -> None:
+    """The main job on the embedded default: migrate the ledger, start broker and worker, say what runs."""
+    from streams.broker import BrokerUnavailable
+    from streams.db import upgrade
+    from streams.runner import run_worker, setup_logging
+
+    settings = load_settings()
+    setup_logging(settings.log_level)
+    console.print(f"[bold]12345 work-order router[/bold] — embedded profile\n"
+                  f"  ledger: {settings.safe_database_url} (migrating)")
+    upgrade(settings.resolved_database_url)
+    console.print("  broker: embedded Tansu on loopback (memory only)" if settings.embedded
+                  else f"  broker: {settings.kafka_bootstrap}")
+    console.print(f"  worker web: http://{settings.worker_web_host}:{settings.worker_web_port}/healthz\n"
+                  "  produce tickets on 'tickets.received'; Ctrl-C stops everything.")
+    try:
+        run_worker(settings)
+    except BrokerUnavailable as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None

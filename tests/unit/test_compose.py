@@ -48,3 +48,11 @@ def test_every_hotline_variable_exists_in_settings():
 def test_dockerfile_runs_the_console_script():
     text = (ROOT / "Dockerfile").read_text(encoding="utf-8")
     assert 'ENTRYPOINT ["hotline"]' in text and "pip install" in text
+
+
+def test_readme_documents_every_setting():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for name in Settings.model_fields:
+        var = f"HOTLINE_{name.upper()}"
+        short = var.rsplit("_", 1)[0]  # rows like HOTLINE_WORKER_WEB_HOST / _PORT
+        assert var in readme or (f"{short}_" in readme and f"_{name.upper().rsplit('_', 1)[1]}" in readme), var

@@ -1,0 +1,87 @@
+"""Time from ``hotline worker`` launch to its first consumed message, on the embedded broker.
+
+Each run: a fresh embedded broker and SQLite ledger, one ticket already waiting on
+``tickets.received``, then the worker is launched; the clock stops when the ticket is in the ledger.
+The same is done with faust's default group timeouts for comparison. Prints medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from kafka import KafkaProducer
+from sqlalchemy import select
+
+from config.settings import Settings
+from models import ledger as t
+from streams.app import TICKETS_RECEIVED, contract_topics
+from streams.broker import EmbeddedBroker, free_port
+from streams.db import Ledger, make_engine, upgrade
+from streams.runner import ensure_topics
+
+FAUST_DEFAULTS = {"HOTLINE_BROKER_REBALANCE_TIMEOUT": "60", "HOTLINE_BROKER_SESSION_TIMEOUT": "60",
+                  "HOTLINE_BROKER_HEARTBEAT_INTERVAL": "3"}
+
+
+def one_run(extra_env: dict[str, str], timeout: float) -> float:
+    settings = Settings()
+    with tempfile.TemporaryDirectory() as tmp, EmbeddedBroker(settings.embedded_host) as broker:
+        url = f"sqlite:///{Path(tmp) / 'ledger.sqlite3'}"
+        upgrade(url)
+        ensure_topics(broker.bootstrap, contract_topics(), settings.topic_partitions, 1)
+        producer = KafkaProducer(bootstrap_servers=broker.bootstrap)
+        producer.send(TICKETS_RECEIVED, key=b"BENCH-1",
+                      value=json.dumps({"id": "BENCH-1", "text": "路灯不亮了"}, ensure_ascii=False).encode())
+        producer.flush()
+        producer.close()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("HOTLINE_")}
+        env.update({"HOTLINE_KAFKA_BOOTSTRAP": broker.bootstrap, "HOTLINE_DATABASE_URL": url,
+                    "HOTLINE_DATA_DIR": tmp, "HOTLINE_LOG_LEVEL": "INFO",
+                    "HOTLINE_WORKER_WEB_PORT": str(free_port(settings.worker_web_host)), **extra_env})
+        ledger = Ledger(make_engine(url))
+        started = time.monotonic()
+        log_path = Path(tmp) / "worker.log"
+        log_file = open(log_path, "wb")  # noqa: SIM115 - closed below
+        proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=env,
+                                stdout=log_file, stderr=subprocess.STDOUT)
+        try:
+            while time.monotonic() - started < timeout:
+                with ledger.session() as s:
+                    if s.scalar(select(t.Ticket.id).where(t.Ticket.id == "BENCH-1")):
+                        return time.monotonic() - started
+                time.sleep(0.05)
+            print(f"  run timed out after {timeout}s; worker log tail:\n"
+                  + log_path.read_text(errors="replace")[-1500:], file=sys.stderr)
+            return float("nan")
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+            log_file.close()
+            ledger.dispose()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--default-runs", type=int, default=3, help="runs with faust's default timeouts (0 = skip)")
+    args = ap.parse_args()
+    tuned = [one_run({}, 30) for _ in range(args.runs)]
+    print(f"tuned (4 s rebalance / 6 s session / 1 s heartbeat): runs={[round(x, 2) for x in tuned]} "
+          f"median={statistics.median(tuned):.2f}s")
+    if args.default_runs:
+        default = [one_run(FAUST_DEFAULTS, 90) for _ in range(args.default_runs)]
+        print(f"faust defaults (60 s / 60 s / 3 s):                  runs={[round(x, 2) for x in default]} "
+              f"median={statistics.median(default):.2f}s")
+        print(f"ratio default/tuned: {statistics.median(default) / statistics.median(tuned):.1f}x")
+
+
+if __name__ == "__main__":
+    main()
