@@ -115,9 +115,7 @@ class AddressResolver:
         # Longest terms first so that the regex alternation prefers them at the same position.
         ordered = sorted(terms, key=len, reverse=True)
         self._term_re = re.compile("|".join(re.escape(t) for t in ordered)) if ordered else None
-        self._patterns = [
-            (re.compile(p), j.code) for j in self._jurisdictions.values() for p in j.patterns
-        ]
+        self._patterns = [(re.compile(p), j.code) for j in self._jurisdictions.values() for p in j.patterns]
 
     @property
     def streets(self) -> dict[str, Street]:
@@ -182,7 +180,9 @@ class AddressResolver:
                 jurisdictions = {self._streets[c].jurisdiction for c in candidates}
                 code = self._most_specific(jurisdictions | named)
                 if code is None:
-                    return AddressResolution(None, f"地址同时指向多个辖区的街镇：{'、'.join(sorted(candidates))}")
+                    return AddressResolution(
+                        None, f"地址同时指向多个辖区的街镇：{'、'.join(sorted(candidates))}"
+                    )
                 texts = "、".join(h.text for h in street_hits)
                 return AddressResolution(
                     AddressMatch(code, None, "jurisdiction", texts),

@@ -57,9 +57,7 @@ class Catalogue:
         self.sla = sla
         self.calendar = calendar
         self.source = source
-        self.streets: dict[str, Street] = {
-            s.code: s for j in self.jurisdictions.values() for s in j.streets
-        }
+        self.streets: dict[str, Street] = {s.code: s for j in self.jurisdictions.values() for s in j.streets}
         by_jurisdiction: dict[str, list[Agency]] = defaultdict(list)
         for a in self.agencies.values():
             by_jurisdiction[a.jurisdiction].append(a)
@@ -130,7 +128,11 @@ class Catalogue:
         return self.calendar.working_time_between(start, end)
 
     def time_limit(
-        self, stage: str, request_type: str | None = None, urgency: str | None = "一般", complex_case: bool = False
+        self,
+        stage: str,
+        request_type: str | None = None,
+        urgency: str | None = "一般",
+        complex_case: bool = False,
     ) -> TimeLimit:
         return self.sla.limit(stage, request_type, urgency, complex_case)
 

@@ -216,7 +216,9 @@ class Ownership:
         seen: dict[str, None] = {}
         for item in self.items or (self.item,):
             seen.setdefault(item.basis, None)
-        return "；".join(seen)
+        # "《X法》" adds nothing next to "《X法》第N条"
+        cited = {b for b in seen if any(o != b and o.startswith(b) for o in seen)}
+        return "；".join(b for b in seen if b not in cited)
 
     def as_dict(self) -> dict[str, object]:
         """A JSON-ready view (CLI, routing explanations)."""

@@ -113,7 +113,9 @@ def coverage_problems(
                     leads = s.leads
                     why = "多个牵头单位" if len(leads) > 1 else "无牵头单位"
                     out.append(
-                        CoverageProblem(j, m, *period, f"{'、'.join(s.holders)} 共同承办但{why}（首接负责须唯一）")
+                        CoverageProblem(
+                            j, m, *period, f"{'、'.join(s.holders)} 共同承办但{why}（首接负责须唯一）"
+                        )
                     )
     return out
 
@@ -131,6 +133,11 @@ class OwnershipIndex:
         self._matters = matters
         self._agencies = agencies
         self._streets = streets
+        by_jurisdiction: dict[str, list[Street]] = defaultdict(list)
+        for st in streets.values():
+            by_jurisdiction[st.jurisdiction].append(st)
+        # a jurisdiction with a single 街镇 (经开区: 泰达街道) needs no address to know it
+        self._only_street = {j: sts[0] for j, sts in by_jurisdiction.items() if len(sts) == 1}
         grouped: dict[tuple[str, str], list[ResponsibilityItem]] = defaultdict(list)
         for item in items:
             grouped[(item.matter, item.jurisdiction)].append(item)
@@ -184,12 +191,13 @@ class OwnershipIndex:
         if street is not None and street.jurisdiction != jurisdiction:
             street = None  # a street of another jurisdiction tells nothing here
         if lead == STREET_HOLDER:
+            street = street or self._only_street.get(jurisdiction)
             if street is not None:
                 agency = self._agencies[street.agency]
-                note = f"该事项权限已下放街镇，由{street.name}承办"
+                note = f"由属地街镇承办：{street.name}"
             else:
                 agency = self._agencies[item.delegated_by or ""]
-                note = f"该事项权限已下放街镇，但未能确定街镇，由委托部门{agency.name}接收后转属地街镇"
+                note = f"由属地街镇承办，但未能确定街镇：{agency.name}接收后转属地街镇"
         else:
             agency = self._agencies[lead]
         co_owners = tuple(self._agencies[h] for h in seg.holders if h != lead and h != STREET_HOLDER)

@@ -83,7 +83,11 @@ class SlaRules:
     max_dispatch_attempts: int = 3
 
     def limit(
-        self, stage: str, request_type: str | None = None, urgency: str | None = "一般", complex_case: bool = False
+        self,
+        stage: str,
+        request_type: str | None = None,
+        urgency: str | None = "一般",
+        complex_case: bool = False,
     ) -> TimeLimit:
         """The rule that applies; raises LookupError when the table has no catch-all."""
         for rule in self.limits:
@@ -128,6 +132,7 @@ class SlaRules:
                         try:
                             self.limit(stage, request_type, urgency, complex_case)
                         except LookupError:
-                            missing.append(f"{stage}/{request_type}/{urgency}/{'复杂' if complex_case else '普通'}")
+                            missing.append(
+                                f"{stage}/{request_type}/{urgency}/{'复杂' if complex_case else '普通'}"
+                            )
         return missing
-
