@@ -6,12 +6,18 @@ published JSON Schemas under ``docs/schemas``. Bump ``schema_version`` on any in
 
 from __future__ import annotations
 
-from datetime import datetime
+import json
+from datetime import UTC, datetime
+from typing import Any
 
 import faust
 
+from models.lifecycle import Role
+from models.tickets import SHANGHAI, Rejection, content_key
 
-class Event(faust.Record, abstract=True, serializer="json", include_metadata=False):
+
+# coerce + isodates: fields typed datetime come back as datetimes, not ISO strings, after loads().
+class Event(faust.Record, abstract=True, serializer="json", include_metadata=False, coerce=True, isodates=True):
     schema_version: int = 1
 
 
@@ -40,3 +46,172 @@ class InputRejected(Event):
     topic: str | None = None
     partition: int | None = None
     offset: int | None = None
+
+
+class LifecycleEvent(Event, abstract=True):
+    """One action on a ticket, on ``tickets.events`` (key: ticket id). ``type`` selects the subclass."""
+
+    event_id: str
+    ticket_id: str
+    type: str
+    actor: str  # who: a user name, an agency system, "router"
+    role: str  # system | agency | dispatcher | supervisor | callcenter
+    occurred_at: datetime
+    agency: str | None = None  # the acting agency (agency role) or the agency routed to
+
+
+class TicketRouted(LifecycleEvent):
+    """The router (or a dispatcher's dispatch) put the ticket on a queue: attempt n."""
+
+    attempt: int = 1
+    decision: str = "auto"  # auto | manual | unroutable | designated
+    matter: str | None = None
+    confidence: float | None = None
+    reason: str | None = None
+    designation: bool = False
+    decided_by: str = "router"
+
+
+class TicketSigned(LifecycleEvent):
+    pass
+
+
+class TicketReturned(LifecycleEvent):
+    reason_code: str = ""
+    basis: str | None = None
+    explanation: str | None = None
+
+
+class TicketReassigned(LifecycleEvent):
+    target_agency: str = ""
+    explanation: str | None = None
+
+
+class ExtensionRequested(LifecycleEvent):
+    days: int = 0
+    explanation: str | None = None
+
+
+class ExtensionApproved(LifecycleEvent):
+    explanation: str | None = None
+
+
+class ExtensionDenied(LifecycleEvent):
+    explanation: str | None = None
+
+
+class TicketResolved(LifecycleEvent):
+    reply: str = ""
+
+
+class TicketRated(LifecycleEvent):
+    rating: str = ""
+    comment: str | None = None
+
+
+class TicketReopened(LifecycleEvent):
+    explanation: str | None = None
+
+
+class TicketClosed(LifecycleEvent):
+    explanation: str | None = None
+
+
+EVENT_CLASSES: dict[str, type[LifecycleEvent]] = {
+    "routed": TicketRouted, "signed": TicketSigned, "returned": TicketReturned, "reassigned": TicketReassigned,
+    "extension_requested": ExtensionRequested, "extension_approved": ExtensionApproved,
+    "extension_denied": ExtensionDenied, "resolved": TicketResolved, "rated": TicketRated,
+    "reopened": TicketReopened, "closed": TicketClosed,
+}
+
+
+class Alternative(faust.Record, serializer="json", include_metadata=False):
+    matter: str
+    agency: str | None
+    agency_kind: str | None
+    confidence: float
+
+
+class RoutedTicket(Event):
+    """What an agency (``tickets.routed.<code>``) or the dispatchers (``tickets.manual``) receive."""
+
+    routing_id: str  # "<ticket id>#<attempt>": consumers dedupe on it
+    ticket_id: str
+    attempt: int
+    decision: str  # auto | manual | unroutable | designated
+    reason: str
+    received_at: datetime
+    routed_at: datetime
+    text: str
+    title: str | None = None
+    address: str | None = None
+    request_type: str | None = None
+    urgency: str | None = None
+    channel: str | None = None
+    caller_phone: str | None = None  # full number for the handling agency; masked on the manual queue
+    matter: str | None = None
+    matter_name: str | None = None
+    domain: str | None = None
+    agency: str | None = None
+    agency_name: str | None = None
+    agency_kind: str | None = None
+    jurisdiction: str | None = None
+    street: str | None = None
+    address_resolved: bool = False
+    confidence: float | None = None
+    basis: str | None = None
+    alternatives: list[Alternative] | None = None
+    excluded_agencies: list[str] | None = None
+    designation: bool = False
+    model_version: str | None = None
+    decided_by: str = "router"
+
+
+_REQUIRED = ("event_id", "ticket_id", "type", "actor", "role")
+
+
+def parse_event(raw: bytes | str | dict[str, Any]) -> LifecycleEvent | Rejection:
+    """Validate one message of ``tickets.events``; bad input becomes a Rejection, never an exception."""
+    payload = raw if isinstance(raw, str) else (
+        raw.decode("utf-8", "replace") if isinstance(raw, bytes) else json.dumps(raw, ensure_ascii=False,
+                                                                                   default=str))
+    try:
+        data = raw if isinstance(raw, dict) else json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return Rejection(content_key(payload), f"not JSON: {exc}", payload[:2000])
+    if not isinstance(data, dict):
+        return Rejection(content_key(payload), "not a JSON object", payload[:2000])
+    key = str(data.get("event_id") or data.get("ticket_id") or content_key(payload))[:80]
+    missing = [f for f in _REQUIRED if not isinstance(data.get(f), str) or not data.get(f, "").strip()]
+    if missing:
+        return Rejection(key, f"missing or empty: {', '.join(missing)}", payload[:2000])
+    cls = EVENT_CLASSES.get(data["type"])
+    if cls is None:
+        return Rejection(key, f"unknown event type {data['type']!r}; expected one of {', '.join(EVENT_CLASSES)}",
+                         payload[:2000])
+    if data["role"] not in {r.value for r in Role}:
+        return Rejection(key, f"unknown role {data['role']!r}; expected one of {', '.join(r.value for r in Role)}",
+                         payload[:2000])
+    occurred = data.get("occurred_at")
+    try:
+        when = datetime.fromisoformat(occurred) if isinstance(occurred, str) else datetime.now(UTC)
+    except ValueError:
+        return Rejection(key, f"occurred_at {occurred!r} is not an ISO 8601 time", payload[:2000])
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=SHANGHAI)
+    fields = cls._options.fields  # type: ignore[attr-defined]
+    kwargs = {k: v for k, v in data.items() if k in fields}
+    kwargs["occurred_at"] = when
+    for name in ("days", "attempt"):
+        if name in kwargs and not (isinstance(kwargs[name], int) and not isinstance(kwargs[name], bool)):
+            return Rejection(key, f"{name} must be an integer", payload[:2000])
+    for name, value in kwargs.items():
+        if name not in ("occurred_at", "days", "attempt", "confidence", "designation", "schema_version",
+                        "alternatives") and value is not None and not isinstance(value, str):
+            return Rejection(key, f"{name} must be a string", payload[:2000])
+        if isinstance(value, str) and len(value) > 10_000:
+            return Rejection(key, f"{name} is longer than 10000 characters", payload[:2000])
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        return Rejection(key, f"invalid {data['type']} event: {exc}", payload[:2000])

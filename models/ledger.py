@@ -111,6 +111,9 @@ class RoutingDecision(Base):
     model_version: Mapped[str | None] = mapped_column(String(64))
     decided_by: Mapped[str] = mapped_column(String(64), default="router")
     decided_at: Mapped[datetime] = mapped_column(default=utcnow)
+    topic: Mapped[str | None] = mapped_column(String(120))  # the queue it was published to
+    published_at: Mapped[datetime | None]  # None until the broker acknowledged the publication
+    message: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # exactly what was (to be) published
 
 
 class TicketEvent(Base):
@@ -147,6 +150,21 @@ class Alert(Base):
     message: Mapped[str] = mapped_column(Text)
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
     raised_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TrainingExample(Base):
+    """A dispatcher's correction, kept as a labelled example for the next ``hotline train``."""
+
+    __tablename__ = "training_examples"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    ticket_id: Mapped[str] = mapped_column(String(64), unique=True)
+    text: Mapped[str] = mapped_column(Text)
+    label: Mapped[str] = mapped_column(String(32))  # agency code chosen by the dispatcher
+    label_kind: Mapped[str] = mapped_column(String(16), default="agency")
+    predicted: Mapped[str | None] = mapped_column(String(32))
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class RejectedInput(Base):

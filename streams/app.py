@@ -23,7 +23,7 @@ TICKETS_EVENTS = "tickets.events"
 SUPERVISION_ALERTS = "supervision.alerts"
 ROUTED_PREFIX = "tickets.routed."
 
-STAGES = ("streams.intake", "streams.web")
+STAGES = ("streams.routing", "streams.lifecycle", "streams.web")
 
 
 def routed_topic_name(agency_code: str) -> str:
@@ -38,6 +38,24 @@ app = faust.App("hotline-router", autodiscover=False)
 received_topic = app.topic(TICKETS_RECEIVED, key_type=bytes, value_type=bytes,
                            key_serializer="raw", value_serializer="raw")
 invalid_topic = app.topic(TICKETS_INVALID, key_type=str, value_type=InputRejected, key_serializer="raw")
+# Queues carry RoutedTicket JSON; we publish the stored bytes ourselves (identical on republication).
+manual_topic = app.topic(TICKETS_MANUAL, key_type=str, value_type=bytes, key_serializer="raw",
+                         value_serializer="raw")
+# Agencies and dispatchers write lifecycle events with plain clients: read raw, validate ourselves.
+events_topic = app.topic(TICKETS_EVENTS, key_type=bytes, value_type=bytes, key_serializer="raw",
+                         value_serializer="raw")
+alerts_topic = app.topic(SUPERVISION_ALERTS, key_type=str, key_serializer="raw", value_serializer="json")
+_routed_topics: dict[str, faust.TopicT] = {}
+
+
+def routed_topic(agency_code: str) -> faust.TopicT:
+    """The queue of one agency (declared on first use; created on the broker at start-up)."""
+    topic = _routed_topics.get(agency_code)
+    if topic is None:
+        topic = _routed_topics[agency_code] = app.topic(
+            routed_topic_name(agency_code), key_type=str, value_type=bytes, key_serializer="raw",
+            value_serializer="raw")
+    return topic
 
 
 def contract_topics(agency_codes: list[str] | tuple[str, ...] = ()) -> list[str]:

@@ -17,7 +17,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event, func, select
+from sqlalchemy import Engine, create_engine, event, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -118,6 +118,82 @@ class Ledger:
                 rejected_at=at or t.utcnow(),
             ).on_conflict_do_nothing(index_elements=["dedup_key"])
             return s.execute(stmt).rowcount == 1
+
+    def record_tickets(self, items: list[tuple[TicketIn, str | None, int | None, int | None]]) -> None:
+        """Insert a batch of (ticket, topic, partition, offset); known ids are left untouched."""
+        if not items:
+            return
+        now = t.utcnow()
+        rows = [{
+            "id": tk.id, "received_at": tk.received_at, "text": tk.text, "title": tk.title,
+            "address": tk.address, "channel": tk.channel, "request_type": tk.request_type,
+            "urgency": tk.urgency, "caller_phone": tk.caller_phone, "status": "received", "attempt": 0,
+            "source_topic": topic, "source_partition": part, "source_offset": off,
+            "first_seen_at": now, "updated_at": now,
+        } for tk, topic, part, off in items]
+        with self.session() as s:
+            s.execute(_insert(s)(t.Ticket).on_conflict_do_nothing(index_elements=["id"]), rows)
+
+    def decisions(self, keys: list[str]) -> dict[str, t.RoutingDecision]:
+        if not keys:
+            return {}
+        with self.session() as s:
+            rows = s.scalars(select(t.RoutingDecision).where(t.RoutingDecision.decision_key.in_(keys)))
+            return {r.decision_key: r for r in rows}
+
+    def record_decisions(self, rows: list[dict[str, Any]]) -> None:
+        """Store decisions (idempotent by decision_key) and mirror them on the tickets."""
+        if not rows:
+            return
+        with self.session() as s:
+            s.execute(_insert(s)(t.RoutingDecision).on_conflict_do_nothing(index_elements=["decision_key"]),
+                      rows)
+
+    def mark_published(self, keys: list[str]) -> None:
+        if not keys:
+            return
+        now = t.utcnow()
+        with self.session() as s:
+            s.execute(update(t.RoutingDecision).where(t.RoutingDecision.decision_key.in_(keys),
+                                                       t.RoutingDecision.published_at.is_(None))
+                      .values(published_at=now))
+            for d in s.scalars(select(t.RoutingDecision).where(t.RoutingDecision.decision_key.in_(keys))):
+                s.execute(update(t.Ticket).where(t.Ticket.id == d.ticket_id, t.Ticket.attempt <= d.attempt).values(
+                    status="dispatched" if d.decision == "auto" else "manual", current_agency=d.agency
+                    if d.decision == "auto" else None, attempt=d.attempt, matter=d.matter,
+                    jurisdiction=d.jurisdiction, updated_at=now))
+
+    def record_event(self, *, event_id: str, ticket_id: str, type: str, actor: str, agency: str | None,
+                     occurred_at: datetime, accepted: bool, reason: str | None, payload: dict[str, Any],
+                     status: str | None = None, current_agency: str | None = None) -> bool:
+        """Store one lifecycle event (idempotent by event id); mirror the ticket's new status."""
+        with self.session() as s:
+            created = upsert_values(s, t.TicketEvent, {
+                "event_id": event_id, "ticket_id": ticket_id, "type": type, "actor": actor, "agency": agency,
+                "occurred_at": occurred_at, "accepted": accepted, "reason": reason, "payload": payload,
+                "recorded_at": t.utcnow()}, ["event_id"])
+            if created and accepted and status is not None and type != "routed":
+                s.execute(update(t.Ticket).where(t.Ticket.id == ticket_id).values(
+                    status=status, current_agency=current_agency, updated_at=t.utcnow()))
+            return created
+
+    def record_training_example(self, *, ticket_id: str, label: str, predicted: str | None,
+                                created_by: str) -> None:
+        with self.session() as s:
+            ticket = s.get(t.Ticket, ticket_id)
+            if ticket is None:
+                return
+            stmt = _insert(s)(t.TrainingExample).values(
+                ticket_id=ticket_id, text=ticket.text, label=label, label_kind="agency", predicted=predicted,
+                created_by=created_by, created_at=t.utcnow())
+            s.execute(stmt.on_conflict_do_update(index_elements=["ticket_id"], set_={
+                "label": label, "created_by": created_by, "created_at": t.utcnow()}))
+
+    def tickets(self, ids: list[str]) -> dict[str, t.Ticket]:
+        if not ids:
+            return {}
+        with self.session() as s:
+            return {r.id: r for r in s.scalars(select(t.Ticket).where(t.Ticket.id.in_(ids)))}
 
     def count(self, model: type[t.Base]) -> int:
         with self.session() as s:

@@ -46,20 +46,17 @@ def ensure_topics(bootstrap: str, names: list[str], partitions: int, replicas: i
 
 
 def agency_codes(settings: Settings) -> list[str]:
-    """Agency codes from the domain data, once it exists (one routed queue per agency)."""
-    try:
-        from config.catalogue import load_catalogue
-    except ImportError:
-        return []
-    catalogue = load_catalogue(settings.domain_data_dir)
-    return sorted(a.code for a in catalogue.agencies.values()) if isinstance(catalogue.agencies, dict) \
-        else sorted(a.code for a in catalogue.agencies)
+    """Every agency's code: one routed queue ``tickets.routed.<code>`` each."""
+    from config.catalogue import load_catalogue
+
+    return sorted(load_catalogue(settings.domain_data_dir).agencies)
 
 
 def run_worker(settings: Settings) -> None:
     """Run the faust worker until stopped (SIGINT/SIGTERM); start the embedded broker if configured."""
     import faust
 
+    from classifier.router import Router
     from streams.app import configure, contract_topics
     from streams.broker import kafka_bootstrap
     from streams.db import Ledger, migration_status
@@ -67,6 +64,7 @@ def run_worker(settings: Settings) -> None:
 
     started = time.monotonic()
     settings.data_dir.mkdir(parents=True, exist_ok=True)  # faust creates only the last level
+    router = Router.load(settings)  # ModelError (missing, corrupt, not ours) stops us here, clearly
     ledger = Ledger.from_settings(settings)
     current, head = migration_status(ledger.engine)
     if current != head:
@@ -77,7 +75,7 @@ def run_worker(settings: Settings) -> None:
         created = ensure_topics(bootstrap, contract_topics(agency_codes(settings)),
                                 settings.topic_partitions, settings.topic_replicas)
         log.info("broker %s ready; %d topics created", bootstrap, len(created))
-        services = wire(Services(settings=settings, ledger=ledger))
+        services = wire(Services(settings=settings, ledger=ledger, router=router, catalogue=router.catalogue))
         app = configure(settings, bootstrap)
         log.info("worker starting: ledger %s, %.1fs after launch", settings.safe_database_url,
                  time.monotonic() - started)

@@ -17,7 +17,9 @@ from typing import Any, TypeVar
 
 from sqlalchemy.exc import OperationalError
 
+from classifier.router import Router
 from config.settings import Settings
+from models.directory import Catalogue
 from streams.db import Ledger
 
 log = logging.getLogger(__name__)
@@ -28,9 +30,17 @@ T = TypeVar("T")
 class Services:
     settings: Settings
     ledger: Ledger
+    router: Router
+    catalogue: Catalogue
     executor: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger"))
+    cpu_executor: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(max_workers=1, thread_name_prefix="classify"))
     max_backoff: float = 30.0
+
+    async def cpu(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run CPU-bound work (classification) off the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(self.cpu_executor, functools.partial(fn, *args))
 
     async def db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a ledger call off the loop; retry while the database is unreachable (nothing is dropped)."""
@@ -48,6 +58,7 @@ class Services:
 
     def close(self) -> None:
         self.executor.shutdown(wait=True)
+        self.cpu_executor.shutdown(wait=True)
         self.ledger.dispose()
 
 

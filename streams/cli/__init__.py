@@ -14,6 +14,7 @@ app = typer.Typer(
 
 # Command groups register themselves on `app` when imported; the order is the --help order.
 from streams.cli import catalogue as _catalogue  # noqa: E402,F401
+from streams.cli import classify as _classify  # noqa: E402,F401
 from streams.cli import platform as _platform  # noqa: E402,F401
 
 

@@ -59,6 +59,7 @@ def broker(port: int = typer.Option(0, help="port on loopback; 0 = a free one"))
 @app.command()
 def worker() -> None:
     """Run the router worker (faust): intake, routing, lifecycle, supervision, ledger."""
+    from classifier.model import ModelError
     from streams.broker import BrokerUnavailable
     from streams.runner import NotMigrated, run_worker, setup_logging
 
@@ -66,6 +67,9 @@ def worker() -> None:
     setup_logging(settings.log_level)
     try:
         run_worker(settings)
+    except ModelError as exc:
+        console.print(f"[red]cannot start: {exc}[/red]")
+        raise typer.Exit(1) from None
     except NotMigrated as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from None

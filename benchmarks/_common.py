@@ -1,0 +1,43 @@
+"""Helpers shared by the benchmark scripts: the data folder, the shipped model, medians."""
+
+from __future__ import annotations
+
+import csv
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+def data_file(name: str) -> Path:
+    """A file of ../shared/data, or exit cleanly (status 0, a message) when it is absent."""
+    path = SHARED_DATA / name
+    if not path.is_file():
+        print(f"skipped: {path} is not here (the benchmark reads real messages from ../shared/data)")
+        sys.exit(0)
+    return path
+
+
+def read_csv(name: str) -> list[dict[str, str]]:
+    with open(data_file(name), encoding="utf-8-sig", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def median(xs: list[float]) -> float:
+    return statistics.median(xs)
+
+
+def shipped_model_dir() -> Path:
+    """Train the shipped model (team corpus, deterministic) into a temporary folder; return it."""
+    from classifier.training import team_dataset, train
+    from config.catalogue import load_catalogue
+    from config.settings import Settings
+
+    settings = Settings()
+    catalogue = load_catalogue(settings.domain_data_dir)
+    folder = Path(tempfile.mkdtemp(prefix="hotline-bench-model-"))
+    train(team_dataset(catalogue), catalogue, folder, threshold=settings.confidence_threshold)
+    return folder

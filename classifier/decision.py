@@ -1,0 +1,178 @@
+"""The routing decision: from the model's ranked labels to the agency that must handle the ticket.
+
+Pure: takes the ranking, the catalogue and the ticket's place and time; no model, no I/O. The owner
+comes from the responsibility list in force at the ticket's received time for the resolved address
+(or the default jurisdiction, said so). Below the confidence threshold the ticket goes to the manual
+queue with the same explanation, so the dispatcher starts from the best guess.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from classifier.text import has_content
+from models.directory import Catalogue
+from models.ownership import NoOwner
+
+NONE_LABEL = "NONE"
+AUTO, MANUAL, UNROUTABLE = "auto", "manual", "unroutable"
+
+
+@dataclass(frozen=True)
+class Alternative:
+    matter: str
+    matter_name: str
+    agency: str | None
+    agency_name: str | None
+    agency_kind: str | None
+    confidence: float
+    basis: str | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    decision: str  # auto | manual | unroutable
+    reason: str
+    confidence: float
+    matter: str | None = None
+    matter_name: str | None = None
+    domain: str | None = None
+    agency: str | None = None
+    agency_name: str | None = None
+    agency_kind: str | None = None
+    jurisdiction: str | None = None
+    street: str | None = None
+    address_resolved: bool = False
+    basis: str | None = None
+    responsibility_item: str | None = None
+    co_owners: tuple[str, ...] = ()
+    alternatives: tuple[Alternative, ...] = ()
+    model_version: str | None = None
+    excluded_agencies: tuple[str, ...] = field(default=())
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["alternatives"] = [asdict(a) for a in self.alternatives]
+        d["co_owners"] = list(self.co_owners)
+        d["excluded_agencies"] = list(self.excluded_agencies)
+        return d
+
+
+@dataclass(frozen=True)
+class _Owner:
+    agency: str
+    name: str
+    kind: str
+    basis: str
+    item: str
+    co_owners: tuple[str, ...]
+
+
+def decide(
+    ranking: Sequence[tuple[str, float]],
+    catalogue: Catalogue,
+    *,
+    text: str,
+    address: str | None,
+    received_at: datetime,
+    threshold: float,
+    default_jurisdiction: str,
+    model_version: str | None = None,
+    exclude_agencies: Iterable[str] = (),
+    label_kind: str = "matter",
+) -> Decision:
+    """Decide where one ticket goes. ``ranking`` is the model's labels, best first, with probabilities."""
+    excluded = tuple(sorted(set(exclude_agencies)))
+    common = {"model_version": model_version, "excluded_agencies": excluded}
+    if not has_content(text):
+        return Decision(UNROUTABLE, "工单内容为空或没有可识别的文字", 0.0, **common)
+    if not ranking:
+        return Decision(MANUAL, "模型没有给出任何候选", 0.0, **common)
+
+    match = catalogue.explain_address(address or "").match
+    if match is None:  # callers often say where in the text itself ("塘沽新港街道某小区门口…")
+        match = catalogue.explain_address(text[:500]).match
+    jurisdiction = match.jurisdiction if match else default_jurisdiction
+    street = match.street if match else None
+    place = {"jurisdiction": jurisdiction, "street": match.street_name if match else None,
+             "address_resolved": match is not None}
+    where = "" if match else f"（地址未能定位到辖区，按默认辖区{jurisdiction}处理）"
+
+    if label_kind == "domain":
+        label, p = ranking[0]
+        return Decision(MANUAL, f"当前模型只识别一级分类“{label}”，需人工确定承办单位{where}", p,
+                        domain=label, **place, **common)
+    if label_kind == "agency":
+        return _by_agency(ranking, catalogue, threshold, where, place, common, excluded)
+
+    top_label, top_p = ranking[0]
+    if top_label == NONE_LABEL and top_p >= threshold:
+        return Decision(UNROUTABLE, "表扬、感谢或已在受理环节答复的咨询，无需派单", top_p, **place, **common)
+
+    candidates: list[tuple[str, float, _Owner | None]] = []
+    for label, p in ranking:
+        if label == NONE_LABEL or label not in catalogue.matters:
+            continue
+        candidates.append((label, p, _owner(catalogue, label, jurisdiction, received_at, street)))
+
+    # The first candidate whose owner has not already returned the ticket is the one we send it to.
+    chosen = next((c for c in candidates if c[2] is not None and c[2].agency not in excluded), None)
+    if chosen is None:
+        return Decision(MANUAL, "没有找到尚未退回的、依权责清单有管辖权的单位，需人工指定" + where,
+                        candidates[0][1] if candidates else 0.0, alternatives=_alts(catalogue, candidates, None),
+                        **place, **common)
+    label, p, owner = chosen
+    assert owner is not None
+    matter = catalogue.matter(label)
+    if p >= threshold:
+        decision, reason = AUTO, f"识别为“{matter.name}”，置信度{p:.2f}，依权责清单派至{owner.name}{where}"
+    else:
+        decision, reason = MANUAL, f"置信度{p:.2f}低于阈值{threshold:.2f}，转人工派单；建议“{matter.name}”→{owner.name}{where}"
+    return Decision(
+        decision, reason, p, matter=label, matter_name=matter.name, domain=matter.domain, agency=owner.agency,
+        agency_name=owner.name, agency_kind=owner.kind, basis=owner.basis, responsibility_item=owner.item,
+        co_owners=owner.co_owners, alternatives=_alts(catalogue, candidates, label), **place, **common,
+    )
+
+
+def _owner(catalogue: Catalogue, matter: str, jurisdiction: str, at: datetime, street: Any) -> _Owner | None:
+    try:
+        o = catalogue.owner(matter, jurisdiction, at, street)
+    except NoOwner:
+        return None
+    return _Owner(o.agency.code, o.agency.name, o.agency.kind, o.basis, o.item.id,
+                  tuple(a.code for a in o.co_owners))
+
+
+def _alts(catalogue: Catalogue, candidates: list[tuple[str, float, _Owner | None]],
+          chosen: str | None, k: int = 3) -> tuple[Alternative, ...]:
+    out = []
+    for label, p, owner in candidates:
+        if label == chosen:
+            continue
+        m = catalogue.matter(label)
+        out.append(Alternative(label, m.name, owner.agency if owner else None, owner.name if owner else None,
+                               owner.kind if owner else None, round(p, 4), owner.basis if owner else None))
+        if len(out) == k:
+            break
+    return tuple(out)
+
+
+def _by_agency(ranking: Sequence[tuple[str, float]], catalogue: Catalogue, threshold: float, where: str,
+               place: dict[str, Any], common: dict[str, Any], excluded: tuple[str, ...]) -> Decision:
+    """Models trained on a user's history labelled by agency code: the agency is the prediction itself."""
+    ranked = [(a, p) for a, p in ranking if a in catalogue.agencies and a not in excluded]
+    if not ranked:
+        return Decision(MANUAL, "模型给出的单位均不在目录中或已退回" + where, 0.0, **place, **common)
+    code, p = ranked[0]
+    agency = catalogue.agency(code)
+    alts = tuple(Alternative("", "", a, catalogue.agency(a).name, catalogue.agency(a).kind, round(q, 4))
+                 for a, q in ranked[1:4])
+    decision = AUTO if p >= threshold else MANUAL
+    reason = f"按历史派单模型派至{agency.name}（置信度{p:.2f}）{where}" if decision == AUTO else \
+        f"置信度{p:.2f}低于阈值{threshold:.2f}，转人工派单；建议{agency.name}{where}"
+    return Decision(decision, reason, p, agency=code, agency_name=agency.name, agency_kind=agency.kind,
+                    alternatives=alts, **place, **common)

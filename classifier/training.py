@@ -1,0 +1,218 @@
+"""Training and evaluation: the team corpus by default, or a user's own historical tickets.
+
+A user's file is CSV or JSONL with a text column and a label column; the label is a matter code, a
+first-level domain, or an agency code, detected from the values (the model then predicts that kind
+of label, and the routing decision uses it accordingly).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import time
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import accuracy_score, classification_report, f1_score
+from sklearn.model_selection import train_test_split
+
+from classifier import model as mm
+from classifier import text as textmod
+from models.directory import Catalogue
+from models.domain import DOMAINS
+
+log = logging.getLogger(__name__)
+SEED = 12345
+
+
+class TrainingDataError(ValueError):
+    """The training or evaluation file cannot be used; the message says why."""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    texts: list[str]
+    labels: list[str]
+    label_kind: str  # matter | domain | agency
+    source: str
+
+    @property
+    def hash(self) -> str:
+        h = hashlib.sha256()
+        for t, lb in sorted(zip(self.texts, self.labels, strict=True)):
+            h.update(f"{lb}\t{t}\n".encode())
+        return h.hexdigest()
+
+
+def configure_text(catalogue: Catalogue) -> None:
+    """Teach the tokenizer the catalogue's terms and our place names (before fitting or predicting)."""
+    words: list[str] = []
+    for m in catalogue.matters.values():
+        words.extend(m.keywords)
+        words.append(m.name)
+    places: list[str] = []
+    for j in catalogue.jurisdictions.values():
+        places.extend([j.name, *j.aliases])
+        for s in j.streets:
+            places.extend([s.name, *s.aliases])
+    textmod.configure(words, places)
+
+
+def label_texts(catalogue: Catalogue) -> dict[str, str]:
+    """What the catalogue says of each matter: the text retrieval compares tickets with."""
+    return {code: "。".join([m.name, m.description, *m.keywords, *m.phrasings])
+            for code, m in catalogue.matters.items()}
+
+
+def team_dataset(catalogue: Catalogue, per_matter: int = 40) -> Dataset:
+    from classifier.corpus import build_corpus
+
+    examples = build_corpus(catalogue.matters.values(), per_matter=per_matter, seed=SEED)
+    return Dataset([e.text for e in examples], [e.matter for e in examples], "matter", "team corpus")
+
+
+def detect_label_kind(labels: Iterable[str], catalogue: Catalogue) -> str:
+    values = set(labels)
+    kinds = {
+        "matter": set(catalogue.matters) | {mm.NONE_LABEL},
+        "domain": set(DOMAINS),
+        "agency": set(catalogue.agencies),
+    }
+    for kind, known in kinds.items():
+        if values and values <= known:
+            return kind
+    best = max(kinds, key=lambda k: len(values & kinds[k]))
+    unknown = sorted(values - kinds[best])[:8]
+    raise TrainingDataError(
+        f"labels are neither all matter codes, all domains, nor all agency codes; closest is {best}, "
+        f"but these are unknown: {', '.join(unknown)}")
+
+
+def read_labelled(path: Path, text_col: str, label_col: str, catalogue: Catalogue) -> Dataset:
+    """Read CSV or JSONL (by extension; ``-`` not supported here) into a dataset, skipping empty rows."""
+    if not path.is_file():
+        raise TrainingDataError(f"{path}: no such file")
+    rows: list[dict[str, Any]] = []
+    if path.suffix.lower() in {".jsonl", ".ndjson", ".json"}:
+        with open(path, encoding="utf-8") as fh:
+            for n, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise TrainingDataError(f"{path}:{n}: not JSON ({exc})") from None
+                if not isinstance(obj, dict):
+                    raise TrainingDataError(f"{path}:{n}: not a JSON object")
+                rows.append(obj)
+    else:
+        with open(path, encoding="utf-8-sig", newline="") as fh:
+            reader = csv.DictReader(fh)
+            missing = [c for c in (text_col, label_col) if c not in (reader.fieldnames or [])]
+            if missing:
+                raise TrainingDataError(f"{path}: no column(s) {', '.join(missing)}; "
+                                        f"columns are {', '.join(reader.fieldnames or [])}")
+            rows = list(reader)
+    texts, labels = [], []
+    for row in rows:
+        t, lb = row.get(text_col), row.get(label_col)
+        if isinstance(t, str) and t.strip() and lb is not None and str(lb).strip():
+            texts.append(t)
+            labels.append(str(lb).strip())
+    if len(texts) < 10:
+        raise TrainingDataError(f"{path}: only {len(texts)} usable rows with {text_col!r} and {label_col!r}")
+    return Dataset(texts, labels, detect_label_kind(labels, catalogue), str(path))
+
+
+def fit_dataset(ds: Dataset, catalogue: Catalogue, *, retrieval_weight: float = 0.3) -> mm.MatterModel:
+    texts_for_labels = label_texts(catalogue) if ds.label_kind == "matter" else None
+    model = mm.fit(ds.texts, ds.labels, label_texts=texts_for_labels,
+                   retrieval_weight=retrieval_weight if texts_for_labels else 0.0)
+    model.metadata["label_kind"] = ds.label_kind
+    return model
+
+
+def train(ds: Dataset, catalogue: Catalogue, model_dir: Path, *, threshold: float,
+          holdout: float = 0.2, retrieval_weight: float = 0.3) -> tuple[Path, dict[str, Any]]:
+    """Evaluate on a stratified hold-out, then fit on everything and save a new version."""
+    configure_text(catalogue)
+    started = time.perf_counter()
+    counts = Counter(ds.labels)
+    stratify = ds.labels if min(counts.values()) >= 2 else None
+    tr_x, te_x, tr_y, te_y = train_test_split(ds.texts, ds.labels, test_size=holdout, random_state=SEED,
+                                              stratify=stratify)
+    held = fit_dataset(Dataset(tr_x, tr_y, ds.label_kind, ds.source), catalogue,
+                       retrieval_weight=retrieval_weight)
+    report = evaluate(held, te_x, te_y, catalogue, threshold=threshold)
+    report["holdout_share"] = holdout
+    final = fit_dataset(ds, catalogue, retrieval_weight=retrieval_weight)
+    seconds = time.perf_counter() - started
+    path = mm.save(final, model_dir, corpus_hash=ds.hash, evaluation=report,
+                   extra={"source": ds.source, "examples": len(ds.texts), "train_seconds": round(seconds, 1),
+                          "threshold_at_training": threshold})
+    mm.remove_old_versions(model_dir)
+    return path, report
+
+
+def predicted_in(kind: str, label: str, catalogue: Catalogue, model_kind: str) -> str:
+    """Map a model's label to the evaluation data's kind (a matter model scored against domains ...)."""
+    if kind == model_kind or label == mm.NONE_LABEL:
+        return label
+    if model_kind == "matter":
+        m = catalogue.matters.get(label)
+        if m is None:
+            return label
+        if kind == "domain":
+            return m.domain
+        if kind == "agency_kind":
+            return m.kind
+    return label
+
+
+def evaluate(model: mm.MatterModel, texts: Sequence[str], labels: Sequence[str], catalogue: Catalogue, *,
+             threshold: float, label_kind: str | None = None) -> dict[str, Any]:
+    """Accuracy, macro-F1, per-class report, top confusions, and precision/coverage at the threshold."""
+    kind = label_kind or model.label_kind
+    proba = model.predict_proba(list(texts))
+    idx = np.argmax(proba, axis=1)
+    conf = proba[np.arange(len(texts)), idx]
+    pred = [predicted_in(kind, model.labels[i], catalogue, model.label_kind) for i in idx]
+    gold = list(labels)
+    auto = conf >= threshold
+    correct = np.array([p == g for p, g in zip(pred, gold, strict=True)])
+    pairs = Counter((g, p) for g, p in zip(gold, pred, strict=True) if g != p)
+    per_class = classification_report(gold, pred, output_dict=True, zero_division=0)
+    return {
+        "n": len(gold),
+        "label_kind": kind,
+        "accuracy": round(float(accuracy_score(gold, pred)), 4),
+        "macro_f1": round(float(f1_score(gold, pred, average="macro", zero_division=0)), 4),
+        "threshold": threshold,
+        "auto_share": round(float(auto.mean()), 4),
+        "auto_precision": round(float(correct[auto].mean()), 4) if auto.any() else None,
+        "confusions": [{"gold": g, "predicted": p, "count": c} for (g, p), c in pairs.most_common(10)],
+        "per_class": {k: {m: round(float(v), 4) for m, v in d.items()} for k, d in per_class.items()
+                      if isinstance(d, dict) and k not in {"macro avg", "weighted avg"}},
+    }
+
+
+def threshold_curve(model: mm.MatterModel, texts: Sequence[str], labels: Sequence[str], catalogue: Catalogue,
+                    label_kind: str, thresholds: Iterable[float]) -> list[dict[str, float]]:
+    """Precision of the auto-decided share and that share, for each threshold (one prediction pass)."""
+    proba = model.predict_proba(list(texts))
+    idx = np.argmax(proba, axis=1)
+    conf = proba[np.arange(len(texts)), idx]
+    correct = np.array([predicted_in(label_kind, model.labels[i], catalogue, model.label_kind) == g
+                        for i, g in zip(idx, labels, strict=True)])
+    out = []
+    for th in thresholds:
+        auto = conf >= th
+        out.append({"threshold": round(th, 3), "auto_share": float(auto.mean()),
+                    "precision": float(correct[auto].mean()) if auto.any() else float("nan")})
+    return out

@@ -1,0 +1,216 @@
+"""Classifier commands: ``train``, ``evaluate``, ``classify``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from streams.cli import app
+from streams.cli.platform import load_settings
+
+console = Console(stderr=True)
+
+
+def _catalogue(settings):  # type: ignore[no-untyped-def]
+    from config.catalogue import CatalogueError, load_catalogue
+
+    try:
+        return load_catalogue(settings.domain_data_dir)
+    except CatalogueError as exc:
+        console.print(f"[red]the domain data has errors:[/red] {exc}\nrun: hotline catalogue check")
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def train(
+    data: Path | None = typer.Option(None, "--data", help="CSV or JSONL of your own historical tickets"),
+    text_col: str = typer.Option("text", help="column (or JSON key) holding the ticket text"),
+    label_col: str = typer.Option("label", help="column holding the label: matter code, domain or agency code"),
+    per_matter: int = typer.Option(40, help="team corpus: tickets per matter"),
+) -> None:
+    """Train the matter classifier (default: the team's corpus) and make it the current model."""
+    from classifier.training import TrainingDataError, read_labelled, team_dataset
+    from classifier.training import train as run_training
+
+    settings = load_settings()
+    catalogue = _catalogue(settings)
+    try:
+        ds = read_labelled(data, text_col, label_col, catalogue) if data else team_dataset(catalogue, per_matter)
+    except TrainingDataError as exc:
+        console.print(f"[red]cannot train:[/red] {exc}")
+        raise typer.Exit(2) from None
+    mode = {"matter": "matter codes (full routing through the responsibility list)",
+            "domain": "first-level domains (the model names a domain; agencies are chosen by dispatchers)",
+            "agency": "agency codes (the model names the agency directly; no matter or legal basis)"}
+    console.print(f"training on {len(ds.texts)} tickets from {ds.source}; labels are {mode[ds.label_kind]}")
+    path, report = run_training(ds, catalogue, settings.resolved_model_dir,
+                                threshold=settings.confidence_threshold)
+    meta = json.loads((path / "metadata.json").read_text(encoding="utf-8"))
+    console.print(f"model {meta['version']} saved in {path} ({meta['train_seconds']}s); hold-out accuracy "
+                  f"{report['accuracy']:.3f}, macro-F1 {report['macro_f1']:.3f}, auto share "
+                  f"{report['auto_share']:.2f} at threshold {report['threshold']}")
+    typer.echo(meta["version"])
+
+
+@app.command()
+def evaluate(
+    data: Path = typer.Option(..., "--data", help="CSV or JSONL with text and label"),
+    text_col: str = typer.Option("text"),
+    label_col: str = typer.Option("label"),
+    threshold: float | None = typer.Option(None, help="default: HOTLINE_CONFIDENCE_THRESHOLD"),
+    as_json: bool = typer.Option(False, "--json", help="print the report as one JSON object"),
+) -> None:
+    """Evaluate the current model on labelled tickets (labels: matter codes, domains or agency kinds)."""
+    from classifier.model import ModelError, load
+    from classifier.training import TrainingDataError, configure_text, evaluate as run_eval, read_labelled
+
+    settings = load_settings()
+    catalogue = _catalogue(settings)
+    try:
+        model = load(settings.resolved_model_dir)
+        ds = read_labelled(data, text_col, label_col, catalogue)
+    except (ModelError, TrainingDataError) as exc:
+        console.print(f"[red]cannot evaluate:[/red] {exc}")
+        raise typer.Exit(2) from None
+    configure_text(catalogue)
+    report = run_eval(model, ds.texts, ds.labels, catalogue,
+                      threshold=settings.confidence_threshold if threshold is None else threshold,
+                      label_kind=ds.label_kind)
+    report["model_version"] = model.version
+    if as_json:
+        typer.echo(json.dumps(report, ensure_ascii=False))
+        return
+    out = Console()
+    out.print(f"model {model.version} on {ds.source}: {report['n']} tickets, labels are {ds.label_kind}")
+    out.print(f"accuracy {report['accuracy']:.3f}   macro-F1 {report['macro_f1']:.3f}   "
+              f"at threshold {report['threshold']}: auto share {report['auto_share']:.2f}, "
+              f"precision of auto {report['auto_precision']}")
+    table = Table(title="per class")
+    for col in ("label", "precision", "recall", "f1", "support"):
+        table.add_column(col)
+    for label, d in sorted(report["per_class"].items(), key=lambda kv: -kv[1].get("support", 0)):
+        table.add_row(label, f"{d['precision']:.2f}", f"{d['recall']:.2f}", f"{d['f1-score']:.2f}",
+                      str(int(d["support"])))
+    out.print(table)
+    out.print("most confused (gold -> predicted): " + "; ".join(
+        f"{c['gold']}->{c['predicted']} ×{c['count']}" for c in report["confusions"]))
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if value in (None, ""):
+        return None
+    dt = datetime.fromisoformat(str(value))
+    if dt.tzinfo is None:
+        from models.tickets import SHANGHAI
+
+        dt = dt.replace(tzinfo=SHANGHAI)
+    return dt
+
+
+def decision_line(ticket_id: Any, d) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """The JSON shape of ``hotline classify --jsonl`` (a contract for scripts)."""
+    return {
+        "id": ticket_id, "matter": d.matter, "matter_name": d.matter_name, "domain": d.domain,
+        "agency": d.agency, "agency_name": d.agency_name, "agency_kind": d.agency_kind,
+        "jurisdiction": d.jurisdiction, "street": d.street, "address_resolved": d.address_resolved,
+        "confidence": round(d.confidence, 4), "decision": d.decision, "reason": d.reason,
+        "alternatives": [{"matter": a.matter, "agency": a.agency, "agency_kind": a.agency_kind,
+                          "confidence": a.confidence} for a in d.alternatives],
+        "basis": d.basis, "model_version": d.model_version,
+    }
+
+
+@app.command()
+def classify(
+    text: str | None = typer.Argument(None, help="the ticket text (omit with --jsonl)"),
+    address: str | None = typer.Option(None, "--address", help="where the problem is"),
+    at: str | None = typer.Option(None, "--at", help="received time, ISO 8601 (default now)"),
+    jsonl: bool = typer.Option(False, "--jsonl", help="read JSON lines {id,text,address?,received_at?} "
+                                                      "from stdin, write one JSON line each"),
+    batch: int = typer.Option(256, help="--jsonl: lines classified together"),
+) -> None:
+    """Decide where a ticket goes: matter, agency, legal basis, confidence, alternatives."""
+    from classifier.model import ModelError
+    from classifier.router import RouteRequest, Router
+
+    settings = load_settings()
+    try:
+        router = Router.load(settings)
+    except ModelError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    if jsonl:
+        _classify_stream(router, batch)
+        return
+    if not text:
+        console.print("[red]give a TEXT, or --jsonl to read JSON lines from stdin[/red]")
+        raise typer.Exit(2)
+    try:
+        received = _parse_time(at)
+    except ValueError:
+        console.print(f"[red]--at {at!r} is not an ISO 8601 time[/red]")
+        raise typer.Exit(2) from None
+    d = router.route(text, address, received)
+    out = Console()
+    label = {"auto": "[green]自动派单[/green]", "manual": "[yellow]转人工[/yellow]",
+             "unroutable": "[blue]无需派单[/blue]"}[d.decision]
+    out.print(f"{label}  {d.reason}")
+    if d.matter:
+        out.print(f"事项     {d.matter} {d.matter_name}（{d.domain}）")
+    if d.agency:
+        out.print(f"承办单位 {d.agency} {d.agency_name}（{d.agency_kind}）")
+    out.print(f"辖区     {d.jurisdiction}{' ' + d.street if d.street else ''}"
+              f"{'' if d.address_resolved else '（地址未定位，按默认辖区）'}")
+    if d.basis:
+        out.print(f"法律依据 {d.basis}")
+    out.print(f"置信度   {d.confidence:.3f}    模型 {d.model_version}")
+    for i, a in enumerate(d.alternatives, 1):
+        out.print(f"备选{i}    {a.matter} {a.matter_name} → {a.agency or '无'} {a.agency_name or ''} ({a.confidence:.3f})")
+
+
+def _classify_stream(router, batch: int) -> None:  # type: ignore[no-untyped-def]
+    """One output line per input line, in order; a bad line gets an ``error`` and the stream goes on."""
+    from classifier.router import RouteRequest
+
+    pending: list[tuple[Any, RouteRequest | None, str | None]] = []
+
+    def flush() -> None:
+        good = [(i, r) for i, (_, r, _) in enumerate(pending) if r is not None]
+        decisions = dict(zip([i for i, _ in good], router.route_many([r for _, r in good]), strict=True))
+        for i, (tid, _, err) in enumerate(pending):
+            line = {"id": tid, "error": err} if err else decision_line(tid, decisions[i])
+            sys.stdout.write(json.dumps(line, ensure_ascii=False) + "\n")
+        sys.stdout.flush()
+        pending.clear()
+
+    for n, raw in enumerate(sys.stdin, 1):
+        if not raw.strip():
+            continue
+        tid: Any = None
+        try:
+            obj = json.loads(raw)
+            if not isinstance(obj, dict):
+                raise ValueError("not a JSON object")
+            tid = obj.get("id")
+            text = obj.get("text")
+            if not isinstance(text, str):
+                raise ValueError("'text' must be a string")
+            if len(text) > 20_000:
+                raise ValueError(f"'text' has {len(text)} characters, more than 20000")
+            address = obj.get("address")
+            if address is not None and not isinstance(address, str):
+                raise ValueError("'address' must be a string")
+            req = RouteRequest(text, address, _parse_time(obj.get("received_at")))
+            pending.append((tid, req, None))
+        except (ValueError, TypeError) as exc:
+            pending.append((tid, None, f"line {n}: {exc}"))
+        if len(pending) >= batch:
+            flush()
+    flush()

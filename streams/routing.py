@@ -1,0 +1,140 @@
+"""Routing stage: tickets on ``tickets.received`` -> an agency's queue or the manual queue.
+
+Per batch: validate (bad ones are dead-lettered), record the tickets, decide (classifier +
+responsibility list, off the event loop), store each decision *with the exact message* before
+publishing, publish and wait for the broker's acknowledgement, then mark the decisions published
+and announce them on ``tickets.events``. A redelivered ticket whose decision is already published is
+skipped; one whose publication was interrupted is published again from the stored message. So a
+ticket is routed once, and never lost between the ledger and the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from classifier.decision import AUTO, Decision
+from classifier.router import RouteRequest
+from models.events import Alternative, RoutedTicket, TicketRouted
+from models.tickets import Rejection, TicketIn, content_key, mask_phone, parse_ticket
+from streams.app import app, events_topic, manual_topic, received_topic, routed_topic, routed_topic_name
+from streams.intake import dead_letter
+from streams.wiring import services
+
+log = logging.getLogger(__name__)
+BATCH, WITHIN = 200, 0.05  # up to 200 tickets or 50 ms, whichever first
+
+
+def decision_key(ticket_id: str, attempt: int) -> str:
+    return f"{ticket_id}#{attempt}"
+
+
+@app.agent(received_topic)
+async def route(stream):  # type: ignore[no-untyped-def]
+    async for events in stream.take_events(BATCH, within=WITHIN):
+        try:
+            await route_batch(events)
+        except Exception:  # a bug must not silently drop a batch: dead-letter each message with the error
+            log.exception("routing batch of %d failed", len(events))
+            for ev in events:
+                m = ev.message
+                raw = (ev.value or b"").decode("utf-8", "replace")
+                await dead_letter(Rejection(content_key(raw), "internal error while routing; see worker log",
+                                            raw[:2000]), source="routing", topic=m.topic,
+                                  partition=m.partition, offset=m.offset)
+
+
+async def route_batch(events: Sequence[Any]) -> None:
+    svc = services()
+    accepted: dict[str, tuple[TicketIn, Any]] = {}
+    for ev in events:
+        m = ev.message
+        result = parse_ticket(ev.value or b"")
+        if isinstance(result, Rejection):
+            log.warning("rejected %s[%s]@%s key=%s: %s", m.topic, m.partition, m.offset, result.key, result.reason)
+            await dead_letter(result, source="topic", topic=m.topic, partition=m.partition, offset=m.offset)
+        else:
+            accepted.setdefault(result.id, (result, m))  # the same ticket twice in one batch: once
+    if not accepted:
+        return
+    await svc.db(svc.ledger.record_tickets, [(tk, m.topic, m.partition, m.offset) for tk, m in accepted.values()])
+    existing = await svc.db(svc.ledger.decisions, [decision_key(tid, 1) for tid in accepted])
+    fresh = [tk for tid, (tk, _) in accepted.items() if decision_key(tid, 1) not in existing]
+    pending = [d.message for d in existing.values() if d.published_at is None and d.message]
+    skipped = len(existing) - len(pending)
+    if skipped:
+        log.info("%d ticket(s) already routed; duplicate deliveries ignored", skipped)
+    if fresh:
+        decisions = await svc.cpu(svc.router.route_many, [RouteRequest(tk.text, tk.address, tk.received_at)
+                                                          for tk in fresh])
+        messages = [routed_message(tk, d, attempt=1) for tk, d in zip(fresh, decisions, strict=True)]
+        await svc.db(svc.ledger.record_decisions, [decision_row(msg) for msg in messages])
+        pending.extend(json.loads(msg.dumps()) for msg in messages)
+    await publish(pending)
+
+
+def routed_message(ticket: TicketIn | Any, d: Decision, *, attempt: int, decided_by: str = "router",
+                   designation: bool = False) -> RoutedTicket:
+    auto = d.decision == AUTO and d.agency is not None
+    return RoutedTicket(
+        routing_id=decision_key(ticket.id, attempt), ticket_id=ticket.id, attempt=attempt,
+        decision=("designated" if designation else d.decision), reason=d.reason,
+        received_at=ticket.received_at, routed_at=datetime.now(UTC), text=ticket.text, title=ticket.title,
+        address=ticket.address, request_type=ticket.request_type, urgency=ticket.urgency, channel=ticket.channel,
+        # the full number only on the handling agency's own queue
+        caller_phone=ticket.caller_phone if auto else mask_phone(ticket.caller_phone),
+        matter=d.matter, matter_name=d.matter_name, domain=d.domain, agency=d.agency,
+        agency_name=d.agency_name, agency_kind=d.agency_kind, jurisdiction=d.jurisdiction, street=d.street,
+        address_resolved=d.address_resolved, confidence=round(d.confidence, 4), basis=d.basis,
+        alternatives=[Alternative(matter=a.matter, agency=a.agency, agency_kind=a.agency_kind,
+                                  confidence=a.confidence) for a in d.alternatives],
+        excluded_agencies=list(d.excluded_agencies), designation=designation, model_version=d.model_version,
+        decided_by=decided_by,
+    )
+
+
+def target_topic_name(msg: dict[str, Any]) -> str:
+    if msg["decision"] == AUTO and msg.get("agency"):
+        return routed_topic_name(msg["agency"])
+    return manual_topic.get_topic_name()
+
+
+def decision_row(msg: RoutedTicket) -> dict[str, Any]:
+    data = json.loads(msg.dumps())
+    return {
+        "decision_key": msg.routing_id, "ticket_id": msg.ticket_id, "attempt": msg.attempt,
+        "decision": msg.decision, "matter": msg.matter, "domain": msg.domain,
+        "agency": msg.agency if msg.decision == AUTO else None, "agency_kind": msg.agency_kind,
+        "jurisdiction": msg.jurisdiction, "confidence": msg.confidence, "basis": msg.basis, "reason": msg.reason,
+        "alternatives": data["alternatives"] or [], "model_version": msg.model_version,
+        "decided_by": msg.decided_by, "decided_at": msg.routed_at, "topic": target_topic_name(data),
+        "message": json.loads(msg.dumps()),
+    }
+
+
+async def publish(messages: list[dict[str, Any]]) -> None:
+    """Send each stored message to its queue, wait for the broker, mark published, announce the routing."""
+    if not messages:
+        return
+    svc = services()
+    futures = []
+    for data in messages:
+        topic = routed_topic(data["agency"]) if data["decision"] == AUTO and data.get("agency") else manual_topic
+        # the stored JSON goes out byte for byte: a republication is identical to the first one
+        value = json.dumps(data, ensure_ascii=False).encode()
+        futures.append(await topic.send(key=data["ticket_id"], value=value))
+    await asyncio.gather(*futures)  # delivery reports: the broker has them
+    await svc.db(svc.ledger.mark_published, [d["routing_id"] for d in messages])
+    for data in messages:
+        ev = TicketRouted(
+            event_id=f"routed:{data['routing_id']}", ticket_id=data["ticket_id"], type="routed", actor="router",
+            role="system", occurred_at=datetime.now(UTC), agency=data.get("agency"), attempt=data["attempt"],
+            decision="auto" if data["decision"] == AUTO else data["decision"], matter=data.get("matter"),
+            confidence=data.get("confidence"), reason=data.get("reason"),
+            designation=bool(data.get("designation")), decided_by=data.get("decided_by", "router"))
+        await events_topic.send(key=data["ticket_id"].encode(), value=ev.dumps())
+    log.info("published %d routing decision(s)", len(messages))
