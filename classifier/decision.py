@@ -116,7 +116,12 @@ def decide(
     for label, p in ranking:
         if label == NONE_LABEL or label not in catalogue.matters:
             continue
-        candidates.append((label, p, _owner(catalogue, label, jurisdiction, received_at, street)))
+        owner = _owner(catalogue, label, jurisdiction, received_at, street)
+        if owner is not None and owner.agency in excluded:
+            # the lead returned it: a co-owner of the same matter (首接负责 passes on) comes first
+            owner = next((_co_owner(catalogue, owner, code) for code in owner.co_owners if code not in excluded),
+                         owner)
+        candidates.append((label, p, owner))
 
     # The first candidate whose owner has not already returned the ticket is the one we send it to.
     chosen = next((c for c in candidates if c[2] is not None and c[2].agency not in excluded), None)
@@ -145,6 +150,12 @@ def _owner(catalogue: Catalogue, matter: str, jurisdiction: str, at: datetime, s
         return None
     return _Owner(o.agency.code, o.agency.name, o.agency.kind, o.basis, o.item.id,
                   tuple(a.code for a in o.co_owners))
+
+
+def _co_owner(catalogue: Catalogue, lead: _Owner, code: str) -> _Owner:
+    agency = catalogue.agency(code)
+    others = tuple(c for c in (lead.agency, *lead.co_owners) if c != code)
+    return _Owner(agency.code, agency.name, agency.kind, lead.basis, lead.item, others)
 
 
 def _alts(catalogue: Catalogue, candidates: list[tuple[str, float, _Owner | None]],

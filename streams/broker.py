@@ -114,11 +114,51 @@ class EmbeddedBroker:
         self.stop()
 
 
+ADDRESS_FILE = "broker.address"
+
+
+@contextlib.contextmanager
+def announced(settings, bootstrap: str) -> Iterator[None]:  # type: ignore[no-untyped-def]
+    """Write the embedded broker's address under the data directory while it runs, for the CLI to find."""
+    path = settings.data_dir / ADDRESS_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(bootstrap, encoding="utf-8")
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            if path.read_text(encoding="utf-8") == bootstrap:
+                path.unlink()
+
+
 @contextlib.contextmanager
 def kafka_bootstrap(settings) -> Iterator[str]:  # type: ignore[no-untyped-def]
     """Yield the bootstrap address: the configured cluster, or an embedded broker for the duration."""
     if not settings.embedded:
         yield settings.kafka_bootstrap
         return
-    with EmbeddedBroker(settings.embedded_host, settings.embedded_port) as broker:
+    with EmbeddedBroker(settings.embedded_host, settings.embedded_port) as broker, \
+            announced(settings, broker.bootstrap):
         yield broker.bootstrap
+
+
+def client_bootstrap(settings, timeout: float = 5.0) -> str:  # type: ignore[no-untyped-def]
+    """The broker a client command should talk to: the configured one, or the running embedded one.
+
+    Clients (ingest, queue, act) must reach the broker the worker uses; an embedded broker of their
+    own would be an empty, separate world. Raises BrokerUnavailable with what to do.
+    """
+    if not settings.embedded:
+        wait_for_metadata(settings.kafka_bootstrap, timeout)
+        return settings.kafka_bootstrap
+    path = settings.data_dir / ADDRESS_FILE
+    if not path.is_file():
+        raise BrokerUnavailable("no broker is running: start `hotline demo` or `hotline worker` (or "
+                                "`hotline broker`), or set HOTLINE_KAFKA_BOOTSTRAP to a Kafka cluster")
+    bootstrap = path.read_text(encoding="utf-8").strip()
+    try:
+        wait_for_metadata(bootstrap, timeout)
+    except BrokerUnavailable:
+        raise BrokerUnavailable(f"the embedded broker announced in {path} ({bootstrap}) does not answer; "
+                                "is `hotline worker` still running?") from None
+    return bootstrap

@@ -25,7 +25,7 @@ from streams.wiring import services
 
 log = logging.getLogger(__name__)
 
-ticket_state = app.Table("ticket-state", key_type=str, value_type=dict, default=None, value_serializer="json")
+ticket_state = app.Table("ticket-state", key_type=str, value_type=dict, default=None)
 
 
 @app.agent(events_topic)

@@ -30,7 +30,7 @@ def load_settings() -> Settings:
 @app.command()
 def broker(port: int = typer.Option(0, help="port on loopback; 0 = a free one")) -> None:
     """Run the embedded Kafka-compatible broker (memory only) in the foreground."""
-    from streams.broker import BrokerUnavailable, EmbeddedBroker
+    from streams.broker import ADDRESS_FILE, BrokerUnavailable, EmbeddedBroker
 
     settings = load_settings()
     try:
@@ -38,6 +38,8 @@ def broker(port: int = typer.Option(0, help="port on loopback; 0 = a free one"))
     except BrokerUnavailable as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from None
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    (settings.data_dir / ADDRESS_FILE).write_text(b.bootstrap, encoding="utf-8")  # for the client commands
     typer.echo(b.bootstrap)  # stdout: the bootstrap address alone, for scripts
     console.print(f"embedded broker listening on {b.bootstrap} (memory only). "
                   f"Use HOTLINE_KAFKA_BOOTSTRAP={b.bootstrap}. Ctrl-C stops it.")
@@ -53,6 +55,7 @@ def broker(port: int = typer.Option(0, help="port on loopback; 0 = a free one"))
             time.sleep(0.2)
     finally:
         b.stop()
+        (settings.data_dir / ADDRESS_FILE).unlink(missing_ok=True)
         console.print("embedded broker stopped")
 
 
