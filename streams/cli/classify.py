@@ -69,7 +69,8 @@ def evaluate(
 ) -> None:
     """Evaluate the current model on labelled tickets (labels: matter codes, domains or agency kinds)."""
     from classifier.model import ModelError, load
-    from classifier.training import TrainingDataError, configure_text, evaluate as run_eval, read_labelled
+    from classifier.training import TrainingDataError, configure_text, read_labelled
+    from classifier.training import evaluate as run_eval
 
     settings = load_settings()
     catalogue = _catalogue(settings)
@@ -138,7 +139,7 @@ def classify(
 ) -> None:
     """Decide where a ticket goes: matter, agency, legal basis, confidence, alternatives."""
     from classifier.model import ModelError
-    from classifier.router import RouteRequest, Router
+    from classifier.router import Router
 
     settings = load_settings()
     try:
