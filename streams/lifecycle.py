@@ -25,7 +25,8 @@ from streams.wiring import services
 
 log = logging.getLogger(__name__)
 
-ticket_state = app.Table("ticket-state", key_type=str, value_type=dict, default=None)
+# Values are TicketState.to_dict() (JSON); no value_type, so recovery from the changelog yields dicts.
+ticket_state = app.Table("ticket-state", key_type=str, default=None)
 
 
 @app.agent(events_topic)

@@ -41,6 +41,18 @@ def kafka_bootstrap() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+def trained_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The team-corpus model, trained once per session (workers get it via HOTLINE_MODEL_DIR)."""
+    from classifier.training import team_dataset, train
+    from config.catalogue import load_catalogue
+
+    catalogue = load_catalogue()
+    folder = tmp_path_factory.mktemp("model")
+    train(team_dataset(catalogue, per_matter=30), catalogue, folder, threshold=Settings().confidence_threshold)
+    return folder
+
+
+@pytest.fixture(scope="session")
 def pg_schema_url() -> Iterator[str]:
     if not postgres_answers():
         pytest.skip(f"PostgreSQL not answering at {PG_HOST}:{PG_PORT}; PostgreSQL ledger tests skipped")
@@ -118,7 +130,8 @@ class WorkerProcess:
 
 
 @pytest.fixture
-def start_worker(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+def start_worker(kafka_bootstrap: str, trained_model_dir: Path, tmp_path: Path
+                 ) -> Iterator[Callable[..., WorkerProcess]]:
     workers: list[WorkerProcess] = []
 
     def _start(database_url: str, **extra_env: str) -> WorkerProcess:
@@ -129,6 +142,7 @@ def start_worker(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Callable[...,
             "HOTLINE_DATA_DIR": str(tmp_path / f"worker{len(workers)}"),
             "HOTLINE_WORKER_WEB_PORT": str(free_port(Settings().worker_web_host)),
             "HOTLINE_LOG_LEVEL": "INFO",
+            "HOTLINE_MODEL_DIR": str(trained_model_dir),
             **extra_env,
         })
         w = WorkerProcess(env, tmp_path / f"worker{len(workers)}.log")

@@ -13,8 +13,11 @@ app = typer.Typer(
 )
 
 # Command groups register themselves on `app` when imported; the order is the --help order.
+from streams.cli import agency as _agency  # noqa: E402,F401
 from streams.cli import catalogue as _catalogue  # noqa: E402,F401
 from streams.cli import classify as _classify  # noqa: E402,F401
+from streams.cli import docs as _docs  # noqa: E402,F401
+from streams.cli import ingest as _ingest  # noqa: E402,F401
 from streams.cli import platform as _platform  # noqa: E402,F401
 
 

@@ -1,0 +1,478 @@
+"""The agencies' and dispatchers' side: ``hotline queue`` reads a queue, ``hotline act`` acts on a ticket.
+
+Both are plain kafka-python clients of the topic contract, exactly what an agency's own system would
+be: ``queue`` consumes ``tickets.routed.<code>`` (or ``tickets.manual``) in the reader's own consumer
+group and commits only what it has shown; ``act`` writes one lifecycle event to ``tickets.events``.
+``act`` checks the event's shape only: the worker's lifecycle stage decides whether it is allowed in
+the ticket's current state, and records refusals with their reason.
+"""
+
+from __future__ import annotations
+
+import difflib
+import getpass
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from models.directory import Catalogue
+from models.lifecycle import RATINGS, RETURN_REASONS, Role
+from models.tickets import ID_PATTERN, SHANGHAI
+from streams.cli import app
+from streams.cli.platform import load_settings
+
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+EXIT_BROKER, EXIT_USAGE = 1, 2
+# kafka-python's defaults (10 s session, 300 s max poll interval, which it also sends as the rebalance
+# timeout) make a group join on the embedded broker take ~25 s; these bring it to a few seconds.
+GROUP_TUNING: dict[str, int] = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000,
+                                "max_poll_interval_ms": 10000}
+JOIN_TIMEOUT_S = 30.0  # how long to wait for the group to hand us the queue's partitions
+IDLE_S = 3.0  # without --follow: stop when nothing new arrived for this long after assignment
+
+
+def _exit(message: str, code: int = EXIT_USAGE) -> NoReturn:
+    err.print(message)
+    raise typer.Exit(code)
+
+
+def _catalogue(settings: Any) -> Catalogue:
+    from config.catalogue import CatalogueError, load_catalogue
+
+    try:
+        return load_catalogue(settings.domain_data_dir)
+    except CatalogueError as exc:
+        _exit(f"[red]the domain data has errors:[/red] {exc}\nrun: hotline catalogue check")
+
+
+def near_matches(given: str, catalogue: Catalogue, n: int = 6) -> list[str]:
+    """Agency codes close to ``given``: similar codes, codes starting with it, names containing it."""
+    codes = list(catalogue.agencies)
+    upper = given.strip().upper()
+    similar = difflib.get_close_matches(upper, codes, n=n, cutoff=0.6)
+    prefixed = [c for c in codes if upper and c.startswith(upper)]
+    named = [c for c, a in catalogue.agencies.items() if given.strip() and given.strip() in a.name]
+    return list(dict.fromkeys([*similar, *prefixed, *named]))[:n]
+
+
+def resolve_agency(given: str, catalogue: Catalogue, what: str = "agency code") -> str:
+    """The catalogue's code for ``given`` (case-insensitive), or exit 2 naming the near matches."""
+    by_upper = {c.upper(): c for c in catalogue.agencies}
+    code = by_upper.get(given.strip().upper())
+    if code is not None:
+        return code
+    near = near_matches(given, catalogue)
+    hint = ("; did you mean: " + ", ".join(f"{c} ({catalogue.agencies[c].name})" for c in near)) if near \
+        else f"; the {len(catalogue.agencies)} agencies are listed in {catalogue.source}/agencies.yaml"
+    _exit(f"[red]unknown {what}[/red] {given!r}{hint}")
+
+
+# --- queue ------------------------------------------------------------------------------------
+
+
+def local_time(value: Any) -> str:
+    """An ISO time from a message, in the hotline's local time, to the minute."""
+    if not isinstance(value, str):
+        return ""
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        return value
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=SHANGHAI)
+    return when.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M")
+
+
+def _short(value: Any, width: int) -> str:
+    text = " ".join(str(value or "").split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def queue_table(tickets: list[dict[str, Any]], *, manual: bool, title: str) -> Table:
+    """The readable view of a batch of RoutedTicket messages."""
+    table = Table(title=title, show_lines=False, title_justify="left")
+    table.add_column("ticket", no_wrap=True)
+    table.add_column("received", no_wrap=True)
+    if manual:
+        table.add_column("why manual")
+        table.add_column("suggestion")
+    table.add_column("matter")
+    table.add_column("address")
+    table.add_column("urgency", no_wrap=True)
+    table.add_column("conf.", justify="right")
+    table.add_column("text")
+    if not manual:
+        table.add_column("legal basis")
+    for t in tickets:
+        conf = t.get("confidence")
+        row = [str(t.get("ticket_id", "")) + (f" #{t['attempt']}" if (t.get("attempt") or 1) > 1 else ""),
+               local_time(t.get("received_at"))]
+        if manual:
+            alternatives = t.get("alternatives") or []
+            suggestion = t.get("agency") or next((a.get("agency") for a in alternatives if a.get("agency")), "")
+            reason = ("指定承办 · " if t.get("designation") else "") + str(t.get("reason") or t.get("decision") or "")
+            row += [_short(reason, 40), str(suggestion or "")]
+        row += [str(t.get("matter_name") or t.get("matter") or ""), _short(t.get("address"), 30),
+                str(t.get("urgency") or ""), f"{conf:.2f}" if isinstance(conf, int | float) else "",
+                _short(t.get("text"), 50)]
+        if not manual:
+            row.append(_short(t.get("basis"), 40))
+        table.add_row(*row)
+    return table
+
+
+WIDE_ENOUGH = 120  # below this many columns a table of tickets is unreadable: one block per ticket instead
+
+
+def render(console: Console, tickets: list[dict[str, Any]], *, manual: bool, title: str) -> None:
+    """Print tickets as a table on a wide terminal, as compact blocks on a narrow one."""
+    if console.width >= WIDE_ENOUGH:
+        console.print(queue_table(tickets, manual=manual, title=title))
+        return
+    console.print(f"[bold]{title}[/bold]")
+    room = max(20, console.width - 12)
+
+    def fit(value: Any) -> Text:  # by terminal cells: a Chinese character takes two
+        text = Text(" ".join(str(value or "").split()))
+        text.truncate(room, overflow="ellipsis")
+        return text
+
+    for t in tickets:
+        conf = t.get("confidence")
+        head = [f"[bold]{t.get('ticket_id', '')}[/bold]", local_time(t.get("received_at")),
+                str(t.get("matter_name") or t.get("matter") or "?"),
+                f"conf {conf:.2f}" if isinstance(conf, int | float) else "", str(t.get("urgency") or "")]
+        console.print("  ".join(h for h in head if h))
+        lines = [("why", t.get("reason") or t.get("decision"))] if manual else []
+        lines += [("at", t.get("address")), ("", t.get("text"))] + ([] if manual else [("basis", t.get("basis"))])
+        for label, value in lines:
+            if value:
+                console.print(Text(f"    {label}: " if label else "    ") + fit(value))
+
+
+class QueueReader:
+    """Read one queue in a consumer group; commit only what the caller says it has shown."""
+
+    def __init__(self, bootstrap: str, topic: str, group: str) -> None:
+        from kafka import KafkaConsumer
+
+        self.topic, self.group = topic, group
+        self.consumer = KafkaConsumer(
+            bootstrap_servers=bootstrap, group_id=group, client_id=f"hotline-{group}", enable_auto_commit=False,
+            auto_offset_reset="earliest", **GROUP_TUNING)
+        self.pending: dict[Any, int] = {}  # partition -> next offset to commit
+
+    def topic_exists(self) -> bool:
+        return self.topic in self.consumer.topics()
+
+    def join(self, *, from_beginning: bool, timeout: float = JOIN_TIMEOUT_S) -> bool:
+        """Subscribe and wait for the group's assignment; rewind to the start when asked."""
+        self.consumer.subscribe([self.topic])
+        deadline = time.monotonic() + timeout
+        self.buffered: list[Any] = []
+        while not self.consumer.assignment():
+            if time.monotonic() > deadline:
+                return False
+            for records in self.consumer.poll(timeout_ms=500).values():
+                self.buffered.extend(records)
+        if from_beginning:
+            self.buffered = []
+            self.consumer.seek_to_beginning(*self.consumer.assignment())
+        return True
+
+    def batches(self, *, follow: bool, idle: float = IDLE_S) -> Iterator[list[Any]]:
+        """Message batches; without ``follow`` stop at the end offsets seen now (or after ``idle`` s)."""
+        if self.buffered:
+            batch, self.buffered = self.buffered, []
+            yield batch
+        ends = {} if follow else self.consumer.end_offsets(list(self.consumer.assignment()))
+        last_data = time.monotonic()
+        while True:
+            if not follow and all(self.consumer.position(tp) >= end for tp, end in ends.items()):
+                return
+            polled = self.consumer.poll(timeout_ms=1000)
+            batch = [m for records in polled.values() for m in records]
+            if batch:
+                last_data = time.monotonic()
+                yield batch
+            elif not follow and time.monotonic() - last_data > idle:
+                return
+
+    def shown(self, message: Any) -> None:
+        from kafka.structs import TopicPartition
+
+        self.pending[TopicPartition(message.topic, message.partition)] = message.offset + 1
+
+    def commit(self) -> None:
+        from kafka.errors import KafkaError
+        from kafka.structs import OffsetAndMetadata
+
+        if not self.pending:
+            return
+        try:
+            self.consumer.commit({tp: OffsetAndMetadata(off, "", -1) for tp, off in self.pending.items()})
+            self.pending.clear()
+        except KafkaError as exc:  # a rebalance took the partition: the next reader shows them again
+            err.print(f"[yellow]could not commit the queue position ({exc}); these tickets may be shown "
+                      "again next time[/yellow]")
+
+    def close(self) -> None:
+        self.consumer.close(autocommit=False)
+
+
+@app.command()
+def queue(
+    agency_code: str | None = typer.Argument(None, metavar="[AGENCY_CODE]",
+                                             help="agency whose queue to read (omit with --manual)"),
+    manual: bool = typer.Option(False, "--manual", help="read the dispatchers' queue tickets.manual instead"),
+    follow: bool = typer.Option(False, "--follow", "-f", help="keep waiting for new tickets (Ctrl-C stops)"),
+    as_json: bool = typer.Option(False, "--json", help="one RoutedTicket JSON line per ticket, as published"),
+    from_beginning: bool = typer.Option(False, "--from-beginning",
+                                        help="show every ticket still on the queue, not only unseen ones"),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="show at most N tickets"),
+) -> None:
+    """Show the tickets routed to an agency (tickets.routed.<code>) or to the dispatchers (--manual).
+
+    Reads in the consumer group agency.<code> (dispatchers: "dispatchers") and commits what it has
+    shown, so the next call shows only what is new. Without --follow it reads what is there and exits.
+    """
+    from streams.app import TICKETS_MANUAL, routed_topic_name
+    from streams.broker import BrokerUnavailable, client_bootstrap
+
+    settings = load_settings()
+    if manual == (agency_code is not None):
+        _exit("[red]name an agency code, or pass --manual for the dispatchers' queue (not both)[/red]\n"
+              "  hotline queue BH-SCJ        hotline queue --manual")
+    if manual:
+        topic, group, title = TICKETS_MANUAL, "dispatchers", "manual queue (dispatchers)"
+    else:
+        assert agency_code is not None
+        catalogue = _catalogue(settings)
+        code = resolve_agency(agency_code, catalogue)
+        topic, group = routed_topic_name(code), f"agency.{code}"
+        title = f"{code} {catalogue.agencies[code].name}"
+    try:
+        bootstrap = client_bootstrap(settings)
+    except BrokerUnavailable as exc:
+        _exit(f"[red]{exc}[/red]", EXIT_BROKER)
+    reader = QueueReader(bootstrap, topic, group)
+    out = Console(highlight=False, soft_wrap=False)
+    shown = 0
+    try:
+        if not reader.topic_exists():
+            _exit(f"[red]the queue {topic} does not exist on the broker yet[/red]: start `hotline worker` "
+                  "(it creates every agency's queue)", EXIT_BROKER)
+        if not reader.join(from_beginning=from_beginning):
+            _exit(f"[red]the consumer group {group} was not assigned {topic} within {JOIN_TIMEOUT_S:.0f}s"
+                  "[/red]; is another reader of this group holding every partition?", EXIT_BROKER)
+        seen: set[str] = set()
+        collected: list[dict[str, Any]] = []
+        for batch in reader.batches(follow=follow):
+            fresh: list[tuple[str, dict[str, Any]]] = []
+            for message in batch:
+                if limit is not None and shown + len(fresh) >= limit:
+                    break
+                reader.shown(message)
+                raw = (message.value or b"").decode("utf-8", "replace")
+                try:
+                    data = json.loads(raw)
+                    routing_id = data["routing_id"]
+                except (json.JSONDecodeError, KeyError, TypeError):
+                    err.print(f"[yellow]skipped a message that is not a routed ticket at "
+                              f"{message.topic}[{message.partition}]@{message.offset}[/yellow]")
+                    continue
+                if routing_id in seen:  # at-least-once delivery: a republication is shown once
+                    continue
+                seen.add(routing_id)
+                fresh.append((raw, data))
+            shown += len(fresh)
+            if as_json:
+                for raw, _ in fresh:
+                    typer.echo(raw)
+            elif follow and fresh:
+                render(out, [d for _, d in fresh], manual=manual, title=title)
+            else:
+                collected.extend(d for _, d in fresh)
+            if as_json or follow:
+                reader.commit()
+            if limit is not None and shown >= limit:
+                break
+        if collected:
+            render(out, collected, manual=manual, title=title)
+        reader.commit()
+        if not shown and not follow:
+            err.print(f"nothing new on {topic} for group {group}"
+                      + ("" if from_beginning else " (--from-beginning shows what was already seen)"))
+    except KeyboardInterrupt:
+        reader.commit()
+    finally:
+        reader.close()
+
+
+# --- act --------------------------------------------------------------------------------------
+
+
+class Action(StrEnum):
+    SIGN = "sign"
+    RETURN = "return"
+    REASSIGN = "reassign"
+    EXTEND = "extend"
+    APPROVE_EXTENSION = "approve-extension"
+    DENY_EXTENSION = "deny-extension"
+    RESOLVE = "resolve"
+    RATE = "rate"
+    REOPEN = "reopen"
+    CLOSE = "close"
+
+
+EVENT_TYPE = {
+    Action.SIGN: "signed", Action.RETURN: "returned", Action.REASSIGN: "reassigned",
+    Action.EXTEND: "extension_requested", Action.APPROVE_EXTENSION: "extension_approved",
+    Action.DENY_EXTENSION: "extension_denied", Action.RESOLVE: "resolved", Action.RATE: "rated",
+    Action.REOPEN: "reopened", Action.CLOSE: "closed",
+}
+DEFAULT_ROLE = {
+    Action.SIGN: Role.AGENCY, Action.RETURN: Role.AGENCY, Action.EXTEND: Role.AGENCY, Action.RESOLVE: Role.AGENCY,
+    Action.REASSIGN: Role.DISPATCHER, Action.CLOSE: Role.DISPATCHER,
+    Action.APPROVE_EXTENSION: Role.SUPERVISOR, Action.DENY_EXTENSION: Role.SUPERVISOR,
+    Action.RATE: Role.CALLCENTER, Action.REOPEN: Role.CALLCENTER,
+}
+# Which options each action takes (beyond --agency/--actor/--role); anything else is refused.
+ACCEPTS: dict[Action, set[str]] = {
+    Action.SIGN: set(), Action.RETURN: {"reason_code", "basis", "explanation"},
+    Action.REASSIGN: {"to", "explanation"}, Action.EXTEND: {"days", "explanation"},
+    Action.APPROVE_EXTENSION: {"explanation"}, Action.DENY_EXTENSION: {"explanation"},
+    Action.RESOLVE: {"reply"}, Action.RATE: {"rating", "explanation"}, Action.REOPEN: {"explanation"},
+    Action.CLOSE: {"explanation"},
+}
+ReasonCode = StrEnum("ReasonCode", {code: code for code in RETURN_REASONS})  # type: ignore[misc]
+Rating = StrEnum("Rating", {r: r for r in RATINGS})  # type: ignore[misc]
+RoleChoice = StrEnum("RoleChoice", {r.value: r.value for r in Role if r is not Role.SYSTEM})  # type: ignore[misc]
+REASONS_HELP = "; ".join(f"{code} {text}" for code, text in RETURN_REASONS.items())
+
+
+def build_event(ticket_id: str, action: Action, *, actor: str, role: str, agency: str | None = None,
+                options: dict[str, Any] | None = None, now: datetime | None = None) -> dict[str, Any]:
+    """The lifecycle event JSON for ``action`` (see models.events); raises ValueError when incomplete."""
+    opts = {k: v for k, v in (options or {}).items() if v is not None and v != ""}
+    stray = sorted(set(opts) - ACCEPTS[action])
+    if stray:
+        raise ValueError(f"{', '.join('--' + s.replace('_', '-') for s in stray)} does not apply to {action.value}")
+    if role == Role.AGENCY and not agency:
+        raise ValueError(f"{action.value} as an agency needs --agency CODE (the acting agency)")
+    if action is Action.RETURN:
+        if "reason_code" not in opts:
+            raise ValueError(f"a return (退单) needs --reason-code, one of: {', '.join(RETURN_REASONS)}")
+        if "basis" not in opts and "explanation" not in opts:
+            raise ValueError("a return (退单) needs the legal basis (--basis) or an --explanation of why the "
+                             "ticket is not this agency's")
+    required = {Action.REASSIGN: "to", Action.EXTEND: "days", Action.RESOLVE: "reply", Action.RATE: "rating"}
+    if action in required and required[action] not in opts:
+        raise ValueError(f"{action.value} needs --{required[action]}")
+    if action is Action.EXTEND:
+        if not 1 <= int(opts["days"]) <= 30:
+            raise ValueError("--days must be between 1 and 30 working days")
+        if "explanation" not in opts:
+            raise ValueError("an extension request needs an --explanation")
+    if action is Action.RESOLVE and not str(opts["reply"]).strip():
+        raise ValueError("--reply must not be blank")
+    event: dict[str, Any] = {
+        "schema_version": 1, "event_id": str(uuid.uuid4()), "ticket_id": ticket_id, "type": EVENT_TYPE[action],
+        "actor": actor, "role": role, "occurred_at": (now or datetime.now(SHANGHAI)).astimezone(SHANGHAI).isoformat(),
+    }
+    if agency:
+        event["agency"] = agency
+    renamed = {"to": "target_agency", "explanation": "comment" if action is Action.RATE else "explanation"}
+    for name, value in opts.items():
+        event[renamed.get(name, name)] = str(value) if isinstance(value, StrEnum) else value
+    return event
+
+
+def _default_actor() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no login name in some containers
+        return "unknown"
+
+
+@app.command()
+def act(
+    ticket_id: str = typer.Argument(..., help="the ticket to act on"),
+    action: Action = typer.Argument(..., help="what to do"),
+    agency: str | None = typer.Option(None, "--agency", help="acting agency code (needed for agency actions)"),
+    actor: str | None = typer.Option(None, "--actor", help="who acts [default: your OS user name]"),
+    role: RoleChoice | None = typer.Option(  # type: ignore[valid-type]
+        None, "--role", help="default by action: agency for sign/return/extend/resolve; dispatcher for "
+        "reassign/close; supervisor for approve/deny-extension; callcenter for rate/reopen"),
+    reason_code: ReasonCode | None = typer.Option(  # type: ignore[valid-type]
+        None, "--reason-code", help=f"return: why it is not ours — {REASONS_HELP}"),
+    basis: str | None = typer.Option(None, "--basis", help="return: the legal basis (law + article)"),
+    explanation: str | None = typer.Option(None, "--explanation",
+                                           help="return/extend/reassign/...: free text (rate: the comment)"),
+    reply: str | None = typer.Option(None, "--reply", help="resolve: the reply given to the citizen"),
+    days: int | None = typer.Option(None, "--days", help="extend: working days asked for (1-30)"),
+    to: str | None = typer.Option(None, "--to", help="reassign: the target agency code"),
+    rating: Rating | None = typer.Option(None, "--rating", help="rate: the citizen's rating"),  # type: ignore[valid-type]
+    dry_run: bool = typer.Option(False, "--dry-run", help="print the event JSON instead of sending it"),
+) -> None:
+    """Act on a ticket: write one lifecycle event to tickets.events and print its event id.
+
+    Only the event's shape is checked here; the worker decides whether the action is allowed in the
+    ticket's current state (a refused event is recorded with its reason and sent to tickets.invalid).
+    """
+    from streams.app import TICKETS_EVENTS
+    from streams.broker import BrokerUnavailable, client_bootstrap
+
+    settings = load_settings()
+    if not ID_PATTERN.match(ticket_id):
+        _exit(f"[red]{ticket_id!r} is not a ticket id[/red] (letters, digits and _ . : - only)")
+    chosen_role = role.value if role is not None else DEFAULT_ROLE[action].value
+    codes: dict[str, str | None] = {"agency": agency, "to": to}
+    if agency or to:
+        catalogue = _catalogue(settings)
+        codes = {k: resolve_agency(v, catalogue, f"--{k} agency code") if v else None for k, v in codes.items()}
+    try:
+        event = build_event(ticket_id, action, actor=actor or _default_actor(), role=chosen_role,
+                            agency=codes["agency"], options={
+                                "reason_code": reason_code, "basis": basis, "explanation": explanation,
+                                "reply": reply, "days": days, "to": codes["to"], "rating": rating})
+    except ValueError as exc:
+        _exit(f"[red]refused:[/red] {exc}")
+    from models.events import parse_event
+    from models.tickets import Rejection
+
+    checked = parse_event(event)  # the same check the worker applies first
+    if isinstance(checked, Rejection):
+        _exit(f"[red]refused:[/red] {checked.reason}")
+    value = json.dumps(event, ensure_ascii=False)
+    if dry_run:
+        typer.echo(value)
+        return
+    try:
+        bootstrap = client_bootstrap(settings)
+    except BrokerUnavailable as exc:
+        _exit(f"[red]{exc}[/red]", EXIT_BROKER)
+    from kafka import KafkaProducer
+    from kafka.errors import KafkaError
+
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", client_id="hotline-act")
+    try:
+        meta = producer.send(TICKETS_EVENTS, key=ticket_id.encode(), value=value.encode()).get(timeout=15)
+    except KafkaError as exc:
+        _exit(f"[red]the broker did not take the event:[/red] {exc}", EXIT_BROKER)
+    finally:
+        producer.close(timeout=5)
+    err.print(f"{event['type']} for {ticket_id} by {event['actor']} ({chosen_role}"
+              f"{', ' + codes['agency'] if codes['agency'] else ''}) sent to {TICKETS_EVENTS} "
+              f"[{meta.partition}]@{meta.offset}; the worker checks it against the ticket's state")
+    typer.echo(event["event_id"])
