@@ -215,3 +215,22 @@ def parse_event(raw: bytes | str | dict[str, Any]) -> LifecycleEvent | Rejection
         return cls(**kwargs)
     except (TypeError, ValueError) as exc:
         return Rejection(key, f"invalid {data['type']} event: {exc}", payload[:2000])
+
+
+class AlertRaised(Event):
+    """A supervision finding on ``supervision.alerts`` (key: ticket id, or agency code for agency-wide rules).
+
+    ``alert_key`` identifies the finding (rule + subject + level), so a redelivered alert is deduped on it.
+    """
+
+    alert_key: str
+    rule: str  # e.g. sign_overdue, handling_overdue, returned_repeatedly, ping_pong
+    level: str  # the step within the rule: warning_50, overdue, reminder, censure ...
+    severity: str  # info | warning | critical
+    message: str  # one Chinese sentence for the supervisor
+    raised_at: datetime
+    details: dict[str, Any]  # rule-specific figures (elapsed, limit, attempts, agencies ...)
+    # faust wants defaulted fields last; on the wire they are always present (null when not applicable)
+    ticket_id: str | None = None
+    agency: str | None = None
+    deadline: datetime | None = None

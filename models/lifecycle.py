@@ -194,16 +194,19 @@ def _routed(state: TicketState, event: Any, max_attempts: int, known: Collection
         return Refusal("'routed' is written by the router only")
     attempt = int(getattr(event, "attempt", 0) or 0)
     if attempt <= state.attempt:
-        return Outcome(_remember(state, event), duplicate=True)  # an older decision arriving late
+        return Outcome(state, duplicate=True)  # an older decision arriving late: nothing changes
     if refusal := _refuse_state(state, event, {Status.RECEIVED, Status.RETURNED, Status.MANUAL}):
         return refusal
+    # A new attempt starts a new handling: the previous handler's signature, clock and extensions go.
+    fresh = {"signed_at": None, "handling_started_at": None, "extension_pending_days": 0,
+             "extension_days_granted": 0}
     decision = getattr(event, "decision", "")
     if decision == "auto" and event.agency:
         return Outcome(_remember(state, event, status=Status.DISPATCHED, agency=event.agency, attempt=attempt,
-                                 dispatched_at=event.occurred_at, manual_reason=None, signed_at=None))
+                                 dispatched_at=event.occurred_at, manual_reason=None, **fresh))
     return Outcome(_remember(state, event, status=Status.MANUAL, agency=None, attempt=attempt,
                              manual_reason=_text(event, "reason") or decision,
-                             designation=bool(getattr(event, "designation", False))))
+                             designation=bool(getattr(event, "designation", False)), **fresh))
 
 
 def _signed(state: TicketState, event: Any, _m: int, _k: Collection[str]) -> Outcome | Refusal:
@@ -242,7 +245,9 @@ def _reassigned(state: TicketState, event: Any, _m: int, known: Collection[str])
     if target == state.agency:
         return Refusal(f"the ticket is already with {target}")
     # Until the dispatch lands (as a 'routed' event) the ticket waits with the dispatchers.
-    new = _remember(state, event, status=Status.MANUAL, agency=None, manual_reason="reassigned")
+    # A pending extension was the old handler's request: it must not be approved for the new one.
+    new = _remember(state, event, status=Status.MANUAL, agency=None, manual_reason="reassigned",
+                    extension_pending_days=0)
     return Outcome(new, (Dispatch(target, state.attempt + 1),))
 
 

@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 
 from config.catalogue import CatalogueError, load_catalogue
+from config.settings import Settings
 from models.schemas import WRITE_COMMAND, stale_files, write_schemas
 from streams.cli import app
 
@@ -23,7 +24,8 @@ schemas_app = typer.Typer(help="消息契约: JSON Schemas + AsyncAPI of the top
 app.add_typer(schemas_app, name="schemas")
 
 OutDir = typer.Option(Path("docs"), "--out", help="folder for asyncapi.yaml and schemas/*.schema.json")
-DataDir = typer.Option(None, "--data-dir", help="domain data folder for the agency list (default: shipped data)")
+DataDir = typer.Option(None, "--data-dir",
+                       help="domain data folder for the agency list (default: the shipped data)")
 
 
 def _agencies(data_dir: Path | None) -> dict[str, str]:
@@ -35,17 +37,22 @@ def _agencies(data_dir: Path | None) -> dict[str, str]:
     return {code: a.name for code, a in catalogue.agencies.items()}
 
 
+def embedded_host() -> str:
+    """The documented embedded-broker host: the settings' default, not this machine's override."""
+    return str(Settings.model_fields["embedded_host"].default)
+
+
 @schemas_app.command("write")
 def write(out_dir: Path = OutDir, data_dir: Path | None = DataDir) -> None:
     """(Re)generate the JSON Schemas and the AsyncAPI document."""
-    for path in write_schemas(out_dir, _agencies(data_dir)):
+    for path in write_schemas(out_dir, _agencies(data_dir), embedded_host()):
         out.print(f"wrote {path}")
 
 
 @schemas_app.command("check")
 def check(out_dir: Path = OutDir, data_dir: Path | None = DataDir) -> None:
     """Exit 1 when the files under --out differ from what the code generates now."""
-    stale = stale_files(out_dir, _agencies(data_dir))
+    stale = stale_files(out_dir, _agencies(data_dir), embedded_host())
     for rel in stale:
         err.print(f"[red]stale[/red] {out_dir / rel}")
     if stale:

@@ -170,8 +170,8 @@ def test_a_domain_model_only_names_the_domain(catalogue: Catalogue) -> None:
 
 
 def test_an_agency_model_names_the_agency(catalogue: Catalogue) -> None:
-    ranking = [("BH-SCJG", 0.7), ("NOT-AN-AGENCY", 0.12), ("BH-CGW", 0.1), ("BH-STHJ", 0.05), ("BH-ZJW", 0.02),
-               ("BH-RSJ", 0.01)]
+    ranking = [("BH-SCJG", 0.7), ("NOT-AN-AGENCY", 0.12), ("BH-CGW", 0.1), ("BH-STHJ", 0.05),
+               ("BH-ZJW", 0.02), ("BH-RSJ", 0.01)]
     d = route(catalogue, ranking, label_kind="agency")
     assert d.decision == AUTO and d.agency == "BH-SCJG" and d.agency_kind == "market_regulation"
     assert d.agency_name in d.reason and d.matter is None
@@ -179,7 +179,8 @@ def test_an_agency_model_names_the_agency(catalogue: Catalogue) -> None:
 
 
 def test_an_agency_model_respects_returns_and_the_threshold(catalogue: Catalogue) -> None:
-    d = route(catalogue, [("BH-SCJG", 0.7), ("BH-CGW", 0.2)], label_kind="agency", exclude_agencies=["BH-SCJG"])
+    d = route(catalogue, [("BH-SCJG", 0.7), ("BH-CGW", 0.2)], label_kind="agency",
+              exclude_agencies=["BH-SCJG"])
     assert d.decision == MANUAL and d.agency == "BH-CGW" and "低于阈值" in d.reason
     nothing = route(catalogue, [("BH-SCJG", 0.9)], label_kind="agency", exclude_agencies=["BH-SCJG"])
     assert nothing.decision == MANUAL and nothing.agency is None
