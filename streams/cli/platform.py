@@ -219,6 +219,24 @@ def doctor(as_json: bool = typer.Option(False, "--json", help="one JSON object i
 
 
 
+def _ensure_model(settings: Settings) -> None:
+    """Train the team-corpus model when there is none (or it cannot be used): the demo must just work."""
+    from classifier.model import ModelError, read_metadata
+    from classifier.training import team_dataset, train
+    from config.catalogue import load_catalogue
+
+    try:
+        meta = read_metadata(settings.resolved_model_dir / "current")
+        console.print(f"  model: {meta['version']}")
+        return
+    except ModelError as exc:
+        console.print(f"  model: {exc} — training one now (under a minute)")
+    catalogue = load_catalogue(settings.domain_data_dir)
+    path, report = train(team_dataset(catalogue), catalogue, settings.resolved_model_dir,
+                         threshold=settings.confidence_threshold)
+    console.print(f"  model: {path.name} trained (hold-out accuracy {report['accuracy']:.3f})")
+
+
 @app.command()
 def demo() -> None:
     """The main job on the embedded default: migrate the ledger, start broker and worker, say what runs."""
@@ -231,6 +249,7 @@ def demo() -> None:
     console.print(f"[bold]12345 work-order router[/bold] — embedded profile\n"
                   f"  ledger: {settings.safe_database_url} (migrating)")
     upgrade(settings.resolved_database_url)
+    _ensure_model(settings)
     console.print("  broker: embedded Tansu on loopback (memory only)" if settings.embedded
                   else f"  broker: {settings.kafka_bootstrap}")
     console.print(f"  worker web: http://{settings.worker_web_host}:{settings.worker_web_port}/healthz\n"

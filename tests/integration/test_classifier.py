@@ -1,0 +1,122 @@
+"""The trained classifier through its public doors: Router, ``hotline classify``, artifacts on disk."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from classifier import model as mm
+from classifier.router import Router
+from config.settings import Settings
+from models.tickets import SHANGHAI
+from streams.cli import app
+
+pytestmark = pytest.mark.integration
+
+BAD_TEXTS = {
+    "empty": "",
+    "punctuation": "。。。！！？？……，，",
+    "huge": "楼下烧烤店油烟太大了，" * 5000,  # 55,000 characters
+    "english": "The street lamp outside my building has been broken for two weeks.",
+    "emoji": "😡😡😡🔥🔥🔥",
+    "html": "<script>alert(1)</script><p>&nbsp;</p><br/>",
+}
+
+
+@pytest.fixture(scope="module")
+def router(trained_model_dir: Path) -> Router:
+    return Router.load(Settings(model_dir=trained_model_dir))
+
+
+@pytest.mark.parametrize("name", sorted(BAD_TEXTS))
+def test_bad_inputs_never_crash_and_never_auto_route(router, name):
+    d = router.route(BAD_TEXTS[name])
+    assert d.decision in {"manual", "unroutable"} or name in {"english", "huge"}
+    if name in {"empty", "punctuation", "emoji", "html"}:
+        assert d.decision == "unroutable" and d.reason
+
+
+def test_same_text_two_dates_two_owners(router):
+    text = "塘沽新港街道某小区门口有人私搭乱建，违章建筑越盖越大，在小区绿地上盖了两间彩钢房。"
+    before = router.route(text, received_at=datetime(2025, 6, 1, 10, tzinfo=SHANGHAI))
+    after = router.route(text, received_at=datetime(2025, 9, 1, 10, tzinfo=SHANGHAI))
+    assert before.matter == after.matter == "CG-003"
+    assert before.agency == "BH-JD-XG" and after.agency == "BH-CGW"  # the 2025-08-25 take-back
+    assert before.basis and after.basis
+
+
+def test_classify_jsonl_one_line_per_input_in_order(trained_model_dir):
+    lines = [json.dumps({"id": "ok1", "text": "公司拖欠我三个月工资，老板一直躲着不见", "address": "东丽区华明街道"},
+                        ensure_ascii=False),
+             "not json at all",
+             json.dumps({"id": "nontext", "text": 42}),
+             json.dumps({"id": "huge", "text": "扰民" * 30_000}),
+             json.dumps([1, 2]),
+             *[json.dumps({"id": k, "text": v}, ensure_ascii=False) for k, v in BAD_TEXTS.items() if k != "huge"],
+             json.dumps({"id": "ok2", "text": "路灯坏了两个星期了晚上一片漆黑", "received_at": "2025-02-01T09:00:00"},
+                        ensure_ascii=False)]
+    result = CliRunner().invoke(app, ["classify", "--jsonl"], input="\n".join(lines) + "\n",
+                                env={"HOTLINE_MODEL_DIR": str(trained_model_dir)})
+    assert result.exit_code == 0, result.output
+    out = [json.loads(x) for x in result.stdout.strip().splitlines()]
+    assert len(out) == len(lines)
+    assert out[0]["id"] == "ok1" and out[-1]["id"] == "ok2"
+    assert "error" in out[1] and "error" in out[2] and "error" in out[3] and "error" in out[4]
+    for o in out:
+        if "error" not in o:
+            assert set(o) >= {"id", "matter", "domain", "agency", "agency_kind", "jurisdiction", "confidence",
+                              "decision", "alternatives", "basis", "model_version"}
+            assert o["decision"] in {"auto", "manual", "unroutable"}
+    assert out[0]["agency_kind"] == "human_resources" and out[0]["jurisdiction"] == "DL"
+    assert all("agency" in a and "confidence" in a for a in out[0]["alternatives"])
+
+
+def test_classify_text_prints_a_readable_decision(trained_model_dir):
+    result = CliRunner().invoke(app, ["classify", "小区楼下饭店油烟太大，熏得窗户都不敢开", "--address", "泰达街道"],
+                                env={"HOTLINE_MODEL_DIR": str(trained_model_dir)})
+    assert result.exit_code == 0, result.output
+    assert "承办单位" in result.stdout and "置信度" in result.stdout
+
+
+def test_metadata_records_what_the_model_is(trained_model_dir):
+    meta = mm.read_metadata(trained_model_dir / mm.CURRENT)
+    assert meta["format"] == mm.FORMAT and meta["corpus_hash"] and len(meta["labels"]) > 150
+    assert {"scikit-learn", "jieba", "python"} <= set(meta["libraries"])
+    assert meta["evaluation"]["accuracy"] > 0.8 and "per_class" in meta["evaluation"]
+
+
+def _copy(trained_model_dir: Path, tmp_path: Path) -> Path:
+    target = tmp_path / "models"
+    shutil.copytree(trained_model_dir, target, symlinks=True)
+    return target
+
+
+def test_corrupt_model_is_refused_with_a_clear_message(trained_model_dir, tmp_path):
+    models = _copy(trained_model_dir, tmp_path)
+    model_file = models / mm.CURRENT / mm.MODEL_FILE
+    data = bytearray(model_file.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    model_file.write_bytes(bytes(data))
+    with pytest.raises(mm.ModelError, match="does not match its metadata"):
+        mm.load(models)
+    result = CliRunner().invoke(app, ["classify", "路灯不亮"], env={"HOTLINE_MODEL_DIR": str(models)})
+    assert result.exit_code == 2 and "hotline train" in result.output
+
+
+def test_foreign_or_missing_artifacts_are_refused(trained_model_dir, tmp_path):
+    models = _copy(trained_model_dir, tmp_path)
+    meta_path = models / mm.CURRENT / mm.META_FILE
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    meta["format"] = "someone-else/1"
+    meta_path.write_text(json.dumps(meta), encoding="utf-8")
+    with pytest.raises(mm.ModelError, match="not a model made by"):
+        mm.load(models)
+    with pytest.raises(mm.ModelError, match="outside"):
+        mm.load(models, version="../../etc")
+    with pytest.raises(mm.ModelError, match="hotline train"):
+        mm.load(tmp_path / "nothing-here")
