@@ -21,6 +21,7 @@ from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape as esc
 from rich.table import Table
 from rich.text import Text
 
@@ -52,7 +53,7 @@ def _catalogue(settings: Any) -> Catalogue:
     try:
         return load_catalogue(settings.domain_data_dir)
     except CatalogueError as exc:
-        _exit(f"[red]the domain data has errors:[/red] {exc}\nrun: hotline catalogue check")
+        _exit(f"[red]the domain data has errors:[/red] {esc(str(exc))}\nrun: hotline catalogue check")
 
 
 def near_matches(given: str, catalogue: Catalogue, n: int = 6) -> list[str]:
@@ -74,7 +75,7 @@ def resolve_agency(given: str, catalogue: Catalogue, what: str = "agency code") 
     near = near_matches(given, catalogue)
     hint = ("; did you mean: " + ", ".join(f"{c} ({catalogue.agencies[c].name})" for c in near)) if near \
         else f"; the {len(catalogue.agencies)} agencies are listed in {catalogue.source}/agencies.yaml"
-    _exit(f"[red]unknown {what}[/red] {given!r}{hint}")
+    _exit(f"[red]unknown {what}[/red] {esc(repr(given))}{esc(hint)}")
 
 
 # --- queue ------------------------------------------------------------------------------------
@@ -139,7 +140,7 @@ def render(console: Console, tickets: list[dict[str, Any]], *, manual: bool, tit
     if console.width >= WIDE_ENOUGH:
         console.print(queue_table(tickets, manual=manual, title=title))
         return
-    console.print(f"[bold]{title}[/bold]")
+    console.print(f"[bold]{esc(title)}[/bold]")
     room = max(20, console.width - 12)
 
     def fit(value: Any) -> Text:  # by terminal cells: a Chinese character takes two
@@ -171,6 +172,7 @@ class QueueReader:
             bootstrap_servers=bootstrap, group_id=group, client_id=f"hotline-{group}", enable_auto_commit=False,
             auto_offset_reset="earliest", **GROUP_TUNING)
         self.pending: dict[Any, int] = {}  # partition -> next offset to commit
+        self.buffered: list[Any] = []  # records a poll returned while we waited for the assignment
 
     def topic_exists(self) -> bool:
         return self.topic in self.consumer.topics()
@@ -179,7 +181,6 @@ class QueueReader:
         """Subscribe and wait for the group's assignment; rewind to the start when asked."""
         self.consumer.subscribe([self.topic])
         deadline = time.monotonic() + timeout
-        self.buffered: list[Any] = []
         while not self.consumer.assignment():
             if time.monotonic() > deadline:
                 return False
@@ -223,7 +224,7 @@ class QueueReader:
             self.consumer.commit({tp: OffsetAndMetadata(off, "", -1) for tp, off in self.pending.items()})
             self.pending.clear()
         except KafkaError as exc:  # a rebalance took the partition: the next reader shows them again
-            err.print(f"[yellow]could not commit the queue position ({exc}); these tickets may be shown "
+            err.print(f"[yellow]could not commit the queue position ({esc(str(exc))}); these tickets may be shown "
                       "again next time[/yellow]")
 
     def close(self) -> None:
@@ -264,8 +265,13 @@ def queue(
     try:
         bootstrap = client_bootstrap(settings)
     except BrokerUnavailable as exc:
-        _exit(f"[red]{exc}[/red]", EXIT_BROKER)
-    reader = QueueReader(bootstrap, topic, group)
+        _exit(f"[red]{esc(str(exc))}[/red]", EXIT_BROKER)
+    from kafka.errors import KafkaError
+
+    try:
+        reader = QueueReader(bootstrap, topic, group)
+    except KafkaError as exc:
+        _exit(f"[red]cannot connect to the broker at {bootstrap}:[/red] {esc(str(exc))}", EXIT_BROKER)
     out = Console(highlight=False, soft_wrap=False)
     shown = 0
     try:
@@ -315,6 +321,8 @@ def queue(
                       + ("" if from_beginning else " (--from-beginning shows what was already seen)"))
     except KeyboardInterrupt:
         reader.commit()
+    except KafkaError as exc:
+        _exit(f"[red]lost the broker while reading {topic}:[/red] {esc(str(exc))}", EXIT_BROKER)
     finally:
         reader.close()
 
@@ -435,7 +443,7 @@ def act(
 
     settings = load_settings()
     if not ID_PATTERN.match(ticket_id):
-        _exit(f"[red]{ticket_id!r} is not a ticket id[/red] (letters, digits and _ . : - only)")
+        _exit(f"[red]{esc(repr(ticket_id))} is not a ticket id[/red] (letters, digits and _ . : - only)")
     chosen_role = role.value if role is not None else DEFAULT_ROLE[action].value
     codes: dict[str, str | None] = {"agency": agency, "to": to}
     if agency or to:
@@ -447,13 +455,13 @@ def act(
                                 "reason_code": reason_code, "basis": basis, "explanation": explanation,
                                 "reply": reply, "days": days, "to": codes["to"], "rating": rating})
     except ValueError as exc:
-        _exit(f"[red]refused:[/red] {exc}")
+        _exit(f"[red]refused:[/red] {esc(str(exc))}")
     from models.events import parse_event
     from models.tickets import Rejection
 
     checked = parse_event(event)  # the same check the worker applies first
     if isinstance(checked, Rejection):
-        _exit(f"[red]refused:[/red] {checked.reason}")
+        _exit(f"[red]refused:[/red] {esc(checked.reason)}")
     value = json.dumps(event, ensure_ascii=False)
     if dry_run:
         typer.echo(value)
@@ -461,18 +469,20 @@ def act(
     try:
         bootstrap = client_bootstrap(settings)
     except BrokerUnavailable as exc:
-        _exit(f"[red]{exc}[/red]", EXIT_BROKER)
+        _exit(f"[red]{esc(str(exc))}[/red]", EXIT_BROKER)
     from kafka import KafkaProducer
     from kafka.errors import KafkaError
 
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", client_id="hotline-act")
+    producer = None
     try:
+        producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", client_id="hotline-act")
         meta = producer.send(TICKETS_EVENTS, key=ticket_id.encode(), value=value.encode()).get(timeout=15)
     except KafkaError as exc:
-        _exit(f"[red]the broker did not take the event:[/red] {exc}", EXIT_BROKER)
+        _exit(f"[red]the broker did not take the event:[/red] {esc(str(exc))}", EXIT_BROKER)
     finally:
-        producer.close(timeout=5)
+        if producer is not None:
+            producer.close(timeout=5)
     err.print(f"{event['type']} for {ticket_id} by {event['actor']} ({chosen_role}"
               f"{', ' + codes['agency'] if codes['agency'] else ''}) sent to {TICKETS_EVENTS} "
-              f"[{meta.partition}]@{meta.offset}; the worker checks it against the ticket's state")
+              f"[{meta.partition}]@{meta.offset}; the worker checks it against the ticket's state", markup=False)
     typer.echo(event["event_id"])

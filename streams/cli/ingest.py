@@ -25,6 +25,7 @@ from typing import IO, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape as esc
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from models.tickets import ID_PATTERN, MAX_ID_CHARS, Rejection, TicketIn, content_key, parse_ticket
@@ -305,9 +306,15 @@ def ingest(
         try:
             bootstrap = client_bootstrap(settings)
         except BrokerUnavailable as exc:
-            console.print(f"[red]{exc}[/red]")
+            console.print(f"[red]{esc(str(exc))}[/red]")
             raise typer.Exit(EXIT_BROKER) from None
-        sink = _Sink(bootstrap, settings, source_label(file))
+        from kafka.errors import KafkaError
+
+        try:
+            sink = _Sink(bootstrap, settings, source_label(file))
+        except KafkaError as exc:
+            console.print(f"[red]cannot connect to the broker at {bootstrap}:[/red] {esc(str(exc))}")
+            raise typer.Exit(EXIT_BROKER) from None
         try:
             outcome = _run(records, columns, sink, binary, size, rate, limit)
         finally:
@@ -319,7 +326,7 @@ def ingest(
 
 
 def _unusable(message: str) -> NoReturn:
-    console.print(f"[red]cannot import:[/red] {message}")
+    console.print(f"[red]cannot import:[/red] {esc(message)}")
     raise typer.Exit(EXIT_UNUSABLE)
 
 
@@ -361,12 +368,21 @@ class _Sink:
         self.ledger_error: str | None = None
         self.failed: list[str] = []
 
+    def _send(self, topic: str, key: str, value: bytes, what: str) -> None:
+        from kafka.errors import KafkaError
+
+        try:
+            fut = self.producer.send(topic, key=key.encode(), value=value)
+        except KafkaError as exc:  # e.g. the broker went away and the send buffer stayed full
+            self.failed.append(f"{what}: {exc}")
+            return
+        fut.add_errback(lambda exc: self.failed.append(f"{what}: {exc}"))
+
     def ticket(self, ticket: TicketIn) -> None:
-        from streams.app import TICKETS_RECEIVED
+        from streams.app import TICKETS_RECEIVED  # faust comes with it: imported when needed, not on --help
         from streams.intake import ticket_json
 
-        fut = self.producer.send(TICKETS_RECEIVED, key=ticket.id.encode(), value=ticket_json(ticket))
-        fut.add_errback(lambda exc, tid=ticket.id: self.failed.append(f"{tid}: {exc}"))
+        self._send(TICKETS_RECEIVED, ticket.id, ticket_json(ticket), ticket.id)
 
     def rejection(self, row: int, rejection: Rejection) -> None:
         from models.events import InputRejected
@@ -375,8 +391,15 @@ class _Sink:
         self._record(row, rejection)
         event = InputRejected(key=rejection.key, reason=f"row {row}: {rejection.reason}", source="ingest",
                               payload=rejection.payload, rejected_at=datetime.now(UTC))
-        fut = self.producer.send(TICKETS_INVALID, key=rejection.key.encode(), value=event.dumps())
-        fut.add_errback(lambda exc, r=row: self.failed.append(f"row {r} (dead letter): {exc}"))
+        self._send(TICKETS_INVALID, rejection.key, event.dumps(), f"row {row} (dead letter)")
+
+    def flush(self) -> None:
+        from kafka.errors import KafkaError
+
+        try:
+            self.producer.flush(timeout=30)
+        except KafkaError as exc:
+            self.failed.append(f"flush: {exc}")
 
     def _record(self, row: int, rejection: Rejection) -> None:
         """Into the ledger; a ledger that cannot be reached is reported once and does not stop the import."""
@@ -397,12 +420,12 @@ class _Sink:
         except SQLAlchemyError as exc:
             self.ledger_error = str(getattr(exc, "orig", exc) or exc).strip().splitlines()[0]
             console.print(f"[yellow]rejections are not recorded in the ledger "
-                          f"({self.settings.safe_database_url}): {self.ledger_error}; "
+                          f"({self.settings.safe_database_url}): {esc(self.ledger_error)}; "
                           "run `hotline db upgrade`?[/yellow]")
 
     def close(self) -> None:
         try:
-            self.producer.flush(timeout=30)
+            self.flush()
         finally:
             self.producer.close(timeout=5)
             if self.ledger is not None:
@@ -428,7 +451,7 @@ def _run(records: Iterator[Record], columns: ColumnMap, sink: _Sink, binary: IO[
                 if isinstance(result, Rejection):
                     outcome.rejected.append((record.row, result))
                     if len(outcome.rejected) <= MAX_REPORTED:
-                        progress.console.print(f"[yellow]row {record.row}[/yellow] rejected: {result.reason}")
+                        progress.console.print(f"[yellow]row {record.row}[/yellow] rejected: {esc(result.reason)}")
                     sink.rejection(record.row, result)
                 else:
                     if bucket is not None:
@@ -442,18 +465,18 @@ def _run(records: Iterator[Record], columns: ColumnMap, sink: _Sink, binary: IO[
                                "pass --encoding (e.g. gbk)?")
         if size is not None and outcome.stopped is None:
             progress.update(task, completed=size)
-    sink.producer.flush(timeout=30)
+    sink.flush()
     outcome.failed = sink.failed
     return outcome
 
 
 def _summarise(outcome: Outcome, file: str) -> int:
     source = "stdin" if file == "-" else file
-    console.print(f"{outcome.sent} ticket(s) from {source} sent to tickets.received")
+    console.print(f"{outcome.sent} ticket(s) from {source} sent to tickets.received", markup=False)
     if outcome.stopped:
-        console.print(f"[red]cannot import the rest:[/red] {outcome.stopped}")
+        console.print(f"[red]cannot import the rest:[/red] {esc(outcome.stopped)}")
     for failure in outcome.failed[:10]:
-        console.print(f"[red]not delivered:[/red] {failure}")
+        console.print(f"[red]not delivered:[/red] {esc(failure)}")
     if outcome.rejected:
         rows = ", ".join(str(r) for r, _ in outcome.rejected[:20]) + (" ..." if len(outcome.rejected) > 20 else "")
         console.print(f"[yellow]{len(outcome.rejected)} row(s) rejected[/yellow] (rows {rows}); "

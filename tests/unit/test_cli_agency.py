@@ -1,0 +1,118 @@
+"""``hotline act`` and ``hotline queue`` without a broker: event shapes, local refusals, agency codes."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from config.catalogue import load_catalogue
+from models.events import EVENT_CLASSES, parse_event
+from models.tickets import SHANGHAI, Rejection
+from streams.cli import app
+from streams.cli.agency import DEFAULT_ROLE, EVENT_TYPE, Action, build_event, near_matches, queue_table
+
+runner = CliRunner()
+
+
+def env(tmp_path: Path) -> dict[str, str]:
+    return {"HOTLINE_DATA_DIR": str(tmp_path / "var"), "HOTLINE_KAFKA_BOOTSTRAP": ""}
+
+
+COMPLETE = {
+    Action.SIGN: {}, Action.RETURN: {"reason_code": "NOT_OUR_DUTY", "basis": "《某法》第三条"},
+    Action.REASSIGN: {"to": "BH-SCJG"}, Action.EXTEND: {"days": 5, "explanation": "需现场核查"},
+    Action.APPROVE_EXTENSION: {}, Action.DENY_EXTENSION: {"explanation": "理由不足"},
+    Action.RESOLVE: {"reply": "已处理"}, Action.RATE: {"rating": "satisfied", "explanation": "很好"},
+    Action.REOPEN: {}, Action.CLOSE: {},
+}
+
+
+@pytest.mark.parametrize("action", list(Action))
+def test_every_action_builds_an_event_the_worker_accepts(action: Action) -> None:
+    role = DEFAULT_ROLE[action].value
+    agency = "BH-STHJ" if role == "agency" else None
+    ev = build_event("T-1", action, actor="alice", role=role, agency=agency, options=COMPLETE[action],
+                     now=datetime(2025, 3, 1, 9, tzinfo=SHANGHAI))
+    assert ev["type"] == EVENT_TYPE[action] and ev["type"] in EVENT_CLASSES
+    assert ev["occurred_at"] == "2025-03-01T09:00:00+08:00" and len(ev["event_id"]) == 36
+    parsed = parse_event(json.dumps(ev, ensure_ascii=False))
+    assert not isinstance(parsed, Rejection), parsed
+    assert parsed.ticket_id == "T-1" and parsed.role == role
+
+
+def test_fields_are_renamed_to_the_event_contract() -> None:
+    ev = build_event("T-1", Action.REASSIGN, actor="d", role="dispatcher", options={"to": "BH-SCJG"})
+    assert ev["target_agency"] == "BH-SCJG" and "to" not in ev
+    ev = build_event("T-1", Action.RATE, actor="c", role="callcenter",
+                     options={"rating": "unsatisfied", "explanation": "没人来"})
+    assert ev["comment"] == "没人来" and ev["rating"] == "unsatisfied"
+
+
+@pytest.mark.parametrize(("action", "options", "message"), [
+    (Action.RETURN, {"basis": "x"}, "needs --reason-code"),
+    (Action.RETURN, {"reason_code": "NOT_OUR_DUTY"}, "legal basis"),
+    (Action.EXTEND, {"days": 3}, "needs an --explanation"),
+    (Action.EXTEND, {"days": 40, "explanation": "x"}, "between 1 and 30"),
+    (Action.RESOLVE, {}, "needs --reply"),
+    (Action.REASSIGN, {}, "needs --to"),
+    (Action.RATE, {}, "needs --rating"),
+    (Action.SIGN, {"days": 3}, "--days does not apply to sign"),
+])
+def test_incomplete_actions_are_refused_locally(action: Action, options: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        build_event("T-1", action, actor="a", role=DEFAULT_ROLE[action].value, agency="BH-STHJ", options=options)
+
+
+def test_agency_actions_need_the_acting_agency() -> None:
+    with pytest.raises(ValueError, match="--agency"):
+        build_event("T-1", Action.SIGN, actor="a", role="agency")
+
+
+def test_near_matches_by_code_and_name() -> None:
+    cat = load_catalogue()
+    assert "BH-SCJG" in near_matches("BH-SCJ", cat)
+    assert set(near_matches("市场监督", cat)) >= {"BH-SCJG", "DL-SCJG", "TEDA-SCJG"}
+
+
+def test_act_cli_refuses_a_return_without_reason_and_dry_runs_a_good_one(tmp_path: Path) -> None:
+    r = runner.invoke(app, ["act", "T-1", "return", "--agency", "BH-STHJ", "--basis", "x"], env=env(tmp_path))
+    assert r.exit_code == 2 and "needs --reason-code" in r.output and "Traceback" not in r.output
+    r = runner.invoke(app, ["act", "T-1", "return", "--agency", "bh-sthj", "--reason-code", "OTHER_JURISDICTION",
+                            "--explanation", "在东丽区", "--actor", "bob", "--dry-run"], env=env(tmp_path))
+    assert r.exit_code == 0, r.output
+    ev = json.loads(r.stdout)
+    assert ev["agency"] == "BH-STHJ" and ev["reason_code"] == "OTHER_JURISDICTION" and ev["actor"] == "bob"
+    r = runner.invoke(app, ["act", "T-1", "sign", "--agency", "BH-NOPE"], env=env(tmp_path))
+    assert r.exit_code == 2 and "unknown --agency agency code" in r.output
+    r = runner.invoke(app, ["act", "bad id!", "sign", "--agency", "BH-STHJ"], env=env(tmp_path))
+    assert r.exit_code == 2 and "not a ticket id" in r.output
+
+
+def test_act_without_a_broker_says_how_to_start_one(tmp_path: Path) -> None:
+    r = runner.invoke(app, ["act", "T-1", "close"], env=env(tmp_path))
+    assert r.exit_code == 1 and "no broker is running" in r.output and "Traceback" not in r.output
+
+
+def test_queue_arguments_and_unknown_agency(tmp_path: Path) -> None:
+    r = runner.invoke(app, ["queue"], env=env(tmp_path))
+    assert r.exit_code == 2 and "--manual" in r.output
+    r = runner.invoke(app, ["queue", "BH-STHJ", "--manual"], env=env(tmp_path))
+    assert r.exit_code == 2
+    r = runner.invoke(app, ["queue", "BH-SCJ"], env=env(tmp_path))
+    assert r.exit_code == 2 and "did you mean" in r.output and "BH-SCJG" in r.output
+
+
+def test_queue_table_shows_the_explanation() -> None:
+    from rich.console import Console
+
+    msg = {"ticket_id": "T-1", "attempt": 1, "received_at": "2025-03-01T01:00:00+00:00", "matter_name": "露天烧烤",
+           "address": "滨海新区新港街道", "urgency": "一般", "confidence": 0.8123, "text": "烧烤油烟",
+           "basis": "《大气污染防治法》第一百一十八条"}
+    console = Console(width=200, record=True)
+    console.print(queue_table([msg], manual=False, title="BH-JD-XG"))
+    text = console.export_text()
+    assert "2025-03-01 09:00" in text and "0.81" in text and "第一百一十八条" in text
