@@ -63,7 +63,7 @@ def start_worker(bootstrap: str, url: str, model_dir: Path, data_dir: str) -> su
                 "HOTLINE_MODEL_DIR": str(model_dir), "HOTLINE_LOG_LEVEL": "WARNING",
                 "HOTLINE_WORKER_WEB_PORT": str(free_port(settings.worker_web_host))})
     return subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=open(Path(data_dir) / "worker.log", "wb"))  # noqa: SIM115
+                            stdout=subprocess.DEVNULL, stderr=open(Path(data_dir) / "worker.log", "wb"))
 
 
 def one_run(texts: list[str], model_dir: Path, rate: float, seconds: float, burst: int, run: int) -> dict:

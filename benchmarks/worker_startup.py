@@ -49,7 +49,7 @@ def one_run(extra_env: dict[str, str], timeout: float) -> float:
         ledger = Ledger(make_engine(url))
         started = time.monotonic()
         log_path = Path(tmp) / "worker.log"
-        log_file = open(log_path, "wb")  # noqa: SIM115 - closed below
+        log_file = open(log_path, "wb")
         proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=env,
                                 stdout=log_file, stderr=subprocess.STDOUT)
         try:
