@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from models import ledger as t
+from models.schemas import validator
 from streams.app import TICKETS_EVENTS, TICKETS_MANUAL, TICKETS_RECEIVED, routed_topic_name
 from streams.db import Ledger, make_engine
 from tests.conftest import wait_until
@@ -57,6 +58,11 @@ def test_200_tickets_each_in_exactly_one_queue_and_ledger_agrees(kafka_bootstrap
             assert "****" not in seen[0][1]["caller_phone"]  # the handling agency sees the number
     counts = Counter(d.decision for d in by_ticket.values())
     assert counts["auto"] > 0
+    # every message on the queues validates against the published JSON Schema of its topic
+    for seen in queues.values():
+        for topic, message in seen:
+            errors = list(validator(topic).iter_errors(message))
+            assert not errors, f"{topic}: {errors[0].message}"
     # and the malformed input is recorded with reasons while the flow went on
     reasons = [r.reason for r in ledger.rejections(500)]
     assert any("not JSON" in r for r in reasons) and any("text: Field required" in r for r in reasons)
@@ -109,9 +115,11 @@ def test_returns_reroute_and_third_return_goes_to_designation(kafka_bootstrap, d
     # Then after the third return it is on the manual queue, marked for designation
     assert current.decision == "designated", current.reason
     queues = read_queues(kafka_bootstrap, tid)
-    last_topic, last = queues[tid][-1]
+    # topics are read one after another, not in time order: the last routing is the highest attempt
+    last_topic, last = max(queues[tid], key=lambda seen: seen[1]["attempt"])
     assert last_topic == TICKETS_MANUAL and last["designation"] is True
     assert set(returners) <= set(last["excluded_agencies"])
+    assert not list(validator(TICKETS_MANUAL).iter_errors(last))
     with ledger.session() as s:
         types = [e.type for e in s.scalars(select(t.TicketEvent).where(t.TicketEvent.ticket_id == tid,
                                                                          t.TicketEvent.accepted))]

@@ -18,6 +18,7 @@ def _catalogue_terms():
 @pytest.mark.parametrize("raw,expected", [
     ("ＡＢＣ１２３，！", "ABC0,!"),                       # full-width folded to half-width, digits -> 0
     ("<p>路灯&nbsp;不亮</p>", "路灯 不亮"),                 # HTML tags and entities removed
+    ("<script>alert(1)</script>路灯", "路灯"),              # script blocks removed whole
     ("  路灯\n\n\t不亮  ", "路灯 不亮"),                    # whitespace collapsed
     ("电话13812345678", f"电话{PHONE_TOKEN}"),              # phone numbers, plain ...
     ("电话138****1234", f"电话{PHONE_TOKEN}"),              # ... masked ...
