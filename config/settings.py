@@ -62,6 +62,16 @@ class Settings(BaseSettings):
         default="BH", description="jurisdiction used when a ticket's address resolves to none"
     )
 
+    # --- supervision -----------------------------------------------------------------------
+    supervision_tick_seconds: float = Field(
+        default=1.0, gt=0, le=60, description="how often (real seconds) the supervision timer checks deadlines"
+    )
+    review_confidence: float = Field(
+        default=0.8, ge=0.0, le=1.0,
+        description="an agency signing a ticket the classifier gave another agency with at least this "
+                    "confidence raises a review hint",
+    )
+
     # --- misc ------------------------------------------------------------------------------
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING, ERROR")
     clock_speed: float = Field(default=1.0, gt=0, description="simulated seconds per real second")

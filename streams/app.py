@@ -23,7 +23,7 @@ TICKETS_EVENTS = "tickets.events"
 SUPERVISION_ALERTS = "supervision.alerts"
 ROUTED_PREFIX = "tickets.routed."
 
-STAGES = ("streams.routing", "streams.lifecycle", "streams.web")
+STAGES = ("streams.routing", "streams.lifecycle", "streams.supervision", "streams.web")
 
 
 def routed_topic_name(agency_code: str) -> str:

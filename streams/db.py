@@ -189,6 +189,13 @@ class Ledger:
             s.execute(stmt.on_conflict_do_update(index_elements=["ticket_id"], set_={
                 "label": label, "created_by": created_by, "created_at": t.utcnow()}))
 
+    def record_alerts(self, rows: list[dict[str, Any]]) -> None:
+        """Store supervision alerts; idempotent by ``alert_key`` (a re-sent alert changes nothing)."""
+        if not rows:
+            return
+        with self.session() as s:
+            s.execute(_insert(s)(t.Alert).on_conflict_do_nothing(index_elements=["alert_key"]), rows)
+
     def tickets(self, ids: list[str]) -> dict[str, t.Ticket]:
         if not ids:
             return {}

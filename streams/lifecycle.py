@@ -18,6 +18,7 @@ from classifier.router import RouteRequest
 from models.events import LifecycleEvent, parse_event
 from models.lifecycle import Designate, Dispatch, Outcome, Reroute, TicketState, apply
 from models.tickets import Rejection, content_key
+from streams import supervision
 from streams.app import app, events_topic
 from streams.intake import dead_letter
 from streams.routing import decision_row, publish, routed_message
@@ -69,6 +70,7 @@ async def handle(key: bytes | None, value: bytes, m: Any) -> None:
         return
     if outcome.duplicate:
         return
+    await supervision.observe(state, event, outcome.state)  # before the state: it is idempotent, the state is not
     ticket_state[event.ticket_id] = outcome.state.to_dict()
     await svc.db(svc.ledger.record_event, event_id=event.event_id, ticket_id=event.ticket_id, type=event.type,
                  actor=event.actor, agency=event.agency, occurred_at=event.occurred_at, accepted=True, reason=None,

@@ -19,6 +19,7 @@ from streams.cli import classify as _classify  # noqa: E402,F401
 from streams.cli import docs as _docs  # noqa: E402,F401
 from streams.cli import ingest as _ingest  # noqa: E402,F401
 from streams.cli import platform as _platform  # noqa: E402,F401
+from streams.cli import supervise as _supervise  # noqa: E402,F401
 
 
 def main() -> None:

@@ -1,0 +1,248 @@
+"""Supervisors' commands: ``hotline alerts`` (the ledger's alerts, optionally tailing supervision.alerts) and
+``hotline report`` (per-agency figures, or the daily digest for a crontab)."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime, timedelta
+from typing import Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.markup import escape as esc
+from rich.table import Table
+
+from models.tickets import SHANGHAI
+from streams.cli import app
+from streams.cli.agency import GROUP_TUNING, local_time, resolve_agency
+from streams.cli.platform import load_settings
+
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+EXIT_BROKER, EXIT_USAGE = 1, 2
+SEVERITY_STYLE = {"info": "cyan", "warning": "yellow", "critical": "bold red"}
+
+
+def _exit(message: str, code: int = EXIT_USAGE) -> NoReturn:
+    err.print(message)
+    raise typer.Exit(code)
+
+
+def parse_since(value: str | None) -> datetime | None:
+    """``YYYY-MM-DD`` (midnight, Shanghai) or an ISO datetime (Shanghai when it has no offset)."""
+    if not value:
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        _exit(f"[red]--since {esc(repr(value))} is not a date[/red] (YYYY-MM-DD or YYYY-MM-DDTHH:MM)")
+    return when.replace(tzinfo=SHANGHAI) if when.tzinfo is None else when
+
+
+def _ledger_and_catalogue(agency: str | None) -> tuple[Any, Any, Any, str | None]:
+    from config.catalogue import CatalogueError, load_catalogue
+    from streams.db import Ledger, migration_status
+
+    settings = load_settings()
+    try:
+        catalogue = load_catalogue(settings.domain_data_dir)
+    except CatalogueError as exc:
+        _exit(f"[red]the domain data has errors:[/red] {esc(str(exc))}\nrun: hotline catalogue check")
+    code = resolve_agency(agency, catalogue) if agency else None
+    ledger = Ledger.from_settings(settings)
+    current, head = migration_status(ledger.engine)
+    if current != head:
+        ledger.dispose()
+        _exit(f"[red]the ledger {esc(settings.safe_database_url)} is not migrated[/red]: run `hotline db upgrade`")
+    return settings, ledger, catalogue, code
+
+
+# --- alerts ---------------------------------------------------------------------------------------------
+def stored_alerts(ledger: Any, *, agency: str | None, since: datetime | None) -> list[dict[str, Any]]:
+    """The ledger's alerts as published (AlertRaised JSON), oldest first."""
+    from sqlalchemy import select
+
+    from models import ledger as t
+
+    with ledger.session() as s:
+        q = select(t.Alert).order_by(t.Alert.raised_at, t.Alert.alert_key)
+        if agency:
+            q = q.where(t.Alert.agency == agency)
+        if since is not None:
+            q = q.where(t.Alert.raised_at >= since)
+        return [a.payload or {"alert_key": a.alert_key, "rule": a.rule, "level": a.level, "severity": a.severity,
+                              "message": a.message, "raised_at": a.raised_at.isoformat(), "ticket_id": a.ticket_id,
+                              "agency": a.agency, "deadline": a.deadline.isoformat() if a.deadline else None}
+                for a in s.scalars(q)]
+
+
+def alerts_table(alerts: list[dict[str, Any]], title: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    for name in ("raised", "severity", "rule", "level", "ticket", "agency", "deadline", "message"):
+        table.add_column(name, no_wrap=name not in ("message",))
+    for a in alerts:
+        sev = str(a.get("severity") or "")
+        table.add_row(local_time(a.get("raised_at")), f"[{SEVERITY_STYLE.get(sev, '')}]{esc(sev)}[/]",
+                      esc(str(a.get("rule") or "")), esc(str(a.get("level") or "")), esc(str(a.get("ticket_id") or "")),
+                      esc(str(a.get("agency") or "")), local_time(a.get("deadline")), esc(str(a.get("message") or "")))
+    return table
+
+
+WIDE_ENOUGH = 140  # below this many columns the table is unreadable: one block per alert instead
+
+
+def render(console: Console, alerts: list[dict[str, Any]], title: str) -> None:
+    if console.width >= WIDE_ENOUGH:
+        console.print(alerts_table(alerts, title))
+        return
+    if title:
+        console.print(f"[bold]{esc(title)}[/bold]")
+    for a in alerts:
+        sev = str(a.get("severity") or "")
+        head = [local_time(a.get("raised_at")), f"[{SEVERITY_STYLE.get(sev, '')}]{esc(sev)}[/]",
+                esc(f"{a.get('rule')}/{a.get('level')}"), esc(str(a.get("ticket_id") or "")),
+                esc(str(a.get("agency") or ""))]
+        console.print("  ".join(h for h in head if h))
+        console.print(f"    {esc(str(a.get('message') or ''))}", soft_wrap=True)
+
+
+def _tail(bootstrap: str, *, agency: str | None, since: datetime | None, seen: set[str], as_json: bool,
+          out: Console) -> None:
+    """Follow supervision.alerts from its end: every follower sees every alert (partitions assigned by hand,
+    no consumer group to share them with), deduped by alert_key against what was already shown."""
+    from kafka import KafkaConsumer
+    from kafka.structs import TopicPartition
+
+    from streams.app import SUPERVISION_ALERTS
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, client_id="hotline-alerts", enable_auto_commit=False,
+                             **GROUP_TUNING)
+    try:
+        parts = consumer.partitions_for_topic(SUPERVISION_ALERTS) or set()
+        if not parts:
+            _exit(f"[red]{SUPERVISION_ALERTS} does not exist on the broker yet[/red]: start `hotline worker`",
+                  EXIT_BROKER)
+        tps = [TopicPartition(SUPERVISION_ALERTS, p) for p in sorted(parts)]
+        consumer.assign(tps)
+        consumer.seek_to_end(*tps)
+        err.print(f"following {SUPERVISION_ALERTS} (Ctrl-C stops)")
+        while True:
+            for records in consumer.poll(timeout_ms=1000).values():
+                for m in records:
+                    try:
+                        a = json.loads(m.value)
+                        key = a["alert_key"]
+                    except (json.JSONDecodeError, KeyError, TypeError):
+                        err.print(f"[yellow]skipped a message that is not an alert at {m.topic}[{m.partition}]"
+                                  f"@{m.offset}[/yellow]")
+                        continue
+                    if key in seen or (agency and a.get("agency") != agency):
+                        continue
+                    if since is not None and a.get("raised_at") and datetime.fromisoformat(a["raised_at"]) < since:
+                        continue
+                    seen.add(key)
+                    if as_json:
+                        typer.echo(json.dumps(a, ensure_ascii=False))
+                    else:
+                        render(out, [a], "")
+    finally:
+        consumer.close(autocommit=False)
+
+
+@app.command()
+def alerts(
+    follow: bool = typer.Option(False, "--follow", "-f", help="then keep showing new alerts from supervision.alerts"),
+    as_json: bool = typer.Option(False, "--json", help="one AlertRaised JSON line per alert, as published"),
+    agency: str | None = typer.Option(None, "--agency", help="only alerts about this agency (code)"),
+    since: str | None = typer.Option(None, "--since", help="only alerts raised from this date (YYYY-MM-DD)"),
+) -> None:
+    """Show the supervision alerts recorded in the ledger (overdue, early warnings, misrouting ...)."""
+    settings, ledger, _catalogue, code = _ledger_and_catalogue(agency)
+    when = parse_since(since)
+    out = Console(highlight=False, soft_wrap=False)
+    try:
+        found = stored_alerts(ledger, agency=code, since=when)
+    finally:
+        ledger.dispose()
+    if as_json:
+        for a in found:
+            typer.echo(json.dumps(a, ensure_ascii=False))
+    elif found:
+        render(out, found, f"{len(found)} alert(s)" + (f" about {code}" if code else ""))
+    elif not follow:
+        err.print("no alerts" + (f" about {code}" if code else "") + (f" since {since}" if since else ""))
+    if not follow:
+        return
+    from kafka.errors import KafkaError
+
+    from streams.broker import BrokerUnavailable, client_bootstrap
+
+    try:
+        bootstrap = client_bootstrap(settings)
+        _tail(bootstrap, agency=code, since=when, seen={a["alert_key"] for a in found}, as_json=as_json, out=out)
+    except BrokerUnavailable as exc:
+        _exit(f"[red]{esc(str(exc))}[/red]", EXIT_BROKER)
+    except KafkaError as exc:
+        _exit(f"[red]lost the broker while following alerts:[/red] {esc(str(exc))}", EXIT_BROKER)
+    except KeyboardInterrupt:
+        pass
+
+
+# --- report -----------------------------------------------------------------------------------------------
+def figures_table(rows: list[dict[str, Any]], catalogue: Any, title: str) -> Table:
+    def pct(v: float | None) -> str:
+        return "—" if v is None else f"{v:.0%}"
+
+    table = Table(title=title, title_justify="left")
+    for name in ("agency", "name", "dispatched", "sign-for on time", "resolved on time", "returns",
+                 "first-time right", "overdue", "avg handling (wd)", "repeated", "alerts by rule"):
+        table.add_column(name, justify="left" if name in ("agency", "name", "alerts by rule") else "right")
+    for r in rows:
+        a = catalogue.agencies.get(r["agency"])
+        table.add_row(r["agency"], a.name if a else "", str(r["dispatched"]), pct(r["sign_on_time_rate"]),
+                      pct(r["resolution_on_time_rate"]), pct(r["return_rate"]), pct(r["first_time_right_rate"]),
+                      str(r["overdue"]), "—" if r["average_handling_working_days"] is None
+                      else f"{r['average_handling_working_days']:.1f}", str(r["repeated_complaints"]),
+                      ", ".join(f"{k} {v}" for k, v in r["alerts"].items()))
+    return table
+
+
+@app.command()
+def report(
+    agency: str | None = typer.Option(None, "--agency", help="only this agency (code)"),
+    since: str | None = typer.Option(None, "--since", help="dispatches from this date (YYYY-MM-DD); default: all"),
+    as_json: bool = typer.Option(False, "--json", help="the figures as one JSON document"),
+    digest: bool = typer.Option(False, "--digest",
+                                help="yesterday's figures per agency plus the tickets open past a deadline "
+                                     "(for a daily crontab line)"),
+) -> None:
+    """Per-agency figures: dispatched, sign-for and resolution on time, returns, first-time right, overdue.
+
+    Computed from the ledger against the same deadlines (working-day calendar) the supervision stream uses.
+    """
+    from streams.reports import day_bounds, digest_text, figures
+
+    _settings, ledger, catalogue, code = _ledger_and_catalogue(agency)
+    now = datetime.now(SHANGHAI)
+    try:
+        if digest:
+            if since:
+                _exit("[red]--digest covers yesterday; it takes no --since[/red]")
+            day: date = (now - timedelta(days=1)).date()
+            start, end = day_bounds(day)
+            figs = figures(ledger, catalogue, now=now, since=start, until=end, agency=code)
+        else:
+            start, end = parse_since(since), None
+            figs = figures(ledger, catalogue, now=now, since=start, agency=code)
+    finally:
+        ledger.dispose()
+    rows = [f.to_dict() for f in figs.values()]
+    if as_json:
+        typer.echo(json.dumps({"generated_at": now.isoformat(), "since": start.isoformat() if start else None,
+                               "until": end.isoformat() if end else None, "agencies": rows}, ensure_ascii=False))
+    elif digest:
+        typer.echo(digest_text(figs, catalogue, day), nl=False)
+    elif rows:
+        Console(highlight=False, soft_wrap=False, width=200).print(
+            figures_table(rows, catalogue, "per-agency figures" + (f" since {since}" if since else "")))
+    else:
+        err.print("no dispatches" + (f" to {code}" if code else "") + (f" since {since}" if since else ""))

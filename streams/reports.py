@@ -1,0 +1,109 @@
+"""Supervisors' figures from the ledger: load ticket histories and alerts, compute with the pure core.
+
+The arithmetic is :func:`models.supervision.figures.agency_figures` (tested on its own); this module only
+reads the ledger (tickets, accepted lifecycle events, alerts) and shapes the daily digest. Blocking SQL:
+meant for the CLI, not for agents.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date, datetime, time, timedelta
+from typing import Any
+
+from sqlalchemy import select
+
+from models import ledger as t
+from models.directory import Catalogue
+from models.events import parse_event
+from models.lifecycle import Status
+from models.supervision import TicketFacts
+from models.supervision.figures import AgencyFigures, agency_figures, history_of
+from models.tickets import Rejection
+from models.workcalendar import TZ
+from streams.db import Ledger
+
+CHUNK = 500  # ids per IN (...) list: far below SQLite's variable limit
+
+
+def _chunks(items: list[str], n: int = CHUNK) -> Iterator[list[str]]:
+    for i in range(0, len(items), n):
+        yield items[i:i + n]
+
+
+def intake_facts(row: t.Ticket) -> TicketFacts:
+    return TicketFacts(ticket_id=row.id, received_at=row.received_at, request_type=row.request_type,
+                       urgency=row.urgency or "一般", matter=row.matter, address=row.address,
+                       caller_phone=row.caller_phone)
+
+
+def load_histories(ledger: Ledger, since: datetime | None = None) -> list[tuple[TicketFacts, list[Any]]]:
+    """Tickets with an accepted event since ``since`` (all when None) plus every one not resolved or closed,
+    with all their accepted events (a ticket is replayed from its first event, whatever the period)."""
+    done = (Status.RESOLVED, Status.CLOSED)
+    with ledger.session() as s:
+        q = select(t.TicketEvent.ticket_id).where(t.TicketEvent.accepted).distinct()
+        if since is not None:
+            q = q.where(t.TicketEvent.occurred_at >= since)
+        ids = set(s.scalars(q)) | set(s.scalars(select(t.Ticket.id).where(t.Ticket.status.not_in(done))))
+        out = []
+        for chunk in _chunks(sorted(ids)):
+            rows = {r.id: r for r in s.scalars(select(t.Ticket).where(t.Ticket.id.in_(chunk)))}
+            events: dict[str, list[Any]] = {tid: [] for tid in rows}
+            for e in s.scalars(select(t.TicketEvent).where(t.TicketEvent.ticket_id.in_(chunk), t.TicketEvent.accepted)
+                               .order_by(t.TicketEvent.occurred_at, t.TicketEvent.recorded_at)):
+                parsed = parse_event(e.payload)
+                if e.ticket_id in events and not isinstance(parsed, Rejection):
+                    events[e.ticket_id].append(parsed)
+            out.extend(history_of(intake_facts(rows[tid]), evs) for tid, evs in events.items())
+        return out
+
+
+def load_alert_rules(ledger: Ledger, since: datetime | None = None) -> list[tuple[str | None, str, datetime]]:
+    with ledger.session() as s:
+        q = select(t.Alert.agency, t.Alert.rule, t.Alert.raised_at)
+        if since is not None:
+            q = q.where(t.Alert.raised_at >= since)
+        return [(a, r, at) for a, r, at in s.execute(q)]
+
+
+def figures(ledger: Ledger, catalogue: Catalogue, *, now: datetime, since: datetime | None = None,
+            until: datetime | None = None, agency: str | None = None) -> dict[str, AgencyFigures]:
+    out = agency_figures(load_histories(ledger, since), catalogue, now=now, since=since, until=until,
+                         alerts=load_alert_rules(ledger, since))
+    return {code: f for code, f in sorted(out.items()) if agency is None or code == agency}
+
+
+def day_bounds(day: date) -> tuple[datetime, datetime]:
+    start = datetime.combine(day, time.min, tzinfo=TZ)
+    return start, start + timedelta(days=1)
+
+
+def percent(rate: float | None) -> str:
+    return "—" if rate is None else f"{rate:.0%}"
+
+
+def digest_text(figs: dict[str, AgencyFigures], catalogue: Catalogue, day: date) -> str:
+    """The daily digest: per agency, yesterday's figures and the tickets open past a deadline now."""
+    lines = [f"12345 督办日报 {day.isoformat()}（{len(figs)} 个单位）", ""]
+    if not figs:
+        lines.append("昨日无派单、无逾期在办工单。")
+    for code, f in figs.items():
+        agency = catalogue.agencies.get(code)
+        lines.append(f"【{agency.name if agency else code}】{code}")
+        lines.append(f"  派单 {f.dispatched}，按时签收率 {percent(f.sign_on_time_rate)}，按时办结率 "
+                     f"{percent(f.resolution_on_time_rate)}，退单率 {percent(f.return_rate)}，一次派准率 "
+                     f"{percent(f.first_time_right_rate)}，逾期 {f.overdue} 件，重复件 "
+                     f"{f.alerts.get('repeated_complaint', 0)} 件")
+        if f.alerts:
+            lines.append("  预警：" + "，".join(f"{rule} {n}" for rule, n in sorted(f.alerts.items())))
+        if f.open_overdue:
+            lines.append(f"  逾期在办 {len(f.open_overdue)} 件：")
+            stage = {"sign": "签收", "handle": "办理"}
+            for o in f.open_overdue[:20]:
+                lines.append(f"    {o.ticket_id} {stage.get(o.stage, o.stage)}截止 {o.due:%m-%d %H:%M}，"
+                             f"已逾期 {o.overdue_working_days} 个工作日")
+            if len(f.open_overdue) > 20:
+                lines.append(f"    ……另有 {len(f.open_overdue) - 20} 件")
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"

@@ -1,0 +1,67 @@
+"""``hotline alerts`` and ``hotline report`` on a real (SQLite) ledger, without a broker."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from models.events import AlertRaised
+from models.supervision import Alert
+from models.tickets import SHANGHAI, TicketIn
+from streams.cli import app
+from streams.db import Ledger, make_engine, upgrade
+from streams.supervision import alert_row
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def ledger_env(tmp_path: Path) -> dict[str, str]:
+    """A migrated ledger with one ticket dispatched to BH-STHJ two days ago, never signed, and its alert."""
+    url = f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
+    upgrade(url)
+    ledger = Ledger(make_engine(url))
+    now = datetime.now(SHANGHAI)
+    routed_at = now - timedelta(days=6)
+    ledger.record_tickets([(TicketIn(id="T-1", text="油烟扰民" * 5, received_at=routed_at, urgency="紧急",
+                                     request_type="投诉"), None, None, None)])
+    routed = {"event_id": "routed:T-1#1", "ticket_id": "T-1", "type": "routed", "actor": "router", "role": "system",
+              "occurred_at": routed_at.isoformat(), "agency": "BH-STHJ", "attempt": 1, "decision": "auto"}
+    ledger.record_event(event_id="routed:T-1#1", ticket_id="T-1", type="routed", actor="router", agency="BH-STHJ",
+                        occurred_at=routed_at, accepted=True, reason=None, payload=routed)
+    alert = Alert("T-1:sign_deadline:overdue@1", "sign_deadline", "overdue", "critical", "T-1", "BH-STHJ",
+                  routed_at + timedelta(minutes=15), "工单T-1已超过签收时限。", routed_at + timedelta(minutes=15),
+                  {"stage": "sign"})
+    ledger.record_alerts([alert_row(alert, AlertRaised(**alert.record_fields()))])
+    ledger.record_alerts([alert_row(alert, AlertRaised(**alert.record_fields()))])  # idempotent
+    ledger.dispose()
+    return {"HOTLINE_DATABASE_URL": url, "HOTLINE_DATA_DIR": str(tmp_path / "var"), "HOTLINE_KAFKA_BOOTSTRAP": ""}
+
+
+def test_alerts_json_lines_are_the_published_records(ledger_env: dict[str, str]) -> None:
+    result = runner.invoke(app, ["alerts", "--json", "--agency", "bh-sthj"], env=ledger_env)
+    assert result.exit_code == 0, result.output
+    (line,) = result.stdout.splitlines()
+    alert = json.loads(line)
+    assert alert["alert_key"] == "T-1:sign_deadline:overdue@1" and alert["severity"] == "critical"
+    assert runner.invoke(app, ["alerts", "--agency", "BH-CGW", "--json"], env=ledger_env).stdout == ""
+    table = runner.invoke(app, ["alerts"], env=ledger_env)
+    assert table.exit_code == 0 and "sign_deadline" in table.stdout
+    assert runner.invoke(app, ["alerts", "--since", "not-a-date"], env=ledger_env).exit_code == 2
+
+
+def test_report_and_digest(ledger_env: dict[str, str]) -> None:
+    result = runner.invoke(app, ["report", "--json"], env=ledger_env)
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(result.stdout)["agencies"]
+    assert row["agency"] == "BH-STHJ" and row["dispatched"] == 1 and row["sign_on_time_rate"] == 0.0
+    assert row["overdue"] == 1 and row["alerts"] == {"sign_deadline": 1}
+    assert [o["ticket_id"] for o in row["open_overdue"]] == ["T-1"]
+    digest = runner.invoke(app, ["report", "--digest"], env=ledger_env)
+    assert digest.exit_code == 0, digest.output
+    assert "督办日报" in digest.stdout and "T-1 签收截止" in digest.stdout  # open overdue, whatever the day
+    assert runner.invoke(app, ["report", "--agency", "NOPE"], env=ledger_env).exit_code == 2
