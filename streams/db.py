@@ -107,17 +107,14 @@ class Ledger:
             "first_seen_at": t.utcnow(), "updated_at": t.utcnow(),
         }
         with self.session() as s:
-            stmt = _insert(s)(t.Ticket).values(**values).on_conflict_do_nothing(index_elements=["id"])
-            return s.execute(stmt).rowcount == 1
+            return upsert_values(s, t.Ticket, values, ["id"])
 
     def record_rejection(self, *, dedup_key: str, key: str, source: str, reason: str, payload: str,
                          at: datetime | None = None) -> bool:
         with self.session() as s:
-            stmt = _insert(s)(t.RejectedInput).values(
-                dedup_key=dedup_key[:200], key=key[:80], source=source, reason=reason, payload=payload,
-                rejected_at=at or t.utcnow(),
-            ).on_conflict_do_nothing(index_elements=["dedup_key"])
-            return s.execute(stmt).rowcount == 1
+            return upsert_values(s, t.RejectedInput, {
+                "dedup_key": dedup_key[:200], "key": key[:80], "source": source, "reason": reason,
+                "payload": payload, "rejected_at": at or t.utcnow()}, ["dedup_key"])
 
     def record_tickets(self, items: list[tuple[TicketIn, str | None, int | None, int | None]]) -> None:
         """Insert a batch of (ticket, topic, partition, offset); known ids are left untouched."""
@@ -219,6 +216,10 @@ class Ledger:
 
 
 def upsert_values(session: Session, model: type[t.Base], values: dict[str, Any], key: list[str]) -> bool:
-    """Insert-or-ignore by ``key`` on SQLite and PostgreSQL; True when a row was written."""
-    stmt = _insert(session)(model).values(**values).on_conflict_do_nothing(index_elements=key)
-    return session.execute(stmt).rowcount == 1
+    """Insert-or-ignore by ``key`` on SQLite and PostgreSQL; True when a row was written.
+
+    Uses RETURNING rather than rowcount: psycopg reports -1 for INSERT ... ON CONFLICT DO NOTHING.
+    """
+    pk = [getattr(model, k) for k in key]
+    stmt = _insert(session)(model).values(**values).on_conflict_do_nothing(index_elements=key).returning(*pk)
+    return session.execute(stmt).first() is not None
