@@ -93,14 +93,14 @@ class Retrieval:
     @classmethod
     def fit(cls, label_texts: Mapping[str, str]) -> Retrieval:
         labels = sorted(label_texts)
-        vec = TfidfVectorizer(preprocessor=textmod.normalize, analyzer="char", ngram_range=(2, 3),
-                              sublinear_tf=True)
-        matrix = l2_normalize(vec.fit_transform([label_texts[lb] for lb in labels]))
+        # Works on already-normalised text: the model normalises each ticket once for every block.
+        vec = TfidfVectorizer(analyzer="char", ngram_range=(2, 3), lowercase=False, sublinear_tf=True)
+        matrix = l2_normalize(vec.fit_transform(normalize_all([label_texts[lb] for lb in labels])))
         return cls(vec, matrix, labels)
 
-    def scores(self, texts: Sequence[str], order: Sequence[str]) -> np.ndarray:
-        sims = (l2_normalize(self.vectorizer.transform(texts)) @ self.matrix.T).toarray()
-        out = np.zeros((len(texts), len(order)))
+    def scores(self, normalized: Sequence[str], order: Sequence[str]) -> np.ndarray:
+        sims = (l2_normalize(self.vectorizer.transform(normalized)) @ self.matrix.T).toarray()
+        out = np.zeros((len(normalized), len(order)))
         index = {lb: i for i, lb in enumerate(self.labels)}
         for j, lb in enumerate(order):
             if lb in index:
@@ -131,10 +131,10 @@ class MatterModel:
         return str(self.metadata.get("label_kind", "matter"))
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        texts = [t[:MAX_CHARS] for t in texts]
-        proba = self.pipeline.predict_proba(texts)
+        normalized = normalize_all([t[:MAX_CHARS] for t in texts])
+        proba = self.pipeline[1:].predict_proba(normalized)  # step 0 is normalize_all, done just above
         if self.retrieval is not None and self.retrieval_weight > 0:
-            sims = self.retrieval.scores(texts, self.labels) * self.retrieval_temperature
+            sims = self.retrieval.scores(normalized, self.labels) * self.retrieval_temperature
             sims = np.exp(sims - sims.max(axis=1, keepdims=True))
             sims /= sims.sum(axis=1, keepdims=True)
             proba = (1 - self.retrieval_weight) * proba + self.retrieval_weight * sims
