@@ -78,7 +78,7 @@ def build_pipeline(*, C: float = 0.5, calibration_folds: int = 2) -> Pipeline:
     ])
     # ensemble=False: sigmoids fitted on out-of-fold scores, then ONE SVM on all data is kept, so
     # predicting costs one model (ensemble=True kept one per fold: x folds in predict time and memory).
-    clf = CalibratedClassifierCV(LinearSVC(C=C), cv=calibration_folds, method="sigmoid", ensemble=False)
+    clf = CalibratedClassifierCV(LinearSVC(C=C, random_state=0), cv=calibration_folds, method="sigmoid", ensemble=False)
     return Pipeline([("normalize", FunctionTransformer(normalize_all)), ("features", features), ("clf", clf)])
 
 
