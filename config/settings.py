@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     # wait ~30 s on the embedded broker; these were measured to give first consumption in ~5 s.
     broker_rebalance_timeout: float = Field(default=4.0, gt=0, description="consumer-group rebalance timeout (s)")
     broker_session_timeout: float = Field(default=6.0, gt=0, description="consumer-group session timeout (s)")
+    broker_fetch_max_wait_ms: int = Field(
+        default=100, ge=10, le=5000,
+        description="longest a consumer fetch waits for data (faust fixes 1500 ms; the embedded broker "
+                    "answers only when the wait expires, so this bounds per-hop latency)")
     broker_heartbeat_interval: float = Field(default=1.0, gt=0, description="consumer heartbeat interval (s)")
 
     # --- storage ---------------------------------------------------------------------------

@@ -86,9 +86,32 @@ def faust_options(settings: Settings, bootstrap: str) -> dict[str, Any]:
     }
 
 
+def _tune_fetch_wait(max_wait_ms: int) -> None:
+    """faust hard-codes fetch_max_wait_ms=1500 for its consumer. The embedded broker answers a fetch
+    only when that wait expires, which cost ~650 ms per hop at low load (benchmarks/e2e_latency.py);
+    a shorter wait bounds it. The consumer is created but not started here, so the value is used."""
+    from faust.transport.drivers import aiokafka as driver
+
+    base = driver.AIOKafkaConsumerThread
+    if getattr(base, "fetch_max_wait_ms", None) is not None:
+        base.fetch_max_wait_ms = max_wait_ms  # already installed: just update
+        return
+
+    class TunedConsumerThread(base):  # type: ignore[misc, valid-type]
+        fetch_max_wait_ms = max_wait_ms
+
+        def _create_worker_consumer(self, transport):  # type: ignore[no-untyped-def]
+            consumer = super()._create_worker_consumer(transport)
+            consumer._fetch_max_wait_ms = type(self).fetch_max_wait_ms
+            return consumer
+
+    driver.AIOKafkaConsumerThread = TunedConsumerThread
+
+
 def configure(settings: Settings, bootstrap: str) -> faust.App:
     """Apply settings to the app and register every stage's agents (idempotent)."""
     app.config_from_object(faust_options(settings, bootstrap), force=True)
+    _tune_fetch_wait(settings.broker_fetch_max_wait_ms)
     for module in STAGES:
         importlib.import_module(module)
     return app
