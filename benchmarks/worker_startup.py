@@ -17,6 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from _common import shipped_model_dir
 from kafka import KafkaProducer
 from sqlalchemy import select
 
@@ -31,7 +32,7 @@ FAUST_DEFAULTS = {"HOTLINE_BROKER_REBALANCE_TIMEOUT": "60", "HOTLINE_BROKER_SESS
                   "HOTLINE_BROKER_HEARTBEAT_INTERVAL": "3"}
 
 
-def one_run(extra_env: dict[str, str], timeout: float) -> float:
+def one_run(extra_env: dict[str, str], timeout: float, model_dir: Path) -> float:
     settings = Settings()
     with tempfile.TemporaryDirectory() as tmp, EmbeddedBroker(settings.embedded_host) as broker:
         url = f"sqlite:///{Path(tmp) / 'ledger.sqlite3'}"
@@ -44,7 +45,7 @@ def one_run(extra_env: dict[str, str], timeout: float) -> float:
         producer.close()
         env = {k: v for k, v in os.environ.items() if not k.startswith("HOTLINE_")}
         env.update({"HOTLINE_KAFKA_BOOTSTRAP": broker.bootstrap, "HOTLINE_DATABASE_URL": url,
-                    "HOTLINE_DATA_DIR": tmp, "HOTLINE_LOG_LEVEL": "INFO",
+                    "HOTLINE_DATA_DIR": tmp, "HOTLINE_LOG_LEVEL": "INFO", "HOTLINE_MODEL_DIR": str(model_dir),
                     "HOTLINE_WORKER_WEB_PORT": str(free_port(settings.worker_web_host)), **extra_env})
         ledger = Ledger(make_engine(url))
         started = time.monotonic()
@@ -72,12 +73,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--default-runs", type=int, default=3, help="runs with faust's default timeouts (0 = skip)")
+    ap.add_argument("--model-dir", help="a trained model folder (default: train the shipped model once)")
     args = ap.parse_args()
-    tuned = [one_run({}, 30) for _ in range(args.runs)]
+    model_dir = Path(args.model_dir) if args.model_dir else shipped_model_dir()  # the worker needs one
+    tuned = [one_run({}, 30, model_dir) for _ in range(args.runs)]
     print(f"tuned (4 s rebalance / 6 s session / 1 s heartbeat): runs={[round(x, 2) for x in tuned]} "
           f"median={statistics.median(tuned):.2f}s")
     if args.default_runs:
-        default = [one_run(FAUST_DEFAULTS, 90) for _ in range(args.default_runs)]
+        default = [one_run(FAUST_DEFAULTS, 90, model_dir) for _ in range(args.default_runs)]
         print(f"faust defaults (60 s / 60 s / 3 s):                  runs={[round(x, 2) for x in default]} "
               f"median={statistics.median(default):.2f}s")
         print(f"ratio default/tuned: {statistics.median(default) / statistics.median(tuned):.1f}x")
