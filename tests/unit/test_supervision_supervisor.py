@@ -227,3 +227,26 @@ def test_facts_survive_a_json_round_trip() -> None:
     assert TicketFacts.from_dict(json.loads(json.dumps(facts.to_dict()))) == facts
     state = TicketState("T1", status="resolved", agency="BH-ZJW", attempt=2, returned_by=("BH-CGW",))
     assert facts.with_state(state).status == "resolved" and facts.with_state(state).request_type == "投诉"
+
+
+def test_dispatched_the_day_before_spring_festival_and_handled_across_the_tiaoxiu_saturday(cat: Catalogue) -> None:
+    # Given a 咨询 dispatched on Monday 2025-01-27 15:00, the last working day before 春节 (01-28..02-04)
+    w = World(cat, "2025-01-27T15:00")
+    w.receive("T9", request_type="咨询", matter="TST-001", address="塘沽新港街道某号")
+    w.route("T9", "BH-CGW", matter="TST-001", confidence=0.9)
+    # When nobody signs during the holiday, nothing fires until the next working day, 02-05
+    assert w.run_until("2025-02-04T23:50") == []
+    alerts = w.run_until("2025-02-06T09:00")
+    assert levels(alerts) == [
+        ("sign_deadline", "warn_50", at("2025-02-05T03:00")),
+        ("sign_deadline", "warn_75", at("2025-02-05T09:00")),
+        ("sign_deadline", "warn_90", at("2025-02-05T12:36")),
+        ("sign_deadline", "overdue", at("2025-02-05T15:00")),
+    ]
+    # When it is signed on Thursday 02-06 09:00, 3 working days count 02-07, the 调休 Saturday 02-08, 02-10
+    w.event("T9", "signed", "agency", "BH-CGW")
+    handle = next(d for d in w.sup.deadlines(w.table["T9"]) if d.stage == "handle")
+    assert handle.due == at("2025-02-10T09:00")
+    w.event("T9", "resolved", "agency", "BH-CGW", reply="已答复政策")
+    assert w.run_until("2025-02-12T09:00") == []  # resolved: the clocks stopped
+    assert len(w.keys()) == len(set(w.keys()))
