@@ -99,15 +99,8 @@ class Ledger:
     def record_ticket(self, ticket: TicketIn, *, topic: str | None = None, partition: int | None = None,
                       offset: int | None = None) -> bool:
         """Insert the ticket unless its id is already known; True when this call created it."""
-        values = {
-            "id": ticket.id, "received_at": ticket.received_at, "text": ticket.text, "title": ticket.title,
-            "address": ticket.address, "channel": ticket.channel, "request_type": ticket.request_type,
-            "urgency": ticket.urgency, "caller_phone": ticket.caller_phone, "status": "received",
-            "attempt": 0, "source_topic": topic, "source_partition": partition, "source_offset": offset,
-            "first_seen_at": t.utcnow(), "updated_at": t.utcnow(),
-        }
         with self.session() as s:
-            return upsert_values(s, t.Ticket, values, ["id"])
+            return upsert_values(s, t.Ticket, _ticket_row(ticket, topic, partition, offset, t.utcnow()), ["id"])
 
     def record_rejection(self, *, dedup_key: str, key: str, source: str, reason: str, payload: str,
                          at: datetime | None = None) -> bool:
@@ -121,13 +114,7 @@ class Ledger:
         if not items:
             return
         now = t.utcnow()
-        rows = [{
-            "id": tk.id, "received_at": tk.received_at, "text": tk.text, "title": tk.title,
-            "address": tk.address, "channel": tk.channel, "request_type": tk.request_type,
-            "urgency": tk.urgency, "caller_phone": tk.caller_phone, "status": "received", "attempt": 0,
-            "source_topic": topic, "source_partition": part, "source_offset": off,
-            "first_seen_at": now, "updated_at": now,
-        } for tk, topic, part, off in items]
+        rows = [_ticket_row(tk, topic, part, off, now) for tk, topic, part, off in items]
         with self.session() as s:
             s.execute(_insert(s)(t.Ticket).on_conflict_do_nothing(index_elements=["id"]), rows)
 
@@ -213,6 +200,16 @@ class Ledger:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def _ticket_row(tk: TicketIn, topic: str | None, partition: int | None, offset: int | None,
+                now: datetime) -> dict[str, Any]:
+    return {
+        "id": tk.id, "received_at": tk.received_at, "text": tk.text, "title": tk.title, "address": tk.address,
+        "channel": tk.channel, "request_type": tk.request_type, "urgency": tk.urgency,
+        "caller_phone": tk.caller_phone, "status": "received", "attempt": 0, "source_topic": topic,
+        "source_partition": partition, "source_offset": offset, "first_seen_at": now, "updated_at": now,
+    }
 
 
 def upsert_values(session: Session, model: type[t.Base], values: dict[str, Any], key: list[str]) -> bool:
