@@ -21,7 +21,7 @@ from models.tickets import Rejection, content_key
 from streams import supervision
 from streams.app import app, events_topic
 from streams.intake import dead_letter
-from streams.routing import decision_row, publish, routed_message
+from streams.routing import decision_row, message_json, publish, routed_message
 from streams.wiring import services
 
 log = logging.getLogger(__name__)
@@ -106,7 +106,8 @@ async def follow_up(effect: Reroute | Designate | Dispatch, event: LifecycleEven
         msg = routed_message(ticket, d, attempt=effect.attempt, decided_by=event.actor)
         await svc.db(svc.ledger.record_training_example, ticket_id=ticket.id, label=agency.code,
                      predicted=ticket.current_agency, created_by=event.actor)
-    await svc.db(svc.ledger.record_decisions, [decision_row(msg)])
-    await publish([json.loads(msg.dumps())])
+    data = message_json(msg)
+    await svc.db(svc.ledger.record_decisions, [decision_row(data)])
+    await publish([data])
 
 

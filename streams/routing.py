@@ -21,7 +21,7 @@ from classifier.decision import AUTO, Decision
 from classifier.router import RouteRequest
 from models.events import Alternative, RoutedTicket, TicketRouted
 from models.tickets import Rejection, TicketIn, content_key, mask_phone, parse_ticket
-from streams.app import app, events_topic, manual_topic, received_topic, routed_topic, routed_topic_name
+from streams.app import app, events_topic, manual_topic, received_topic, routed_topic
 from streams.intake import dead_letter
 from streams.wiring import services
 
@@ -71,9 +71,9 @@ async def route_batch(events: Sequence[Any]) -> None:
     if fresh:
         decisions = await svc.cpu(svc.router.route_many, [RouteRequest(tk.text, tk.address, tk.received_at)
                                                           for tk in fresh])
-        messages = [routed_message(tk, d, attempt=1) for tk, d in zip(fresh, decisions, strict=True)]
-        await svc.db(svc.ledger.record_decisions, [decision_row(msg) for msg in messages])
-        pending.extend(json.loads(msg.dumps()) for msg in messages)
+        messages = [message_json(routed_message(tk, d, attempt=1)) for tk, d in zip(fresh, decisions, strict=True)]
+        await svc.db(svc.ledger.record_decisions, [decision_row(data) for data in messages])
+        pending.extend(messages)
     await publish(pending)
 
 
@@ -97,22 +97,29 @@ def routed_message(ticket: TicketIn | Any, d: Decision, *, attempt: int, decided
     )
 
 
-def target_topic_name(msg: dict[str, Any]) -> str:
-    if msg["decision"] == AUTO and msg.get("agency"):
-        return routed_topic_name(msg["agency"])
-    return manual_topic.get_topic_name()
+def message_json(msg: RoutedTicket) -> dict[str, Any]:
+    """The message as JSON-safe data: serialised once, stored in the ledger and published from there."""
+    return json.loads(msg.dumps())
 
 
-def decision_row(msg: RoutedTicket) -> dict[str, Any]:
-    data = json.loads(msg.dumps())
+def queue_for(data: dict[str, Any]) -> Any:
+    """The agency's own queue for an automatic decision with an owner; the dispatchers' queue otherwise."""
+    if data["decision"] == AUTO and data.get("agency"):
+        return routed_topic(data["agency"])
+    return manual_topic
+
+
+def decision_row(data: dict[str, Any]) -> dict[str, Any]:
+    """The ledger row of one routing decision (``data`` from :func:`message_json`), message included."""
     return {
-        "decision_key": msg.routing_id, "ticket_id": msg.ticket_id, "attempt": msg.attempt,
-        "decision": msg.decision, "matter": msg.matter, "domain": msg.domain,
-        "agency": msg.agency if msg.decision == AUTO else None, "agency_kind": msg.agency_kind,
-        "jurisdiction": msg.jurisdiction, "confidence": msg.confidence, "basis": msg.basis, "reason": msg.reason,
-        "alternatives": data["alternatives"] or [], "model_version": msg.model_version,
-        "decided_by": msg.decided_by, "decided_at": msg.routed_at, "topic": target_topic_name(data),
-        "message": json.loads(msg.dumps()),
+        "decision_key": data["routing_id"], "ticket_id": data["ticket_id"], "attempt": data["attempt"],
+        "decision": data["decision"], "matter": data["matter"], "domain": data["domain"],
+        "agency": data["agency"] if data["decision"] == AUTO else None, "agency_kind": data["agency_kind"],
+        "jurisdiction": data["jurisdiction"], "confidence": data["confidence"], "basis": data["basis"],
+        "reason": data["reason"], "alternatives": data["alternatives"] or [],
+        "model_version": data["model_version"], "decided_by": data["decided_by"],
+        "decided_at": datetime.fromisoformat(data["routed_at"]),
+        "topic": queue_for(data).get_topic_name(), "message": data,
     }
 
 
@@ -123,17 +130,16 @@ async def publish(messages: list[dict[str, Any]]) -> None:
     svc = services()
     futures = []
     for data in messages:
-        topic = routed_topic(data["agency"]) if data["decision"] == AUTO and data.get("agency") else manual_topic
         # the stored JSON goes out byte for byte: a republication is identical to the first one
         value = json.dumps(data, ensure_ascii=False).encode()
-        futures.append(await topic.send(key=data["ticket_id"], value=value))
+        futures.append(await queue_for(data).send(key=data["ticket_id"], value=value))
     await asyncio.gather(*futures)  # delivery reports: the broker has them
     await svc.db(svc.ledger.mark_published, [d["routing_id"] for d in messages])
     for data in messages:
         ev = TicketRouted(
             event_id=f"routed:{data['routing_id']}", ticket_id=data["ticket_id"], type="routed", actor="router",
             role="system", occurred_at=datetime.now(UTC), agency=data.get("agency"), attempt=data["attempt"],
-            decision="auto" if data["decision"] == AUTO else data["decision"], matter=data.get("matter"),
+            decision=data["decision"], matter=data.get("matter"),
             confidence=data.get("confidence"), reason=data.get("reason"),
             designation=bool(data.get("designation")), decided_by=data.get("decided_by", "router"))
         await events_topic.send(key=data["ticket_id"].encode(), value=ev.dumps())
