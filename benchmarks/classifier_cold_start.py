@@ -16,7 +16,7 @@ from collections import Counter, defaultdict
 from _common import read_csv, shipped_model_dir
 
 from classifier import model as mm
-from classifier.training import configure_text, evaluate, threshold_curve
+from classifier.training import configure_text, evaluate
 from config.catalogue import load_catalogue
 
 WEAK_TO_KIND = {
@@ -43,8 +43,9 @@ def main() -> None:
 
     texts = [r["text"] for r in domain_rows]
     gold = [r["label"] for r in domain_rows]
-    rep = evaluate(model, texts, gold, catalogue, threshold=0.5, label_kind="domain")
-    curve = threshold_curve(model, texts, gold, catalogue, "domain", [i / 20 for i in range(0, 20)])
+    rep = evaluate(model, texts, gold, catalogue, threshold=0.5, label_kind="domain",
+                   curve=[i / 20 for i in range(0, 20)])
+    curve = rep["curve"]
 
     kinds_gold = [WEAK_TO_KIND[r["weak_agency_single"]] for r in reply_rows
                   if r["weak_agency_single"] in WEAK_TO_KIND]

@@ -176,16 +176,19 @@ def predicted_in(kind: str, label: str, catalogue: Catalogue, model_kind: str) -
 
 
 def evaluate(model: mm.MatterModel, texts: Sequence[str], labels: Sequence[str], catalogue: Catalogue, *,
-             threshold: float, label_kind: str | None = None) -> dict[str, Any]:
-    """Accuracy, macro-F1, per-class report, top confusions, and precision/coverage at the threshold."""
+             threshold: float, label_kind: str | None = None, curve: Iterable[float] = ()) -> dict[str, Any]:
+    """Accuracy, macro-F1, per-class report, top confusions, and precision/coverage at the threshold.
+
+    ``curve``: more thresholds to report precision and auto share for, from the same prediction pass.
+    """
     kind = label_kind or model.label_kind
     proba = model.predict_proba(list(texts))
     idx = np.argmax(proba, axis=1)
     conf = proba[np.arange(len(texts)), idx]
     pred = [predicted_in(kind, model.labels[i], catalogue, model.label_kind) for i in idx]
     gold = list(labels)
-    auto = conf >= threshold
     correct = np.array([p == g for p, g in zip(pred, gold, strict=True)])
+    at_threshold = _operating_point(conf, correct, threshold)
     pairs = Counter((g, p) for g, p in zip(gold, pred, strict=True) if g != p)
     per_class = classification_report(gold, pred, output_dict=True, zero_division=0)
     return {
@@ -194,25 +197,17 @@ def evaluate(model: mm.MatterModel, texts: Sequence[str], labels: Sequence[str],
         "accuracy": round(float(accuracy_score(gold, pred)), 4),
         "macro_f1": round(float(f1_score(gold, pred, average="macro", zero_division=0)), 4),
         "threshold": threshold,
-        "auto_share": round(float(auto.mean()), 4),
-        "auto_precision": round(float(correct[auto].mean()), 4) if auto.any() else None,
+        "auto_share": round(at_threshold["auto_share"], 4),
+        "auto_precision": None if np.isnan(at_threshold["precision"]) else round(at_threshold["precision"], 4),
         "confusions": [{"gold": g, "predicted": p, "count": c} for (g, p), c in pairs.most_common(10)],
         "per_class": {k: {m: round(float(v), 4) for m, v in d.items()} for k, d in per_class.items()
                       if isinstance(d, dict) and k not in {"macro avg", "weighted avg"}},
+        "curve": [_operating_point(conf, correct, th) for th in curve],
     }
 
 
-def threshold_curve(model: mm.MatterModel, texts: Sequence[str], labels: Sequence[str], catalogue: Catalogue,
-                    label_kind: str, thresholds: Iterable[float]) -> list[dict[str, float]]:
-    """Precision of the auto-decided share and that share, for each threshold (one prediction pass)."""
-    proba = model.predict_proba(list(texts))
-    idx = np.argmax(proba, axis=1)
-    conf = proba[np.arange(len(texts)), idx]
-    correct = np.array([predicted_in(label_kind, model.labels[i], catalogue, model.label_kind) == g
-                        for i, g in zip(idx, labels, strict=True)])
-    out = []
-    for th in thresholds:
-        auto = conf >= th
-        out.append({"threshold": round(th, 3), "auto_share": float(auto.mean()),
-                    "precision": float(correct[auto].mean()) if auto.any() else float("nan")})
-    return out
+def _operating_point(conf: np.ndarray, correct: np.ndarray, threshold: float) -> dict[str, float]:
+    """The share decided "auto" at ``threshold`` and the precision of those decisions (nan when none)."""
+    auto = conf >= threshold
+    return {"threshold": round(threshold, 3), "auto_share": float(auto.mean()),
+            "precision": float(correct[auto].mean()) if auto.any() else float("nan")}
