@@ -13,7 +13,8 @@ from typing import Any
 import faust
 
 from models.lifecycle import Role
-from models.tickets import SHANGHAI, Rejection, content_key
+from models.tickets import Rejection, content_key
+from models.workcalendar import as_local
 
 
 # coerce + isodates: fields typed datetime come back as datetimes, not ISO strings, after loads().
@@ -197,8 +198,7 @@ def parse_event(raw: bytes | str | dict[str, Any]) -> LifecycleEvent | Rejection
         when = datetime.fromisoformat(occurred) if isinstance(occurred, str) else datetime.now(UTC)
     except ValueError:
         return Rejection(key, f"occurred_at {occurred!r} is not an ISO 8601 time", payload[:2000])
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=SHANGHAI)
+    when = as_local(when)
     fields = cls._options.fields  # type: ignore[attr-defined]
     kwargs = {k: v for k, v in data.items() if k in fields}
     kwargs["occurred_at"] = when

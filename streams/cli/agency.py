@@ -28,6 +28,7 @@ from rich.text import Text
 from models.directory import Catalogue
 from models.lifecycle import RATINGS, RETURN_REASONS, Role
 from models.tickets import ID_PATTERN, SHANGHAI
+from models.workcalendar import as_local
 from streams.cli import app
 from streams.cli.platform import load_settings
 
@@ -89,9 +90,7 @@ def local_time(value: Any) -> str:
         when = datetime.fromisoformat(value)
     except ValueError:
         return value
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=SHANGHAI)
-    return when.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M")
+    return as_local(when).strftime("%Y-%m-%d %H:%M")
 
 
 def _short(value: Any, width: int) -> str:

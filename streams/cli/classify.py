@@ -107,11 +107,9 @@ def evaluate(
 def _parse_time(value: Any) -> datetime | None:
     if value in (None, ""):
         return None
-    dt = datetime.fromisoformat(str(value))
-    if dt.tzinfo is None:
-        from models.tickets import SHANGHAI
+    from models.workcalendar import as_local
 
-        dt = dt.replace(tzinfo=SHANGHAI)
+    dt = as_local(datetime.fromisoformat(str(value)))
     return dt
 
 

@@ -13,6 +13,7 @@ from rich.markup import escape as esc
 from rich.table import Table
 
 from models.tickets import SHANGHAI
+from models.workcalendar import as_local
 from streams.cli import app
 from streams.cli.agency import GROUP_TUNING, local_time, resolve_agency
 from streams.cli.platform import load_settings
@@ -35,7 +36,7 @@ def parse_since(value: str | None) -> datetime | None:
         when = datetime.fromisoformat(value)
     except ValueError:
         _exit(f"[red]--since {esc(repr(value))} is not a date[/red] (YYYY-MM-DD or YYYY-MM-DDTHH:MM)")
-    return when.replace(tzinfo=SHANGHAI) if when.tzinfo is None else when
+    return as_local(when)
 
 
 def _ledger_and_catalogue(agency: str | None) -> tuple[Any, Any, Any, str | None]:
