@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from classifier import model as mm
-from classifier.decision import Decision, decide
+from classifier.decision import Decision, OwnerCache, decide
 from classifier.training import configure_text
 from config.catalogue import load_catalogue
 from config.settings import Settings
@@ -41,14 +41,18 @@ class Router:
     def route_many(self, requests: Sequence[RouteRequest]) -> list[Decision]:
         if not requests:
             return []
-        rankings = self.model.top([r.text for r in requests], k=8)
+        # Normalised once: the model's features and the decision's "is there any text" both read it.
+        normalized = mm.normalize_all([r.text[:mm.MAX_CHARS] for r in requests])
+        rankings = self.model.top_normalized(normalized, k=8)
         now = datetime.now(UTC)
+        owners = OwnerCache()  # one batch, one catalogue: repeated ownership questions answered once
         return [
             decide(ranking, self.catalogue, text=r.text, address=r.address, received_at=r.received_at or now,
                    threshold=self.settings.confidence_threshold,
                    default_jurisdiction=self.settings.default_jurisdiction, model_version=self.model.version,
-                   exclude_agencies=r.exclude_agencies, label_kind=self.model.label_kind)
-            for r, ranking in zip(requests, rankings, strict=True)
+                   exclude_agencies=r.exclude_agencies, label_kind=self.model.label_kind,
+                   normalized=norm, owners=owners)
+            for r, ranking, norm in zip(requests, rankings, normalized, strict=True)
         ]
 
     def route(self, text: str, address: str | None = None, received_at: datetime | None = None,

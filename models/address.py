@@ -115,6 +115,11 @@ class AddressResolver:
         # Longest terms first so that the regex alternation prefers them at the same position.
         ordered = sorted(terms, key=len, reverse=True)
         self._term_re = re.compile("|".join(re.escape(t) for t in ordered)) if ordered else None
+        # Positions where a term can start at all: a ticket's text is hundreds of characters with a few
+        # place names in it, and trying the alternation at every character was most of the resolver's
+        # time. The regex engine finds the candidate first characters; the alternation runs only there.
+        firsts = "".join(sorted({t[0] for t in ordered if t}))
+        self._first_re = re.compile(f"[{re.escape(firsts)}]") if firsts and "" not in terms else None
         self._patterns = [(re.compile(p), j.code) for j in self._jurisdictions.values() for p in j.patterns]
 
     @property
@@ -124,9 +129,12 @@ class AddressResolver:
     def _hits(self, text: str) -> list[_Hit]:
         hits: list[_Hit] = []
         if self._term_re is not None:
-            # Overlapping search: try a match at every position, then drop hits inside longer ones.
-            for pos in range(len(text)):
-                m = self._term_re.match(text, pos)
+            # Overlapping search: try a match at every position where a term can start (the same hits
+            # as trying every position), then drop hits inside longer ones.
+            match = self._term_re.match
+            starts = (f.start() for f in self._first_re.finditer(text)) if self._first_re else range(len(text))
+            for pos in starts:
+                m = match(text, pos)
                 if m:
                     target, what = self._terms[m.group(0)]
                     hits.append(_Hit(m.start(), m.end(), m.group(0), target, what))

@@ -7,6 +7,7 @@ import shutil
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -120,3 +121,51 @@ def test_foreign_or_missing_artifacts_are_refused(trained_model_dir, tmp_path):
         mm.load(models, version="../../etc")
     with pytest.raises(mm.ModelError, match="hotline train"):
         mm.load(tmp_path / "nothing-here")
+
+
+def test_an_artifact_of_the_previous_format_asks_for_a_rebuild(trained_model_dir, tmp_path):
+    models = _copy(trained_model_dir, tmp_path)
+    meta_path = models / mm.CURRENT / mm.META_FILE
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    meta["format"] = mm.FORMAT_FAMILY + "1"
+    meta_path.write_text(json.dumps(meta), encoding="utf-8")
+    with pytest.raises(mm.ModelError, match="earlier version of `hotline train`"):
+        mm.load(models)
+
+
+def test_probabilities_priors_and_calibration(router):
+    model = router.model
+    texts = ["楼下饭店油烟太大，熏得窗户都不敢开", "想咨询一下区里有什么惠民政策", "公司拖欠我三个月工资"]
+    proba = model.predict_proba(texts)
+    assert np.allclose(proba.sum(axis=1), 1.0) and (proba >= 0).all()
+    # catch-all matters are fallbacks, recorded with the model
+    assert model.priors and all(v < 1 for v in model.priors.values()) and "QZ-001" in model.priors
+    assert model.metadata["priors"] == model.priors
+    assert model.metadata["calibration"] == model.calibration > 0
+    # the calibration power keeps every ranking: only the confidence moves
+    raw = model.predict_proba_normalized(mm.normalize_all(texts), calibrated=False)
+    assert (np.argsort(-raw, axis=1)[:, :5] == np.argsort(-proba, axis=1)[:, :5]).all()
+    tops = model.top(texts, k=3)
+    assert [t[0][0] for t in tops] == [model.labels[i] for i in proba.argmax(axis=1)]
+    assert all(a[1] >= b[1] for t in tops for a, b in zip(t, t[1:], strict=False))
+    assert tops[0][0][0] == "HB-001" and tops[2][0][0] in {"RS-001", "RS-002"}
+
+
+def test_fast_features_are_scikit_learns_to_the_bit(router):
+    # classifier.features counts n-grams with numpy instead of CountVectorizer's loop: same matrix, exactly
+    from classifier.features import FastFeatures
+
+    model = router.model
+    union = model.pipeline.named_steps["features"]
+    texts = mm.normalize_all([t[:mm.MAX_CHARS] for t in [
+        *BAD_TEXTS.values(), "楼下饭店油烟太大，熏得窗户都不敢开", "公司拖欠我三个月工资", "ＡＢＣ 123 路灯", "a", "中",
+    ]])
+    fast = FastFeatures(union)
+    assert fast.enabled and all(counter is not None for _, counter in fast.blocks)
+    got, expected = fast.transform(texts), union.transform(texts)
+    assert fast.enabled  # the first batch is checked against scikit-learn; a difference switches it off
+    got = fast.transform(texts[::-1])  # and once more after the check, on the fast path alone
+    expected = union.transform(texts[::-1])
+    assert type(got) is type(expected) and got.shape == expected.shape
+    assert (got.indptr == expected.indptr).all() and (got.indices == expected.indices).all()
+    assert np.array_equal(got.data, expected.data)

@@ -36,7 +36,7 @@ def test_shipped_data_passes() -> None:
     cat = load_catalogue()
     s = cat.stats()
     assert s.jurisdictions == 3
-    assert s.agency_kinds == 24
+    assert s.agency_kinds == 25  # the design's 24 plus postal (邮政管理)
     assert s.calendar_years == (2023, 2024, 2025, 2026)
 
 

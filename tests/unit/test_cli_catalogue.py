@@ -52,7 +52,7 @@ def test_stats_json() -> None:
         "calendar_years",
     ):
         assert key in figures
-    assert figures["jurisdictions"] == 3 and figures["agency_kinds"] == 24
+    assert figures["jurisdictions"] == 3 and figures["agency_kinds"] == 25
     assert figures["calendar_years"] == [2023, 2024, 2025, 2026]
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from classifier.decision import AUTO, MANUAL, NONE_LABEL, UNROUTABLE, Decision, decide
+from classifier.decision import AUTO, MANUAL, NONE_LABEL, UNROUTABLE, Decision, OwnerCache, decide
 from config.catalogue import load_catalogue
 from models.directory import Catalogue
 from models.workcalendar import TZ
@@ -191,3 +191,22 @@ def test_a_decision_serialises_to_plain_data(catalogue: Catalogue) -> None:
     data = d.as_dict()
     assert data["alternatives"][0]["matter"] == "HB-002"
     assert data["co_owners"] == ["BH-CGW"] and data["excluded_agencies"] == ["BH-CGW"]
+
+
+# --- the batch helpers of the router ---------------------------------------------------------------------
+def test_an_owner_cache_answers_per_date_and_never_changes_a_decision(catalogue: Catalogue) -> None:
+    owners = OwnerCache()
+    ranking = [("CG-003", 0.9), ("ZJ-010", 0.05)]
+    for _ in range(2):  # the second round is answered from the cache
+        before = route(catalogue, ranking, text=ILLEGAL_BUILDING, address=XINGANG_ADDRESS, at=JUNE, owners=owners)
+        after = route(catalogue, ranking, text=ILLEGAL_BUILDING, address=XINGANG_ADDRESS, at=SEPTEMBER,
+                      owners=owners)
+        # the 2025-08-25 take-back: the cache is keyed by time, so the street keeps June and loses September
+        assert (before.agency, after.agency) == ("BH-JD-XG", "BH-CGW")
+        plain = route(catalogue, ranking, text=ILLEGAL_BUILDING, address=XINGANG_ADDRESS, at=SEPTEMBER)
+        assert after == plain
+
+
+def test_the_normalised_text_decides_whether_there_is_anything_to_route(catalogue: Catalogue) -> None:
+    assert route(catalogue, [("HB-001", 0.9)], text="油烟", normalized="").decision == UNROUTABLE
+    assert route(catalogue, [("HB-001", 0.9)], text="", normalized="油烟太大").decision == AUTO

@@ -97,3 +97,20 @@ def test_resolver_on_minimal_data() -> None:
     )  # the street belongs to the parent, the text names the zone
     assert r.resolve("甲区一号街道").match.street == "AA-1"
     assert r.resolve("丙区").reason.startswith("地址位于丙区")
+
+
+def test_terms_are_found_wherever_they_start(cat: Catalogue) -> None:
+    # the resolver tries its terms only where one can start; a long ticket with the place deep inside,
+    # at the very end, or overlapping a shorter term must resolve as the full search did
+    filler = "楼下饭店油烟太大，已经反映多次没有解决。" * 20
+    assert cat.resolve_address(filler + "滨海新区新港街道").street == "BH-XG"
+    assert cat.resolve_address(filler + "东丽湖街道" + filler).street == "DL-DLH"
+    assert cat.resolve_address(filler + "塘沽").method == "alias"
+    assert cat.resolve_address(filler) is None
+
+
+def test_resolver_with_an_empty_term_still_searches_everywhere() -> None:
+    # "天津市" normalises to nothing; such a term must not break the first-character shortcut
+    j = Jurisdiction("AA", "甲区", "district", aliases=("天津市",), streets=(Street("AA-1", "一号街道", "AA", "X"),))
+    r = AddressResolver([j], outside=())
+    assert r.resolve("某路甲区一号街道").match.street == "AA-1"

@@ -136,6 +136,41 @@ def test_shipped_take_back_of_illegal_construction(shipped: Catalogue) -> None:
     assert shipped.owner("CG-003", "BH", date(2025, 8, 25), street="BH-DG").agency.code == "BH-CGW"
 
 
+@pytest.mark.parametrize(
+    ("matter", "jurisdiction", "agency", "co_owners"),
+    [
+        # 快递/邮政: the postal authority, not the transport bureau (kind postal, added with these matters)
+        ("YZ-001", "BH", "TJ-YZJ", ()),
+        ("YZ-002", "TEDA", "TJ-YZJ", ()),
+        ("YZ-003", "DL", "TJ-YZJ", ()),
+        # 住房公积金: the fund centre, not the 住建委 that holds the other housing matters
+        ("ZJ-014", "BH", "BH-GJJ", ()),
+        ("ZJ-014", "TEDA", "BH-GJJ", ()),
+        ("ZJ-014", "DL", "TJ-GJJ", ()),
+        ("ZJ-015", "DL", "DL-ZJW", ()),
+        # 事业单位人事: 人社局 leads, the 区委编办 co-holds (编制); TEDA keeps its own 人社 body
+        ("RS-015", "BH", "BH-RSJ", ("BH-BB",)),
+        ("RS-015", "DL", "DL-RSJ", ("DL-BB",)),
+        ("RS-015", "TEDA", "TEDA-RSJ", ()),
+        ("RS-013", "BH", "BH-RSJ", ()),
+        # teachers: the education bureau (TEDA falls back to 滨海新区教育体育局)
+        ("JY-011", "TEDA", "BH-JTJ", ()),
+        ("JY-010", "DL", "DL-JYJ", ()),
+        ("WJ-011", "BH", "BH-WJW", ()),
+    ],
+)
+def test_shipped_owners_of_the_gap_matters(
+    shipped: Catalogue, matter: str, jurisdiction: str, agency: str, co_owners: tuple[str, ...]
+) -> None:
+    o = shipped.owner(matter, jurisdiction, date(2025, 9, 1))
+    assert o.agency.code == agency
+    assert tuple(a.code for a in o.co_owners) == co_owners
+    assert o.lead == bool(co_owners)
+    if matter.startswith("YZ-"):
+        assert o.agency.kind == "postal" and o.matter.kind == "postal"
+        assert o.matter.domain == "交通运输"  # the convention of the labelled messages (46 of 68)
+
+
 def test_shipped_every_matter_has_one_owner_everywhere(shipped: Catalogue) -> None:
     for code in shipped.matters:
         for j in ("BH", "TEDA", "DL"):

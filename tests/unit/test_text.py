@@ -7,7 +7,7 @@ import pickle
 import pytest
 
 from classifier import text as textmod
-from classifier.text import PHONE_TOKEN, PLACE_TOKEN, has_content, normalize, tokenize
+from classifier.text import PHONE_TOKEN, PLACE_TOKEN, has_content, has_content_normalized, normalize, tokenize
 
 
 @pytest.fixture(autouse=True)
@@ -62,3 +62,33 @@ def test_configure_is_idempotent():
     before = textmod.user_words()
     textmod.configure(["油烟净化器"], ["塘沽"])
     assert textmod.user_words() == before
+
+
+@pytest.mark.parametrize("text", ["", "   ", "！！！？？。。", "😡😡😡", "123456", "路灯不亮", "a", "ab", "油烟😡太大"])
+def test_has_content_normalized_agrees_with_has_content(text):
+    # the router passes the text it normalised for the model; the answer must not depend on the door
+    assert has_content_normalized(normalize(text)) == has_content(text)
+
+
+SEGMENTATION_TEXTS = [
+    "", "a", "中", "路灯不亮", "中华人民共和国中央人民政府", "北京大学生前来应聘", "ab0中文0测试x.y+z#1&2_3%4-5",
+    "楼下饭店的油烟净化器一直不开,还有人占道经营!", "QQ号码和T恤", "鿖鿗鿿龥", "中 国", "0个月0元", "+#&",
+    "商户在人行道上占道经营,油烟净化器不开,拖欠工资三个月,老板电话号码关机。" * 3,
+]
+
+
+def test_segmentation_is_jiebas_without_hmm():
+    # classifier.text segments with its own vectorised route search: it must give jieba's tokens
+    import jieba
+
+    for text in SEGMENTATION_TEXTS:
+        expected = [w for w in jieba.lcut(text, HMM=False) if w not in textmod._STOP and textmod._KEEP.search(w)]
+        assert textmod.tokenize_normalized(text) == expected, text
+
+
+def test_a_batch_segments_as_its_texts_one_by_one():
+    # a batch is one long array: no word may run from one text into the next, empty texts included
+    batch = ["中华", "人民共和国", "", *SEGMENTATION_TEXTS, "路灯", ""]
+    assert textmod.tokenize_normalized_many(batch) == [textmod.tokenize_normalized(t) for t in batch]
+    assert textmod.tokenize_normalized_many([]) == []
+    assert textmod.tokenize_normalized_many(["", ""]) == [[], []]
