@@ -1,0 +1,244 @@
+"""Console users and API tokens, kept in the ledger (tables ``users`` and ``api_tokens``).
+
+Passwords are hashed with scrypt (stdlib ``hashlib.scrypt``, a random salt per user); API tokens are
+random, shown once when issued, and stored only as their SHA-256. Everything here is synchronous ledger
+I/O: the console calls it off the event loop (FastAPI runs sync endpoints in a thread pool).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select, update
+
+from models import ledger as t
+from models.directory import Catalogue
+from streams.console.access import AGENCY, DISPATCHER, ROLES, SUPERVISOR, Principal
+from streams.db import Ledger
+
+USERNAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{1,31}$")
+MIN_PASSWORD_CHARS = 8
+# scrypt cost: 16 MiB and ~50 ms per check on this class of machine; a log-in is rare, a guess expensive.
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
+TOKEN_PREFIX = "hk_"
+TOKEN_TOUCH_EVERY = timedelta(minutes=5)  # last_used_at is informative: don't write on every API call
+
+DEMO_PASSWORD = "demo12345"
+# The agencies most demo tickets go to (city management, environment, labour, market regulation in
+# 滨海新区, plus one body of 经开区 TEDA and one of 东丽区).
+DEMO_AGENCIES = ("BH-CGW", "BH-STHJ", "BH-RSJ", "BH-SCJG", "TEDA-CGJ", "DL-CGW")
+
+
+class AccountError(ValueError):
+    """A user or token request that cannot be carried out; the message says why (for CLI and forms)."""
+
+
+def hash_password(password: str, *, salt: bytes | None = None) -> str:
+    salt = salt or secrets.token_bytes(16)
+    digest = hashlib.scrypt(password.encode(), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, dklen=32)
+    b64 = base64.b64encode
+    return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${b64(salt).decode()}${b64(digest).decode()}"
+
+
+def verify_password(password: str, stored: str) -> bool:
+    """Constant-time check of ``password`` against a :func:`hash_password` string; False if malformed."""
+    try:
+        scheme, n, r, p, salt_b64, digest_b64 = stored.split("$")
+        if scheme != "scrypt":
+            return False
+        salt, expected = base64.b64decode(salt_b64), base64.b64decode(digest_b64)
+        digest = hashlib.scrypt(password.encode(), salt=salt, n=int(n), r=int(r), p=int(p), dklen=len(expected))
+    except (ValueError, TypeError):
+        return False
+    return hmac.compare_digest(digest, expected)
+
+
+# A real hash to check against when the user does not exist: a failed log-in costs the same either way.
+_DUMMY_HASH = hash_password(secrets.token_hex(8))
+
+
+def new_token() -> str:
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def token_digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+def validate_new_user(username: str, role: str, agency: str | None, catalogue: Catalogue | None) -> None:
+    if not USERNAME.match(username):
+        raise AccountError(f"username {username!r}: 2-32 lower-case letters, digits, '_', '.', '-', "
+                           "starting with a letter or digit")
+    if role not in ROLES:
+        raise AccountError(f"role {role!r}: one of {', '.join(ROLES)}")
+    if role == AGENCY and not agency:
+        raise AccountError("an agency member needs --agency CODE (the agency the user belongs to)")
+    if role != AGENCY and agency:
+        raise AccountError(f"--agency is only for agency members, not for role {role}")
+    if agency and catalogue is not None and agency not in catalogue.agencies:
+        raise AccountError(f"unknown agency code {agency!r}")
+
+
+def validate_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD_CHARS:
+        raise AccountError(f"the password needs at least {MIN_PASSWORD_CHARS} characters")
+
+
+def _principal(u: t.User) -> Principal:
+    return Principal(user_id=u.id, username=u.username, role=u.role, agency=u.agency, display_name=u.display_name)
+
+
+def add_user(ledger: Ledger, username: str, role: str, password: str, *, agency: str | None = None,
+             display_name: str | None = None, catalogue: Catalogue | None = None) -> Principal:
+    """Create an active user; AccountError when the name is taken or a value is invalid."""
+    validate_new_user(username, role, agency, catalogue)
+    validate_password(password)
+    with ledger.session() as s:
+        if s.scalar(select(t.User.id).where(t.User.username == username)) is not None:
+            raise AccountError(f"user {username!r} exists already")
+        user = t.User(username=username, role=role, agency=agency, display_name=display_name,
+                      password_hash=hash_password(password), active=True, created_at=t.utcnow())
+        s.add(user)
+        s.flush()
+        return _principal(user)
+
+
+def set_password(ledger: Ledger, username: str, password: str) -> None:
+    validate_password(password)
+    with ledger.session() as s:
+        done = s.execute(update(t.User).where(t.User.username == username)
+                         .values(password_hash=hash_password(password))).rowcount
+    if not done:
+        raise AccountError(f"no user {username!r}")
+
+
+def set_active(ledger: Ledger, username: str, active: bool) -> None:
+    """Enable or disable a user; a disabled user's sessions and tokens stop working at once."""
+    with ledger.session() as s:
+        done = s.execute(update(t.User).where(t.User.username == username).values(active=active)).rowcount
+    if not done:
+        raise AccountError(f"no user {username!r}")
+
+
+def authenticate(ledger: Ledger, username: str, password: str) -> Principal | None:
+    """The active user with this name and password, or None (no hint which of the two was wrong)."""
+    with ledger.session() as s:
+        user = s.scalar(select(t.User).where(t.User.username == username.strip().lower()))
+        if user is None or not user.active:
+            verify_password(password, _DUMMY_HASH)
+            return None
+        if not verify_password(password, user.password_hash):
+            return None
+        user.last_login_at = t.utcnow()
+        return _principal(user)
+
+
+def principal_by_id(ledger: Ledger, user_id: int) -> Principal | None:
+    """The session's user, if still active (a disabled user is logged out on the next request)."""
+    with ledger.session() as s:
+        user = s.get(t.User, user_id)
+        return _principal(user) if user is not None and user.active else None
+
+
+def issue_token(ledger: Ledger, username: str, name: str | None = None) -> str:
+    """A new API token for the user; returned once, only its hash is kept."""
+    token = new_token()
+    with ledger.session() as s:
+        user = s.scalar(select(t.User).where(t.User.username == username))
+        if user is None:
+            raise AccountError(f"no user {username!r}")
+        if not user.active:
+            raise AccountError(f"user {username!r} is disabled")
+        s.add(t.ApiToken(user_id=user.id, token_hash=token_digest(token), name=name, created_at=t.utcnow()))
+    return token
+
+
+def revoke_tokens(ledger: Ledger, username: str) -> int:
+    """Revoke every token of the user; returns how many were live."""
+    with ledger.session() as s:
+        user_id = s.scalar(select(t.User.id).where(t.User.username == username))
+        if user_id is None:
+            raise AccountError(f"no user {username!r}")
+        return s.execute(update(t.ApiToken).where(t.ApiToken.user_id == user_id, t.ApiToken.revoked_at.is_(None))
+                         .values(revoked_at=t.utcnow())).rowcount
+
+
+def principal_for_token(ledger: Ledger, token: str, *, now: datetime | None = None) -> Principal | None:
+    """The active user a live token belongs to, or None."""
+    if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
+        return None
+    now = now or t.utcnow()
+    with ledger.session() as s:
+        row = s.execute(select(t.ApiToken, t.User).join(t.User, t.User.id == t.ApiToken.user_id)
+                        .where(t.ApiToken.token_hash == token_digest(token))).first()
+        if row is None:
+            return None
+        tok, user = row
+        if tok.revoked_at is not None or not user.active:
+            return None
+        if tok.last_used_at is None or now - tok.last_used_at > TOKEN_TOUCH_EVERY:
+            tok.last_used_at = now
+        return _principal(user)
+
+
+@dataclass(frozen=True, slots=True)
+class UserRow:
+    username: str
+    role: str
+    agency: str | None
+    display_name: str | None
+    active: bool
+    live_tokens: int
+    created_at: datetime
+    last_login_at: datetime | None
+
+
+def list_users(ledger: Ledger) -> list[UserRow]:
+    with ledger.session() as s:
+        live = dict(s.execute(select(t.ApiToken.user_id, func.count()).where(t.ApiToken.revoked_at.is_(None))
+                              .group_by(t.ApiToken.user_id)).all())
+        return [UserRow(u.username, u.role, u.agency, u.display_name, u.active, live.get(u.id, 0), u.created_at,
+                        u.last_login_at)
+                for u in s.scalars(select(t.User).order_by(t.User.role, t.User.agency, t.User.username))]
+
+
+@dataclass(frozen=True, slots=True)
+class DemoLogin:
+    """One demo log-in, to print for the person trying the demo."""
+
+    username: str
+    password: str
+    role: str
+    agency: str | None
+    agency_name: str | None
+
+
+def ensure_demo_users(ledger: Ledger, catalogue: Catalogue) -> list[DemoLogin]:
+    """The demo's users (idempotent): supervisor ``jiandu``, dispatcher ``paidan`` and one member of each
+    agency in :data:`DEMO_AGENCIES` (user name = the agency code in lower case), all with password
+    :data:`DEMO_PASSWORD`. Existing demo users are re-enabled and get the demo password and role back."""
+    wanted: list[tuple[str, str, str | None, str]] = [
+        ("jiandu", SUPERVISOR, None, "督办演示账号"), ("paidan", DISPATCHER, None, "派单演示账号")]
+    wanted += [(code.lower(), AGENCY, code, catalogue.agencies[code].name)
+               for code in DEMO_AGENCIES if code in catalogue.agencies]
+    out: list[DemoLogin] = []
+    with ledger.session() as s:
+        for username, role, agency, display in wanted:
+            user = s.scalar(select(t.User).where(t.User.username == username))
+            if user is None:
+                s.add(t.User(username=username, role=role, agency=agency, display_name=display,
+                             password_hash=hash_password(DEMO_PASSWORD), active=True, created_at=t.utcnow()))
+            else:
+                if not verify_password(DEMO_PASSWORD, user.password_hash):
+                    user.password_hash = hash_password(DEMO_PASSWORD)
+                user.role, user.agency, user.active = role, agency, True
+                user.display_name = user.display_name or display
+            out.append(DemoLogin(username, DEMO_PASSWORD, role, agency,
+                                 catalogue.agencies[agency].name if agency else None))
+    return out

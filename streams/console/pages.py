@@ -1,0 +1,359 @@
+"""The console's HTML pages (server-rendered with Jinja2; a signed session cookie carries the log-in).
+
+* ``/agency`` — an agency's inbox: sign, return (reason + legal basis), request an extension, resolve;
+* ``/dispatcher`` — the manual queue with the top-3 suggestions and their legal bases, and the tickets
+  returned lately, each dispatched with one click (every dispatch is kept as a training example);
+* ``/supervisor`` — live alerts, per-agency figures, charts of volumes and on-time rates, weekly hot spots,
+  drill-down per agency (``/supervisor/agencies/{code}``);
+* ``/tickets/{id}`` — text, routing explanation, the full timeline of events and alerts, allowed actions.
+
+Forms are plain ``application/x-www-form-urlencoded`` posts with a per-session CSRF token; an action answers
+"已提交" at once (the worker records it moments later) and redirects back (post/redirect/get).
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qs
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from sqlalchemy import text
+
+from models.lifecycle import RATINGS, RETURN_REASONS, Status
+from models.tickets import mask_phone
+from models.workcalendar import as_local
+from streams.cli.agency import Action
+from streams.console import queries
+from streams.console.access import (
+    ACTION_NAMES,
+    AGENCY,
+    DISPATCHER,
+    EVENT_NAMES,
+    ROLE_NAMES,
+    STATUS_NAMES,
+    SUPERVISOR,
+    Principal,
+    allowed_actions,
+    sees_full_phone,
+)
+from streams.console.accounts import authenticate, principal_by_id
+from streams.console.app import HERE, LoginRequired
+from streams.console.charts import bar_chart, line_chart
+from streams.console.service import MAX_BODY_BYTES, Console, ConsoleError
+from streams.console.suggest import Suggestion, suggestions
+from streams.console.trends import FOCUS_GROUPS
+
+router = APIRouter(include_in_schema=False)
+templates = Jinja2Templates(directory=str(HERE / "templates"))
+HOME = {AGENCY: "/agency", DISPATCHER: "/dispatcher", SUPERVISOR: "/supervisor"}
+PERIODS = {"7": ("近7天", 7), "30": ("近30天", 30), "all": ("全部", None)}
+SEVERITY_NAMES = {"info": "提示", "warning": "警告", "critical": "严重"}
+RULE_NAMES = {
+    "sign_deadline": "签收时限", "handle_deadline": "办理时限", "returned": "退单", "ping_pong": "来回推诿",
+    "designation": "需指定承办", "misdispatch": "疑似错派", "review_hint": "复核提示",
+    "repeated_complaint": "重复投诉", "joint_enforcement": "联合执法",
+}
+RATING_NAMES = {"satisfied": "满意", "unsatisfied": "不满意"}
+
+
+def local(value: datetime | None, fmt: str = "%m-%d %H:%M") -> str:
+    return as_local(value).strftime(fmt) if value is not None else ""
+
+
+def pct(rate: float | None) -> str:
+    return "—" if rate is None else f"{rate:.0%}"
+
+
+templates.env.filters.update(local=local, pct=pct, masked=mask_phone)
+templates.env.globals.update(
+    STATUS_NAMES=STATUS_NAMES, ACTION_NAMES=ACTION_NAMES, EVENT_NAMES=EVENT_NAMES, ROLE_NAMES=ROLE_NAMES,
+    RETURN_REASONS=RETURN_REASONS, RATINGS=RATINGS, RATING_NAMES=RATING_NAMES, SEVERITY_NAMES=SEVERITY_NAMES,
+    RULE_NAMES=RULE_NAMES, Action=Action, Status=Status)
+
+
+def console_of(request: Request) -> Console:
+    return request.app.state.console  # type: ignore[no-any-return]
+
+
+# --- session, log-in, CSRF ---------------------------------------------------------------------------
+def csrf_token(request: Request) -> str:
+    token = request.session.get("csrf")
+    if not isinstance(token, str):
+        token = request.session["csrf"] = secrets.token_urlsafe(24)
+    return token
+
+
+def page_user(request: Request) -> Principal:
+    """The logged-in user of this session (still active), or LoginRequired."""
+    uid = request.session.get("uid")
+    if not isinstance(uid, int):
+        raise LoginRequired()
+    p = principal_by_id(console_of(request).ledger, uid)
+    if p is None:  # disabled or deleted since the log-in
+        request.session.clear()
+        raise LoginRequired()
+    return p
+
+
+def require(p: Principal, *roles: str) -> None:
+    if p.role not in roles:
+        who = "、".join(ROLE_NAMES[r] for r in roles)
+        raise ConsoleError(403, "forbidden", f"此页面仅供{who}使用；您的账号是{ROLE_NAMES.get(p.role, p.role)}。")
+
+
+def flash(request: Request, kind: str, message: str) -> None:
+    request.session.setdefault("flash", []).append([kind, message])
+
+
+def safe_next(value: str | None, default: str) -> str:
+    """Only a local path (no scheme, no host, no protocol-relative ``//``) is a redirect target."""
+    if value and value.startswith("/") and not value.startswith("//") and "\\" not in value and len(value) < 300:
+        return value
+    return default
+
+
+async def read_form(request: Request) -> dict[str, str]:
+    """A urlencoded form, bounded like every body; the last value of a repeated field wins."""
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
+        raise ConsoleError(413, "too_large", "提交的内容过长。")
+    body, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise ConsoleError(413, "too_large", "提交的内容过长。")
+        body.append(chunk)
+    try:
+        fields = parse_qs(b"".join(body).decode("utf-8"), keep_blank_values=True, max_num_fields=50)
+    except (UnicodeDecodeError, ValueError):
+        raise ConsoleError(400, "invalid_form", "无法读取提交的表单。") from None
+    return {k: v[-1] for k, v in fields.items()}
+
+
+def check_csrf(request: Request, form: dict[str, str]) -> None:
+    expected = request.session.get("csrf")
+    if not isinstance(expected, str) or not hmac.compare_digest(expected, form.get("csrf", "")):
+        raise ConsoleError(403, "csrf", "页面已过期（安全校验未通过），请刷新页面后重试。")
+
+
+def render(request: Request, name: str, user: Principal | None, *, status: int = 200, fragment: bool = False,
+           **context: Any) -> HTMLResponse:
+    console = console_of(request)
+    catalogue = console.catalogue
+
+    def agency_name(code: str | None) -> str:
+        return catalogue.agencies[code].name if code and code in catalogue.agencies else (code or "—")
+
+    def matter_name(code: str | None) -> str:
+        return catalogue.matters[code].name if code and code in catalogue.matters else (code or "未识别")
+
+    # a fragment (the polled alerts panel) must not eat the messages meant for the next full page
+    flashes = request.session.pop("flash", []) if not fragment and "flash" in request.session else []
+    return templates.TemplateResponse(request, name, {
+        "user": user, "csrf": csrf_token(request), "flashes": flashes, "agency_name": agency_name,
+        "matter_name": matter_name, "home": HOME.get(user.role, "/") if user else "/login",
+        "reveal": lambda tk: user is not None and sees_full_phone(user, tk.current_agency), **context,
+    }, status_code=status)
+
+
+def render_error(request: Request, status: int, message: str) -> HTMLResponse:
+    """An error page; the session's user label is used for the header without a database call."""
+    cached = request.session.get("user") if "session" in request.scope else None
+    user = Principal(0, cached["username"], cached["role"], cached.get("agency"), cached.get("display_name")) \
+        if isinstance(cached, dict) else None
+    titles = {400: "请求有误", 401: "需要登录", 403: "无权访问", 404: "未找到", 409: "当前不能办理", 413: "内容过长",
+              503: "暂时不可用"}
+    return render(request, "error.html", user, status=status, status_code=status,
+                  title=titles.get(status, "出错了"), message=message)
+
+
+@router.get("/healthz")
+def healthz(request: Request) -> JSONResponse:
+    try:
+        with console_of(request).ledger.session() as s:
+            s.execute(text("SELECT 1"))
+    except Exception as exc:  # any failure = not ready; say why
+        return JSONResponse({"status": "unavailable", "ledger": str(exc).splitlines()[0]}, status_code=503)
+    return JSONResponse({"status": "ok"})
+
+
+@router.get("/login")
+def login_page(request: Request, next: str | None = None) -> Response:
+    if isinstance(request.session.get("uid"), int):
+        return RedirectResponse(safe_next(next, "/"), status_code=303)
+    return render(request, "login.html", None, next=safe_next(next, ""))
+
+
+@router.post("/login")
+async def login(request: Request) -> Response:
+    form = await read_form(request)
+    check_csrf(request, form)
+    username, password = form.get("username", "").strip().lower(), form.get("password", "")
+    p = await run_in_threadpool(authenticate, console_of(request).ledger, username, password) \
+        if username and password else None
+    if p is None:
+        return render(request, "login.html", None, status=401, next=safe_next(form.get("next"), ""),
+                      username=username[:32], error="用户名或密码错误，或账号已停用。")
+    request.session.clear()
+    request.session.update(uid=p.user_id, csrf=secrets.token_urlsafe(24), user={
+        "username": p.username, "role": p.role, "agency": p.agency, "display_name": p.display_name})
+    return RedirectResponse(safe_next(form.get("next"), HOME.get(p.role, "/")), status_code=303)
+
+
+@router.post("/logout")
+async def logout(request: Request) -> Response:
+    form = await read_form(request)
+    check_csrf(request, form)
+    request.session.clear()
+    flash(request, "ok", "已退出登录。")
+    return RedirectResponse("/login", status_code=303)
+
+
+@router.get("/")
+def home(p: Principal = Depends(page_user)) -> Response:
+    return RedirectResponse(HOME.get(p.role, "/login"), status_code=303)
+
+
+# --- agency --------------------------------------------------------------------------------------------
+@router.get("/agency")
+def agency_page(request: Request, p: Principal = Depends(page_user)) -> HTMLResponse:
+    require(p, AGENCY)
+    inbox = queries.agency_inbox(console_of(request).ledger, p.agency or "")
+    return render(request, "agency.html", p, inbox=inbox, actions=lambda c: _actions(p, c))
+
+
+def _actions(p: Principal, card: queries.Card) -> list[Action]:
+    tk = card.ticket
+    return allowed_actions(p, ticket_id=tk.id, status=tk.status, current_agency=tk.current_agency,
+                           extension_pending=card.extension_pending)
+
+
+# --- dispatcher ----------------------------------------------------------------------------------------
+def _suggest(console: Console, card: queries.Card) -> list[Suggestion]:
+    tk = card.ticket
+    message = card.decision.message if card.decision is not None else None
+    excluded = {r.agency for r in card.returns if r.agency}
+    return suggestions(message, address=tk.address, received_at=tk.received_at, catalogue=console.catalogue,
+                       default_jurisdiction=console.settings.default_jurisdiction, excluded=excluded)
+
+
+def _agency_options(console: Console) -> list[tuple[str, list[tuple[str, str]]]]:
+    """Every agency for the "other agency" picker, grouped by jurisdiction."""
+    groups: dict[str, list[tuple[str, str]]] = {}
+    for code, a in sorted(console.catalogue.agencies.items()):
+        j = console.catalogue.jurisdictions.get(a.jurisdiction)
+        groups.setdefault(j.name if j else a.jurisdiction, []).append((code, a.name))
+    return list(groups.items())
+
+
+@router.get("/dispatcher")
+def dispatcher_page(request: Request, p: Principal = Depends(page_user)) -> HTMLResponse:
+    require(p, DISPATCHER, SUPERVISOR)
+    console = console_of(request)
+    manual = queries.manual_queue(console.ledger)
+    returned = queries.recently_returned(console.ledger, since=console.now() - timedelta(days=7))
+    corrections, latest = queries.training_examples(console.ledger, limit=8)
+    return render(request, "dispatcher.html", p, manual=[(c, _suggest(console, c)) for c in manual],
+                  returned=[(c, _suggest(console, c)) for c in returned], corrections=corrections,
+                  latest_corrections=latest, agency_options=_agency_options(console),
+                  can_dispatch=p.role == DISPATCHER)
+
+
+# --- supervisor ----------------------------------------------------------------------------------------
+@router.get("/supervisor")
+def supervisor_page(request: Request, period: str = "30", p: Principal = Depends(page_user)) -> HTMLResponse:
+    require(p, SUPERVISOR)
+    console = console_of(request)
+    label, days = PERIODS.get(period, PERIODS["30"])
+    ov = console.overview(days)
+    day_labels = [d.strftime("%m-%d") for d in ov.series.days]
+    charts = {
+        "volume": bar_chart(list(zip(day_labels, [float(v) for v in ov.series.received], strict=True)),
+                            title="每日受理工单量", unit="件"),
+        "rates": line_chart(day_labels, [("按时签收率", ov.series.sign_on_time),
+                                         ("按时办结率", ov.series.resolution_on_time)], title="每日按时率"),
+    }
+    alerts = queries.recent_alerts(console.ledger, limit=30)
+    return render(request, "supervisor.html", p, ov=ov, charts=charts, alerts=alerts, period=period,
+                  periods=PERIODS, period_label=label, focus_groups=list(FOCUS_GROUPS))
+
+
+@router.get("/supervisor/alerts")
+def supervisor_alerts(request: Request, p: Principal = Depends(page_user)) -> HTMLResponse:
+    """The live alerts panel, fetched again every few seconds by the supervisor's page."""
+    require(p, SUPERVISOR)
+    return render(request, "alerts.html", p, fragment=True,
+                  alerts=queries.recent_alerts(console_of(request).ledger, limit=30))
+
+
+@router.get("/supervisor/agencies/{code}")
+def supervisor_agency(code: str, request: Request, period: str = "30",
+                      p: Principal = Depends(page_user)) -> HTMLResponse:
+    require(p, SUPERVISOR)
+    console = console_of(request)
+    if code not in console.catalogue.agencies:
+        raise ConsoleError(404, "not_found", f"没有代码为 {code[:32]} 的承办单位。")
+    label, days = PERIODS.get(period, PERIODS["30"])
+    figs = console.agency_figures(code, days).get(code)
+    return render(request, "supervisor_agency.html", p, code=code, figures=figs, period=period, periods=PERIODS,
+                  period_label=label, cards=queries.agency_tickets(console.ledger, code),
+                  alerts=queries.recent_alerts(console.ledger, limit=50, agency=code))
+
+
+# --- tickets -------------------------------------------------------------------------------------------
+@router.get("/tickets/{ticket_id}")
+def ticket_page(ticket_id: str, request: Request, p: Principal = Depends(page_user)) -> HTMLResponse:
+    console = console_of(request)
+    detail = console.ticket(p, ticket_id)
+    tk = detail.ticket
+    actions = allowed_actions(p, ticket_id=tk.id, status=tk.status, current_agency=tk.current_agency,
+                              extension_pending=detail.extension_pending)
+    card = queries.Card(tk, detail.current_decision, [], detail.extension_pending)
+    card.returns = [queries.Return(e.agency, str(e.payload.get("reason_code") or ""), e.payload.get("basis"),
+                                   e.payload.get("explanation"), e.occurred_at)
+                    for e in detail.events if e.accepted and e.type == "returned" and isinstance(e.payload, dict)]
+    timeline = sorted([("event", e.occurred_at, e) for e in detail.events]
+                      + [("alert", a.raised_at, a) for a in detail.alerts], key=lambda item: as_local(item[1]))
+    # a dispatcher's dispatch carries no matter: show the last one the classifier recognised
+    known_matter = tk.matter or next((r.matter for r in reversed(detail.decisions) if r.matter), None)
+    return render(request, "ticket.html", p, d=detail, card=card, actions=actions, timeline=timeline,
+                  known_matter=known_matter,
+                  full_phone=sees_full_phone(p, tk.current_agency),
+                  suggestions=_suggest(console, card) if Action.REASSIGN in actions else [],
+                  agency_options=_agency_options(console) if Action.REASSIGN in actions else [])
+
+
+@router.post("/tickets/{ticket_id}/actions")
+async def ticket_action(ticket_id: str, request: Request, p: Principal = Depends(page_user)) -> Response:
+    form = await read_form(request)
+    check_csrf(request, form)
+    back = safe_next(form.get("next"), f"/tickets/{ticket_id}")
+    try:
+        action = Action(form.get("action", ""))
+    except ValueError:
+        raise ConsoleError(400, "invalid_action", f"未知的操作：{form.get('action', '')[:32]}") from None
+    options = {k: v for k, v in form.items() if k not in ("action", "csrf", "next") and v.strip()}
+    try:
+        result = await run_in_threadpool(console_of(request).act, p, ticket_id, action, options)
+    except ConsoleError as exc:
+        if exc.status == 403:
+            raise
+        flash(request, "error", exc.message)
+        return RedirectResponse(back, status_code=303)
+    flash(request, "ok", f"已提交：工单 {ticket_id} {ACTION_NAMES[action]}（事件 {result['event_id'][:8]}）。"
+                         "系统校验并记录后，刷新页面即可看到结果。")
+    return RedirectResponse(back, status_code=303)
+
+
+# --- API reference -------------------------------------------------------------------------------------
+@router.get("/api-reference")
+def api_reference(request: Request, p: Principal = Depends(page_user)) -> HTMLResponse:
+    spec = request.app.openapi()
+    operations = [(path, method.upper(), op) for path, item in spec["paths"].items() for method, op in item.items()]
+    return render(request, "api_reference.html", p, spec=spec, operations=operations)

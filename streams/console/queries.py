@@ -1,0 +1,264 @@
+"""The console's reads of the ledger: a ticket with its history, queues, inboxes, alerts, trend rows.
+
+Synchronous SQLAlchemy (the console runs these in FastAPI's thread pool). Every list is bounded; rows
+come back detached (``expire_on_commit=False``) so templates can read them after the session closed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+
+from models import ledger as t
+from models.lifecycle import Status
+from models.tickets import mask_phone
+from streams.console.access import extension_pending
+from streams.db import Ledger
+
+OPEN = (Status.DISPATCHED, Status.SIGNED)
+DONE = (Status.RESOLVED, Status.CLOSED)
+# Event payload fields worth showing with an event (free text is phone-masked unless shown to the handler).
+EVENT_DETAILS = ("reason_code", "basis", "explanation", "reply", "days", "target_agency", "rating", "comment",
+                 "decision", "matter", "confidence", "attempt", "designation")
+
+
+@dataclass(frozen=True, slots=True)
+class Return:
+    agency: str | None
+    reason_code: str
+    basis: str | None
+    explanation: str | None
+    at: datetime
+
+
+@dataclass(slots=True)
+class Card:
+    """One ticket as a queue or inbox shows it."""
+
+    ticket: t.Ticket
+    decision: t.RoutingDecision | None = None  # of the current attempt
+    returns: list[Return] = field(default_factory=list)
+    extension_pending: bool = False
+
+
+@dataclass(slots=True)
+class TicketDetail:
+    ticket: t.Ticket
+    decisions: list[t.RoutingDecision]
+    events: list[t.TicketEvent]
+    alerts: list[t.Alert]
+    training: t.TrainingExample | None
+
+    @property
+    def dispatched_to(self) -> set[str]:
+        return {d.agency for d in self.decisions if d.agency}
+
+    @property
+    def accepted_types(self) -> list[str]:
+        return [e.type for e in self.events if e.accepted]
+
+    @property
+    def extension_pending(self) -> bool:
+        return extension_pending(self.accepted_types)
+
+    @property
+    def current_decision(self) -> t.RoutingDecision | None:
+        return next((d for d in reversed(self.decisions) if d.attempt == self.ticket.attempt),
+                    self.decisions[-1] if self.decisions else None)
+
+    @property
+    def returned_by(self) -> list[str]:
+        return list(dict.fromkeys(e.agency for e in self.events if e.accepted and e.type == "returned" and e.agency))
+
+
+def _events_order() -> tuple[Any, ...]:
+    return (t.TicketEvent.occurred_at, t.TicketEvent.recorded_at)
+
+
+def ticket_detail(ledger: Ledger, ticket_id: str) -> TicketDetail | None:
+    with ledger.session() as s:
+        tk = s.get(t.Ticket, ticket_id)
+        if tk is None:
+            return None
+        return TicketDetail(
+            tk,
+            list(s.scalars(select(t.RoutingDecision).where(t.RoutingDecision.ticket_id == ticket_id)
+                           .order_by(t.RoutingDecision.attempt))),
+            list(s.scalars(select(t.TicketEvent).where(t.TicketEvent.ticket_id == ticket_id)
+                           .order_by(*_events_order()))),
+            list(s.scalars(select(t.Alert).where(t.Alert.ticket_id == ticket_id).order_by(t.Alert.raised_at))),
+            s.scalar(select(t.TrainingExample).where(t.TrainingExample.ticket_id == ticket_id)),
+        )
+
+
+def dispatched_to(ledger: Ledger, ticket_id: str) -> tuple[t.Ticket | None, set[str]]:
+    """The ticket and every agency it was ever dispatched to (for access checks without the full history)."""
+    with ledger.session() as s:
+        tk = s.get(t.Ticket, ticket_id)
+        if tk is None:
+            return None, set()
+        return tk, set(s.scalars(select(t.RoutingDecision.agency).where(
+            t.RoutingDecision.ticket_id == ticket_id, t.RoutingDecision.agency.is_not(None))))
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _shown(value: Any, reveal: bool) -> Any:
+    if isinstance(value, str):
+        return value if reveal else mask_phone(value)
+    return json.loads(json.dumps(value, default=str))
+
+
+def ticket_json(d: TicketDetail, *, reveal_phone: bool) -> dict[str, Any]:
+    """The API's view of one ticket: status, routing decisions, events and alerts.
+
+    The caller's number (also inside free text) is masked unless ``reveal_phone`` (the handling agency)."""
+    tk = d.ticket
+    return {
+        "id": tk.id, "status": tk.status, "current_agency": tk.current_agency, "attempt": tk.attempt,
+        "received_at": _iso(tk.received_at), "text": _shown(tk.text, reveal_phone),
+        "title": _shown(tk.title, reveal_phone), "address": tk.address, "channel": tk.channel,
+        "request_type": tk.request_type, "urgency": tk.urgency, "caller_phone": _shown(tk.caller_phone, reveal_phone),
+        "jurisdiction": tk.jurisdiction, "matter": tk.matter, "updated_at": _iso(tk.updated_at),
+        "extension_pending": d.extension_pending,
+        "decisions": [{
+            "routing_id": r.decision_key, "attempt": r.attempt, "decision": r.decision, "matter": r.matter,
+            "domain": r.domain, "agency": r.agency, "agency_kind": r.agency_kind, "jurisdiction": r.jurisdiction,
+            "confidence": r.confidence, "basis": r.basis, "reason": r.reason, "alternatives": r.alternatives,
+            "model_version": r.model_version, "decided_by": r.decided_by, "decided_at": _iso(r.decided_at),
+            "queue": r.topic, "published_at": _iso(r.published_at),
+        } for r in d.decisions],
+        "events": [{
+            "event_id": e.event_id, "type": e.type, "actor": e.actor, "agency": e.agency,
+            "occurred_at": _iso(e.occurred_at), "accepted": e.accepted, "refused_because": e.reason,
+            **{k: _shown(e.payload[k], reveal_phone) for k in EVENT_DETAILS
+               if isinstance(e.payload, dict) and e.payload.get(k) is not None},
+        } for e in d.events],
+        "alerts": [{
+            "alert_key": a.alert_key, "rule": a.rule, "level": a.level, "severity": a.severity, "agency": a.agency,
+            "message": a.message, "raised_at": _iso(a.raised_at), "deadline": _iso(a.deadline),
+        } for a in d.alerts],
+    }
+
+
+def _cards(s: Any, tickets: list[t.Ticket]) -> list[Card]:
+    """Cards with the current decision, the returns and the extension state of each ticket."""
+    if not tickets:
+        return []
+    ids = [tk.id for tk in tickets]
+    keys = [f"{tk.id}#{tk.attempt}" for tk in tickets]
+    decisions = {d.decision_key: d for d in s.scalars(select(t.RoutingDecision)
+                                                      .where(t.RoutingDecision.decision_key.in_(keys)))}
+    types: dict[str, list[str]] = defaultdict(list)
+    returns: dict[str, list[Return]] = defaultdict(list)
+    for e in s.scalars(select(t.TicketEvent).where(t.TicketEvent.ticket_id.in_(ids), t.TicketEvent.accepted)
+                       .order_by(*_events_order())):
+        types[e.ticket_id].append(e.type)
+        if e.type == "returned":
+            p = e.payload if isinstance(e.payload, dict) else {}
+            returns[e.ticket_id].append(Return(e.agency, str(p.get("reason_code") or ""), p.get("basis"),
+                                               p.get("explanation"), e.occurred_at))
+    return [Card(tk, decisions.get(f"{tk.id}#{tk.attempt}"), returns.get(tk.id, []),
+                 extension_pending(types.get(tk.id, []))) for tk in tickets]
+
+
+def agency_inbox(ledger: Ledger, agency: str, *, limit: int = 100) -> dict[str, list[Card]]:
+    """An agency's tickets: waiting for sign-for, in hand, recently done, and the ones it returned."""
+    with ledger.session() as s:
+        def current(statuses: tuple[str, ...], newest_first: bool = False, n: int = limit) -> list[t.Ticket]:
+            order = t.Ticket.updated_at.desc() if newest_first else t.Ticket.received_at
+            return list(s.scalars(select(t.Ticket).where(t.Ticket.current_agency == agency,
+                                                         t.Ticket.status.in_(statuses)).order_by(order).limit(n)))
+
+        returned_ids = list(dict.fromkeys(s.scalars(
+            select(t.TicketEvent.ticket_id).where(t.TicketEvent.type == "returned", t.TicketEvent.accepted,
+                                                  t.TicketEvent.agency == agency)
+            .order_by(t.TicketEvent.occurred_at.desc()).limit(20))))
+        returned = list(s.scalars(select(t.Ticket).where(t.Ticket.id.in_(returned_ids)))) if returned_ids else []
+        returned.sort(key=lambda tk: returned_ids.index(tk.id))
+        return {
+            "pending": _cards(s, current((Status.DISPATCHED,))),
+            "handling": _cards(s, current((Status.SIGNED,))),
+            "done": _cards(s, current(DONE, newest_first=True, n=20)),
+            "returned": _cards(s, returned),
+        }
+
+
+def manual_queue(ledger: Ledger, *, limit: int = 100) -> list[Card]:
+    """The dispatchers' queue: tickets the router did not dispatch (low confidence, no owner, designation)."""
+    with ledger.session() as s:
+        return _cards(s, list(s.scalars(select(t.Ticket).where(t.Ticket.status == Status.MANUAL)
+                                        .order_by(t.Ticket.received_at).limit(limit))))
+
+
+def recently_returned(ledger: Ledger, *, since: datetime, limit: int = 50) -> list[Card]:
+    """Open tickets returned (退单) since ``since`` and re-routed to an agency since: the dispatcher checks
+    the re-routing and re-dispatches when it went wrong (re-routed to the manual queue, they are there)."""
+    with ledger.session() as s:
+        ids = list(dict.fromkeys(s.scalars(
+            select(t.TicketEvent.ticket_id).where(t.TicketEvent.type == "returned", t.TicketEvent.accepted,
+                                                  t.TicketEvent.occurred_at >= since)
+            .order_by(t.TicketEvent.occurred_at.desc()).limit(limit * 2))))
+        if not ids:
+            return []
+        # not while RETURNED: the router is re-routing it at that moment (it shows again once re-routed)
+        rows = [tk for tk in s.scalars(select(t.Ticket).where(t.Ticket.id.in_(ids)))
+                if tk.status in (Status.DISPATCHED, Status.SIGNED)]
+        rows.sort(key=lambda tk: ids.index(tk.id))
+        return _cards(s, rows[:limit])
+
+
+def agency_tickets(ledger: Ledger, agency: str, *, limit: int = 200) -> list[Card]:
+    """Every ticket ever dispatched to the agency, newest first (the supervisor's drill-down)."""
+    with ledger.session() as s:
+        ids = set(s.scalars(select(t.RoutingDecision.ticket_id).where(t.RoutingDecision.agency == agency)))
+        ids |= set(s.scalars(select(t.Ticket.id).where(t.Ticket.current_agency == agency)))
+        if not ids:
+            return []
+        rows = list(s.scalars(select(t.Ticket).where(t.Ticket.id.in_(sorted(ids)[:5000]))
+                              .order_by(t.Ticket.received_at.desc()).limit(limit)))
+        return _cards(s, rows)
+
+
+def list_tickets(ledger: Ledger, *, agency: str | None = None, status: str | None = None,
+                 limit: int = 100) -> list[t.Ticket]:
+    with ledger.session() as s:
+        q = select(t.Ticket).order_by(t.Ticket.received_at.desc()).limit(limit)
+        if agency is not None:
+            q = q.where(t.Ticket.current_agency == agency)
+        if status is not None:
+            q = q.where(t.Ticket.status == status)
+        return list(s.scalars(q))
+
+
+def recent_alerts(ledger: Ledger, *, limit: int = 50, agency: str | None = None,
+                  since: datetime | None = None) -> list[t.Alert]:
+    with ledger.session() as s:
+        q = select(t.Alert).order_by(t.Alert.raised_at.desc()).limit(limit)
+        if agency is not None:
+            q = q.where(t.Alert.agency == agency)
+        if since is not None:
+            q = q.where(t.Alert.raised_at >= since)
+        return list(s.scalars(q))
+
+
+def received_rows(ledger: Ledger, since: datetime) -> list[tuple[datetime, str | None]]:
+    """(received_at, matter) of the tickets received since ``since`` (for the weekly hot spots)."""
+    with ledger.session() as s:
+        return [(r, m) for r, m in s.execute(select(t.Ticket.received_at, t.Ticket.matter)
+                                             .where(t.Ticket.received_at >= since))]
+
+
+def training_examples(ledger: Ledger, *, limit: int = 20) -> tuple[int, list[t.TrainingExample]]:
+    """How many dispatcher corrections are stored, and the latest ones."""
+    with ledger.session() as s:
+        total = s.scalar(select(func.count()).select_from(t.TrainingExample)) or 0
+        return total, list(s.scalars(select(t.TrainingExample).order_by(t.TrainingExample.created_at.desc())
+                                     .limit(limit)))

@@ -1,0 +1,227 @@
+"""What the console does, shared by the HTML pages and the HTTP API: read a ticket as a given user,
+take an action on it, accept a ticket at intake, assemble the supervisor's overview.
+
+Synchronous (ledger and producer calls block): the routers run these in FastAPI's thread pool. Every
+refusal is a :class:`ConsoleError` with the HTTP status and one Chinese sentence for the user.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from config.settings import Settings
+from models.clock import Clock
+from models.directory import Catalogue
+from models.events import InputRejected, parse_event
+from models.lifecycle import RATINGS, RETURN_REASONS
+from models.supervision.figures import AgencyFigures, agency_figures
+from models.tickets import ID_PATTERN, Rejection, TicketIn, content_key, parse_ticket
+from models.workcalendar import as_local
+from streams.app import TICKETS_EVENTS, TICKETS_INVALID, TICKETS_RECEIVED
+from streams.cli.agency import Action, build_event
+from streams.console import queries
+from streams.console.access import (
+    AGENCY,
+    DISPATCHER,
+    Principal,
+    can_view_ticket,
+    check_action,
+    sees_full_phone,
+    view_denial,
+)
+from streams.console.publisher import BusUnavailable, Publisher
+from streams.console.trends import DailySeries, WeeklyHotspots, daily_series, weekly_hotspots
+from streams.db import Ledger
+from streams.intake import ticket_json
+from streams.reports import load_alert_rules, load_histories
+
+log = logging.getLogger(__name__)
+MAX_BODY_BYTES = 64 * 1024
+MAX_FIELD_CHARS = 2000
+BUS_DOWN = "消息总线暂时不可用，操作未提交，请稍后重试。"
+
+
+class ConsoleError(Exception):
+    """A refused request: HTTP ``status``, a machine-readable ``code`` and a Chinese ``message``."""
+
+    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.extra = status, code, message, extra
+
+
+def _denied(status: int, message: str) -> ConsoleError:
+    return ConsoleError(status, "forbidden" if status == 403 else "conflict", message)
+
+
+def _text(options: dict[str, Any], name: str) -> str | None:
+    value = options.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ConsoleError(400, "invalid_action", f"{name} 应为文本。")
+    value = value.strip()
+    if len(value) > MAX_FIELD_CHARS:
+        raise ConsoleError(400, "invalid_action", f"{name} 不能超过 {MAX_FIELD_CHARS} 字。")
+    return value or None
+
+
+def action_options(action: Action, options: dict[str, Any], catalogue: Catalogue) -> dict[str, Any]:
+    """The options of ``action`` checked, with Chinese reasons (400) for what is missing or wrong."""
+    bad = lambda message: ConsoleError(400, "invalid_action", message)  # noqa: E731
+    explanation = _text(options, "explanation")
+    if action is Action.RETURN:
+        code = _text(options, "reason_code")
+        if code not in RETURN_REASONS:
+            raise bad("退单须选择退单理由（" + "、".join(f"{k} {v}" for k, v in RETURN_REASONS.items()) + "）。")
+        basis = _text(options, "basis")
+        if not basis:
+            raise bad("退单须写明法律依据（法律法规名称及条款），说明为何不属于本单位职责。")
+        return {"reason_code": code, "basis": basis, "explanation": explanation}
+    if action is Action.EXTEND:
+        raw = options.get("days")
+        try:
+            days = int(raw) if not isinstance(raw, bool) else 0
+        except (TypeError, ValueError):
+            days = 0
+        if not 1 <= days <= 30:
+            raise bad("延期天数须为 1 至 30 个工作日。")
+        if not explanation:
+            raise bad("申请延期须说明理由。")
+        return {"days": days, "explanation": explanation}
+    if action is Action.RESOLVE:
+        reply = _text(options, "reply")
+        if not reply:
+            raise bad("办结须填写答复群众的内容。")
+        return {"reply": reply}
+    if action is Action.REASSIGN:
+        to = _text(options, "to")
+        if not to or to not in catalogue.agencies:
+            raise bad("请选择要派往的承办单位。" if not to else f"没有代码为 {to} 的承办单位。")
+        return {"to": to, "explanation": explanation}
+    if action is Action.RATE:
+        rating = _text(options, "rating")
+        if rating not in RATINGS:
+            raise bad("回访评价须为 satisfied（满意）或 unsatisfied（不满意）。")
+        return {"rating": rating, "explanation": explanation}
+    if action is Action.SIGN:
+        return {}
+    return {"explanation": explanation}
+
+
+@dataclass(frozen=True, slots=True)
+class Overview:
+    now: datetime
+    since: datetime | None
+    figures: dict[str, AgencyFigures]
+    series: DailySeries
+    hotspots: WeeklyHotspots
+
+
+class Console:
+    """The console's dependencies and its use cases."""
+
+    def __init__(self, settings: Settings, ledger: Ledger, catalogue: Catalogue, publisher: Publisher) -> None:
+        self.settings, self.ledger, self.catalogue, self.publisher = settings, ledger, catalogue, publisher
+        self._clock: Clock | None = None  # built on first use: that is when a shared clock file is read
+
+    def now(self) -> datetime:
+        """The deployment's "now": real time, or the simulated clock shared with the worker (demo, tests)."""
+        if self._clock is None:
+            from streams.wiring import clock_for_settings
+
+            self._clock = clock_for_settings(self.settings)
+        return self._clock.now()
+
+    # --- tickets --------------------------------------------------------------------------------
+    def ticket(self, p: Principal, ticket_id: str) -> queries.TicketDetail:
+        """The ticket's history if ``p`` may see it: 404 unknown, 403 another agency's."""
+        if not ID_PATTERN.match(ticket_id) or len(ticket_id) > 64:
+            raise ConsoleError(404, "not_found", f"没有编号为 {ticket_id[:64]} 的工单。")
+        detail = queries.ticket_detail(self.ledger, ticket_id)
+        if detail is None:
+            raise ConsoleError(404, "not_found", f"没有编号为 {ticket_id} 的工单。")
+        if not can_view_ticket(p, detail.ticket.current_agency, detail.dispatched_to):
+            denial = view_denial(ticket_id)
+            raise _denied(denial.status, denial.message)
+        return detail
+
+    def ticket_json(self, p: Principal, ticket_id: str) -> dict[str, Any]:
+        detail = self.ticket(p, ticket_id)
+        return queries.ticket_json(detail, reveal_phone=sees_full_phone(p, detail.ticket.current_agency))
+
+    def act(self, p: Principal, ticket_id: str, action: Action, options: dict[str, Any]) -> dict[str, Any]:
+        """Check and send one lifecycle event; the worker records it (or its refusal) shortly after."""
+        detail = self.ticket(p, ticket_id)
+        tk = detail.ticket
+        denial = check_action(p, action, ticket_id=ticket_id, status=tk.status, current_agency=tk.current_agency,
+                              extension_pending=detail.extension_pending)
+        if denial is not None:
+            raise _denied(denial.status, denial.message)
+        opts = action_options(action, options, self.catalogue)
+        if action is Action.REASSIGN and opts["to"] == tk.current_agency:
+            raise ConsoleError(409, "conflict", f"工单 {ticket_id} 已由该单位承办。")
+        try:
+            event = build_event(ticket_id, action, actor=p.username, role=p.role,
+                                agency=p.agency if p.role == AGENCY else None, options=opts, now=self.now())
+        except ValueError as exc:  # our checks above should have caught it; say what build_event says
+            raise ConsoleError(400, "invalid_action", str(exc)) from None
+        checked = parse_event(event)  # the worker's first check, done here so a bad event is never sent
+        if isinstance(checked, Rejection):
+            raise ConsoleError(400, "invalid_action", checked.reason)
+        try:
+            self.publisher.send(TICKETS_EVENTS, ticket_id, json.dumps(event, ensure_ascii=False).encode())
+        except BusUnavailable:
+            raise ConsoleError(503, "bus_unavailable", BUS_DOWN) from None
+        log.info("%s (%s) sent %s for %s", p.username, p.role, event["type"], ticket_id)
+        return {"status": "submitted", "event_id": event["event_id"], "ticket_id": ticket_id, "type": event["type"]}
+
+    # --- intake ---------------------------------------------------------------------------------
+    def intake(self, p: Principal, body: bytes) -> TicketIn:
+        """Validate a ticket like every other door and put it on ``tickets.received``; a refused body is
+        recorded in the ledger (keyed by its content, so a retried bad body counts once) and dead-lettered."""
+        if p.role != DISPATCHER:
+            raise ConsoleError(403, "forbidden", "只有派单员（热线平台账号）可以提交工单。")
+        result = parse_ticket(body)
+        if isinstance(result, Rejection):
+            self.ledger.record_rejection(dedup_key=f"http:{content_key(body)}", key=result.key, source="http",
+                                         reason=result.reason, payload=result.payload)
+            dead = InputRejected(key=result.key, reason=result.reason, source="http", payload=result.payload,
+                                 rejected_at=datetime.now(UTC))
+            try:
+                self.publisher.send(TICKETS_INVALID, result.key, dead.dumps())
+            except BusUnavailable:  # the ledger has it; the dead-letter topic is a convenience copy
+                log.warning("could not dead-letter refused HTTP input %s", result.key)
+            raise ConsoleError(400, "invalid_ticket", f"工单无效：{result.reason}", reasons=result.reason)
+        try:
+            self.publisher.send(TICKETS_RECEIVED, result.id, ticket_json(result))
+        except BusUnavailable:
+            raise ConsoleError(503, "bus_unavailable", "消息总线暂时不可用，工单未受理，请稍后重试。") from None
+        log.info("ticket %s accepted over HTTP from %s", result.id, p.username)
+        return result
+
+    # --- supervision ----------------------------------------------------------------------------
+    def overview(self, period_days: int | None, *, series_days: int = 14, weeks: int = 8) -> Overview:
+        """Per-agency figures for the period (None = everything), the daily series and the weekly hot spots."""
+        now = self.now()
+        since = now - timedelta(days=period_days) if period_days else None
+        series_since = now - timedelta(days=series_days)
+        # One load serves both: histories since the earlier start (a superset; the figures count by window).
+        histories = load_histories(self.ledger, None if since is None else min(since, series_since))
+        figures = agency_figures(histories, self.catalogue, now=now, since=since,
+                                 alerts=load_alert_rules(self.ledger, since))
+        rows = queries.received_rows(self.ledger, now - timedelta(weeks=weeks))
+        return Overview(
+            now, since, dict(sorted(figures.items())),
+            daily_series([r for r, _ in rows], histories, self.catalogue, now=now, days=series_days),
+            weekly_hotspots(rows, self.catalogue, today=as_local(now).date(), weeks=weeks))
+
+    def agency_figures(self, agency: str | None, period_days: int | None) -> dict[str, AgencyFigures]:
+        now = self.now()
+        since = now - timedelta(days=period_days) if period_days else None
+        figures = agency_figures(load_histories(self.ledger, since), self.catalogue, now=now, since=since,
+                                 alerts=load_alert_rules(self.ledger, since))
+        return {c: f for c, f in sorted(figures.items()) if agency is None or c == agency}
