@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test venv lint bench clean
+.PHONY: demo test venv browser lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,12 +16,18 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-## main job: embedded broker + worker (+ web console and demo tickets once they exist)
+## main job: embedded broker, worker, web console and a scripted week of demo tickets
 demo: $(STAMP)
 	$(BIN)/hotline demo
 
-## the whole test suite (unit, integration on the embedded broker + SQLite/PostgreSQL, e2e)
-test: $(STAMP)
+## headless Chromium (Debian's package) for the browser tests, and a CJK font for readable screenshots;
+## Playwright drives /usr/bin/chromium and never downloads a browser of its own
+browser:
+	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver)
+	fc-list :lang=zh 2>/dev/null | grep -q . || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-wqy-microhei)
+
+## the whole test suite (unit, integration on the embedded broker + SQLite/PostgreSQL, e2e in Chromium)
+test: $(STAMP) browser
 	$(BIN)/ruff check streams models classifier config tests benchmarks
 	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=10
 

@@ -8,10 +8,11 @@ its own. Host names appear here and nowhere else.
 
 from __future__ import annotations
 
+from datetime import datetime
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -49,6 +50,18 @@ class Settings(BaseSettings):
         description="longest a consumer fetch waits for data (faust fixes 1500 ms; the embedded broker "
                     "answers only when the wait expires, so this bounds per-hop latency)")
     broker_heartbeat_interval: float = Field(default=1.0, gt=0, description="consumer heartbeat interval (s)")
+    broker_connect_timeout: float = Field(
+        default=120.0, gt=0,
+        description="how long a starting worker keeps retrying a Kafka cluster that does not answer (s)")
+
+    # --- web console and HTTP API (streams/console) ------------------------------------------
+    web_host: str = Field(default="127.0.0.1", description="address the web console binds")
+    web_port: int = Field(default=8080, ge=1, le=65535, description="port of the web console")
+    web_secret: SecretStr | None = Field(
+        default=None,
+        description="key that signs session cookies; empty = generated once and kept in <data_dir>/web.secret")
+    web_session_hours: float = Field(
+        default=12.0, gt=0, le=24 * 30, description="how long a console log-in lasts (hours)")
 
     # --- storage ---------------------------------------------------------------------------
     data_dir: Path = Field(default=PROJECT_ROOT / "var", description="where SQLite, models and state live")
@@ -79,6 +92,11 @@ class Settings(BaseSettings):
     # --- misc ------------------------------------------------------------------------------
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING, ERROR")
     clock_speed: float = Field(default=1.0, gt=0, description="simulated seconds per real second")
+    clock_origin: datetime | None = Field(
+        default=None,
+        description="simulated time at the clock's first use (ISO datetime, naive = Asia/Shanghai); "
+                    "empty = real now at first use. Kept with the anchor in <data_dir>/clock.json",
+    )
     domain_data_dir: Path = Field(default=DATA_FILES_DIR, description="jurisdictions, catalogue, calendar")
 
     @field_validator("log_level")
@@ -92,6 +110,13 @@ class Settings(BaseSettings):
         if v not in ("at_least_once", "exactly_once"):
             raise ValueError("must be at_least_once or exactly_once")
         return v
+
+    @model_validator(mode="after")
+    def _exactly_once_needs_kafka(self) -> Settings:
+        if self.processing_guarantee == "exactly_once" and self.embedded:
+            raise ValueError("HOTLINE_PROCESSING_GUARANTEE=exactly_once needs a Kafka cluster with transactions "
+                             "(set HOTLINE_KAFKA_BOOTSTRAP); the embedded broker runs at_least_once")
+        return self
 
     @property
     def embedded(self) -> bool:

@@ -13,7 +13,7 @@ from typing import Any
 import faust
 
 from models.lifecycle import Role
-from models.tickets import Rejection, content_key
+from models.tickets import Rejection, content_key, plausible_time, shown_payload, without_nul
 from models.workcalendar import as_local
 
 
@@ -173,11 +173,9 @@ _REQUIRED = ("event_id", "ticket_id", "type", "actor", "role")
 
 def parse_event(raw: bytes | str | dict[str, Any]) -> LifecycleEvent | Rejection:
     """Validate one message of ``tickets.events``; bad input becomes a Rejection, never an exception."""
-    payload = raw if isinstance(raw, str) else (
-        raw.decode("utf-8", "replace") if isinstance(raw, bytes) else json.dumps(raw, ensure_ascii=False,
-                                                                                   default=str))
+    payload = shown_payload(raw)
     try:
-        data = raw if isinstance(raw, dict) else json.loads(raw)
+        data = without_nul(raw if isinstance(raw, dict) else json.loads(raw))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         return Rejection(content_key(payload), f"not JSON: {exc}", payload[:2000])
     if not isinstance(data, dict):
@@ -196,9 +194,10 @@ def parse_event(raw: bytes | str | dict[str, Any]) -> LifecycleEvent | Rejection
     occurred = data.get("occurred_at")
     try:
         when = datetime.fromisoformat(occurred) if isinstance(occurred, str) else datetime.now(UTC)
-    except ValueError:
-        return Rejection(key, f"occurred_at {occurred!r} is not an ISO 8601 time", payload[:2000])
-    when = as_local(when)
+        when = as_local(plausible_time(as_local(when) if when.tzinfo is None else when))
+    except (ValueError, OverflowError):
+        return Rejection(key, f"occurred_at {occurred!r} is not an ISO 8601 time between 2000 and 2099",
+                         payload[:2000])
     fields = cls._options.fields  # type: ignore[attr-defined]
     kwargs = {k: v for k, v in data.items() if k in fields}
     kwargs["occurred_at"] = when
@@ -234,3 +233,20 @@ class AlertRaised(Event):
     ticket_id: str | None = None
     agency: str | None = None
     deadline: datetime | None = None
+
+
+class LinkObserved(Event):
+    """A ticket seen under a linking key, on the internal topic ``supervision.links`` (key: ``key``).
+
+    The supervision stage publishes one per linking key of a routed ticket so that tickets of one caller or
+    one place, which arrive on different partitions of ``tickets.events``, meet on one partition, where the
+    linker folds them (``models.supervision.linking.link``). Keys are hashes: no phone number is on it.
+    """
+
+    rule: str  # repeated_complaint | joint_enforcement
+    kind: str  # caller | place_matter | biz | addr
+    key: str  # the linking key, also the message key
+    ticket_id: str
+    at: datetime  # received (repeated_complaint) or dispatched (joint_enforcement)
+    agency: str | None = None
+    place: str | None = None  # joint_enforcement: the normalised address or business name

@@ -1,4 +1,5 @@
-"""The ledger: the durable record of every ticket, routing decision, lifecycle event and alert.
+"""The ledger: the durable record of every ticket, routing decision, lifecycle event and alert,
+and of the console's users and API tokens.
 
 SQLAlchemy 2.0 declarative tables. Topics on the embedded broker live only in memory, so this
 database is what survives; every write is keyed (ticket id, decision key, event id, alert key) so a
@@ -17,6 +18,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -179,3 +181,37 @@ class RejectedInput(Base):
     reason: Mapped[str] = mapped_column(Text)
     payload: Mapped[str] = mapped_column(Text)
     rejected_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class User(Base):
+    """A console/API user: a dispatcher, a member of one agency, or a supervisor.
+
+    ``password_hash`` is ``scrypt$n$r$p$<salt b64>$<hash b64>`` (see ``streams.console.accounts``); never the
+    password itself. ``agency`` is set for (and only for) agency members.
+    """
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    username: Mapped[str] = mapped_column(String(32), unique=True)
+    role: Mapped[str] = mapped_column(String(16))  # dispatcher | agency | supervisor
+    agency: Mapped[str | None] = mapped_column(String(32), index=True)
+    display_name: Mapped[str | None] = mapped_column(String(64))
+    password_hash: Mapped[str] = mapped_column(String(256))
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_login_at: Mapped[datetime | None]
+
+
+class ApiToken(Base):
+    """A bearer token of one user for the HTTP API; only its SHA-256 is stored (the token is shown once)."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    name: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]

@@ -35,6 +35,7 @@ from models.events import (
     EVENT_CLASSES,
     AlertRaised,
     InputRejected,
+    LinkObserved,
     RoutedTicket,
 )
 from models.lifecycle import RATINGS, RETURN_REASONS, Role
@@ -52,6 +53,7 @@ TICKETS_ROUTED = "tickets.routed"  # schema name; the topics are tickets.routed.
 TICKETS_MANUAL = "tickets.manual"
 TICKETS_EVENTS = "tickets.events"
 SUPERVISION_ALERTS = "supervision.alerts"
+SUPERVISION_LINKS = "supervision.links"  # internal: supervision to its own linker (repartitioned by key)
 ROUTED_PREFIX = TICKETS_ROUTED + "."
 
 ALERT_SEVERITIES = ("info", "warning", "critical")
@@ -132,6 +134,15 @@ _FIELD_NOTES: dict[str, dict[str, dict[str, Any]]] = {
         "message": {"description": "one sentence in Chinese for the supervisor"},
         "deadline": {"description": "the deadline the alert is about, if any"},
         "details": {"description": "rule-specific figures"},
+    },
+    "LinkObserved": {
+        "rule": {"enum": ["repeated_complaint", "joint_enforcement"]},
+        "kind": {"enum": ["caller", "place_matter", "biz", "addr"],
+                 "description": "caller / place_matter (重复件), biz / addr: business or address (联合执法)"},
+        "key": {"description": "the linking key (a hash; no phone number or address); also the message key"},
+        "at": {"description": "when the ticket was received (重复件) or dispatched (联合执法)"},
+        "agency": {"description": "the agency the ticket was dispatched to"},
+        "place": {"description": "联合执法: the normalised address or business name, for the supervisor"},
     },
 }
 
@@ -307,18 +318,26 @@ def alerts_schema() -> dict[str, Any]:
                      "key: the ticket id, or the agency code for agency-wide findings.", body, defs)
 
 
+def links_schema() -> dict[str, Any]:
+    defs: dict[str, Any] = {}
+    body = record_schema(LinkObserved, defs=defs, all_required=True)
+    return _document(SUPERVISION_LINKS, "Internal: a ticket seen under a linking key (caller, place and matter, "
+                     "place or business), so that the tickets to link meet on one partition. Written and read "
+                     "by the router's workers only. Message key: the linking key.", body, defs)
+
+
 def topic_schemas() -> dict[str, dict[str, Any]]:
     """Schema name (= topic name, ``tickets.routed`` for every routed queue) -> JSON Schema."""
     return {TICKETS_RECEIVED: ticket_schema(), TICKETS_INVALID: invalid_schema(),
             TICKETS_EVENTS: events_schema(), TICKETS_ROUTED: routed_schema(),
-            SUPERVISION_ALERTS: alerts_schema()}
+            SUPERVISION_ALERTS: alerts_schema(), SUPERVISION_LINKS: links_schema()}
 
 
 def schema_name(topic: str) -> str:
     """The schema a topic's messages follow; KeyError for a topic outside the contract."""
     if topic.startswith(ROUTED_PREFIX) or topic == TICKETS_MANUAL:
         return TICKETS_ROUTED
-    if topic in (TICKETS_RECEIVED, TICKETS_INVALID, TICKETS_EVENTS, SUPERVISION_ALERTS):
+    if topic in (TICKETS_RECEIVED, TICKETS_INVALID, TICKETS_EVENTS, SUPERVISION_ALERTS, SUPERVISION_LINKS):
         return topic
     raise KeyError(f"{topic!r} is not a topic of the contract")
 
@@ -405,6 +424,8 @@ def asyncapi(agencies: Mapping[str, str], embedded_host: str) -> dict[str, Any]:
         **event_messages,
         "alertRaised": _message("alertRaised", "AlertRaised", "A supervision alert.",
                                 _schema_ref(SUPERVISION_ALERTS), "ticket id, or agency code"),
+        "linkObserved": _message("linkObserved", "LinkObserved", "A ticket seen under a linking key.",
+                                 _schema_ref(SUPERVISION_LINKS), "linking key"),
     }
 
     def msgs(*names: str) -> dict[str, Any]:
@@ -438,6 +459,12 @@ def asyncapi(agencies: Mapping[str, str], embedded_host: str) -> dict[str, Any]:
         "supervisionAlerts": {"address": SUPERVISION_ALERTS, "title": "Supervision alerts",
                               "description": "Written by supervision; read by supervisors.",
                               "messages": msgs("alertRaised")},
+        "supervisionLinks": {"address": SUPERVISION_LINKS, "title": "Linking keys (internal)",
+                             "description": "Written and read by the router's supervision stage only: "
+                                            "repartitions routed tickets by caller / place so that 重复件 and "
+                                            "联合执法 see every ticket of a key whichever worker handled it. "
+                                            "Not for other parties.",
+                             "messages": msgs("linkObserved")},
     }
 
     def op(action: str, channel: str, summary: str, names: tuple[str, ...] | None = None) -> dict[str, Any]:
@@ -455,6 +482,9 @@ def asyncapi(agencies: Mapping[str, str], embedded_host: str) -> dict[str, Any]:
                             "against the rules, re-route after a return, dispatch after a reassignment."),
         "sendRouted": op("send", "ticketsEvents", "Announce each routing decision.", ("event_routed",)),
         "sendAlerts": op("send", "supervisionAlerts", "Alert supervisors to overdue and misrouted tickets."),
+        "sendLinks": op("send", "supervisionLinks", "Publish each routed ticket under its linking keys."),
+        "receiveLinks": op("receive", "supervisionLinks", "Link the tickets of one key: repeated complaints, "
+                           "joint-enforcement suggestions."),
     }
     return {
         "asyncapi": "3.0.0",

@@ -77,14 +77,27 @@ class TicketIn(BaseModel):
     @field_validator("received_at")
     @classmethod
     def _aware(cls, v: datetime | None) -> datetime | None:
-        if v is not None and v.tzinfo is None:
-            return v.replace(tzinfo=SHANGHAI)  # the hotline's local time when no offset is given
-        return v
+        if v is None:
+            return v
+        if v.tzinfo is None:
+            v = v.replace(tzinfo=SHANGHAI)  # the hotline's local time when no offset is given
+        return plausible_time(v)
 
     @field_validator("request_type", "urgency", "address", "title", "channel", "caller_phone", mode="before")
     @classmethod
     def _empty_is_none(cls, v: Any) -> Any:
         return None if isinstance(v, str) and not v.strip() else v
+
+
+EARLIEST, LATEST = datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC)
+
+
+def plausible_time(v: datetime) -> datetime:
+    """``v`` (aware) when a hotline could have stamped it; else ValueError. Deadlines are computed from
+    these times, and year 9999 plus a few working days does not exist."""
+    if not EARLIEST <= v <= LATEST:
+        raise ValueError(f"is outside {EARLIEST.year}–{LATEST.year - 1}")
+    return v
 
 
 @dataclass(frozen=True)
@@ -110,16 +123,37 @@ def _explain(err: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def parse_ticket(raw: bytes | str | dict[str, Any], *, now: datetime | None = None) -> TicketIn | Rejection:
-    """Validate one input; never raises for bad input."""
-    payload_text = raw if isinstance(raw, str) else (
+def without_nul(value: Any) -> Any:
+    """``value`` with NUL characters removed from every string in it (keys too).
+
+    JSON allows ``\\u0000`` inside strings, PostgreSQL text and JSONB do not: one such character in a
+    ticket would make every write of it fail. It carries no meaning in a citizen's message, so it goes.
+    """
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {without_nul(k): without_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [without_nul(v) for v in value]
+    return value
+
+
+def shown_payload(raw: bytes | str | dict[str, Any]) -> str:
+    """The input as text for a rejection record: undecodable bytes and NULs replaced, never raising."""
+    text = raw if isinstance(raw, str) else (
         raw.decode("utf-8", "replace") if isinstance(raw, bytes) else json.dumps(raw, ensure_ascii=False,
                                                                                    default=str))
+    return text.replace("\x00", "\ufffd")
+
+
+def parse_ticket(raw: bytes | str | dict[str, Any], *, now: datetime | None = None) -> TicketIn | Rejection:
+    """Validate one input; never raises for bad input."""
+    payload_text = shown_payload(raw)
     if isinstance(raw, dict):
-        data: Any = raw
+        data: Any = without_nul(raw)
     else:
         try:
-            data = json.loads(raw)
+            data = without_nul(json.loads(raw))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             return Rejection(content_key(raw), f"not JSON: {exc}", payload_text[:2000])
     if not isinstance(data, dict):

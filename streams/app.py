@@ -14,13 +14,14 @@ from typing import Any
 import faust
 
 from config.settings import Settings
-from models.events import InputRejected
+from models.events import InputRejected, LinkObserved
 
 TICKETS_RECEIVED = "tickets.received"
 TICKETS_INVALID = "tickets.invalid"
 TICKETS_MANUAL = "tickets.manual"
 TICKETS_EVENTS = "tickets.events"
 SUPERVISION_ALERTS = "supervision.alerts"
+SUPERVISION_LINKS = "supervision.links"  # internal, not part of the contract with other parties
 ROUTED_PREFIX = "tickets.routed."
 
 STAGES = ("streams.routing", "streams.lifecycle", "streams.supervision", "streams.web")
@@ -45,6 +46,11 @@ manual_topic = app.topic(TICKETS_MANUAL, key_type=str, value_type=bytes, key_ser
 events_topic = app.topic(TICKETS_EVENTS, key_type=bytes, value_type=bytes, key_serializer="raw",
                          value_serializer="raw")
 alerts_topic = app.topic(SUPERVISION_ALERTS, key_type=str, key_serializer="raw", value_serializer="json")
+# Supervision repartitions routed tickets by linking key (caller hash, place + matter, place): the tickets of
+# one caller arrive on any partition of tickets.events, their link facts all on the partition of that key.
+# internal=True: faust creates it with the app's partition count, like a table changelog.
+links_topic = app.topic(SUPERVISION_LINKS, key_type=str, value_type=LinkObserved, key_serializer="raw",
+                        internal=True)
 _routed_topics: dict[str, faust.TopicT] = {}
 
 

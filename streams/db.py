@@ -105,9 +105,11 @@ class Ledger:
     def record_rejection(self, *, dedup_key: str, key: str, source: str, reason: str, payload: str,
                          at: datetime | None = None) -> bool:
         with self.session() as s:
+            # whatever was refused is kept, but PostgreSQL text cannot hold NUL characters
             return upsert_values(s, t.RejectedInput, {
-                "dedup_key": dedup_key[:200], "key": key[:80], "source": source, "reason": reason,
-                "payload": payload, "rejected_at": at or t.utcnow()}, ["dedup_key"])
+                "dedup_key": dedup_key[:200], "key": key[:80].replace("\x00", ""), "source": source,
+                "reason": reason.replace("\x00", "\ufffd"), "payload": payload.replace("\x00", "\ufffd"),
+                "rejected_at": at or t.utcnow()}, ["dedup_key"])
 
     def record_tickets(self, items: list[tuple[TicketIn, str | None, int | None, int | None]]) -> None:
         """Insert a batch of (ticket, topic, partition, offset); known ids are left untouched."""
@@ -151,15 +153,25 @@ class Ledger:
                      occurred_at: datetime, accepted: bool, reason: str | None, payload: dict[str, Any],
                      status: str | None = None, current_agency: str | None = None) -> bool:
         """Store one lifecycle event (idempotent by event id); mirror the ticket's new status."""
+        return self.record_events([{
+            "event_id": event_id, "ticket_id": ticket_id, "type": type, "actor": actor, "agency": agency,
+            "occurred_at": occurred_at, "accepted": accepted, "reason": reason, "payload": payload,
+            "status": status, "current_agency": current_agency}]) == 1
+
+    def record_events(self, rows: list[dict[str, Any]]) -> int:
+        """Store a batch of lifecycle events in one transaction (each as :meth:`record_event`, in order);
+        returns how many were new."""
+        created = 0
         with self.session() as s:
-            created = upsert_values(s, t.TicketEvent, {
-                "event_id": event_id, "ticket_id": ticket_id, "type": type, "actor": actor, "agency": agency,
-                "occurred_at": occurred_at, "accepted": accepted, "reason": reason, "payload": payload,
-                "recorded_at": t.utcnow()}, ["event_id"])
-            if created and accepted and status is not None and type != "routed":
-                s.execute(update(t.Ticket).where(t.Ticket.id == ticket_id).values(
-                    status=status, current_agency=current_agency, updated_at=t.utcnow()))
-            return created
+            for row in rows:
+                status, current_agency = row.get("status"), row.get("current_agency")
+                values = {k: v for k, v in row.items() if k not in ("status", "current_agency")}
+                if upsert_values(s, t.TicketEvent, {**values, "recorded_at": t.utcnow()}, ["event_id"]):
+                    created += 1
+                    if row["accepted"] and status is not None and row["type"] != "routed":
+                        s.execute(update(t.Ticket).where(t.Ticket.id == row["ticket_id"]).values(
+                            status=status, current_agency=current_agency, updated_at=t.utcnow()))
+        return created
 
     def record_training_example(self, *, ticket_id: str, label: str, predicted: str | None,
                                 created_by: str) -> None:

@@ -1,8 +1,8 @@
 """Intake: the doors tickets come in by, and the dead-letter path for what is refused.
 
-The hotline platform writes ``tickets.received`` directly; ``hotline ingest`` and
+The hotline platform writes ``tickets.received`` directly; ``hotline ingest`` and the console's
 ``POST /api/tickets`` validate first (so a caller learns at once what is wrong) and then write the
-same topic. The routing stage validates again, because the topic is open to other producers.
+same topic, in the canonical form of :func:`ticket_json`. The routing stage validates again, because the topic is open to other producers.
 """
 
 from __future__ import annotations
@@ -10,10 +10,11 @@ from __future__ import annotations
 import json
 import logging
 from datetime import UTC, datetime
+from typing import Any
 
 from models.events import InputRejected
 from models.tickets import Rejection, TicketIn
-from streams.app import TICKETS_RECEIVED, invalid_topic
+from streams.app import invalid_topic
 from streams.wiring import services
 
 log = logging.getLogger(__name__)
@@ -31,15 +32,17 @@ async def dead_letter(rejection: Rejection, *, source: str, topic: str | None = 
     await invalid_topic.send(key=rejection.key, value=event)
 
 
+async def last_resort(rejection: Rejection, *, source: str, message: Any) -> None:
+    """Dead-letter after an internal error, and never raise: if even that fails (the database refusing
+    the record), the log keeps where the message was, and the agent lives on to take the next one."""
+    try:
+        await dead_letter(rejection, source=source, topic=message.topic, partition=message.partition,
+                          offset=message.offset)
+    except Exception:
+        log.exception("could not dead-letter %s[%s]@%s (%s)", message.topic, message.partition, message.offset,
+                      rejection.reason)
+
+
 def ticket_json(ticket: TicketIn) -> bytes:
     """The canonical JSON of a validated ticket, as written to ``tickets.received``."""
     return json.dumps(ticket.model_dump(mode="json", exclude_none=True), ensure_ascii=False).encode()
-
-
-async def submit(ticket: TicketIn) -> None:
-    """Put a validated ticket on ``tickets.received`` (HTTP intake); resolves once the broker has it."""
-    from streams.app import received_topic
-
-    fut = await received_topic.send(key=ticket.id.encode(), value=ticket_json(ticket))
-    await fut
-    log.info("ticket %s accepted over HTTP onto %s", ticket.id, TICKETS_RECEIVED)

@@ -11,17 +11,19 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from classifier.decision import AUTO, MANUAL, Decision
 from classifier.router import RouteRequest
 from models.events import LifecycleEvent, parse_event
 from models.lifecycle import Designate, Dispatch, Outcome, Reroute, TicketState, apply
-from models.tickets import Rejection, content_key
+from models.tickets import Rejection, content_key, without_nul
 from streams import supervision
 from streams.app import app, events_topic
-from streams.intake import dead_letter
-from streams.routing import decision_row, message_json, publish, routed_message
+from streams.corrections import candidates_of, correction_label
+from streams.intake import dead_letter, last_resort
+from streams.routing import decision_key, decision_row, message_json, publish, routed_message
 from streams.wiring import services
 
 log = logging.getLogger(__name__)
@@ -32,51 +34,113 @@ ticket_state = app.Table("ticket-state", key_type=str, default=None)
 
 @app.agent(events_topic)
 async def lifecycle(stream):  # type: ignore[no-untyped-def]
+    # One event at a time: the tables' changelogs must be written inside the event's own message (faust
+    # takes the partition from the current event); explicit per-partition writes from a multi-partition
+    # batch made recovery fail with ConsistencyError once several workers rebalanced.
     async for ev in stream.events():
-        m = ev.message
-        try:
-            await handle(ev.key, ev.value or b"", m)
-        except Exception:  # faust would ack and move on: record it instead of losing it silently
-            log.exception("lifecycle failed on %s[%s]@%s", m.topic, m.partition, m.offset)
-            raw = (ev.value or b"").decode("utf-8", "replace")
-            await dead_letter(Rejection(content_key(raw), "internal error in the lifecycle stage; see worker log",
-                                        raw[:2000]), source="events", topic=m.topic, partition=m.partition,
-                              offset=m.offset)
+        await handle_alone(ev)
 
 
-async def handle(key: bytes | None, value: bytes, m: Any) -> None:
+async def handle_alone(ev: Any) -> None:
+    """One event as a batch of one (everything is idempotent, so events of a failed batch may repeat)."""
+    m = ev.message
+    try:
+        await handle_batch([ev])
+    except Exception:  # record it instead of losing it silently
+        log.exception("lifecycle failed on %s[%s]@%s", m.topic, m.partition, m.offset)
+        raw = (ev.value or b"").decode("utf-8", "replace")
+        await last_resort(Rejection(content_key(raw), "internal error in the lifecycle stage; see worker log",
+                                    raw[:2000]), source="events", message=m)
+
+
+def _event_row(event: LifecycleEvent, payload: dict[str, Any], *, accepted: bool, reason: str | None = None,
+               state: TicketState | None = None) -> dict[str, Any]:
+    return {"event_id": event.event_id, "ticket_id": event.ticket_id, "type": event.type, "actor": event.actor,
+            "agency": event.agency, "occurred_at": event.occurred_at, "accepted": accepted, "reason": reason,
+            "payload": payload, "status": state.status if state else None,
+            "current_agency": state.agency if state else None}
+
+
+async def handle_batch(events: Sequence[Any]) -> None:
+    """Apply a batch of events in order; then supervision, the states, the ledger and the follow-ups.
+
+    Order of the writes, as for one event: supervision observes before the state is stored (it is
+    idempotent per event id, the state is not); the ledger rows come after the states, and a redelivered
+    event the state already holds still writes its (idempotent) row, so a crash between the two loses
+    no row.
+    """
     svc = services()
-    event = parse_event(value)
-    if isinstance(event, Rejection):
-        log.warning("rejected event %s[%s]@%s: %s", m.topic, m.partition, m.offset, event.reason)
-        await dead_letter(event, source="events", topic=m.topic, partition=m.partition, offset=m.offset)
-        return
-    if (key or b"").decode("utf-8", "replace") != event.ticket_id:
-        # State is partitioned by ticket id: an event keyed otherwise is re-keyed, then handled there.
-        await events_topic.send(key=event.ticket_id.encode(), value=value)
-        return
-    raw_state = ticket_state.get(event.ticket_id)
-    state = TicketState.from_dict(raw_state) if raw_state else None
-    outcome = apply(state, event, max_attempts=svc.catalogue.sla.max_dispatch_attempts,
-                    known_agencies=svc.catalogue.agencies)
-    payload = json.loads(value)
-    if not isinstance(outcome, Outcome):
-        log.warning("illegal %s on %s by %s: %s", event.type, event.ticket_id, event.actor, outcome.reason)
-        await svc.db(svc.ledger.record_event, event_id=event.event_id, ticket_id=event.ticket_id, type=event.type,
-                     actor=event.actor, agency=event.agency, occurred_at=event.occurred_at, accepted=False,
-                     reason=outcome.reason, payload=payload)
-        await dead_letter(Rejection(event.event_id, f"illegal {event.type}: {outcome.reason}", value.decode()),
-                          source="events", topic=m.topic, partition=m.partition, offset=m.offset)
-        return
-    if outcome.duplicate:
-        return
-    await supervision.observe(state, event, outcome.state)  # before the state: it is idempotent, the state is not
-    ticket_state[event.ticket_id] = outcome.state.to_dict()
-    await svc.db(svc.ledger.record_event, event_id=event.event_id, ticket_id=event.ticket_id, type=event.type,
-                 actor=event.actor, agency=event.agency, occurred_at=event.occurred_at, accepted=True, reason=None,
-                 payload=payload, status=outcome.state.status, current_agency=outcome.state.agency)
-    for effect in outcome.effects:
-        await follow_up(effect, event, outcome.state)
+    states: dict[str, TicketState] = {}  # ticket id -> state after this batch
+    observed: list[supervision.Observation] = []
+    rows: list[dict[str, Any]] = []
+    refused: list[tuple[Rejection, Any]] = []
+    effects: list[tuple[Reroute | Designate | Dispatch, LifecycleEvent, TicketState]] = []
+    for ev in events:
+        m = ev.message
+        value = ev.value or b""
+        event = parse_event(value)
+        if isinstance(event, Rejection):
+            log.warning("rejected event %s[%s]@%s: %s", m.topic, m.partition, m.offset, event.reason)
+            await dead_letter(event, source="events", topic=m.topic, partition=m.partition, offset=m.offset)
+            continue
+        if (ev.key or b"").decode("utf-8", "replace") != event.ticket_id:
+            # State is partitioned by ticket id: an event keyed otherwise is re-keyed, then handled there.
+            await events_topic.send(key=event.ticket_id.encode(), value=value)
+            continue
+        if event.ticket_id in states:
+            state: TicketState | None = states[event.ticket_id]
+        else:
+            raw_state = ticket_state.get(event.ticket_id)
+            state = TicketState.from_dict(raw_state) if raw_state else None
+        outcome = apply(state, event, max_attempts=svc.catalogue.sla.max_dispatch_attempts,
+                        known_agencies=svc.catalogue.agencies)
+        payload = without_nul(json.loads(value))  # as parse_event saw it: PostgreSQL refuses NULs
+        if not isinstance(outcome, Outcome):
+            log.warning("illegal %s on %s by %s (%s[%s]@%s): %s", event.type, event.ticket_id, event.actor,
+                        m.topic, m.partition, m.offset, outcome.reason)
+            rows.append(_event_row(event, payload, accepted=False, reason=outcome.reason))
+            refused.append((Rejection(event.event_id, f"illegal {event.type}: {outcome.reason}",
+                                      value.decode("utf-8", "replace")), m))
+            continue
+        if outcome.duplicate:  # applied before; its ledger row may be what a crash left unwritten
+            rows.append(_event_row(event, payload, accepted=True, state=state))
+            continue
+        observed.append((state, event, outcome.state, m.partition))
+        states[event.ticket_id] = outcome.state
+        rows.append(_event_row(event, payload, accepted=True, state=outcome.state))
+        effects.extend((effect, event, outcome.state) for effect in outcome.effects)
+    await supervision.observe_many(observed)
+    for ticket_id, state_after in states.items():
+        # written inside the event's own stream, so faust puts the changelog on the event's partition
+        ticket_state[ticket_id] = state_after.to_dict()
+    if rows:
+        await svc.db(svc.ledger.record_events, rows)
+    for rejection, m in refused:
+        await dead_letter(rejection, source="events", topic=m.topic, partition=m.partition, offset=m.offset)
+    for effect, event, state_after in effects:
+        await follow_up(effect, event, state_after)
+
+
+def dispatched_matter(agency: str, messages: list[Any], ticket: Any) -> dict[str, Any]:
+    """The matter a dispatcher's choice of agency implies: the best of the router's candidate matters
+    (over all attempts) that the agency owns at the ticket's place and date, with its legal basis — so the
+    ticket keeps a matter for figures and hot spots. Empty when none fits (the dispatcher knew better)."""
+    svc = services()
+    matter = correction_label(agency, "matter", candidates_of(messages), svc.catalogue, address=ticket.address,
+                              received_at=ticket.received_at,
+                              default_jurisdiction=svc.settings.default_jurisdiction)
+    if matter is None:
+        return {}
+    m = svc.catalogue.matter(matter)
+    out: dict[str, Any] = {"matter": m.code, "matter_name": m.name, "domain": m.domain}
+    try:
+        own = svc.catalogue.place(matter, ticket.address or "", ticket.received_at,
+                                  svc.settings.default_jurisdiction).ownership
+        if own.agency.code == agency:
+            out["basis"] = own.basis
+    except LookupError:
+        pass
+    return out
 
 
 async def follow_up(effect: Reroute | Designate | Dispatch, event: LifecycleEvent, state: TicketState) -> None:
@@ -90,20 +154,22 @@ async def follow_up(effect: Reroute | Designate | Dispatch, event: LifecycleEven
     if isinstance(effect, Reroute):
         (d,) = await svc.cpu(svc.router.route_many, [RouteRequest(ticket.text, ticket.address, ticket.received_at,
                                                                   effect.exclude)])
-        msg = routed_message(ticket, d, attempt=effect.attempt)
+        msg = routed_message(ticket, d, attempt=effect.attempt, at=svc.clock.now())
         log.info("ticket %s returned by %s: attempt %d -> %s", ticket.id, event.agency, effect.attempt,
                  d.agency if d.decision == AUTO else "manual queue")
     elif isinstance(effect, Designate):
         d = Decision(MANUAL, f"已派{effect.attempts}次均被退回（{'、'.join(effect.returned_by)}），"
                              f"需热线指定承办单位", 0.0, excluded_agencies=effect.returned_by)
-        msg = routed_message(ticket, d, attempt=effect.attempts + 1, designation=True)
+        msg = routed_message(ticket, d, attempt=effect.attempts + 1, designation=True, at=svc.clock.now())
         log.warning("ticket %s returned %d times: to the manual queue for designation", ticket.id, effect.attempts)
     else:
         agency = svc.catalogue.agency(effect.agency)
+        earlier = await svc.db(svc.ledger.decisions, [decision_key(ticket.id, a) for a in range(1, effect.attempt)])
+        matter = dispatched_matter(agency.code, [d.message for d in earlier.values()], ticket)
         d = Decision(AUTO, f"调度员{event.actor}指派至{agency.name}", 1.0, agency=agency.code,
                      agency_name=agency.name, agency_kind=agency.kind, jurisdiction=agency.jurisdiction,
-                     excluded_agencies=state.returned_by)
-        msg = routed_message(ticket, d, attempt=effect.attempt, decided_by=event.actor)
+                     excluded_agencies=state.returned_by, **matter)
+        msg = routed_message(ticket, d, attempt=effect.attempt, decided_by=event.actor, at=svc.clock.now())
         await svc.db(svc.ledger.record_training_example, ticket_id=ticket.id, label=agency.code,
                      predicted=ticket.current_agency, created_by=event.actor)
     data = message_json(msg)

@@ -22,7 +22,7 @@ from classifier.router import RouteRequest
 from models.events import Alternative, RoutedTicket, TicketRouted
 from models.tickets import Rejection, TicketIn, content_key, mask_phone, parse_ticket
 from streams.app import app, events_topic, manual_topic, received_topic, routed_topic
-from streams.intake import dead_letter
+from streams.intake import dead_letter, last_resort
 from streams.wiring import services
 
 log = logging.getLogger(__name__)
@@ -43,9 +43,8 @@ async def route(stream):  # type: ignore[no-untyped-def]
             for ev in events:
                 m = ev.message
                 raw = (ev.value or b"").decode("utf-8", "replace")
-                await dead_letter(Rejection(content_key(raw), "internal error while routing; see worker log",
-                                            raw[:2000]), source="routing", topic=m.topic,
-                                  partition=m.partition, offset=m.offset)
+                await last_resort(Rejection(content_key(raw), "internal error while routing; see worker log",
+                                            raw[:2000]), source="routing", message=m)
 
 
 async def route_batch(events: Sequence[Any]) -> None:
@@ -53,7 +52,7 @@ async def route_batch(events: Sequence[Any]) -> None:
     accepted: dict[str, tuple[TicketIn, Any]] = {}
     for ev in events:
         m = ev.message
-        result = parse_ticket(ev.value or b"")
+        result = parse_ticket(ev.value or b"", now=svc.clock.now())  # no received_at: now, on our clock
         if isinstance(result, Rejection):
             log.warning("rejected %s[%s]@%s key=%s: %s", m.topic, m.partition, m.offset, result.key, result.reason)
             await dead_letter(result, source="topic", topic=m.topic, partition=m.partition, offset=m.offset)
@@ -71,19 +70,22 @@ async def route_batch(events: Sequence[Any]) -> None:
     if fresh:
         decisions = await svc.cpu(svc.router.route_many, [RouteRequest(tk.text, tk.address, tk.received_at)
                                                           for tk in fresh])
-        messages = [message_json(routed_message(tk, d, attempt=1)) for tk, d in zip(fresh, decisions, strict=True)]
+        now = svc.clock.now()
+        messages = [message_json(routed_message(tk, d, attempt=1, at=now))
+                    for tk, d in zip(fresh, decisions, strict=True)]
         await svc.db(svc.ledger.record_decisions, [decision_row(data) for data in messages])
         pending.extend(messages)
     await publish(pending)
 
 
 def routed_message(ticket: TicketIn | Any, d: Decision, *, attempt: int, decided_by: str = "router",
-                   designation: bool = False) -> RoutedTicket:
+                   designation: bool = False, at: datetime | None = None) -> RoutedTicket:
+    """The queue message of one decision; ``at`` is the routing time on the deployment's clock."""
     auto = d.decision == AUTO and d.agency is not None
     return RoutedTicket(
         routing_id=decision_key(ticket.id, attempt), ticket_id=ticket.id, attempt=attempt,
         decision=("designated" if designation else d.decision), reason=d.reason,
-        received_at=ticket.received_at, routed_at=datetime.now(UTC), text=ticket.text, title=ticket.title,
+        received_at=ticket.received_at, routed_at=at or datetime.now(UTC), text=ticket.text, title=ticket.title,
         address=ticket.address, request_type=ticket.request_type, urgency=ticket.urgency, channel=ticket.channel,
         # the full number only on the handling agency's own queue
         caller_phone=ticket.caller_phone if auto else mask_phone(ticket.caller_phone),
@@ -138,7 +140,7 @@ async def publish(messages: list[dict[str, Any]]) -> None:
     for data in messages:
         ev = TicketRouted(
             event_id=f"routed:{data['routing_id']}", ticket_id=data["ticket_id"], type="routed", actor="router",
-            role="system", occurred_at=datetime.now(UTC), agency=data.get("agency"), attempt=data["attempt"],
+            role="system", occurred_at=svc.clock.now(), agency=data.get("agency"), attempt=data["attempt"],
             decision=data["decision"], matter=data.get("matter"),
             confidence=data.get("confidence"), reason=data.get("reason"),
             designation=bool(data.get("designation")), decided_by=data.get("decided_by", "router"))

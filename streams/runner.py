@@ -58,7 +58,7 @@ def run_worker(settings: Settings) -> None:
 
     from classifier.router import Router
     from streams.app import configure, contract_topics
-    from streams.broker import kafka_bootstrap
+    from streams.broker import check_transactions, kafka_bootstrap
     from streams.db import Ledger, migration_status
     from streams.wiring import Services, wire
 
@@ -72,6 +72,8 @@ def run_worker(settings: Settings) -> None:
         raise NotMigrated(f"the ledger {settings.safe_database_url} is at revision {current or 'none'}, "
                           f"the code needs {head}: run `hotline db upgrade` first")
     with kafka_bootstrap(settings) as bootstrap:
+        if settings.processing_guarantee == "exactly_once":
+            check_transactions(bootstrap)
         created = ensure_topics(bootstrap, contract_topics(agency_codes(settings)),
                                 settings.topic_partitions, settings.topic_replicas)
         log.info("broker %s ready; %d topics created", bootstrap, len(created))

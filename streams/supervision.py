@@ -4,16 +4,22 @@
   is written with the partition of the ticket's ``tickets.events`` messages, so it is co-partitioned with
   the lifecycle's ``ticket-state`` and recovers on the worker that owns the ticket. The facts carry
   ``progress`` (what was announced already): that is what makes time alerts exactly-once across restarts.
-* Events: :func:`observe` is the lifecycle stage's one hook, called for every accepted, non-duplicate event
-  *before* the lifecycle stores the new state; it is idempotent per event id, so a redelivery after a crash
+* Events: :func:`observe_many` is the lifecycle stage's one hook, called for each batch of accepted,
+  non-duplicate events *before* the lifecycle stores the new states; it is idempotent per event id, so a redelivery after a crash
   between the two writes neither loses nor repeats an observation.
 * Time: a task ticks every ``supervision_tick_seconds`` on the configured clock (``HOTLINE_CLOCK_SPEED``);
   the work per tick is proportional to what is due (the core's deadline index), and it runs on the CPU
   executor so a large backlog does not stall the event loop.
 * Rebalances: after each table recovery (``Table.on_recover``, i.e. after every partition assignment) the
   supervisor is rebuilt from the facts of the partitions this worker now holds; ticks wait while faust is
-  rebalancing. The in-memory linkers (重复件, 联合执法) are replayed from the same facts, their alerts dropped:
-  every stored ticket had its alerts sent before its facts were stored.
+  rebalancing.
+* Linking (重复件, 联合执法): tickets of one caller or one place arrive on *different* partitions, so no
+  worker sees them all. :func:`observe_many` publishes each routed ticket's link facts (``linking.link_facts``)
+  to the internal topic ``supervision.links``, keyed by linking key (hashes of caller, of place + matter,
+  the place id): the faust way of repartitioning. The :func:`linker` agent folds them into the table
+  ``supervision-links`` (one ``LinkState`` per key, changelog-backed, so a restart or a rebalance recovers
+  it on the key's new owner) with the pure ``linking.link``. Keys whose tickets left the window are deleted
+  once per simulated day (window measured in ticket time), so the table stays bounded.
 
 Every alert is sent to ``supervision.alerts`` and acknowledged by the broker *before* it is recorded in the
 ledger (idempotent by ``alert_key``) and before the facts move on: a crash in between re-sends, it never
@@ -35,11 +41,19 @@ from faust import current_event
 from sqlalchemy import select
 
 from models import ledger as t
-from models.clock import Clock, clock_for
-from models.events import AlertRaised, LifecycleEvent
+from models.events import AlertRaised, LifecycleEvent, LinkObserved
 from models.lifecycle import Status, TicketState
-from models.supervision import Alert, Supervisor, TicketFacts
-from streams.app import TICKETS_EVENTS, alerts_topic, app
+from models.supervision import (
+    Alert,
+    LinkFact,
+    LinkRules,
+    LinkState,
+    Supervisor,
+    TicketFacts,
+    link,
+    link_facts,
+)
+from streams.app import SUPERVISION_LINKS, TICKETS_EVENTS, alerts_topic, app, links_topic
 from streams.db import Ledger
 from streams.wiring import services
 
@@ -48,16 +62,23 @@ log = logging.getLogger(__name__)
 # Values are TicketFacts.to_dict() plus "_partition" and "_events" (see _store). No value_type: recovery
 # from the changelog then yields plain dicts (a dict value_type breaks it).
 facts_table = app.Table("supervision-facts", key_type=str, default=None)
+# Values are LinkState.to_dict() plus "_partition", keyed by linking key; co-partitioned with
+# supervision.links because faust writes the changelog with the partition of the message being processed.
+links_table = app.Table("supervision-links", key_type=str, default=None)
 
 SEEN_EVENTS_KEPT = 16  # event ids remembered per ticket: redeliveries come soon after the original
-PRUNE_EVERY = timedelta(days=1)
-KEYS_PER_QUERY = 500  # simulated time between housekeeping rounds
+PRUNE_EVERY = timedelta(days=1)  # simulated time between housekeeping rounds
+KEYS_PER_QUERY = 500  # SQLite refuses more than ~1000 bound parameters per statement
+LINK_RULES = LinkRules()  # 重复件: 3rd within 30 days; 联合执法: 2 agencies within 14 days
 
 _lock = asyncio.Lock()
 _sup: Supervisor | None = None
-_clock: Clock | None = None
 _ready = False  # set once the first recovery has rebuilt the index: no tick before that
 _last_prune: datetime | None = None
+# Newest ticket time the linker has seen (event time). Link states expire against it, not against the clock:
+# linking compares tickets' own times, and on a sped-up clock those (stamped by intake and the router) lag
+# far behind simulated "now", which would expire keys whose tickets can still be linked.
+_link_watermark: datetime | None = None
 
 
 def supervisor() -> Supervisor:
@@ -74,42 +95,60 @@ def _new_supervisor() -> Supervisor:
                       default_jurisdiction=svc.settings.default_jurisdiction)
 
 
-def clock() -> Clock:
-    global _clock
-    if _clock is None:
-        _clock = clock_for(services().settings.clock_speed)
-    return _clock
-
-
 # --- the lifecycle hook ---------------------------------------------------------------------------
-async def observe(before_state: TicketState | None, event: LifecycleEvent, state: TicketState) -> None:
-    """One accepted lifecycle event: update the ticket's facts, raise the rule alerts, store the facts.
+Observation = tuple[TicketState | None, LifecycleEvent, TicketState, int | None]
+"""(state before, accepted event, state after, partition of the event's message)."""
 
-    Never raises: a supervision failure is logged with the message's position and must not stop the
-    lifecycle (the next event of the ticket, or the next tick, carries on from the stored facts).
+
+async def observe_many(items: list[Observation]) -> None:
+    """A batch of accepted lifecycle events, in order: update each ticket's facts, raise the rule alerts,
+    publish the link facts, then store the facts.
+
+    The ledger is read once for every ticket seen for the first time, alerts and link facts go out (and
+    are acknowledged) together before any facts are stored: the same crash safety as one event at a time,
+    for a handful of round trips per batch instead of per event. Never raises: a failure is logged with
+    the ticket and event, and must not stop the lifecycle (the next event of the ticket, or the next
+    tick, carries on from the stored facts).
     """
-    ev = current_event()
-    partition = ev.message.partition if ev is not None else None
+    if not items:
+        return
     try:
         async with _lock:
-            raw = facts_table.get(event.ticket_id)
-            if raw and event.event_id in (raw.get("_events") or ()):
-                return  # observed before a crash; the lifecycle state had not been stored yet
-            before = TicketFacts.from_dict(raw) if raw else await _first_facts(before_state, event)
-            facts, alerts = supervisor().on_event(before, event, state)
+            firsts = sorted({ev.ticket_id for _, ev, _, _ in items if not facts_table.get(ev.ticket_id)})
+            svc = services()
+            rows = await svc.db(svc.ledger.tickets, firsts) if firsts else {}
+            batch: dict[str, dict[str, Any]] = {}  # ticket id -> facts value written by this batch
+            alerts: list[Alert] = []
+            links: list[LinkFact] = []
+            for before_state, event, state, partition in items:
+                try:
+                    raw = batch.get(event.ticket_id) or facts_table.get(event.ticket_id)
+                    if raw and event.event_id in (raw.get("_events") or ()):
+                        continue  # observed before a crash; the lifecycle state had not been stored yet
+                    before = TicketFacts.from_dict(raw) if raw else _first_facts(
+                        before_state, event, rows.get(event.ticket_id))
+                    facts, raised = supervisor().on_event(before, event, state)
+                    alerts.extend(raised)
+                    links.extend(link_facts(before, facts, event))
+                    seen = [*(raw.get("_events") or () if raw else ()), event.event_id][-SEEN_EVENTS_KEPT:]
+                    where = partition if partition is not None else (raw or {}).get("_partition")
+                    batch[event.ticket_id] = {**facts.to_dict(), "_partition": where, "_events": seen}
+                except Exception:
+                    log.exception("supervision failed on %s %s of ticket %s", event.type, event.event_id,
+                                  event.ticket_id)
             await emit(alerts)
-            seen = [*(raw.get("_events") or () if raw else ()), event.event_id][-SEEN_EVENTS_KEPT:]
-            _store(facts, partition if partition is not None else (raw or {}).get("_partition"), seen)
+            # Published (and acknowledged) before the facts are stored, like alerts: a crash in between
+            # publishes them again, and the linker ignores a ticket it already holds under that key.
+            await publish_links(links)
+            for ticket_id, value in batch.items():
+                _write(ticket_id, value)
     except Exception:
-        where = f"{ev.message.topic}[{ev.message.partition}]@{ev.message.offset}" if ev is not None else "?"
-        log.exception("supervision failed on %s %s of ticket %s at %s", event.type, event.event_id,
-                      event.ticket_id, where)
+        log.exception("supervision failed on a batch of %d event(s) (tickets %s)", len(items),
+                      ", ".join(sorted({ev.ticket_id for _, ev, _, _ in items})[:5]))
 
 
-async def _first_facts(before_state: TicketState | None, event: LifecycleEvent) -> TicketFacts:
-    """A ticket's first facts: intake fields from the ledger row, lifecycle fields from the state before."""
-    svc = services()
-    row = (await svc.db(svc.ledger.tickets, [event.ticket_id])).get(event.ticket_id)
+def _first_facts(before_state: TicketState | None, event: LifecycleEvent, row: Any) -> TicketFacts:
+    """A ticket's first facts: intake fields from its ledger row, lifecycle fields from the state before."""
     if row is None:  # the router records a ticket before routing it: this should not happen
         log.warning("ticket %s is not in the ledger; supervising it from its events only", event.ticket_id)
         intake: dict[str, Any] = {}
@@ -162,21 +201,96 @@ async def emit(alerts: list[Alert]) -> int:
     return len(todo)
 
 
+async def publish_links(facts: list[LinkFact]) -> None:
+    """Send link facts to ``supervision.links`` keyed by linking key; wait for the broker's acknowledgement."""
+    if not facts:
+        return
+    futures = [await links_topic.send(key=f.key, value=LinkObserved(**f.to_dict())) for f in facts]
+    await asyncio.gather(*futures)
+
+
+# --- linking across partitions -----------------------------------------------------------------------------
+@app.agent(links_topic)
+async def linker(stream):  # type: ignore[no-untyped-def]
+    """Fold each link fact into its key's state: emit the alerts first, then store the state."""
+    async for ev in stream.events():
+        m = ev.message
+        try:
+            await on_link(ev.value, m.partition)
+        except Exception:  # logged with its position; the key's next fact carries on from the stored state
+            log.exception("linking failed on %s[%s]@%s (key %s)", m.topic, m.partition, m.offset, ev.key)
+
+
+async def on_link(record: LinkObserved, partition: int) -> list[Alert]:
+    """One link fact (inside the agent's stream, so the table write goes to this message's partition)."""
+    global _link_watermark
+    fact = LinkFact.from_dict(record.asdict())
+    _link_watermark = fact.at if _link_watermark is None else max(_link_watermark, fact.at)
+    raw = links_table.get(fact.key)
+    state = LinkState.from_dict(raw) if raw else None
+    new, alerts = link(state, fact, LINK_RULES)
+    # Alerts before state: a crash in between folds the fact again into the old state, which computes
+    # the same alerts with the same alert_key (dropped by emit/the ledger) instead of losing them.
+    await emit(alerts)
+    if new != state:
+        links_table[fact.key] = {**new.to_dict(), "_partition": partition}
+    return alerts
+
+
+def _owned(topic: str) -> set[int]:
+    return {tp.partition for tp in app.consumer.assignment() if tp.topic == topic}
+
+
+def _newest(value: dict[str, Any]) -> datetime | None:
+    seen = value.get("seen") or ()
+    return datetime.fromisoformat(seen[-1][0]) if seen else None
+
+
+def _expire_links(now: datetime) -> int:
+    """Delete link states nothing can join any more: their newest ticket is older than the rule's window
+    before ``now`` — the linker's watermark, capped by the clock so that one ticket stamped in the future
+    cannot expire everything.
+
+    Only keys of partitions this worker owns: the table also holds standby copies of other partitions,
+    which their owner expires. Runs without awaiting, so the linker cannot write a key in between.
+    """
+    if _link_watermark is None:
+        return 0
+    now = min(now, _link_watermark)
+    owned = _owned(SUPERVISION_LINKS)
+    stale = []
+    for key, v in list(links_table.data.items()):
+        if v and v.get("_partition") in owned:
+            newest = _newest(v)
+            if newest is None or newest < now - LINK_RULES.window(v.get("rule", "")):
+                stale.append((key, v["_partition"]))
+    for key, partition in stale:
+        links_table.send_changelog(partition, key, None, value_serializer="raw")
+        links_table.data.pop(key, None)
+    return len(stale)
+
+
 # --- the facts table ------------------------------------------------------------------------------------
 def _store(facts: TicketFacts, partition: int | None, seen: Iterable[str] | None = None) -> None:
-    """Write one ticket's facts. Inside the lifecycle's stream faust picks the event's partition itself;
-    from the timer we name the partition we recorded, since faust refuses table writes outside a stream."""
+    """Write one ticket's facts (the timer's path: it keeps the events seen so far)."""
     old = facts_table.data.get(facts.ticket_id) or {}
-    value = {**facts.to_dict(), "_partition": partition,
-             "_events": list(seen if seen is not None else old.get("_events") or ())}
-    if current_event() is not None:
-        facts_table[facts.ticket_id] = value
-    elif partition is not None:
-        facts_table.send_changelog(partition, facts.ticket_id, value)
-        facts_table.data[facts.ticket_id] = value
-    else:  # cannot happen for facts written by observe(); keep it in memory rather than guess a partition
-        log.warning("no partition known for ticket %s: its facts are not persisted", facts.ticket_id)
-        facts_table.data[facts.ticket_id] = value
+    _write(facts.ticket_id, {**facts.to_dict(), "_partition": partition,
+                             "_events": list(seen if seen is not None else old.get("_events") or ())})
+
+
+def _write(ticket_id: str, value: dict[str, Any]) -> None:
+    """Store facts. Inside the lifecycle's stream faust writes the changelog on the current event's
+    partition; the timer runs outside any stream, so there the changelog goes explicitly to the partition
+    the facts were recorded with (the ticket's ``tickets.events`` partition)."""
+    partition = value.get("_partition")
+    if current_event() is not None:  # inside the lifecycle's stream: faust writes the event's partition
+        facts_table[ticket_id] = value
+        return
+    if partition is None:  # cannot happen for facts written by observe_many(); keep them rather than guess
+        log.warning("no partition known for ticket %s: its facts are not persisted", ticket_id)
+    else:
+        facts_table.send_changelog(partition, ticket_id, value)
+    facts_table.data[ticket_id] = value
 
 
 def _drop(ticket_id: str, partition: int) -> None:
@@ -195,7 +309,7 @@ async def tick_once() -> tuple[int, int, float]:
     """One tick: announce what is due by now, store the moved facts. Returns (alerts, updated, seconds)."""
     svc = services()
     async with _lock:
-        now, started = clock().now(), time.perf_counter()
+        now, started = svc.clock.now(), time.perf_counter()
         tick = await svc.cpu(supervisor().tick, now, _lookup)
         elapsed = time.perf_counter() - started
         raised = await emit(tick.alerts)
@@ -211,14 +325,17 @@ async def tick_once() -> tuple[int, int, float]:
 
 
 async def _maybe_prune(now: datetime) -> None:
-    """Once per simulated day: prune the linkers, and forget closed tickets the linkers no longer need."""
+    """Once per simulated day: expire link states, and forget tickets closed longer than the repeat window
+    (kept that long so that a late event about a recently closed ticket still finds its facts)."""
     global _last_prune
     if _last_prune is not None and now - _last_prune < PRUNE_EVERY:
         return
     _last_prune = now
-    sup = supervisor()
-    sup.prune(now)
-    cutoff = now - sup.repeats.window
+    expired = _expire_links(now)
+    if expired:
+        log.info("supervision: expired %d linking key(s) with no ticket since %s", expired,
+                 (now - LINK_RULES.repeat_window).date())
+    cutoff = now - LINK_RULES.repeat_window
     old = [(k, v.get("_partition")) for k, v in list(facts_table.data.items())
            if v and v.get("status") == Status.CLOSED and v.get("closed_at")
            and datetime.fromisoformat(v["closed_at"]) < cutoff and v.get("_partition") is not None]
@@ -231,7 +348,10 @@ async def _maybe_prune(now: datetime) -> None:
 @app.task
 async def supervise() -> None:
     """The supervision timer (a task rather than ``@app.timer``: the interval is a setting)."""
-    interval = services().settings.supervision_tick_seconds
+    svc = services()
+    interval = svc.settings.supervision_tick_seconds
+    # Build the shared clock off the loop: its first use reads (or writes) the clock state file.
+    await asyncio.to_thread(lambda: svc.clock)
     while True:
         await asyncio.sleep(interval)
         if not _ready or app.rebalancing:
@@ -244,15 +364,9 @@ async def supervise() -> None:
 
 # --- rebalances -----------------------------------------------------------------------------------------
 def rebuild(stored: list[dict[str, Any]]) -> Supervisor:
-    """A fresh supervisor scheduling every stored ticket, its linkers replayed (alerts dropped: sent before)."""
+    """A fresh supervisor scheduling every stored ticket (the linkers' state is in their own table)."""
     sup = _new_supervisor()
-    facts = sorted((TicketFacts.from_dict(v) for v in stored), key=lambda f: f.received_at)
-    sup.rebuild(facts)
-    for f in facts:
-        if f.attempt > 0:
-            sup.repeats.observe(f)
-        if f.agency and f.dispatched_at is not None:
-            sup.joint.observe(f, f.agency, f.dispatched_at)
+    sup.rebuild(TicketFacts.from_dict(v) for v in stored)
     return sup
 
 
@@ -264,7 +378,7 @@ async def _recovered() -> None:
     async with _lock:
         # The memory store forgets revoked partitions only for keys it recovered from the changelog, not
         # for keys this worker wrote itself: drop those too, their new owner recovered them.
-        assigned = {tp.partition for tp in app.consumer.assignment() if tp.topic == TICKETS_EVENTS}
+        assigned = _owned(TICKETS_EVENTS)
         for key in [k for k, v in facts_table.data.items() if v and v.get("_partition") not in assigned]:
             facts_table.data.pop(key, None)
         stored = [v for v in facts_table.data.values() if v]
@@ -273,3 +387,20 @@ async def _recovered() -> None:
         _ready = True
     log.info("supervision rebuilt from %d stored ticket(s): %d with running clocks, %.3fs", len(stored),
              _sup.index.tickets, time.perf_counter() - started)
+
+
+@links_table.on_recover
+async def _links_recovered() -> None:
+    """Same cleanup as the facts: keys this worker wrote for partitions it no longer owns are its new owner's
+    now (recovered there from the changelog); keeping them here would only hold memory. The watermark is
+    taken from what is left, so a restarted worker expires keys from the first housekeeping round on."""
+    global _link_watermark
+    owned = _owned(SUPERVISION_LINKS)
+    gone = [k for k, v in links_table.data.items() if v and v.get("_partition") not in owned]
+    for key in gone:
+        links_table.data.pop(key, None)
+    newest = [n for v in links_table.data.values() if v and (n := _newest(v)) is not None]
+    if newest:
+        _link_watermark = max(newest) if _link_watermark is None else max(_link_watermark, *newest)
+    log.info("supervision links: %d linking key(s) held after recovery (%d dropped)", len(links_table.data),
+             len(gone))

@@ -2,6 +2,8 @@
 
 Agents reach the ledger (blocking SQLAlchemy) only through :meth:`Services.db`, which runs the call
 on a single background thread: the event loop stays free and writes to SQLite stay serialised.
+"Now" comes from :attr:`Services.clock` (or :func:`clock_for_settings` where no services are wired: the
+CLI, the web console, the demo's ticket player), one shared clock per deployment (``models.clock``).
 """
 
 from __future__ import annotations
@@ -19,11 +21,20 @@ from sqlalchemy.exc import OperationalError
 
 from classifier.router import Router
 from config.settings import Settings
+from models.clock import Clock, shared_clock
 from models.directory import Catalogue
 from streams.db import Ledger
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+CLOCK_STATE_FILE = "clock.json"
+
+
+def clock_for_settings(settings: Settings) -> Clock:
+    """The deployment's clock: real time, or simulated time (``HOTLINE_CLOCK_SPEED`` /
+    ``HOTLINE_CLOCK_ORIGIN``) shared through ``<data_dir>/clock.json`` by every process on that data dir."""
+    return shared_clock(settings.clock_speed, settings.clock_origin, settings.data_dir / CLOCK_STATE_FILE)
 
 
 @dataclass
@@ -37,6 +48,14 @@ class Services:
     cpu_executor: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(max_workers=1, thread_name_prefix="classify"))
     max_backoff: float = 30.0
+    _clock: Clock | None = field(default=None, init=False, repr=False)
+
+    @property
+    def clock(self) -> Clock:
+        """The shared clock (built on first use: that is when ``clock.json`` is read or written)."""
+        if self._clock is None:
+            self._clock = clock_for_settings(self.settings)
+        return self._clock
 
     async def cpu(self, fn: Callable[..., T], *args: Any) -> T:
         """Run CPU-bound work (classification) off the event loop."""

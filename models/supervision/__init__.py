@@ -3,7 +3,7 @@
 * :mod:`.deadlines` — per-stage deadlines of a ticket from the SLA rules and the working-day calendar;
 * :mod:`.index` — the heap of pending checkpoints (work per tick proportional to what is due);
 * :mod:`.rules` — time, return, ping-pong, designation, 错派 and review-hint alerts;
-* :mod:`.linking` — repeated complaints (重复件) and joint-enforcement suggestions (联合执法);
+* :mod:`.linking` — repeated complaints (重复件) and joint-enforcement suggestions (联合执法), per linking key;
 * :mod:`.supervisor` — the facade a stage drives with lifecycle events and clock ticks.
 
 No faust, no SQLAlchemy, no I/O: the streams layer wires it to topics and tables.
@@ -23,13 +23,25 @@ from models.supervision.deadlines import (
 )
 from models.supervision.facts import TicketFacts
 from models.supervision.index import DeadlineIndex, Due
-from models.supervision.linking import JointEnforcementLinker, RepeatLinker, normalise_phone, normalise_place
+from models.supervision.linking import (
+    JointEnforcementLinker,
+    LinkFact,
+    LinkIndex,
+    LinkRules,
+    LinkState,
+    RepeatLinker,
+    link,
+    link_facts,
+    normalise_phone,
+    normalise_place,
+)
 from models.supervision.rules import deadline_alert, dispatch_alerts, return_alerts, sign_alerts
 from models.supervision.supervisor import Supervisor, Tick
 
 __all__ = [
     "CRITICAL", "INFO", "RULES", "WARNING", "Alert", "Checkpoint", "Deadline", "DeadlineIndex", "Due",
-    "JointEnforcementLinker", "RepeatLinker", "Supervisor", "Tick", "TicketFacts", "alert_key",
+    "JointEnforcementLinker", "LinkFact", "LinkIndex", "LinkRules", "LinkState", "RepeatLinker", "Supervisor",
+    "Tick", "TicketFacts", "alert_key", "link", "link_facts",
     "checkpoints_after", "checkpoints_due", "deadline_alert", "deadlines", "dispatch_alerts", "next_checkpoint",
     "next_reminder", "normalise_phone", "normalise_place", "reminder", "return_alerts", "return_window",
     "sign_alerts",

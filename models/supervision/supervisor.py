@@ -11,6 +11,10 @@ A faust stage (or a test) uses it like this::
     # after a restart / on partition assignment, from the stored facts of those partitions:
     sup.rebuild(stored_facts)                                    # and sup.forget(ids) on revocation
 
+Linking tickets with each other (重复件, 联合执法) is not the supervisor's job: the tickets to link arrive on
+different partitions, so the stage publishes ``linking.link_facts(before, facts, event)`` keyed by linking
+key and folds them with ``linking.link`` where that key lives.
+
 The deadline index holds one entry per running deadline — its *next* checkpoint — and a due ticket is
 re-evaluated from its facts (``progress`` says what was announced already), so checkpoints missed while a
 worker was down are announced on the first tick and none twice. Send before storing: a crash in between
@@ -29,7 +33,6 @@ from models.supervision.alerts import Alert
 from models.supervision.deadlines import Checkpoint, Deadline, checkpoints_due, deadlines, next_checkpoint
 from models.supervision.facts import TicketFacts
 from models.supervision.index import DeadlineIndex
-from models.supervision.linking import JointEnforcementLinker, RepeatLinker
 from models.supervision.rules import deadline_alert, dispatch_alerts, return_alerts, sign_alerts
 
 
@@ -41,14 +44,11 @@ class Tick:
 
 class Supervisor:
     def __init__(self, catalogue: Catalogue, *, review_threshold: float = 0.8, default_jurisdiction: str = "BH",
-                 index: DeadlineIndex | None = None, repeats: RepeatLinker | None = None,
-                 joint: JointEnforcementLinker | None = None) -> None:
+                 index: DeadlineIndex | None = None) -> None:
         self.catalogue = catalogue
         self.review_threshold = review_threshold
         self.default_jurisdiction = default_jurisdiction
         self.index = index if index is not None else DeadlineIndex()
-        self.repeats = repeats if repeats is not None else RepeatLinker()
-        self.joint = joint if joint is not None else JointEnforcementLinker()
 
     # --- time ------------------------------------------------------------------------------
     def deadlines(self, facts: TicketFacts) -> list[Deadline]:
@@ -121,8 +121,8 @@ class Supervisor:
     def on_event(self, before: TicketFacts, event: Any, state: Any) -> tuple[TicketFacts, list[Alert]]:
         """One accepted lifecycle event: ``before`` = facts before it, ``state`` = the new TicketState.
 
-        Returns the facts to store and the rule alerts (returns, ping-pong, designation, 错派, review hints,
-        repeated complaints, joint enforcement). Deadlines are rescheduled; their alerts come from ticks.
+        Returns the facts to store and the rule alerts about this ticket alone (returns, ping-pong,
+        designation, 错派, review hints). Deadlines are rescheduled; their alerts come from ticks.
         """
         kind, alerts = event.type, []
         changes: dict[str, Any] = {}
@@ -139,15 +139,5 @@ class Supervisor:
                 changes["predicted_agency"] = event.agency
                 changes["predicted_confidence"] = getattr(event, "confidence", None)
         after = before.with_state(state, **changes)
-        if kind == "routed":
-            if before.attempt == 0:  # the ticket's first routing: link it with earlier complaints
-                alerts += self.repeats.observe(after)
-            if after.agency and after.status == "dispatched":
-                alerts += self.joint.observe(after, after.agency, event.occurred_at)
         self.track(after)
         return after, alerts
-
-    def prune(self, now: datetime) -> None:
-        """Daily housekeeping for the linkers (their per-key pruning already bounds them)."""
-        self.repeats.prune(now)
-        self.joint.prune(now)

@@ -20,6 +20,7 @@ from streams.cli import docs as _docs  # noqa: E402,F401
 from streams.cli import ingest as _ingest  # noqa: E402,F401
 from streams.cli import platform as _platform  # noqa: E402,F401
 from streams.cli import supervise as _supervise  # noqa: E402,F401
+from streams.cli import web as _web  # noqa: E402,F401
 
 
 def main() -> None:

@@ -39,6 +39,9 @@ EXIT_BROKER, EXIT_USAGE = 1, 2
 # timeout) make a group join on the embedded broker take ~25 s; these bring it to a few seconds.
 GROUP_TUNING: dict[str, int] = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000,
                                 "max_poll_interval_ms": 10000}
+# Under exactly_once the worker writes the queues in transactions: show only committed messages, never
+# one of a transaction the broker aborted. Without transactions it changes nothing.
+READ_COMMITTED = "read_committed"
 JOIN_TIMEOUT_S = 30.0  # how long to wait for the group to hand us the queue's partitions
 IDLE_S = 3.0  # without --follow: stop when nothing new arrived for this long after assignment
 
@@ -169,7 +172,7 @@ class QueueReader:
         self.topic, self.group = topic, group
         self.consumer = KafkaConsumer(
             bootstrap_servers=bootstrap, group_id=group, client_id=f"hotline-{group}", enable_auto_commit=False,
-            auto_offset_reset="earliest", **GROUP_TUNING)
+            auto_offset_reset="earliest", isolation_level=READ_COMMITTED, **GROUP_TUNING)
         self.pending: dict[Any, int] = {}  # partition -> next offset to commit
         self.buffered: list[Any] = []  # records a poll returned while we waited for the assignment
 
@@ -449,8 +452,10 @@ def act(
         catalogue = _catalogue(settings)
         codes = {k: resolve_agency(v, catalogue, f"--{k} agency code") if v else None for k, v in codes.items()}
     try:
+        from streams.wiring import clock_for_settings
+
         event = build_event(ticket_id, action, actor=actor or _default_actor(), role=chosen_role,
-                            agency=codes["agency"], options={
+                            agency=codes["agency"], now=clock_for_settings(settings).now(), options={
                                 "reason_code": reason_code, "basis": basis, "explanation": explanation,
                                 "reply": reply, "days": days, "to": codes["to"], "rating": rating})
     except ValueError as exc:

@@ -34,9 +34,15 @@ def train(
     text_col: str = typer.Option("text", help="column (or JSON key) holding the ticket text"),
     label_col: str = typer.Option("label", help="column holding the label: matter code, domain or agency code"),
     per_matter: int = typer.Option(40, help="team corpus: tickets per matter"),
+    corrections: bool = typer.Option(True, "--corrections/--no-corrections",
+                                     help="add the dispatchers' corrections stored in the ledger"),
 ) -> None:
-    """Train the matter classifier (default: the team's corpus) and make it the current model."""
-    from classifier.training import TrainingDataError, read_labelled, team_dataset
+    """Train the matter classifier (default: the team's corpus) and make it the current model.
+
+    The dispatchers' corrections (every manual dispatch, kept in the ledger) are added to the data unless
+    --no-corrections: each as the label of the kind being trained (agency, or the candidate matter that
+    agency owns for the ticket's place and date; corrections that fit no candidate are skipped)."""
+    from classifier.training import Dataset, TrainingDataError, read_labelled, team_dataset
     from classifier.training import train as run_training
 
     settings = load_settings()
@@ -46,6 +52,11 @@ def train(
     except TrainingDataError as exc:
         console.print(f"[red]cannot train:[/red] {exc}")
         raise typer.Exit(2) from None
+    if corrections:
+        extra = _corrections(settings, catalogue, ds.label_kind)
+        if extra is not None and extra.texts:
+            ds = Dataset(ds.texts + extra.texts, ds.labels + extra.labels, ds.label_kind,
+                         f"{ds.source} + {len(extra.texts)} dispatcher correction(s)")
     mode = {"matter": "matter codes (full routing through the responsibility list)",
             "domain": "first-level domains (the model names a domain; agencies are chosen by dispatchers)",
             "agency": "agency codes (the model names the agency directly; no matter or legal basis)"}
@@ -57,6 +68,35 @@ def train(
                   f"{report['accuracy']:.3f}, macro-F1 {report['macro_f1']:.3f}, auto share "
                   f"{report['auto_share']:.2f} at threshold {report['threshold']}")
     typer.echo(meta["version"])
+
+
+def _corrections(settings, catalogue, label_kind: str):  # type: ignore[no-untyped-def]
+    """The ledger's dispatcher corrections, or None (said why) when there is no usable ledger."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from streams.corrections import load_corrections
+    from streams.db import Ledger, migration_status
+
+    if not settings.database_url and not (settings.data_dir / "ledger.sqlite3").is_file():
+        return None  # no ledger yet (a fresh install): nothing was corrected, and don't create one
+    ledger = Ledger.from_settings(settings)
+    try:
+        current, head = migration_status(ledger.engine)
+        if current != head:
+            console.print(f"corrections not used: the ledger is at revision {current or 'none'} "
+                          "(run hotline db upgrade)")
+            return None
+        found = load_corrections(ledger, catalogue, label_kind, settings.default_jurisdiction)
+    except SQLAlchemyError as exc:
+        console.print(f"corrections not used: cannot read the ledger ({str(exc).splitlines()[0]})")
+        return None
+    finally:
+        ledger.dispose()
+    if found.texts or found.skipped:
+        console.print(f"dispatcher corrections: {len(found.texts)} used"
+                      + (f", {found.skipped} skipped (the chosen agency owns none of the ticket's candidate matters)"
+                         if found.skipped else ""))
+    return found
 
 
 @app.command()

@@ -28,7 +28,15 @@ from rich.console import Console
 from rich.markup import escape as esc
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from models.tickets import ID_PATTERN, MAX_ID_CHARS, Rejection, TicketIn, content_key, parse_ticket
+from models.tickets import (
+    ID_PATTERN,
+    MAX_ID_CHARS,
+    Rejection,
+    TicketIn,
+    content_key,
+    parse_ticket,
+    shown_payload,
+)
 from streams.cli import app
 from streams.cli.platform import load_settings
 
@@ -200,10 +208,10 @@ def normalise_time(value: str) -> str:
 def check_row(record: Record, columns: ColumnMap) -> TicketIn | Rejection:
     """Turn one record into a ticket, or a Rejection whose reason names what is wrong."""
     if record.values is None:
-        return Rejection(content_key(record.raw), record.error or "unreadable", record.raw[:2000])
+        return Rejection(content_key(record.raw), record.error or "unreadable", shown_payload(record.raw)[:2000])
     result = parse_ticket(columns.to_ticket(record.values))
     if isinstance(result, Rejection):  # report the row as it was in the file, not our mapped version
-        return Rejection(result.key, result.reason, record.raw[:2000])
+        return Rejection(result.key, result.reason, shown_payload(record.raw)[:2000])
     return result
 
 

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from config.settings import Settings, get_settings
@@ -63,7 +64,7 @@ def broker(port: int = typer.Option(0, help="port on loopback; 0 = a free one"))
 def worker() -> None:
     """Run the router worker (faust): intake, routing, lifecycle, supervision, ledger."""
     from classifier.model import ModelError
-    from streams.broker import BrokerUnavailable
+    from streams.broker import BrokerUnavailable, TransactionsUnsupported
     from streams.runner import NotMigrated, run_worker, setup_logging
 
     settings = load_settings()
@@ -75,6 +76,9 @@ def worker() -> None:
         raise typer.Exit(1) from None
     except NotMigrated as exc:
         console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    except TransactionsUnsupported as exc:
+        console.print(f"[red]cannot start: {escape(str(exc))}[/red]")
         raise typer.Exit(1) from None
     except BrokerUnavailable as exc:
         console.print(f"[red]{exc}[/red]\nIs HOTLINE_KAFKA_BOOTSTRAP right? Leave it empty for the embedded broker.")
@@ -218,44 +222,31 @@ def doctor(as_json: bool = typer.Option(False, "--json", help="one JSON object i
         raise typer.Exit(1)
 
 
-
-def _ensure_model(settings: Settings) -> None:
-    """Train the team-corpus model when there is none (or it cannot be used): the demo must just work."""
-    from classifier.model import ModelError, read_metadata
-    from classifier.training import team_dataset, train
-    from config.catalogue import load_catalogue
-
-    try:
-        meta = read_metadata(settings.resolved_model_dir / "current")
-        console.print(f"  model: {meta['version']}")
-        return
-    except ModelError as exc:
-        console.print(f"  model: {exc} — training one now (under a minute)")
-    catalogue = load_catalogue(settings.domain_data_dir)
-    path, report = train(team_dataset(catalogue), catalogue, settings.resolved_model_dir,
-                         threshold=settings.confidence_threshold)
-    console.print(f"  model: {path.name} trained (hold-out accuracy {report['accuracy']:.3f})")
-
-
 @app.command()
-def demo() -> None:
-    """The main job on the embedded default: migrate the ledger, start broker and worker, say what runs."""
+def demo(
+    speed: float | None = typer.Option(None, "--speed", help="simulated seconds per real second (default: "
+                                       "HOTLINE_CLOCK_SPEED if set, else 3600: a week in 2.8 minutes)"),
+    tickets: int = typer.Option(300, "--tickets", min=20, max=5000, help="tickets in the scripted week"),
+    seed: int = typer.Option(12345, "--seed", help="seed of the scripted week (same seed, same week)"),
+    web: bool = typer.Option(True, "--web/--no-web", help="start the web console"),
+) -> None:
+    """The whole product on the embedded default: broker, worker, web console, and a scripted week of tickets.
+
+    Demo data lives in <data dir>/demo, fresh at every start. Ctrl-C stops everything.
+    """
     from streams.broker import BrokerUnavailable
-    from streams.db import upgrade
-    from streams.runner import run_worker, setup_logging
+    from streams.demo.run import DemoError, DemoOptions, run_demo
 
     settings = load_settings()
-    setup_logging(settings.log_level)
-    console.print(f"[bold]12345 work-order router[/bold] — embedded profile\n"
-                  f"  ledger: {settings.safe_database_url} (migrating)")
-    upgrade(settings.resolved_database_url)
-    _ensure_model(settings)
-    console.print("  broker: embedded Tansu on loopback (memory only)" if settings.embedded
-                  else f"  broker: {settings.kafka_bootstrap}")
-    console.print(f"  worker web: http://{settings.worker_web_host}:{settings.worker_web_port}/healthz\n"
-                  "  produce tickets on 'tickets.received'; Ctrl-C stops everything.")
+    if not settings.embedded:
+        console.print(f"note: the demo runs on its own embedded broker; HOTLINE_KAFKA_BOOTSTRAP "
+                      f"({settings.kafka_bootstrap}) is not used")
     try:
-        run_worker(settings)
-    except BrokerUnavailable as exc:
-        console.print(f"[red]{exc}[/red]")
+        code = run_demo(settings, DemoOptions(speed=speed, seed=seed, tickets=tickets, web=web), Console())
+    except (DemoError, BrokerUnavailable) as exc:
+        console.print(f"[red]demo stopped:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from None
+    except KeyboardInterrupt:  # during the model training, before the demo's own Ctrl-C handling
+        console.print("interrupted")
+        raise typer.Exit(130) from None
+    raise typer.Exit(code)

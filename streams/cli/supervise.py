@@ -15,7 +15,7 @@ from rich.table import Table
 from models.tickets import SHANGHAI
 from models.workcalendar import as_local
 from streams.cli import app
-from streams.cli.agency import GROUP_TUNING, local_time, resolve_agency
+from streams.cli.agency import GROUP_TUNING, READ_COMMITTED, local_time, resolve_agency
 from streams.cli.platform import load_settings
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -116,7 +116,7 @@ def _tail(bootstrap: str, *, agency: str | None, since: datetime | None, seen: s
     from streams.app import SUPERVISION_ALERTS
 
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, client_id="hotline-alerts", enable_auto_commit=False,
-                             **GROUP_TUNING)
+                             isolation_level=READ_COMMITTED, **GROUP_TUNING)
     try:
         parts = consumer.partitions_for_topic(SUPERVISION_ALERTS) or set()
         if not parts:
@@ -221,9 +221,10 @@ def report(
     Computed from the ledger against the same deadlines (working-day calendar) the supervision stream uses.
     """
     from streams.reports import day_bounds, digest_text, figures
+    from streams.wiring import clock_for_settings
 
-    _settings, ledger, catalogue, code = _ledger_and_catalogue(agency)
-    now = datetime.now(SHANGHAI)
+    settings, ledger, catalogue, code = _ledger_and_catalogue(agency)
+    now = clock_for_settings(settings).now().astimezone(SHANGHAI)  # a demo's simulated "yesterday" too
     try:
         if digest:
             if since:

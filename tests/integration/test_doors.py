@@ -1,12 +1,10 @@
 """The doors in and the agencies' side, against the session broker and real ledgers:
-``hotline ingest`` (CSV and JSONL with bad rows), ``hotline act``, ``POST /api/tickets`` on a running
-worker, and ``hotline queue`` reading the routed ticket back."""
+``hotline ingest`` (CSV and JSONL with bad rows), ``hotline act``, ``POST /api/tickets`` of the web console
+routed by a running worker, and ``hotline queue`` reading the routed ticket back."""
 
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -21,7 +19,6 @@ from models import ledger as t
 from models.events import parse_event
 from models.tickets import Rejection, parse_ticket
 from streams.app import TICKETS_EVENTS, TICKETS_INVALID, TICKETS_RECEIVED
-from streams.broker import free_port
 from streams.cli import app
 from streams.db import Ledger, make_engine
 from tests.conftest import wait_until
@@ -134,55 +131,57 @@ def test_act_produces_a_valid_event_and_refuses_an_incomplete_return(kafka_boots
     assert event.occurred_at.utcoffset().total_seconds() == 8 * 3600
 
 
-def http(method: str, url: str, body: bytes | None = None) -> tuple[int, dict[str, Any]]:
-    req = urllib.request.Request(url, data=body, method=method, headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=15) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"{}")
-
-
 def test_http_intake_then_the_queue_shows_the_routed_ticket(kafka_bootstrap: str, database_url: str,
                                                             start_worker: Any, tmp_path: Path) -> None:
-    host = Settings().worker_web_host
-    port = free_port(host)
-    worker = start_worker(database_url, HOTLINE_WORKER_WEB_PORT=str(port))
+    """HTTP intake is the web console's ``POST /api/tickets`` (a dispatcher's token); the worker routes it."""
+    from fastapi.testclient import TestClient
+
+    from streams.console import create_app
+    from streams.console.accounts import add_user, issue_token
+
+    worker = start_worker(database_url)
     worker.wait_ready()
-    base = f"http://{host}:{port}/api/tickets"
+    ledger = Ledger(make_engine(database_url))
+    add_user(ledger, "platform", "dispatcher", "platform-pass")
+    headers = {"Authorization": f"Bearer {issue_token(ledger, 'platform')}"}
+    settings = Settings(data_dir=tmp_path / "web", database_url=database_url, kafka_bootstrap=kafka_bootstrap)
+    client = TestClient(create_app(settings, ledger=ledger))
     tid = f"H{uuid.uuid4().hex[:10]}"
 
-    # A good ticket is accepted once the broker has it
+    # Without a token nothing is taken in
     good = {"id": tid, "text": "小区旁边的工地夜间施工噪音太大，凌晨还在打桩，严重影响休息。",
             "address": "滨海新区新港街道", "request_type": "投诉", "caller_phone": "13812345678"}
-    status, body = http("POST", base, json.dumps(good, ensure_ascii=False).encode())
-    assert (status, body) == (202, {"id": tid, "status": "accepted"})
+    assert client.post("/api/tickets", json=good).status_code == 401
+
+    # A good ticket is accepted once the broker has it
+    r = client.post("/api/tickets", json=good, headers=headers)
+    assert (r.status_code, r.json()) == (202, {"id": tid, "status": "accepted"})
 
     # Bad ones are refused with the reasons, and recorded in the ledger
-    status, body = http("POST", base, json.dumps({"id": f"{tid}-bad", "text": " "}).encode())
-    assert status == 400 and body["error"] == "invalid ticket" and "text" in body["reasons"]
-    status, body = http("POST", base, b"{not json")
-    assert status == 400 and "not JSON" in body["reasons"]
-    status, body = http("POST", base, json.dumps({"id": f"{tid}-big", "text": "x" * 70_000}).encode())
-    assert status == 413
-    ledger = Ledger(make_engine(database_url))
-    try:
-        assert wait_until(lambda: any(r.key == f"{tid}-bad" and r.source == "http"
-                                      for r in ledger.rejections(50)), timeout=10)
-    finally:
-        ledger.dispose()
+    r = client.post("/api/tickets", content=json.dumps({"id": f"{tid}-bad", "text": " "}), headers=headers)
+    assert r.status_code == 400 and r.json()["error"] == "invalid_ticket" and "text" in r.json()["reasons"]
+    r = client.post("/api/tickets", content=b"{not json", headers=headers)
+    assert r.status_code == 400 and "not JSON" in r.json()["reasons"]
+    r = client.post("/api/tickets", content=json.dumps({"id": f"{tid}-big", "text": "x" * 70_000}), headers=headers)
+    assert r.status_code == 413
+    assert any(rej.key == f"{tid}-bad" and rej.source == "http" for rej in ledger.rejections(50))
 
-    # The ledger's view follows the ticket through routing; the phone is masked
+    # The ledger's view follows the ticket through routing; the phone is masked for the dispatcher
     view: dict[str, Any] = {}
 
     def routed() -> bool:
         nonlocal view
-        status, view = http("GET", f"{base}/{tid}")
-        return status == 200 and any(d["published_at"] for d in view["decisions"])
+        r = client.get(f"/api/tickets/{tid}", headers=headers)
+        view = r.json()
+        return r.status_code == 200 and any(d["published_at"] for d in view["decisions"])
 
-    assert wait_until(routed, timeout=40), worker.log()[-3000:]
-    assert view["caller_phone"] == "138****5678" and view["status"] in ("dispatched", "manual")
-    assert http("GET", f"{base}/nope-{tid}")[0] == 404
+    try:
+        assert wait_until(routed, timeout=40), worker.log()[-3000:]
+        assert view["caller_phone"] == "138****5678" and view["status"] in ("dispatched", "manual")
+        assert client.get(f"/api/tickets/nope-{tid}", headers=headers).status_code == 404
+    finally:
+        client.close()
+        ledger.dispose()
 
     # And the agency (or the dispatchers) read it from their queue with `hotline queue`
     args = ["queue", view["current_agency"]] if view["status"] == "dispatched" else ["queue", "--manual"]

@@ -26,6 +26,9 @@ def test_services_images_and_healthchecks():
     # scalable with --scale: no container_name, no fixed host port
     assert "container_name" not in services["router"] and "ports" not in services["router"]
     assert services["router"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    # the console is its own service (streams/console), not another worker
+    assert services["web"]["command"] == ["web"] and services["router"]["command"] == ["worker"]
+    assert "8080/healthz" in " ".join(services["web"]["healthcheck"]["test"])
 
 
 def test_kafka_is_kraft_with_transactions_possible():

@@ -62,7 +62,8 @@ def test_write_then_check_round_trip(tmp_path: Path, agencies: dict[str, str], h
     schemas.write_schemas(tmp_path, agencies, host)
     assert schemas.stale_files(tmp_path, agencies, host) == []  # and the leftover schema is gone
     assert sorted(p.name for p in (tmp_path / "schemas").iterdir()) == [
-        "supervision.alerts.schema.json", "tickets.events.schema.json", "tickets.invalid.schema.json",
+        "supervision.alerts.schema.json", "supervision.links.schema.json", "tickets.events.schema.json",
+        "tickets.invalid.schema.json",
         "tickets.received.schema.json", "tickets.routed.schema.json"]
 
 
@@ -77,9 +78,9 @@ def test_topic_names_match_the_faust_app() -> None:
     from streams import app
 
     assert (schemas.TICKETS_RECEIVED, schemas.TICKETS_INVALID, schemas.TICKETS_MANUAL, schemas.TICKETS_EVENTS,
-            schemas.SUPERVISION_ALERTS, schemas.ROUTED_PREFIX) == (
+            schemas.SUPERVISION_ALERTS, schemas.SUPERVISION_LINKS, schemas.ROUTED_PREFIX) == (
         app.TICKETS_RECEIVED, app.TICKETS_INVALID, app.TICKETS_MANUAL, app.TICKETS_EVENTS,
-        app.SUPERVISION_ALERTS, app.ROUTED_PREFIX)
+        app.SUPERVISION_ALERTS, app.SUPERVISION_LINKS, app.ROUTED_PREFIX)
 
 
 def test_vocabularies_are_the_code_s() -> None:
@@ -130,7 +131,7 @@ def test_defaults_are_optional_for_inputs_and_present_on_outputs() -> None:
 @pytest.mark.parametrize("topic,name", [
     ("tickets.received", "tickets.received"), ("tickets.invalid", "tickets.invalid"),
     ("tickets.events", "tickets.events"), ("supervision.alerts", "supervision.alerts"),
-    ("tickets.manual", "tickets.routed"), ("tickets.routed.BH-SCJG", "tickets.routed"),
+    ("supervision.links", "supervision.links"), ("tickets.manual", "tickets.routed"), ("tickets.routed.BH-SCJG", "tickets.routed"),
 ])
 def test_topic_to_schema(topic: str, name: str) -> None:
     assert schemas.schema_name(topic) == name
@@ -149,7 +150,7 @@ def test_asyncapi_document_is_consistent(agencies: dict[str, str]) -> None:
     assert "port" in doc["servers"]["embedded"]["variables"]
     addresses = {c["address"] for c in doc["channels"].values()}
     assert addresses == {"tickets.received", "tickets.invalid", "tickets.routed.{agency}", "tickets.manual",
-                         "tickets.events", "supervision.alerts"}
+                         "tickets.events", "supervision.alerts", "supervision.links"}
     assert doc["channels"]["ticketsRouted"]["parameters"]["agency"]["enum"] == sorted(agencies)
     for code in ("NOT_OUR_DUTY", "OTHER_JURISDICTION"):
         assert code in doc["info"]["description"]
@@ -303,6 +304,25 @@ def test_alert_conforms() -> None:
     agency_wide = an_alert(alert_key="ping_pong:BH-SCJG", rule="ping_pong", level="warning",
                            severity="warning", ticket_id=None, deadline=None, details={})
     assert errors("supervision.alerts", wire(agency_wide)) == []
+
+
+def test_link_facts_of_a_routed_ticket_conform() -> None:
+    from types import SimpleNamespace
+
+    from models.events import LinkObserved
+    from models.supervision import TicketFacts, link_facts
+
+    before = TicketFacts("T1", T0, caller_phone="13800001234", address="滨海新区解放路100号某某烧烤店",
+                         matter="ZJ-003")
+    after = TicketFacts("T1", T0, caller_phone="13800001234", address="滨海新区解放路100号某某烧烤店",
+                        matter="ZJ-003", status="dispatched", agency="BH-STHJ", attempt=1)
+    facts = link_facts(before, after, SimpleNamespace(type="routed", occurred_at=T0))
+    assert [f.kind for f in facts] == ["caller", "place_matter", "addr"]
+    for fact in facts:
+        message = wire(LinkObserved(**fact.to_dict()))
+        assert errors("supervision.links", message) == []
+        assert "13800001234" not in json.dumps(message)  # keys are hashes: no phone number on the topic
+    assert errors("supervision.links", {**wire(LinkObserved(**facts[0].to_dict())), "rule": "other"})
 
 
 # --- (c) invalid payloads fail ---------------------------------------------------------------------

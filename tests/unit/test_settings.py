@@ -80,3 +80,16 @@ def test_no_localhost_literals_outside_settings():
             if "localhost" in text or "127.0.0.1" in text:
                 offenders.append(str(path.relative_to(root)))
     assert offenders == []
+
+
+def test_exactly_once_is_refused_on_the_embedded_broker(monkeypatch):
+    import pytest
+    from pydantic import ValidationError
+
+    from config.settings import Settings
+
+    monkeypatch.delenv("HOTLINE_KAFKA_BOOTSTRAP", raising=False)
+    with pytest.raises(ValidationError, match="embedded broker runs at_least_once"):
+        Settings(processing_guarantee="exactly_once", kafka_bootstrap="")
+    assert Settings(processing_guarantee="exactly_once", kafka_bootstrap="kafka:9092").processing_guarantee \
+        == "exactly_once"

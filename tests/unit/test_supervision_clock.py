@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import time
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 
-from models.clock import Clock, ManualClock, SimulatedClock, SystemClock, clock_for
+from models.clock import Clock, ManualClock, SimulatedClock, SystemClock, clock_for, shared_clock
 from models.workcalendar import TZ
 
 
@@ -48,3 +51,76 @@ def test_clock_for_a_configured_speed() -> None:
     assert isinstance(clock_for(1.0), SystemClock)
     fast = clock_for(600, datetime(2025, 1, 1, tzinfo=TZ))
     assert isinstance(fast, SimulatedClock) and fast.speed == 600
+
+
+# --- the shared clock (clock.json): one "now" for every process of a deployment ----------------------------
+def test_shared_clock_is_real_time_at_speed_one_without_an_origin(tmp_path: Path) -> None:
+    assert isinstance(shared_clock(1.0, None, tmp_path / "clock.json"), SystemClock)
+    assert not (tmp_path / "clock.json").exists()  # nothing to share: no file
+
+
+def test_two_clocks_built_from_the_same_file_agree(tmp_path: Path) -> None:
+    state = tmp_path / "var" / "clock.json"
+    origin = datetime(2025, 9, 30, 17, 0, tzinfo=TZ)
+    first = shared_clock(600, origin, state)
+    time.sleep(0.05)  # the second process starts later: it must not restart simulated time
+    second = shared_clock(600, origin, state)
+    a, b = first.now(), second.now()
+    # both read time.time() a few microseconds apart: at 600x that is well under a simulated second
+    assert abs(b - a) < timedelta(seconds=1)
+    assert a - origin >= timedelta(seconds=29)  # 0.05 s real at 600x has passed since the first use
+    saved = json.loads(state.read_text())
+    assert saved["speed"] == 600 and datetime.fromisoformat(saved["origin"]) == origin
+    assert not list(state.parent.glob(".clock.*.tmp"))  # the atomic write left no temporary file
+
+
+def test_without_an_origin_the_first_use_fixes_it_and_others_follow(tmp_path: Path) -> None:
+    state = tmp_path / "clock.json"
+    before = SystemClock().now()
+    first = shared_clock(3600, None, state)
+    assert before - timedelta(seconds=1) <= first.now() <= before + timedelta(minutes=5)
+    time.sleep(0.02)
+    # a process started later (worker, console, ticket player) with the same settings joins the same time
+    assert abs(shared_clock(3600, None, state).now() - first.now()) < timedelta(seconds=2)
+
+
+def test_a_restarted_process_continues_the_simulated_time(tmp_path: Path) -> None:
+    state = tmp_path / "clock.json"
+    origin = datetime(2025, 1, 27, 9, 0, tzinfo=TZ)
+    before_restart = shared_clock(3600, origin, state).now()
+    time.sleep(0.1)  # the worker is down: simulated time goes on (6 simulated minutes at 3600x)
+    after_restart = shared_clock(3600, origin, state).now()
+    assert after_restart - before_restart >= timedelta(minutes=6)
+    assert after_restart - origin >= timedelta(minutes=6)  # not back at the origin
+
+
+def test_a_speed_or_origin_change_resets_the_state(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    state = tmp_path / "clock.json"
+    origin = datetime(2025, 1, 27, 9, 0, tzinfo=TZ)
+    shared_clock(3600, origin, state)
+    time.sleep(0.05)
+    anchor = json.loads(state.read_text())["anchor"]
+    with caplog.at_level(logging.WARNING, logger="models.clock"):
+        slower = shared_clock(60, origin, state)
+    assert "was written for speed 3600" in caplog.text
+    saved = json.loads(state.read_text())
+    assert saved["speed"] == 60 and saved["anchor"] > anchor
+    assert slower.now() - origin < timedelta(seconds=30)  # restarted at the origin, not 3 minutes in
+    other = datetime(2025, 2, 1, 9, 0, tzinfo=TZ)
+    assert shared_clock(60, other, state).now() - other < timedelta(seconds=30)
+    # no configured origin keeps whatever origin the file has
+    assert shared_clock(60, None, state).now() - other < timedelta(seconds=30)
+
+
+def test_a_corrupt_state_file_is_replaced(tmp_path: Path) -> None:
+    state = tmp_path / "clock.json"
+    state.write_text("{not json")
+    origin = datetime(2025, 1, 27, 9, 0, tzinfo=TZ)
+    assert shared_clock(600, origin, state).now() - origin < timedelta(minutes=1)
+    assert json.loads(state.read_text())["speed"] == 600
+
+
+def test_without_a_state_file_the_clock_is_private(tmp_path: Path) -> None:
+    clock = shared_clock(600, datetime(2025, 1, 27, 9, 0, tzinfo=TZ), None)
+    assert isinstance(clock, SimulatedClock) and clock.speed == 600
+    assert list(tmp_path.iterdir()) == []

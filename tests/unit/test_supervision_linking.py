@@ -2,11 +2,29 @@
 
 from __future__ import annotations
 
+import itertools
+import json
+from dataclasses import replace
 from datetime import datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
-from models.supervision import JointEnforcementLinker, RepeatLinker, normalise_phone, normalise_place
+import pytest
+
+from models.supervision import (
+    Alert,
+    JointEnforcementLinker,
+    LinkFact,
+    LinkRules,
+    LinkState,
+    RepeatLinker,
+    TicketFacts,
+    link,
+    link_facts,
+    normalise_phone,
+    normalise_place,
+)
+from models.supervision.linking import caller_key, joint_fact, repeat_facts
 from models.workcalendar import TZ
 
 T0 = datetime(2025, 3, 1, 9, 0, tzinfo=TZ)
@@ -75,7 +93,8 @@ def test_the_linker_is_bounded() -> None:
     assert len(linker) == 100
     for n in range(50):
         linker.observe(t(f"S{n}", 11 + n / 100, caller_phone="13911112222"))
-    assert len(linker._keys._keys["caller:13911112222"].seen) == 4
+    state = linker.states.get(caller_key("13911112222"))
+    assert state is not None and len(state.seen) == 4
     assert linker.prune(T0 + timedelta(days=60)) == 100 and len(linker) == 0
 
 
@@ -119,3 +138,102 @@ def test_business_name_links_tickets_with_different_addresses() -> None:
     (s,) = linker.observe(t("B", 1, business="某某餐饮有限公司", address="解放路一百号后门"), "BH-STHJ",
                           T0 + timedelta(days=1))
     assert "经营主体" in s.message_zh
+
+
+# --- the per-key fold the linker agent runs (state in a table, facts from supervision.links) ---------------
+def fold(facts: list[LinkFact], table: dict[str, LinkState] | None = None) -> list[Alert]:
+    """The agent in miniature: one state per linking key, state stored after the alerts."""
+    table = {} if table is None else table
+    alerts = []
+    for fact in facts:
+        state, raised = link(table.get(fact.key), fact)
+        alerts += raised
+        table[fact.key] = LinkState.from_dict(json.loads(json.dumps(state.to_dict())))  # through the changelog
+    return alerts
+
+
+def caller_facts(n: int, phone: str = "13800001234") -> list[LinkFact]:
+    out = []
+    for i in range(n):
+        (fact,) = repeat_facts(t(f"R{i}", i, caller_phone=phone))
+        out.append(fact)
+    return out
+
+
+def test_three_complaints_of_one_caller_raise_one_alert_whatever_order_they_arrive_in() -> None:
+    facts = caller_facts(3)
+    assert len({f.key for f in facts}) == 1 and facts[0].key.startswith("caller-")
+    assert "13800001234" not in facts[0].key
+    keys = set()
+    for order in itertools.permutations(facts):
+        alerts = fold(list(order))
+        assert [a.rule for a in alerts] == ["repeated_complaint"]
+        assert alerts[0].alert_key == f"{order[-1].ticket_id}:repeated_complaint:caller"  # the third one seen
+        keys.add(alerts[0].alert_key)
+    assert len(keys) == 3  # which ticket carries it follows arrival order; there is always exactly one
+
+
+def test_redelivered_facts_raise_nothing_and_a_crash_before_storing_raises_the_same_key() -> None:
+    facts = caller_facts(3)
+    table: dict[str, LinkState] = {}
+    (alert,) = fold(facts, table)
+    assert fold(facts, table) == []  # redelivery after a rebalance: every ticket is held already
+    # a crash after the alert was sent but before the state was stored: the fact folds into the old state
+    before_third: dict[str, LinkState] = {}
+    fold(facts[:2], before_third)
+    (again,) = fold(facts[2:], before_third)
+    assert again.alert_key == alert.alert_key  # deduped by the ledger and consumers
+
+
+def test_joint_enforcement_gives_one_suggestion_with_one_key_whatever_the_order() -> None:
+    place = {"address": "滨海新区解放路100号某某烧烤店"}
+    facts = [joint_fact(t("A", 0, **place), "BH-GA", T0), joint_fact(t("B", 1, **place), "BH-STHJ",
+                                                                      T0 + timedelta(days=1)),
+             joint_fact(t("C", 2, **place), "BH-SCJG", T0 + timedelta(days=2))]
+    assert all(f is not None for f in facts)
+    for order in itertools.permutations([f for f in facts if f is not None]):
+        alerts = fold(list(order))
+        assert [a.rule for a in alerts] == ["joint_enforcement"]
+        # the episode starts at the earliest ticket present when the second agency joined; a replay of the
+        # partition folds in the same order, so it computes the same key
+        start = min(order[0].at, order[1].at)
+        assert alerts[0].alert_key == f"{order[0].key}:joint_enforcement:{start:%Y%m%d}"
+
+
+def test_link_facts_of_events() -> None:
+    intake = {"caller_phone": "13800001234", "address": "滨海新区解放路100号某某烧烤店", "matter": "ZJ-003"}
+    first = TicketFacts("T1", T0, **intake)
+    routed = replace(first, status="dispatched", agency="BH-STHJ", attempt=1)
+    ev = SimpleNamespace(type="routed", occurred_at=T0 + timedelta(hours=1))
+    facts = link_facts(first, routed, ev)
+    assert [(f.rule, f.kind) for f in facts] == [("repeated_complaint", "caller"),
+                                                ("repeated_complaint", "place_matter"),
+                                                ("joint_enforcement", "addr")]
+    assert facts[0].at == T0 and facts[2].at == T0 + timedelta(hours=1) and facts[2].agency == "BH-STHJ"
+    assert facts[2].place == "滨海新区解放路100号某某烧烤店"
+    # a re-route is the same complaint: only the joint-enforcement fact, with the new agency
+    rerouted = replace(routed, agency="BH-SCJG", attempt=2)
+    assert [(f.rule, f.agency) for f in link_facts(routed, rerouted, ev)] == [("joint_enforcement", "BH-SCJG")]
+    assert link_facts(routed, replace(routed, status="signed"), SimpleNamespace(type="signed")) == []
+    manual = replace(first, status="manual", attempt=1)
+    assert [f.rule for f in link_facts(first, manual, ev)] == ["repeated_complaint", "repeated_complaint"]
+
+
+def test_a_state_expires_when_its_newest_ticket_leaves_the_window() -> None:
+    (fact,) = caller_facts(1)
+    state, _ = link(None, fact)
+    assert LinkState.from_dict(json.loads(json.dumps(state.to_dict()))) == state
+    assert not state.expired(T0 + timedelta(days=30), timedelta(days=30))
+    assert state.expired(T0 + timedelta(days=30, seconds=1), timedelta(days=30))
+    assert LinkRules().window("joint_enforcement") == timedelta(days=14)
+    with pytest.raises(ValueError, match="unknown linking rule"):
+        link(None, replace(fact, rule="other"))
+
+
+def test_a_state_keeps_at_most_max_per_key_tickets_in_time_order() -> None:
+    rules = LinkRules(max_per_key=4)
+    state = None
+    for i in (5, 1, 9, 3, 7, 2):
+        state, _ = link(state, LinkFact("repeated_complaint", "caller", "caller-x", f"T{i}",
+                                        T0 + timedelta(hours=i)), rules)
+    assert state is not None and [tid for _, tid, _a in state.seen] == ["T3", "T5", "T7", "T9"]

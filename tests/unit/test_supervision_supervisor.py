@@ -18,7 +18,7 @@ from config.catalogue import build_catalogue
 from models.clock import ManualClock
 from models.directory import Catalogue
 from models.lifecycle import Outcome, TicketState, apply
-from models.supervision import Alert, Supervisor, TicketFacts
+from models.supervision import Alert, LinkIndex, LinkRules, Supervisor, TicketFacts, link_facts
 from models.workcalendar import TZ
 from tests.unit import domain_fixtures as fx
 
@@ -35,11 +35,13 @@ def at(text: str) -> datetime:
 
 
 class World:
-    """The stage in miniature: a facts table, lifecycle states, a clock, a supervisor, an alert log."""
+    """The stage in miniature: a facts table, lifecycle states, a clock, a supervisor, the linkers' states
+    (the stage's link table: here one dict, as if every linking key lived on one partition), an alert log."""
 
     def __init__(self, cat: Catalogue, start: str) -> None:
         self.cat, self.clock = cat, ManualClock(at(start))
         self.sup = Supervisor(cat, review_threshold=0.8)
+        self.links = LinkIndex(LinkRules(), max_keys=10_000)
         self.table: dict[str, TicketFacts] = {}
         self.states: dict[str, TicketState] = {}
         self.alerts: list[Alert] = []
@@ -55,7 +57,9 @@ class World:
         outcome = apply(self.states.get(tid), ev, max_attempts=self.cat.sla.max_dispatch_attempts)
         assert isinstance(outcome, Outcome), outcome
         self.states[tid] = outcome.state
-        facts, alerts = self.sup.on_event(self.table[tid], ev, outcome.state)
+        before = self.table[tid]
+        facts, alerts = self.sup.on_event(before, ev, outcome.state)
+        alerts += [a for f in link_facts(before, facts, ev) for a in self.links.observe(f)]
         self.table[tid] = facts
         self.alerts += alerts
         return alerts

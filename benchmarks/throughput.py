@@ -1,0 +1,186 @@
+"""Issue 8: throughput and latency against the limits, with the baselines measured in the same run.
+
+On one embedded broker, with the same real-length texts (../shared/data/messages_unlabeled.csv):
+
+1. broker alone: produce N raw ticket messages with kafka-python and consume them back (messages/s);
+2. classifier alone: ``Router.route_many`` over the same N texts in one process (tickets/s);
+3. end to end, one worker and two workers: a backlog of N tickets produced at once; the sustained rate is
+   N / (first produce -> last ticket seen on its agency or manual queue). A ticket on a queue is also in
+   the ledger: the router stores each decision before it publishes it;
+4. latency at a paced --rate (default 100 tickets/s) with two workers: produce -> seen on its queue,
+   p50 / p99.
+
+Ratios are from the same run: e2e / classifier alone is the share of the classifier's speed the whole
+pipeline keeps. Prints one line per run and the medians over --runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from _common import median, read_csv, shipped_model_dir
+from e2e_latency import QueueWatcher, start_worker
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from config.settings import Settings
+from streams.app import TICKETS_RECEIVED, contract_topics
+from streams.broker import EmbeddedBroker
+from streams.db import upgrade
+from streams.runner import agency_codes, ensure_topics
+
+
+def broker_alone(bootstrap: str, texts: list[str], tag: str) -> float:
+    topic = f"bench.raw.{tag}"
+    ensure_topics(bootstrap, [topic], Settings().topic_partitions, 1)
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    # assigned, not subscribed: a consumer-group join would dominate the figure
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=50)
+    consumer.assign([TopicPartition(topic, p) for p in range(Settings().topic_partitions)])
+    consumer.seek_to_beginning()
+    started = time.monotonic()
+    for i, text in enumerate(texts):
+        producer.send(topic, key=f"r{i}".encode(), value=json.dumps({"id": f"r{i}", "text": text},
+                                                                     ensure_ascii=False).encode())
+    producer.flush()
+    seen = 0
+    while seen < len(texts) and time.monotonic() - started < 120:
+        seen += sum(len(v) for v in consumer.poll(timeout_ms=100).values())
+    elapsed = time.monotonic() - started
+    producer.close()
+    consumer.close()
+    return seen / elapsed
+
+
+def classifier_alone(model_dir: Path, texts: list[str]) -> float:
+    from classifier.router import Router, RouteRequest
+
+    settings = Settings(model_dir=model_dir)
+    router = Router.load(settings)
+    requests = [RouteRequest(text, None, None) for text in texts]
+    router.route_many(requests[:64])  # warm-up: jieba's dictionary and first-call costs
+    started = time.monotonic()
+    for i in range(0, len(requests), 256):
+        router.route_many(requests[i:i + 256])
+    return len(requests) / (time.monotonic() - started)
+
+
+class Pipeline:
+    """An embedded broker, a SQLite ledger and ``workers`` router workers in one consumer group."""
+
+    def __init__(self, model_dir: Path, workers: int) -> None:
+        self.model_dir, self.n_workers = model_dir, workers
+
+    def __enter__(self) -> Pipeline:
+        settings = Settings()
+        self.tmp = tempfile.TemporaryDirectory()
+        self.broker = EmbeddedBroker(settings.embedded_host).start()
+        url = f"sqlite:///{Path(self.tmp.name) / 'ledger.sqlite3'}"
+        upgrade(url)
+        ensure_topics(self.broker.bootstrap, contract_topics(agency_codes(settings)), settings.topic_partitions, 1)
+        self.workers = []
+        for i in range(self.n_workers):
+            folder = Path(self.tmp.name) / f"w{i}"
+            folder.mkdir()
+            self.workers.append(start_worker(self.broker.bootstrap, url, self.model_dir, str(folder)))
+        self.watcher = QueueWatcher(self.broker.bootstrap)
+        self.watcher.start()
+        self.watcher.ready.wait(30)
+        self.producer = KafkaProducer(bootstrap_servers=self.broker.bootstrap, linger_ms=2)
+        self.sent: dict[str, float] = {}
+        # warm-up: one ticket per partition key range until every worker has taken partitions
+        warm = [f"warm-{i}" for i in range(8)]
+        for tid in warm:
+            self.send(tid, "小区门口的路灯坏了好几天了，晚上很黑，请尽快修理。")
+        self.producer.flush()
+        self.wait(warm, 120)
+        return self
+
+    def send(self, tid: str, text: str) -> None:
+        self.sent[tid] = time.monotonic()
+        self.producer.send(TICKETS_RECEIVED, key=tid.encode(),
+                           value=json.dumps({"id": tid, "text": text}, ensure_ascii=False).encode())
+
+    def wait(self, ids: list[str], timeout: float) -> int:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not all(i in self.watcher.seen for i in ids):
+            time.sleep(0.05)
+        return sum(1 for i in ids if i in self.watcher.seen)
+
+    def backlog(self, texts: list[str], tag: str) -> tuple[float, int]:
+        ids = [f"{tag}-{i}" for i in range(len(texts))]
+        started = time.monotonic()
+        for tid, text in zip(ids, texts, strict=True):
+            self.send(tid, text)
+        self.producer.flush()
+        seen = self.wait(ids, 600)
+        last = max(self.watcher.seen.get(i, time.monotonic()) for i in ids)
+        return seen / (last - started), seen
+
+    def paced(self, texts: list[str], rate: float, seconds: float, tag: str) -> list[float]:
+        ids = [f"{tag}-{i}" for i in range(int(rate * seconds))]
+        start = time.monotonic()
+        for i, tid in enumerate(ids):
+            delay = start + i / rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            self.send(tid, texts[i % len(texts)])
+            self.producer.flush()
+        self.wait(ids, 60)
+        return sorted((self.watcher.seen[i] - self.sent[i]) * 1000 for i in ids if i in self.watcher.seen)
+
+    def __exit__(self, *exc: object) -> None:
+        self.producer.close()
+        self.watcher.stop_flag.set()
+        self.watcher.join(5)
+        for w in self.workers:
+            w.terminate()
+        for w in self.workers:
+            w.wait(30)
+        self.broker.stop()
+        self.tmp.cleanup()
+
+
+def pct(xs: list[float], q: float) -> float:
+    return xs[min(len(xs) - 1, int(len(xs) * q))] if xs else float("nan")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("-n", type=int, default=4000, help="tickets per backlog")
+    ap.add_argument("--rate", type=float, default=100)
+    ap.add_argument("--seconds", type=float, default=20)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--model-dir", help="a trained model folder (default: train the shipped model afresh)")
+    args = ap.parse_args()
+    all_texts = [r["text"] for r in read_csv("messages_unlabeled.csv") if r["text"].strip()]
+    texts = (all_texts * (args.n // len(all_texts) + 1))[:args.n]
+    model_dir = Path(args.model_dir) if args.model_dir else shipped_model_dir()
+    rows = []
+    for run in range(args.runs):
+        with EmbeddedBroker(Settings().embedded_host) as broker:
+            raw = broker_alone(broker.bootstrap, texts, f"{run}")
+        clf = classifier_alone(model_dir, texts)
+        with Pipeline(model_dir, 1) as one:
+            e2e1, seen1 = one.backlog(texts, f"one{run}")
+        with Pipeline(model_dir, 2) as two:
+            e2e2, seen2 = two.backlog(texts, f"two{run}")
+            lat = two.paced(all_texts, args.rate, args.seconds, f"paced{run}")
+        row = {"broker": raw, "classifier": clf, "e2e1": e2e1, "e2e2": e2e2, "ratio1": e2e1 / clf,
+               "ratio2": e2e2 / clf, "p50": pct(lat, 0.5), "p99": pct(lat, 0.99), "paced_seen": len(lat),
+               "lost": 2 * len(texts) - seen1 - seen2}
+        rows.append(row)
+        print(f"run {run + 1}: broker alone {raw:.0f} msg/s | classifier alone {clf:.0f}/s | "
+              f"e2e 1 worker {e2e1:.0f}/s (ratio {row['ratio1']:.2f}) | 2 workers {e2e2:.0f}/s "
+              f"(ratio {row['ratio2']:.2f}) | {args.rate:.0f}/s paced, 2 workers: p50 {row['p50']:.0f} ms "
+              f"p99 {row['p99']:.0f} ms ({len(lat)} seen) | missing {row['lost']}", flush=True)
+    print(f"median of {args.runs} runs, {args.n} tickets each: "
+          + ", ".join(f"{k} {median([r[k] for r in rows]):.2f}" for k in
+                      ("broker", "classifier", "e2e1", "e2e2", "ratio1", "ratio2", "p50", "p99")))
+
+
+if __name__ == "__main__":
+    main()
