@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test venv browser lint bench clean
+.PHONY: demo test test-slow venv browser lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,10 +26,15 @@ browser:
 	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver)
 	fc-list :lang=zh 2>/dev/null | grep -q . || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-wqy-microhei)
 
-## the whole test suite (unit, integration on the embedded broker + SQLite/PostgreSQL, e2e in Chromium)
+## the test suite (unit, integration on the embedded broker + SQLite/PostgreSQL, e2e in Chromium);
+## the fault, scale-out and bad-input campaigns (marked `slow`, several minutes) are in test-slow
 test: $(STAMP) browser
 	$(BIN)/ruff check streams models classifier config tests benchmarks
-	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=10
+	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=10 -m "not slow"
+
+## faults (broker absent, PostgreSQL cut, SQLite locked, corrupt model ...), scale-out, bad-input campaign
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=10 -m slow
 
 lint: $(STAMP)
 	$(BIN)/ruff check streams models classifier config tests benchmarks

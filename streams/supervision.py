@@ -75,6 +75,7 @@ _lock = asyncio.Lock()
 _sup: Supervisor | None = None
 _ready = False  # set once the first recovery has rebuilt the index: no tick before that
 _last_prune: datetime | None = None
+_ticked = False  # the first tick after start is always logged
 # Newest ticket time the linker has seen (event time). Link states expire against it, not against the clock:
 # linking compares tickets' own times, and on a sped-up clock those (stamped by intake and the router) lag
 # far behind simulated "now", which would expire keys whose tickets can still be linked.
@@ -318,7 +319,9 @@ async def tick_once() -> tuple[int, int, float]:
             if raw is not None:  # still ours (no rebalance took it while we ticked)
                 _store(facts, raw.get("_partition"))
         await _maybe_prune(now)
-    if tick.alerts or elapsed > 0.5:
+    global _ticked
+    if tick.alerts or elapsed > 0.5 or not _ticked:  # the first tick says where the (simulated) time resumes
+        _ticked = True
         log.info("supervision tick at %s: %d due alert(s), %d new, %d ticket(s) updated, %.3fs",
                  now.isoformat(timespec="minutes"), len(tick.alerts), raised, len(tick.updated), elapsed)
     return raised, len(tick.updated), elapsed

@@ -40,6 +40,15 @@ def kafka_bootstrap() -> Iterator[str]:
         yield broker.bootstrap
 
 
+@pytest.fixture
+def own_broker() -> Iterator[str]:
+    """A broker of the test's own, for tests whose workers must not meet state other tests left on the
+    session's broker: the consumer group's offsets and the tables' changelogs (fixed ticket ids, rebalances
+    of several workers)."""
+    with EmbeddedBroker(Settings().embedded_host) as broker:
+        yield broker.bootstrap
+
+
 @pytest.fixture(scope="session")
 def trained_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The team-corpus model, trained once per session (workers get it via HOTLINE_MODEL_DIR)."""

@@ -88,7 +88,9 @@ class Stack:
             return exc.code, json.loads(exc.read() or b"{}")
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: a worker left running would stay in the consumer group of every later test on
+# the session's broker and take half of their partitions (routing their tickets into this ledger).
+@pytest.fixture(scope="module")
 def stack(kafka_bootstrap: str, trained_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
           ) -> Iterator[Stack]:
     from streams.db import upgrade
