@@ -37,7 +37,6 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from faust import current_event
 from sqlalchemy import select
 
 from models import ledger as t
@@ -280,13 +279,11 @@ def _store(facts: TicketFacts, partition: int | None, seen: Iterable[str] | None
 
 
 def _write(ticket_id: str, value: dict[str, Any]) -> None:
-    """Store facts. Inside the lifecycle's stream faust writes the changelog on the current event's
-    partition; the timer runs outside any stream, so there the changelog goes explicitly to the partition
-    the facts were recorded with (the ticket's ``tickets.events`` partition)."""
+    """Store facts under the partition they were recorded with (the ticket's ``tickets.events``
+    partition). Explicitly, as faust itself does for ``table[key] = value`` (it takes the partition of the
+    current event): the lifecycle handles a batch of events of several partitions, and the timer runs
+    outside any stream, so the current event would be the wrong one or none."""
     partition = value.get("_partition")
-    if current_event() is not None:  # inside the lifecycle's stream: faust writes the event's partition
-        facts_table[ticket_id] = value
-        return
     if partition is None:  # cannot happen for facts written by observe_many(); keep them rather than guess
         log.warning("no partition known for ticket %s: its facts are not persisted", ticket_id)
     else:
