@@ -17,7 +17,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event, func, select, update
+from sqlalchemy import Engine, bindparam, create_engine, event, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -136,18 +136,31 @@ class Ledger:
                       rows)
 
     def mark_published(self, keys: list[str]) -> None:
+        """Mark decisions published and mirror each one onto its ticket row (only if no later attempt is
+        there): one statement for the decisions, one executemany for the tickets — per-row updates cost
+        ~0.16 s per 200-ticket batch (docs/results.md)."""
         if not keys:
             return
         now = t.utcnow()
+        tickets = t.Ticket.__table__
+        mirror = (update(tickets)
+                  .where(tickets.c.id == bindparam("b_id"), tickets.c.attempt <= bindparam("b_attempt_max"))
+                  .values(status=bindparam("b_status"), current_agency=bindparam("b_agency"),
+                          attempt=bindparam("b_attempt"), matter=bindparam("b_matter"),
+                          jurisdiction=bindparam("b_jurisdiction"), updated_at=bindparam("b_now")))
         with self.session() as s:
             s.execute(update(t.RoutingDecision).where(t.RoutingDecision.decision_key.in_(keys),
                                                        t.RoutingDecision.published_at.is_(None))
                       .values(published_at=now))
-            for d in s.scalars(select(t.RoutingDecision).where(t.RoutingDecision.decision_key.in_(keys))):
-                s.execute(update(t.Ticket).where(t.Ticket.id == d.ticket_id, t.Ticket.attempt <= d.attempt).values(
-                    status="dispatched" if d.decision == "auto" else "manual", current_agency=d.agency
-                    if d.decision == "auto" else None, attempt=d.attempt, matter=d.matter,
-                    jurisdiction=d.jurisdiction, updated_at=now))
+            decided = sorted(s.scalars(select(t.RoutingDecision).where(t.RoutingDecision.decision_key.in_(keys))),
+                             key=lambda d: (d.ticket_id, d.attempt))  # a later attempt is applied last
+            if not decided:
+                return
+            s.execute(mirror, [{
+                "b_id": d.ticket_id, "b_attempt_max": d.attempt, "b_attempt": d.attempt,
+                "b_status": "dispatched" if d.decision == "auto" else "manual",
+                "b_agency": d.agency if d.decision == "auto" else None, "b_matter": d.matter,
+                "b_jurisdiction": d.jurisdiction, "b_now": now} for d in decided])
 
     def record_event(self, *, event_id: str, ticket_id: str, type: str, actor: str, agency: str | None,
                      occurred_at: datetime, accepted: bool, reason: str | None, payload: dict[str, Any],
