@@ -51,7 +51,8 @@ def _exit(message: str, code: int = EXIT_USAGE) -> NoReturn:
     raise typer.Exit(code)
 
 
-def _catalogue(settings: Any) -> Catalogue:
+def catalogue_or_exit(settings: Any) -> Catalogue:
+    """The catalogue of ``settings``, or exit 2 with the errors and the command that lists them."""
     from config.catalogue import CatalogueError, load_catalogue
 
     try:
@@ -260,7 +261,7 @@ def queue(
         topic, group, title = TICKETS_MANUAL, "dispatchers", "manual queue (dispatchers)"
     else:
         assert agency_code is not None
-        catalogue = _catalogue(settings)
+        catalogue = catalogue_or_exit(settings)
         code = resolve_agency(agency_code, catalogue)
         topic, group = routed_topic_name(code), f"agency.{code}"
         title = f"{code} {catalogue.agencies[code].name}"
@@ -449,7 +450,7 @@ def act(
     chosen_role = role.value if role is not None else DEFAULT_ROLE[action].value
     codes: dict[str, str | None] = {"agency": agency, "to": to}
     if agency or to:
-        catalogue = _catalogue(settings)
+        catalogue = catalogue_or_exit(settings)
         codes = {k: resolve_agency(v, catalogue, f"--{k} agency code") if v else None for k, v in codes.items()}
     try:
         from streams.wiring import clock_for_settings

@@ -88,15 +88,11 @@ def users_add(
                                         "(first line) instead of prompting"),
 ) -> None:
     """Create a console user; the password is asked for twice (or read with --password-stdin)."""
-    from config.catalogue import CatalogueError, load_catalogue
-    from streams.cli.agency import resolve_agency
+    from streams.cli.agency import catalogue_or_exit, resolve_agency
     from streams.console.accounts import AccountError, add_user, validate_new_user, validate_password
 
     settings = load_settings()
-    try:
-        catalogue = load_catalogue(settings.domain_data_dir)
-    except CatalogueError as exc:
-        _exit(f"[red]the domain data has errors:[/red] {esc(str(exc))}")
+    catalogue = catalogue_or_exit(settings)
     code = resolve_agency(agency, catalogue) if agency else None
     try:
         validate_new_user(username, role, code, catalogue)
