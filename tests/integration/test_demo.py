@@ -62,11 +62,17 @@ def test_player_routes_returns_and_raises_alerts(own_broker, start_worker, tmp_p
     thread = threading.Thread(target=player.run, daemon=True)
     thread.start()
     try:
-        def shown() -> bool:
-            f = ledger_figures(ledger)
-            return f.routed >= 38 and f.returns >= 1 and f.alerts >= 1
+        def signed_count() -> int:
+            with ledger.session() as s:
+                return len(s.scalars(select(t.TicketEvent.event_id).where(t.TicketEvent.type == "signed")).all())
 
-        assert wait_until(shown, timeout=60), (ledger_figures(ledger), player.stats, worker.log()[-3000:])
+        def shown() -> bool:
+            # a return (退单) may come before any signing, so wait for a signing too, not only for a return
+            f = ledger_figures(ledger)
+            return f.routed >= 38 and f.returns >= 1 and f.alerts >= 1 and signed_count() >= 1
+
+        assert wait_until(shown, timeout=60), (ledger_figures(ledger), signed_count(), player.stats,
+                                               worker.log()[-3000:])
         # the agency that signed is the one the ticket was routed to (read from the ledger, not scripted)
         with ledger.session() as s:
             signed = s.execute(select(t.TicketEvent.ticket_id, t.TicketEvent.agency).where(
