@@ -56,12 +56,13 @@ class QueueWatcher(threading.Thread):
         self.consumer.close()
 
 
-def start_worker(bootstrap: str, url: str, model_dir: Path, data_dir: str) -> subprocess.Popen[bytes]:
+def start_worker(bootstrap: str, url: str, model_dir: Path, data_dir: str,
+                 **extra_env: str) -> subprocess.Popen[bytes]:
     settings = Settings()
     env = {k: v for k, v in os.environ.items() if not k.startswith("HOTLINE_")}
     env.update({"HOTLINE_KAFKA_BOOTSTRAP": bootstrap, "HOTLINE_DATABASE_URL": url, "HOTLINE_DATA_DIR": data_dir,
                 "HOTLINE_MODEL_DIR": str(model_dir), "HOTLINE_LOG_LEVEL": "WARNING",
-                "HOTLINE_WORKER_WEB_PORT": str(free_port(settings.worker_web_host))})
+                "HOTLINE_WORKER_WEB_PORT": str(free_port(settings.worker_web_host)), **extra_env})
     return subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=env,
                             stdout=subprocess.DEVNULL, stderr=open(Path(data_dir) / "worker.log", "wb"))
 

@@ -71,8 +71,8 @@ def classifier_alone(model_dir: Path, texts: list[str]) -> float:
 class Pipeline:
     """An embedded broker, a SQLite ledger and ``workers`` router workers in one consumer group."""
 
-    def __init__(self, model_dir: Path, workers: int) -> None:
-        self.model_dir, self.n_workers = model_dir, workers
+    def __init__(self, model_dir: Path, workers: int, **worker_env: str) -> None:
+        self.model_dir, self.n_workers, self.worker_env = model_dir, workers, worker_env
 
     def __enter__(self) -> Pipeline:
         settings = Settings()
@@ -85,7 +85,8 @@ class Pipeline:
         for i in range(self.n_workers):
             folder = Path(self.tmp.name) / f"w{i}"
             folder.mkdir()
-            self.workers.append(start_worker(self.broker.bootstrap, url, self.model_dir, str(folder)))
+            self.workers.append(start_worker(self.broker.bootstrap, url, self.model_dir, str(folder),
+                                             **self.worker_env))
         self.watcher = QueueWatcher(self.broker.bootstrap)
         self.watcher.start()
         self.watcher.ready.wait(30)

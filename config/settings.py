@@ -49,6 +49,10 @@ class Settings(BaseSettings):
         default=100, ge=10, le=5000,
         description="longest a consumer fetch waits for data (faust fixes 1500 ms; the embedded broker "
                     "answers only when the wait expires, so this bounds per-hop latency)")
+    producer_linger_ms: int = Field(
+        default=5, ge=0, le=1000,
+        description="how long the worker's producer gathers messages into one request (faust's default 0 "
+                    "sent many small requests: a tenth of the worker's CPU in socket writes)")
     broker_heartbeat_interval: float = Field(default=1.0, gt=0, description="consumer heartbeat interval (s)")
     broker_connect_timeout: float = Field(
         default=120.0, gt=0,
@@ -78,11 +82,20 @@ class Settings(BaseSettings):
     default_jurisdiction: str = Field(
         default="BH", description="jurisdiction used when a ticket's address resolves to none"
     )
+    classify_processes: int = Field(
+        default=0, ge=0, le=16,
+        description="child processes the worker classifies in (each loads the model once, ~7 s of CPU); "
+                    "0 = a thread of the worker itself, sharing its GIL with the event loop. Worth it only with "
+                    "cores to spare: +4% on this 2-core machine (docs/results.md)")
 
     # --- supervision -----------------------------------------------------------------------
     supervision_tick_seconds: float = Field(
         default=1.0, gt=0, le=60, description="how often (real seconds) the supervision timer checks deadlines"
     )
+    reconcile_seconds: float = Field(
+        default=10.0, ge=0, le=3600,
+        description="how often (real seconds) a worker checks that every offset of tickets.received below the "
+                    "group's committed offset reached the ledger, and routes any that did not; 0 = never")
     review_confidence: float = Field(
         default=0.8, ge=0.0, le=1.0,
         description="an agency signing a ticket the classifier gave another agency with at least this "

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     DateTime,
     Float,
     ForeignKey,
@@ -89,7 +90,8 @@ class Ticket(Base):
     first_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
-    __table_args__ = (Index("ix_tickets_status_received", "status", "received_at"),)
+    __table_args__ = (Index("ix_tickets_status_received", "status", "received_at"),
+                      Index("ix_tickets_source_position", "source_topic", "source_partition", "source_offset"))
 
 
 class RoutingDecision(Base):
@@ -215,3 +217,16 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
+
+
+class OffsetAudit(Base):
+    """How far the reconciler has checked that every offset of an input partition reached the ledger
+    (``streams/reconcile.py``): offsets below ``audited_to`` are each a ticket, a rejection, or re-read."""
+
+    __tablename__ = "offset_audits"
+
+    topic: Mapped[str] = mapped_column(String(120), primary_key=True)
+    partition: Mapped[int] = mapped_column(Integer, primary_key=True)
+    audited_to: Mapped[int] = mapped_column(BigInteger)
+    recovered: Mapped[int] = mapped_column(Integer, default=0)  # offsets found missing and routed since
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

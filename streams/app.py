@@ -24,7 +24,7 @@ SUPERVISION_ALERTS = "supervision.alerts"
 SUPERVISION_LINKS = "supervision.links"  # internal, not part of the contract with other parties
 ROUTED_PREFIX = "tickets.routed."
 
-STAGES = ("streams.routing", "streams.lifecycle", "streams.supervision", "streams.web")
+STAGES = ("streams.routing", "streams.lifecycle", "streams.supervision", "streams.reconcile", "streams.web")
 
 
 def routed_topic_name(agency_code: str) -> str:
@@ -88,6 +88,7 @@ def faust_options(settings: Settings, bootstrap: str) -> dict[str, Any]:
         "broker_rebalance_timeout": settings.broker_rebalance_timeout,
         "broker_session_timeout": settings.broker_session_timeout,
         "broker_heartbeat_interval": settings.broker_heartbeat_interval,
+        "producer_linger": settings.producer_linger_ms / 1000,
         "consumer_auto_offset_reset": "earliest",
         "web_enabled": True,
         "web_port": settings.worker_web_port,

@@ -161,8 +161,7 @@ async def follow_up(effect: Reroute | Designate | Dispatch, event: LifecycleEven
                   type(effect).__name__)
         return
     if isinstance(effect, Reroute):
-        (d,) = await svc.cpu(svc.router.route_many, [RouteRequest(ticket.text, ticket.address, ticket.received_at,
-                                                                  effect.exclude)])
+        (d,) = await svc.route_many([RouteRequest(ticket.text, ticket.address, ticket.received_at, effect.exclude)])
         msg = routed_message(ticket, d, attempt=effect.attempt, at=svc.clock.now())
         log.info("ticket %s returned by %s: attempt %d -> %s", ticket.id, event.agency, effect.attempt,
                  d.agency if d.decision == AUTO else "manual queue")

@@ -68,8 +68,7 @@ async def route_batch(events: Sequence[Any]) -> None:
     if skipped:
         log.info("%d ticket(s) already routed; duplicate deliveries ignored", skipped)
     if fresh:
-        decisions = await svc.cpu(svc.router.route_many, [RouteRequest(tk.text, tk.address, tk.received_at)
-                                                          for tk in fresh])
+        decisions = await svc.route_many([RouteRequest(tk.text, tk.address, tk.received_at) for tk in fresh])
         now = svc.clock.now()
         messages = [message_json(routed_message(tk, d, attempt=1, at=now))
                     for tk, d in zip(fresh, decisions, strict=True)]

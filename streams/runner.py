@@ -77,7 +77,12 @@ def run_worker(settings: Settings) -> None:
         created = ensure_topics(bootstrap, contract_topics(agency_codes(settings)),
                                 settings.topic_partitions, settings.topic_replicas)
         log.info("broker %s ready; %d topics created", bootstrap, len(created))
-        services = wire(Services(settings=settings, ledger=ledger, router=router, catalogue=router.catalogue))
+        services = wire(Services(settings=settings, ledger=ledger, router=router, catalogue=router.catalogue,
+                                 bootstrap=bootstrap))
+        assert services.classifier is not None
+        services.classifier.warm_up()  # the children load the model now, not under the first tickets
+        log.info("classifying in %s", f"{settings.classify_processes} child process(es)"
+                 if settings.classify_processes else "a thread of the worker")
         app = configure(settings, bootstrap)
         log.info("worker starting: ledger %s, %.1fs after launch", settings.safe_database_url,
                  time.monotonic() - started)

@@ -12,14 +12,16 @@ import asyncio
 import functools
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from sqlalchemy.exc import OperationalError
 
-from classifier.router import Router
+from classifier.decision import Decision
+from classifier.pool import RouterPool
+from classifier.router import Router, RouteRequest
 from config.settings import Settings
 from models.clock import Clock, shared_clock
 from models.directory import Catalogue
@@ -46,9 +48,15 @@ class Services:
     executor: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger"))
     cpu_executor: ThreadPoolExecutor = field(
-        default_factory=lambda: ThreadPoolExecutor(max_workers=1, thread_name_prefix="classify"))
+        default_factory=lambda: ThreadPoolExecutor(max_workers=1, thread_name_prefix="cpu"))
     max_backoff: float = 30.0
+    bootstrap: str = ""  # the Kafka cluster the worker runs on (the reconciler reads it back directly)
+    classifier: RouterPool | None = None  # default: a pool of settings.classify_processes around ``router``
     _clock: Clock | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.classifier is None:
+            self.classifier = RouterPool(self.router, self.settings.classify_processes)
 
     @property
     def clock(self) -> Clock:
@@ -57,8 +65,13 @@ class Services:
             self._clock = clock_for_settings(self.settings)
         return self._clock
 
+    async def route_many(self, requests: Sequence[RouteRequest]) -> list[Decision]:
+        """Classify and decide, in the classifier's child processes (or its thread)."""
+        assert self.classifier is not None
+        return await self.classifier.route_many(requests)
+
     async def cpu(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run CPU-bound work (classification) off the event loop."""
+        """Run CPU-bound work (a supervision tick) off the event loop."""
         return await asyncio.get_running_loop().run_in_executor(self.cpu_executor, functools.partial(fn, *args))
 
     async def db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -78,6 +91,8 @@ class Services:
     def close(self) -> None:
         self.executor.shutdown(wait=True)
         self.cpu_executor.shutdown(wait=True)
+        if self.classifier is not None:
+            self.classifier.close()
         self.ledger.dispose()
 
 

@@ -1,0 +1,171 @@
+"""Reconciler: proof, kept up as the worker runs, that every message on ``tickets.received`` reached the ledger.
+
+The consumer group's committed offset says "everything below this was handled". The reconciler checks
+that claim against the ledger for each partition this worker owns: every offset below the committed one
+must be a recorded ticket or a recorded rejection. An offset that is neither was skipped (a broker or
+client fault around a rebalance: docs/guarantees.md records 6 of 600 tickets lost that way once, on the
+embedded broker). It is read again from the broker and routed like any delivery, idempotently, so a
+ticket that was in fact known (the same ticket sent twice) changes nothing. Progress is kept per
+partition in the ledger (``offset_audits``), so each offset is checked once.
+
+A partition seen for the first time is adopted at its committed offset: what was handled before this
+ledger watched (another deployment, an earlier ledger) is not its business.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from streams.app import TICKETS_RECEIVED, app
+from streams.routing import route_batch
+from streams.wiring import services
+
+log = logging.getLogger(__name__)
+READ_TIMEOUT = 10.0  # seconds to read one partition's missing offsets back
+
+
+@dataclass(frozen=True)
+class Redelivery:
+    """A message read back by offset, shaped like the faust event the routing stage takes."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+    @property
+    def message(self) -> Redelivery:
+        return self
+
+
+def missing_ranges(lo: int, hi: int, accounted: set[int]) -> list[tuple[int, int]]:
+    """The runs of offsets in [lo, hi) that are not in ``accounted``, as half-open (start, end) pairs."""
+    out: list[tuple[int, int]] = []
+    start: int | None = None
+    for off in range(lo, hi):
+        if off in accounted:
+            if start is not None:
+                out.append((start, off))
+                start = None
+        elif start is None:
+            start = off
+    if start is not None:
+        out.append((start, hi))
+    return out
+
+
+class BrokerReader:
+    """Blocking broker calls (kafka-python), run on their own thread, never on the event loop."""
+
+    def __init__(self, bootstrap: str, group: str) -> None:
+        self.bootstrap, self.group = bootstrap, group
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="reconcile")
+        self._admin: Any = None
+
+    async def call(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
+    def committed(self, topic: str) -> dict[int, int]:
+        from kafka import KafkaAdminClient
+
+        if self._admin is None:
+            self._admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, client_id="hotline-reconcile")
+        offsets = self._admin.list_group_offsets({self.group: None})[self.group]
+        return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == topic and meta.offset >= 0}
+
+    def read(self, topic: str, partition: int, ranges: list[tuple[int, int]]) -> list[Redelivery]:
+        """The messages at the given offsets (an offset with none, e.g. a transaction marker, is left out)."""
+        import time
+
+        from kafka import KafkaConsumer, TopicPartition
+
+        tp = TopicPartition(topic, partition)
+        wanted = {o for a, b in ranges for o in range(a, b)}
+        end = max(b for _, b in ranges)
+        consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False, group_id=None,
+                                 fetch_max_wait_ms=100, consumer_timeout_ms=1000)
+        found: dict[int, Redelivery] = {}
+        try:
+            consumer.assign([tp])
+            for start, _ in ranges:
+                consumer.seek(tp, start)
+                deadline = time.monotonic() + READ_TIMEOUT
+                position = start
+                while position < end and time.monotonic() < deadline:
+                    for records in consumer.poll(timeout_ms=200, max_records=500).values():
+                        for r in records:
+                            position = r.offset + 1
+                            if r.offset in wanted:
+                                found[r.offset] = Redelivery(topic, partition, r.offset, r.key, r.value)
+                    if consumer.position(tp) >= end:
+                        break
+                if position < end and consumer.position(tp) < end:
+                    raise TimeoutError(f"{topic}[{partition}]: could not read back to offset {end}")
+        finally:
+            consumer.close()
+        return [found[o] for o in sorted(found)]
+
+    def close(self) -> None:
+        if self._admin is not None:
+            self._admin.close()
+        self.executor.shutdown(wait=False)
+
+
+async def reconcile_once(reader: BrokerReader, topic: str = TICKETS_RECEIVED) -> int:
+    """Audit this worker's partitions of ``topic`` up to the committed offsets; returns tickets recovered."""
+    svc = services()
+    owned = {tp.partition for tp in app.consumer.assignment() if tp.topic == topic}
+    if not owned:
+        return 0
+    committed = await reader.call(reader.committed, topic)
+    marks = await svc.db(svc.ledger.audit_marks, topic)
+    recovered = 0
+    for partition in sorted(owned):
+        hi = committed.get(partition)
+        if hi is None:
+            continue
+        lo = marks.get(partition)
+        if lo is None:  # first sight: adopt the partition where the group stands now
+            await svc.db(svc.ledger.advance_audit, topic, partition, hi)
+            continue
+        if hi <= lo:
+            continue
+        accounted = await svc.db(svc.ledger.accounted_offsets, topic, partition, lo, hi)
+        ranges = missing_ranges(lo, hi, accounted)
+        found: list[Redelivery] = []
+        if ranges:
+            found = await reader.call(reader.read, topic, partition, ranges)
+            if found:
+                log.warning("reconcile %s[%d]: %d offset(s) below the committed %d never reached the ledger "
+                            "(%s); routing them now", topic, partition, len(found), hi,
+                            ", ".join(f"{a}-{b - 1}" if b - a > 1 else str(a) for a, b in ranges))
+                await route_batch(found)
+        await svc.db(svc.ledger.advance_audit, topic, partition, hi, len(found))
+        recovered += len(found)
+    return recovered
+
+
+@app.task
+async def reconcile() -> None:
+    """The reconciler's timer (a task: the interval is a setting). Quiet while the group rebalances."""
+    svc = services()
+    interval = svc.settings.reconcile_seconds
+    if not interval:
+        return
+    reader = BrokerReader(svc.bootstrap, app.conf.id)
+    try:
+        while True:
+            await asyncio.sleep(interval)
+            if app.rebalancing:
+                continue
+            try:
+                await reconcile_once(reader)
+            except Exception:  # the next round tries again; nothing is marked audited that was not
+                log.exception("reconcile round failed")
+    finally:
+        reader.close()

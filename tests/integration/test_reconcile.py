@@ -1,0 +1,91 @@
+"""The reconciler through real parts: offsets the consumer group skipped are found and routed.
+
+The fault it guards against is a committed offset ahead of what was handled (seen once under a rebalance
+on the embedded broker, docs/guarantees.md). The test makes that fault on purpose: it commits the group
+past three unhandled tickets before any worker runs, so the worker's consumer never receives them.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import pytest
+from kafka import KafkaAdminClient, KafkaProducer, TopicPartition
+from kafka.errors import NoError
+from kafka.structs import OffsetAndMetadata
+from sqlalchemy import select
+
+from config.settings import Settings
+from models import ledger as t
+from streams.app import TICKETS_RECEIVED, app
+from streams.db import Ledger, make_engine, upgrade
+from streams.runner import ensure_topics
+from tests.conftest import wait_until
+from tests.integration.flow import decisions, realistic_tickets
+
+pytestmark = pytest.mark.integration
+PARTITION = 0
+
+
+def _send(bootstrap: str, tickets: list[dict]) -> None:
+    producer = KafkaProducer(bootstrap_servers=bootstrap)
+    for tk in tickets:
+        producer.send(TICKETS_RECEIVED, key=tk["id"].encode(), partition=PARTITION,
+                      value=json.dumps({k: v for k, v in tk.items() if not k.startswith("_")},
+                                       ensure_ascii=False).encode())
+    producer.flush()
+    producer.close()
+
+
+def _commit(bootstrap: str, offset: int) -> None:
+    """Set the router's consumer group (not yet joined by anyone) to ``offset``, as a faulty commit would."""
+    tp = TopicPartition(TICKETS_RECEIVED, PARTITION)
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        errors = admin.alter_group_offsets(app.conf.id, {tp: OffsetAndMetadata(offset, "", -1)})
+        assert all(e is NoError for e in errors.values()), errors
+    finally:
+        admin.close()
+
+
+def _audit(ledger: Ledger) -> t.OffsetAudit | None:
+    with ledger.session() as s:
+        return s.get(t.OffsetAudit, (TICKETS_RECEIVED, PARTITION))
+
+
+def test_offsets_committed_but_never_handled_are_found_and_routed_once(own_broker, start_worker, tmp_path):
+    bootstrap = own_broker  # a fresh broker: the router's group has no members and no offsets yet
+    url = f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
+    upgrade(url)
+    ledger = Ledger(make_engine(url))
+    prefix = f"R{uuid.uuid4().hex[:6]}"
+    tickets = realistic_tickets(10, prefix, seed=7)
+    try:
+        # Given ten tickets on partition 0, a ledger that has audited that partition from its start ...
+        ensure_topics(bootstrap, [TICKETS_RECEIVED], Settings().topic_partitions, 1)
+        _send(bootstrap, tickets)
+        ledger.advance_audit(TICKETS_RECEIVED, PARTITION, 0)
+        # ... and a group committed past the first three, which nobody handled
+        _commit(bootstrap, 3)
+        # When a worker starts
+        worker = start_worker(url, HOTLINE_KAFKA_BOOTSTRAP=bootstrap, HOTLINE_RECONCILE_SECONDS="1")
+        worker.wait_ready()
+        # Then all ten are routed: seven as the consumer receives them, three found by the reconciler
+        assert wait_until(lambda: len(decisions(ledger, prefix)) == 10, timeout=60), worker.log()[-3000:]
+        assert wait_until(lambda: (a := _audit(ledger)) is not None and a.audited_to >= 10 and a.recovered == 3,
+                          timeout=30), worker.log()[-3000:]
+        assert "offset(s) below the committed" in worker.log() and "(0-2)" in worker.log()
+        # ... each exactly once, recorded at its own offset
+        routed = decisions(ledger, prefix)
+        assert sorted(d.ticket_id for d in routed) == sorted(tk["id"] for tk in tickets)
+        with ledger.session() as s:
+            offsets = sorted(s.scalars(select(t.Ticket.source_offset).where(t.Ticket.id.like(f"{prefix}%"))))
+        assert offsets == list(range(10))
+        # and a later round finds nothing more to do
+        recovered = _audit(ledger).recovered  # type: ignore[union-attr]
+        time.sleep(2.5)
+        assert _audit(ledger).recovered == recovered  # type: ignore[union-attr]
+    finally:
+        ledger.dispose()
