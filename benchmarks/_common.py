@@ -41,3 +41,35 @@ def shipped_model_dir() -> Path:
     folder = Path(tempfile.mkdtemp(prefix="hotline-bench-model-"))
     train(team_dataset(catalogue), catalogue, folder, threshold=settings.confidence_threshold)
     return folder
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used so far, its children that exited included (Linux /proc);
+    0 when it is gone."""
+    import os
+
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = raw[raw.rindex(")") + 2:].split()
+    # utime, stime, cutime, cstime: fields 14-17 of proc(5), i.e. 11-14 after the command name
+    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and every live descendant (a worker's classifier children, say)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                raw = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(raw[raw.rindex(")") + 2:].split()[1])
+    out, todo = [pid], [pid]
+    while todo:
+        kids = [p for p, pp in parents.items() if pp == todo.pop()]
+        out += kids
+        todo += kids
+    return out

@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
 
-from _common import median, read_csv, shipped_model_dir
+from _common import cpu_seconds, median, process_tree, read_csv, shipped_model_dir
 from e2e_latency import QueueWatcher, start_worker
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
@@ -111,14 +112,23 @@ class Pipeline:
             time.sleep(0.05)
         return sum(1 for i in ids if i in self.watcher.seen)
 
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds so far of the workers (with their classifier children), the broker, and this harness."""
+        workers = sum(cpu_seconds(p) for w in self.workers for p in process_tree(w.pid))
+        return {"workers": workers, "broker": cpu_seconds(self.broker.process.pid if self.broker.process else 0), "harness": cpu_seconds(os.getpid())}
+
     def backlog(self, texts: list[str], tag: str) -> tuple[float, int]:
         ids = [f"{tag}-{i}" for i in range(len(texts))]
+        before = self.cpu()
         started = time.monotonic()
         for tid, text in zip(ids, texts, strict=True):
             self.send(tid, text)
         self.producer.flush()
         seen = self.wait(ids, 600)
         last = max(self.watcher.seen.get(i, time.monotonic()) for i in ids)
+        after = self.cpu()
+        # CPU milliseconds per ticket, by whom: with 2 cores shared by all three, this is where the time goes
+        self.cpu_per_ticket = {k: (after[k] - before[k]) * 1000 / max(seen, 1) for k in after}
         return seen / (last - started), seen
 
     def paced(self, texts: list[str], rate: float, seconds: float, tag: str) -> list[float]:
@@ -156,7 +166,10 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=20)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--model-dir", help="a trained model folder (default: train the shipped model afresh)")
+    ap.add_argument("--classify-processes", type=int, default=None,
+                    help="HOTLINE_CLASSIFY_PROCESSES for the workers (default: the setting's default)")
     args = ap.parse_args()
+    env = {} if args.classify_processes is None else {"HOTLINE_CLASSIFY_PROCESSES": str(args.classify_processes)}
     all_texts = [r["text"] for r in read_csv("messages_unlabeled.csv") if r["text"].strip()]
     texts = (all_texts * (args.n // len(all_texts) + 1))[:args.n]
     model_dir = Path(args.model_dir) if args.model_dir else shipped_model_dir()
@@ -165,22 +178,27 @@ def main() -> None:
         with EmbeddedBroker(Settings().embedded_host) as broker:
             raw = broker_alone(broker.bootstrap, texts, f"{run}")
         clf = classifier_alone(model_dir, texts)
-        with Pipeline(model_dir, 1) as one:
+        with Pipeline(model_dir, 1, **env) as one:
             e2e1, seen1 = one.backlog(texts, f"one{run}")
-        with Pipeline(model_dir, 2) as two:
+            cpu1 = one.cpu_per_ticket
+        with Pipeline(model_dir, 2, **env) as two:
             e2e2, seen2 = two.backlog(texts, f"two{run}")
             lat = two.paced(all_texts, args.rate, args.seconds, f"paced{run}")
         row = {"broker": raw, "classifier": clf, "e2e1": e2e1, "e2e2": e2e2, "ratio1": e2e1 / clf,
                "ratio2": e2e2 / clf, "p50": pct(lat, 0.5), "p99": pct(lat, 0.99), "paced_seen": len(lat),
-               "lost": 2 * len(texts) - seen1 - seen2}
+               "lost": 2 * len(texts) - seen1 - seen2, "cpu_worker": cpu1["workers"],
+               "cpu_broker": cpu1["broker"], "cpu_harness": cpu1["harness"]}
         rows.append(row)
         print(f"run {run + 1}: broker alone {raw:.0f} msg/s | classifier alone {clf:.0f}/s | "
               f"e2e 1 worker {e2e1:.0f}/s (ratio {row['ratio1']:.2f}) | 2 workers {e2e2:.0f}/s "
               f"(ratio {row['ratio2']:.2f}) | {args.rate:.0f}/s paced, 2 workers: p50 {row['p50']:.0f} ms "
-              f"p99 {row['p99']:.0f} ms ({len(lat)} seen) | missing {row['lost']}", flush=True)
+              f"p99 {row['p99']:.0f} ms ({len(lat)} seen) | missing {row['lost']} | CPU ms/ticket, 1 worker: "
+              f"worker {row['cpu_worker']:.2f}, broker {row['cpu_broker']:.2f}, harness {row['cpu_harness']:.2f}",
+              flush=True)
     print(f"median of {args.runs} runs, {args.n} tickets each: "
           + ", ".join(f"{k} {median([r[k] for r in rows]):.2f}" for k in
-                      ("broker", "classifier", "e2e1", "e2e2", "ratio1", "ratio2", "p50", "p99")))
+                      ("broker", "classifier", "e2e1", "e2e2", "ratio1", "ratio2", "p50", "p99", "cpu_worker",
+                       "cpu_broker", "cpu_harness")))
 
 
 if __name__ == "__main__":
