@@ -69,7 +69,8 @@ def process_tree(pid: int) -> list[int]:
             parents[int(entry.name)] = int(raw[raw.rindex(")") + 2:].split()[1])
     out, todo = [pid], [pid]
     while todo:
-        kids = [p for p, pp in parents.items() if pp == todo.pop()]
+        current = todo.pop()
+        kids = [p for p, pp in parents.items() if pp == current]
         out += kids
         todo += kids
     return out
