@@ -13,19 +13,10 @@ from rich.console import Console
 from rich.table import Table
 
 from streams.cli import app
+from streams.cli.agency import catalogue_or_exit
 from streams.cli.platform import load_settings
 
 console = Console(stderr=True)
-
-
-def _catalogue(settings):  # type: ignore[no-untyped-def]
-    from config.catalogue import CatalogueError, load_catalogue
-
-    try:
-        return load_catalogue(settings.domain_data_dir)
-    except CatalogueError as exc:
-        console.print(f"[red]the domain data has errors:[/red] {exc}\nrun: hotline catalogue check")
-        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -46,7 +37,7 @@ def train(
     from classifier.training import train as run_training
 
     settings = load_settings()
-    catalogue = _catalogue(settings)
+    catalogue = catalogue_or_exit(settings)
     try:
         ds = read_labelled(data, text_col, label_col, catalogue) if data else team_dataset(catalogue, per_matter)
     except TrainingDataError as exc:
@@ -113,7 +104,7 @@ def evaluate(
     from classifier.training import evaluate as run_eval
 
     settings = load_settings()
-    catalogue = _catalogue(settings)
+    catalogue = catalogue_or_exit(settings)
     try:
         model = load(settings.resolved_model_dir)
         ds = read_labelled(data, text_col, label_col, catalogue)

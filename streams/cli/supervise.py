@@ -15,7 +15,7 @@ from rich.table import Table
 from models.tickets import SHANGHAI
 from models.workcalendar import as_local
 from streams.cli import app
-from streams.cli.agency import GROUP_TUNING, READ_COMMITTED, local_time, resolve_agency
+from streams.cli.agency import GROUP_TUNING, READ_COMMITTED, catalogue_or_exit, local_time, resolve_agency
 from streams.cli.platform import load_settings
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -40,14 +40,10 @@ def parse_since(value: str | None) -> datetime | None:
 
 
 def _ledger_and_catalogue(agency: str | None) -> tuple[Any, Any, Any, str | None]:
-    from config.catalogue import CatalogueError, load_catalogue
     from streams.db import Ledger, migration_status
 
     settings = load_settings()
-    try:
-        catalogue = load_catalogue(settings.domain_data_dir)
-    except CatalogueError as exc:
-        _exit(f"[red]the domain data has errors:[/red] {esc(str(exc))}\nrun: hotline catalogue check")
+    catalogue = catalogue_or_exit(settings)
     code = resolve_agency(agency, catalogue) if agency else None
     ledger = Ledger.from_settings(settings)
     current, head = migration_status(ledger.engine)
