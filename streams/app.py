@@ -64,6 +64,11 @@ def routed_topic(agency_code: str) -> faust.TopicT:
     return topic
 
 
+def owned_partitions(topic: str) -> set[int]:
+    """The partitions of ``topic`` assigned to this worker right now."""
+    return {tp.partition for tp in app.consumer.assignment() if tp.topic == topic}
+
+
 def contract_topics(agency_codes: list[str] | tuple[str, ...] = ()) -> list[str]:
     """Every topic of the contract: the fixed ones plus one routed queue per agency."""
     fixed = [TICKETS_RECEIVED, TICKETS_INVALID, TICKETS_MANUAL, TICKETS_EVENTS, SUPERVISION_ALERTS]

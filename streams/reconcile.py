@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from streams.app import TICKETS_RECEIVED, app
+from streams.app import TICKETS_RECEIVED, app, owned_partitions
 from streams.routing import route_batch
 from streams.wiring import services
 
@@ -79,33 +80,26 @@ class BrokerReader:
         return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == topic and meta.offset >= 0}
 
     def read(self, topic: str, partition: int, ranges: list[tuple[int, int]]) -> list[Redelivery]:
-        """The messages at the given offsets (an offset with none, e.g. a transaction marker, is left out)."""
-        import time
-
+        """The messages at the given offsets (an offset with none, e.g. a transaction marker, is left out).
+        Each range is read on its own, so offsets between two gaps are not fetched."""
         from kafka import KafkaConsumer, TopicPartition
 
         tp = TopicPartition(topic, partition)
-        wanted = {o for a, b in ranges for o in range(a, b)}
-        end = max(b for _, b in ranges)
         consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False, group_id=None,
                                  fetch_max_wait_ms=100, consumer_timeout_ms=1000)
         found: dict[int, Redelivery] = {}
         try:
             consumer.assign([tp])
-            for start, _ in ranges:
+            for start, stop in ranges:
                 consumer.seek(tp, start)
                 deadline = time.monotonic() + READ_TIMEOUT
-                position = start
-                while position < end and time.monotonic() < deadline:
+                while consumer.position(tp) < stop:
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"{topic}[{partition}]: could not read back to offset {stop}")
                     for records in consumer.poll(timeout_ms=200, max_records=500).values():
                         for r in records:
-                            position = r.offset + 1
-                            if r.offset in wanted:
+                            if start <= r.offset < stop:
                                 found[r.offset] = Redelivery(topic, partition, r.offset, r.key, r.value)
-                    if consumer.position(tp) >= end:
-                        break
-                if position < end and consumer.position(tp) < end:
-                    raise TimeoutError(f"{topic}[{partition}]: could not read back to offset {end}")
         finally:
             consumer.close()
         return [found[o] for o in sorted(found)]
@@ -119,7 +113,7 @@ class BrokerReader:
 async def reconcile_once(reader: BrokerReader, topic: str = TICKETS_RECEIVED) -> int:
     """Audit this worker's partitions of ``topic`` up to the committed offsets; returns tickets recovered."""
     svc = services()
-    owned = {tp.partition for tp in app.consumer.assignment() if tp.topic == topic}
+    owned = owned_partitions(topic)
     if not owned:
         return 0
     committed = await reader.call(reader.committed, topic)

@@ -52,7 +52,7 @@ from models.supervision import (
     link,
     link_facts,
 )
-from streams.app import SUPERVISION_LINKS, TICKETS_EVENTS, alerts_topic, app, links_topic
+from streams.app import SUPERVISION_LINKS, TICKETS_EVENTS, alerts_topic, app, links_topic, owned_partitions
 from streams.db import Ledger
 from streams.wiring import services
 
@@ -237,10 +237,6 @@ async def on_link(record: LinkObserved, partition: int) -> list[Alert]:
     return alerts
 
 
-def _owned(topic: str) -> set[int]:
-    return {tp.partition for tp in app.consumer.assignment() if tp.topic == topic}
-
-
 def _newest(value: dict[str, Any]) -> datetime | None:
     seen = value.get("seen") or ()
     return datetime.fromisoformat(seen[-1][0]) if seen else None
@@ -257,7 +253,7 @@ def _expire_links(now: datetime) -> int:
     if _link_watermark is None:
         return 0
     now = min(now, _link_watermark)
-    owned = _owned(SUPERVISION_LINKS)
+    owned = owned_partitions(SUPERVISION_LINKS)
     stale = []
     for key, v in list(links_table.data.items()):
         if v and v.get("_partition") in owned:
@@ -378,7 +374,7 @@ async def _recovered() -> None:
     async with _lock:
         # The memory store forgets revoked partitions only for keys it recovered from the changelog, not
         # for keys this worker wrote itself: drop those too, their new owner recovered them.
-        assigned = _owned(TICKETS_EVENTS)
+        assigned = owned_partitions(TICKETS_EVENTS)
         for key in [k for k, v in facts_table.data.items() if v and v.get("_partition") not in assigned]:
             facts_table.data.pop(key, None)
         stored = [v for v in facts_table.data.values() if v]
@@ -395,7 +391,7 @@ async def _links_recovered() -> None:
     now (recovered there from the changelog); keeping them here would only hold memory. The watermark is
     taken from what is left, so a restarted worker expires keys from the first housekeeping round on."""
     global _link_watermark
-    owned = _owned(SUPERVISION_LINKS)
+    owned = owned_partitions(SUPERVISION_LINKS)
     gone = [k for k, v in links_table.data.items() if v and v.get("_partition") not in owned]
     for key in gone:
         links_table.data.pop(key, None)

@@ -28,7 +28,7 @@ def table(monkeypatch: pytest.MonkeyPatch) -> tuple[dict[str, Any], list[tuple[i
     monkeypatch.setattr(type(supervision.links_table), "data", property(lambda self: data))
     monkeypatch.setattr(supervision.links_table, "send_changelog",
                         lambda partition, key, value, **kw: deleted.append((partition, key)))
-    monkeypatch.setattr(supervision, "_owned", lambda topic: {0, 1})
+    monkeypatch.setattr(supervision, "owned_partitions", lambda topic: {0, 1})
     return data, deleted
 
 
