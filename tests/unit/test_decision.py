@@ -70,7 +70,9 @@ def test_a_confident_matter_is_routed_with_its_explanation(catalogue: Catalogue)
         "BH-STHJ", "ecology_environment", "BH", True)
     assert d.agency_name == catalogue.agency("BH-STHJ").name
     assert d.basis and d.responsibility_item and d.co_owners == ("BH-CGW",)
-    assert d.confidence == 0.86 and "餐饮油烟扰民" in d.reason and d.agency_name in d.reason
+    # the routing's confidence is the agency's: HB-002 (noise) is the same bureau's matter here
+    assert d.matter_confidence == 0.86 and d.confidence == pytest.approx(0.92)
+    assert "餐饮油烟扰民" in d.reason and d.agency_name in d.reason
     assert [a.matter for a in d.alternatives] == ["HB-002", "CG-001", "SC-001"]
     for alt in d.alternatives:
         assert alt.agency in catalogue.agencies and alt.agency_kind and alt.matter_name
@@ -78,11 +80,26 @@ def test_a_confident_matter_is_routed_with_its_explanation(catalogue: Catalogue)
 
 
 def test_below_the_threshold_goes_to_manual_with_the_suggestion(catalogue: Catalogue) -> None:
-    d = route(catalogue, [("HB-001", 0.42), ("HB-002", 0.3)])
-    assert d.decision == MANUAL
+    d = route(catalogue, [("HB-001", 0.42), ("CG-001", 0.3)])
+    assert d.decision == MANUAL and d.confidence == 0.42
     assert d.agency == "BH-STHJ" and d.matter == "HB-001"  # the dispatcher starts from the best guess
     assert "低于阈值" in d.reason and "餐饮油烟扰民" in d.reason
-    assert [a.matter for a in d.alternatives] == ["HB-002"]
+    assert [a.matter for a in d.alternatives] == ["CG-001"] and d.alternatives[0].agency != "BH-STHJ"
+
+
+def test_matters_of_one_agency_add_up_to_a_confident_routing(catalogue: Catalogue) -> None:
+    # Given a model torn between two matters that the same bureau owns here, and a third owned elsewhere
+    ranking = [("HB-001", 0.35), ("CG-001", 0.3), ("HB-002", 0.2)]
+    # When deciding
+    d = route(catalogue, ranking)
+    # Then the agency is sure enough although neither matter is: 0.35 + 0.2
+    assert d.decision == AUTO and d.agency == "BH-STHJ" and d.matter == "HB-001"
+    assert d.confidence == pytest.approx(0.55) and d.matter_confidence == 0.35
+    assert "合计" in d.reason and "0.35" in d.reason
+    # and the same ranking elsewhere, where the bureaus split these matters differently, is judged there
+    other = route(catalogue, ranking, address=TEDA_ADDRESS)
+    assert other.confidence == pytest.approx(0.35 + sum(
+        q for m, q in ranking[1:] if catalogue.owner(m, "TEDA", JUNE, None).agency.code == other.agency))
 
 
 def test_the_threshold_itself_is_confident_enough(catalogue: Catalogue) -> None:
