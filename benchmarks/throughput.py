@@ -7,8 +7,11 @@ On one embedded broker, with the same real-length texts (../shared/data/messages
 3. end to end, one worker and two workers: a backlog of N tickets produced at once; the sustained rate is
    N / (first produce -> last ticket seen on its agency or manual queue). A ticket on a queue is also in
    the ledger: the router stores each decision before it publishes it;
-4. latency at a paced --rate (default 100 tickets/s) with two workers: produce -> seen on its queue,
-   p50 / p99.
+4. latency at a paced --rate (default 100 tickets/s) with two workers, p50 / p99, measured two ways in
+   the same run: produce -> the broker acknowledged the ticket on its queue (the router's ledger stamps
+   ``published_at`` when the acknowledgement comes; the ticket is then on its queue and in the ledger),
+   and produce -> this harness's consumer saw it on the queue (which adds the harness's own fetch of
+   388 queue partitions: ~30 ms at the median).
 
 Ratios are from the same run: e2e / classifier alone is the share of the classifier's speed the whole
 pipeline keeps. Prints one line per run and the medians over --runs.
@@ -28,9 +31,10 @@ from e2e_latency import QueueWatcher, start_worker
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from config.settings import Settings
+from models.ledger import RoutingDecision
 from streams.app import TICKETS_RECEIVED, contract_topics
 from streams.broker import EmbeddedBroker
-from streams.db import upgrade
+from streams.db import Ledger, make_engine, upgrade
 from streams.runner import agency_codes, ensure_topics
 
 
@@ -79,7 +83,7 @@ class Pipeline:
         settings = Settings()
         self.tmp = tempfile.TemporaryDirectory()
         self.broker = EmbeddedBroker(settings.embedded_host).start()
-        url = f"sqlite:///{Path(self.tmp.name) / 'ledger.sqlite3'}"
+        self.url = url = f"sqlite:///{Path(self.tmp.name) / 'ledger.sqlite3'}"
         upgrade(url)
         ensure_topics(self.broker.bootstrap, contract_topics(agency_codes(settings)), settings.topic_partitions, 1)
         self.workers = []
@@ -93,6 +97,7 @@ class Pipeline:
         self.watcher.ready.wait(30)
         self.producer = KafkaProducer(bootstrap_servers=self.broker.bootstrap, linger_ms=2)
         self.sent: dict[str, float] = {}
+        self.sent_wall: dict[str, float] = {}  # wall clock, to compare with the ledger's timestamps
         # warm-up: one ticket per partition key range until every worker has taken partitions
         warm = [f"warm-{i}" for i in range(8)]
         for tid in warm:
@@ -102,6 +107,7 @@ class Pipeline:
         return self
 
     def send(self, tid: str, text: str) -> None:
+        self.sent_wall[tid] = time.time()
         self.sent[tid] = time.monotonic()
         self.producer.send(TICKETS_RECEIVED, key=tid.encode(),
                            value=json.dumps({"id": tid, "text": text}, ensure_ascii=False).encode())
@@ -131,7 +137,8 @@ class Pipeline:
         self.cpu_per_ticket = {k: (after[k] - before[k]) * 1000 / max(seen, 1) for k in after}
         return seen / (last - started), seen
 
-    def paced(self, texts: list[str], rate: float, seconds: float, tag: str) -> list[float]:
+    def paced(self, texts: list[str], rate: float, seconds: float, tag: str) -> tuple[list[float], list[float]]:
+        """Latencies in ms, sorted: to the broker's acknowledgement on the queue, and to the harness seeing it."""
         ids = [f"{tag}-{i}" for i in range(int(rate * seconds))]
         start = time.monotonic()
         for i, tid in enumerate(ids):
@@ -141,7 +148,20 @@ class Pipeline:
             self.send(tid, texts[i % len(texts)])
             self.producer.flush()
         self.wait(ids, 60)
-        return sorted((self.watcher.seen[i] - self.sent[i]) * 1000 for i in ids if i in self.watcher.seen)
+        seen = sorted((self.watcher.seen[i] - self.sent[i]) * 1000 for i in ids if i in self.watcher.seen)
+        return self.acknowledged(ids), seen
+
+    def acknowledged(self, ids: list[str]) -> list[float]:
+        from sqlalchemy import select
+
+        ledger = Ledger(make_engine(self.url))
+        try:
+            with ledger.session() as s:
+                rows = s.execute(select(RoutingDecision.ticket_id, RoutingDecision.published_at)
+                                 .where(RoutingDecision.ticket_id.in_(ids), RoutingDecision.attempt == 1)).all()
+        finally:
+            ledger.dispose()
+        return sorted((at.timestamp() - self.sent_wall[tid]) * 1000 for tid, at in rows if at is not None)
 
     def __exit__(self, *exc: object) -> None:
         self.producer.close()
@@ -168,12 +188,28 @@ def main() -> None:
     ap.add_argument("--model-dir", help="a trained model folder (default: train the shipped model afresh)")
     ap.add_argument("--classify-processes", type=int, default=None,
                     help="HOTLINE_CLASSIFY_PROCESSES for the workers (default: the setting's default)")
+    ap.add_argument("--set", action="append", default=[], metavar="HOTLINE_X=VALUE",
+                    help="a setting for the workers (repeatable), e.g. HOTLINE_BROKER_FETCH_MAX_WAIT_MS=25")
+    ap.add_argument("--latency-only", action="store_true", help="only the paced latency run (for tuning)")
     args = ap.parse_args()
     env = {} if args.classify_processes is None else {"HOTLINE_CLASSIFY_PROCESSES": str(args.classify_processes)}
+    env.update(dict(kv.split("=", 1) for kv in args.set))
     all_texts = [r["text"] for r in read_csv("messages_unlabeled.csv") if r["text"].strip()]
     texts = (all_texts * (args.n // len(all_texts) + 1))[:args.n]
     model_dir = Path(args.model_dir) if args.model_dir else shipped_model_dir()
     rows = []
+    if args.latency_only:
+        for run in range(args.runs):
+            with Pipeline(model_dir, 2, **env) as two:
+                acked, lat = two.paced(all_texts, args.rate, args.seconds, f"paced{run}")
+            rows.append({"ack_p50": pct(acked, 0.5), "ack_p99": pct(acked, 0.99),
+                         "p50": pct(lat, 0.5), "p99": pct(lat, 0.99)})
+            print(f"run {run + 1}: {args.rate:.0f}/s paced, 2 workers: on the queue (acknowledged) p50 "
+                  f"{rows[-1]['ack_p50']:.0f} ms p99 {rows[-1]['ack_p99']:.0f} ms ({len(acked)}); seen by a "
+                  f"consumer p50 {rows[-1]['p50']:.0f} ms p99 {rows[-1]['p99']:.0f} ms ({len(lat)})", flush=True)
+        print(f"median of {args.runs} runs: " + ", ".join(f"{k} {median([r[k] for r in rows]):.0f} ms"
+                                                          for k in ("ack_p50", "ack_p99", "p50", "p99")))
+        return
     for run in range(args.runs):
         with EmbeddedBroker(Settings().embedded_host) as broker:
             raw = broker_alone(broker.bootstrap, texts, f"{run}")
@@ -183,21 +219,22 @@ def main() -> None:
             cpu1 = one.cpu_per_ticket
         with Pipeline(model_dir, 2, **env) as two:
             e2e2, seen2 = two.backlog(texts, f"two{run}")
-            lat = two.paced(all_texts, args.rate, args.seconds, f"paced{run}")
-        row = {"broker": raw, "classifier": clf, "e2e1": e2e1, "e2e2": e2e2, "ratio1": e2e1 / clf,
+            acked, lat = two.paced(all_texts, args.rate, args.seconds, f"paced{run}")
+        row = {"ack_p50": pct(acked, 0.5), "ack_p99": pct(acked, 0.99), "broker": raw, "classifier": clf, "e2e1": e2e1, "e2e2": e2e2, "ratio1": e2e1 / clf,
                "ratio2": e2e2 / clf, "p50": pct(lat, 0.5), "p99": pct(lat, 0.99), "paced_seen": len(lat),
                "lost": 2 * len(texts) - seen1 - seen2, "cpu_worker": cpu1["workers"],
                "cpu_broker": cpu1["broker"], "cpu_harness": cpu1["harness"]}
         rows.append(row)
         print(f"run {run + 1}: broker alone {raw:.0f} msg/s | classifier alone {clf:.0f}/s | "
               f"e2e 1 worker {e2e1:.0f}/s (ratio {row['ratio1']:.2f}) | 2 workers {e2e2:.0f}/s "
-              f"(ratio {row['ratio2']:.2f}) | {args.rate:.0f}/s paced, 2 workers: p50 {row['p50']:.0f} ms "
+              f"(ratio {row['ratio2']:.2f}) | {args.rate:.0f}/s paced, 2 workers: on the queue p50 "
+              f"{row['ack_p50']:.0f} ms p99 {row['ack_p99']:.0f} ms, seen by a consumer p50 {row['p50']:.0f} ms "
               f"p99 {row['p99']:.0f} ms ({len(lat)} seen) | missing {row['lost']} | CPU ms/ticket, 1 worker: "
               f"worker {row['cpu_worker']:.2f}, broker {row['cpu_broker']:.2f}, harness {row['cpu_harness']:.2f}",
               flush=True)
     print(f"median of {args.runs} runs, {args.n} tickets each: "
           + ", ".join(f"{k} {median([r[k] for r in rows]):.2f}" for k in
-                      ("broker", "classifier", "e2e1", "e2e2", "ratio1", "ratio2", "p50", "p99", "cpu_worker",
+                      ("broker", "classifier", "e2e1", "e2e2", "ratio1", "ratio2", "ack_p50", "ack_p99", "p50", "p99", "cpu_worker",
                        "cpu_broker", "cpu_harness")))
 
 

@@ -49,6 +49,11 @@ class Settings(BaseSettings):
         default=100, ge=10, le=5000,
         description="longest a consumer fetch waits for data (faust fixes 1500 ms; the embedded broker "
                     "answers only when the wait expires, so this bounds per-hop latency)")
+    stream_batch_wait_ms: int = Field(
+        default=10, ge=1, le=5000,
+        description="longest the routing and lifecycle stages wait to fill a batch (up to 200) before "
+                    "handling what they have: the floor of a quiet ticket's latency, irrelevant under a "
+                    "backlog (at 100 tickets/s, 50 ms gave p99 258 ms to the queue, 10 ms 187 ms)")
     producer_linger_ms: int = Field(
         default=5, ge=0, le=1000,
         description="how long the worker's producer gathers messages into one request (faust's default 0 "

@@ -27,7 +27,7 @@ from streams.routing import decision_key, decision_row, message_json, publish, r
 from streams.wiring import services
 
 log = logging.getLogger(__name__)
-BATCH, WITHIN = 200, 0.05  # up to 200 events or 50 ms, whichever first
+BATCH = 200  # up to 200 events, or as many as came within settings.stream_batch_wait_ms
 
 # Values are TicketState.to_dict() (JSON); no value_type, so recovery from the changelog yields dicts.
 ticket_state = app.Table("ticket-state", key_type=str, default=None)
@@ -38,7 +38,8 @@ async def lifecycle(stream):  # type: ignore[no-untyped-def]
     # Batches, as in routing: one ledger write, one acknowledged publish of link facts per batch instead of
     # per event (per-event round trips held a worker to ~200 events/s). Tables are written with the
     # partition of each ticket's own messages (see handle_batch), as faust does for one event.
-    async for events in stream.take_events(BATCH, within=WITHIN):
+    within = services().settings.stream_batch_wait_ms / 1000
+    async for events in stream.take_events(BATCH, within=within):
         try:
             await handle_batch(events)
         except Exception:  # retry one by one, so one bad event does not take its batch with it

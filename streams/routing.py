@@ -26,7 +26,7 @@ from streams.intake import dead_letter, last_resort
 from streams.wiring import services
 
 log = logging.getLogger(__name__)
-BATCH, WITHIN = 200, 0.05  # up to 200 tickets or 50 ms, whichever first
+BATCH = 200  # up to 200 tickets, or as many as came within settings.stream_batch_wait_ms
 
 
 def decision_key(ticket_id: str, attempt: int) -> str:
@@ -35,7 +35,8 @@ def decision_key(ticket_id: str, attempt: int) -> str:
 
 @app.agent(received_topic)
 async def route(stream):  # type: ignore[no-untyped-def]
-    async for events in stream.take_events(BATCH, within=WITHIN):
+    within = services().settings.stream_batch_wait_ms / 1000
+    async for events in stream.take_events(BATCH, within=within):
         try:
             await route_batch(events)
         except Exception:  # a bug must not silently drop a batch: dead-letter each message with the error
