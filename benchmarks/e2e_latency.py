@@ -43,9 +43,13 @@ class QueueWatcher(threading.Thread):
                                       enable_auto_commit=False, fetch_max_wait_ms=10)
         self.consumer.subscribe(pattern=r"^tickets\.(routed\..+|manual)$")
         self.ready = threading.Event()
+        self.paused = threading.Event()  # set: no fetching (a throughput run must not pay for this consumer)
 
     def run(self) -> None:
         while not self.stop_flag.is_set():
+            if self.paused.is_set():
+                time.sleep(0.05)
+                continue
             batch = self.consumer.poll(timeout_ms=50)
             if self.consumer.assignment():
                 self.ready.set()

@@ -265,6 +265,16 @@ class Ledger:
         with self.session() as s:
             return {r.id: r for r in s.scalars(select(t.Ticket).where(t.Ticket.id.in_(ids)))}
 
+    def intake_facts(self, ids: list[str]) -> dict[str, Any]:
+        """What supervision needs of each ticket's intake, as plain rows: loading whole ORM tickets (with
+        their text) for every routed ticket was 5% of a busy worker's samples."""
+        if not ids:
+            return {}
+        cols = (t.Ticket.id, t.Ticket.request_type, t.Ticket.urgency, t.Ticket.matter, t.Ticket.address,
+                t.Ticket.caller_phone, t.Ticket.received_at)
+        with self.engine.connect() as conn:
+            return {r.id: r for r in conn.execute(select(*cols).where(t.Ticket.id.in_(ids)))}
+
     def count(self, model: type[t.Base]) -> int:
         with self.session() as s:
             return s.scalar(select(func.count()).select_from(model)) or 0

@@ -116,7 +116,7 @@ async def observe_many(items: list[Observation]) -> None:
         async with _lock:
             firsts = sorted({ev.ticket_id for _, ev, _, _ in items if not facts_table.get(ev.ticket_id)})
             svc = services()
-            rows = await svc.db(svc.ledger.tickets, firsts) if firsts else {}
+            rows = await svc.db(svc.ledger.intake_facts, firsts) if firsts else {}
             batch: dict[str, dict[str, Any]] = {}  # ticket id -> facts value written by this batch
             alerts: list[Alert] = []
             links: list[LinkFact] = []

@@ -32,3 +32,17 @@ def test_idempotent_writes_report_what_they_did(database_url):
     assert ledger.count(t.RejectedInput) == 1 and ledger.count(t.TicketEvent) == 1
     assert ledger.get_ticket("L-1").received_at.isoformat() == "2025-10-01T00:00:00+00:00"
     ledger.dispose()
+
+
+def test_intake_facts_are_the_ticket_fields_supervision_reads(database_url):
+    ledger = Ledger(make_engine(database_url))
+    ticket = parse_ticket({"id": "L-2", "text": "楼下饭店油烟扰民" * 50, "received_at": "2025-10-01T08:00:00",
+                           "address": "泰达街道某小区", "caller_phone": "13812345678", "urgency": "紧急"})
+    ledger.record_ticket(ticket)
+    facts = ledger.intake_facts(["L-2", "L-404"])
+    assert set(facts) == {"L-2"} and ledger.intake_facts([]) == {}
+    row = facts["L-2"]
+    assert (row.address, row.caller_phone, row.urgency) == ("泰达街道某小区", "13812345678", "紧急")
+    assert row.received_at == ledger.get_ticket("L-2").received_at  # timezone-aware, as through the ORM
+    assert row.received_at.tzinfo is not None
+    ledger.dispose()
