@@ -26,6 +26,16 @@ from config.settings import Settings
 THRESHOLDS = [i / 20 for i in range(0, 20)]
 
 
+def contested_pairs(model: mm.MatterModel, texts: list[str], k: int = 5) -> list[tuple[str, str, int]]:
+    """The matter pairs the model most often hesitates between on real letters (no gold matter exists for
+    them): the best two of a ticket, counted when the second has at least half the first's probability."""
+    pairs: Counter[tuple[str, str]] = Counter()
+    for (a, pa), (b, pb) in (row[:2] for row in model.top(texts, k=2)):
+        if pb >= pa / 2:
+            pairs[tuple(sorted((a, b)))] += 1  # type: ignore[arg-type]
+    return [(a, b, n) for (a, b), n in pairs.most_common(k)]
+
+
 def decision_curve(router: Router, texts: list[str], gold: list[str]) -> list[dict[str, float]]:
     """Auto share and domain precision of auto decisions over thresholds, from one routing pass."""
     decisions = router.route_many([RouteRequest(t) for t in texts])
@@ -85,6 +95,7 @@ def main() -> None:
         "3_agency_kind_agreement": kind_rep["accuracy"], "3_n": kind_rep["n"],
         "3_per_kind": {k: {"agree": a, "n": n, "rate": round(a / n, 3)} for k, (a, n) in
                        sorted(per_kind.items(), key=lambda kv: -kv[1][1])},
+        "5_contested_pairs": contested_pairs(model, texts),
         "4_curve": curve, "4_curve_matter_probability": matter_curve,
     }
     if args.json:
@@ -103,6 +114,10 @@ def main() -> None:
     for row, alone in zip(curve, matter_curve, strict=True):
         print(f"      {row['threshold']:.2f}      {row['auto_share']:.3f}      {row['precision']:.3f}"
               f"              ({alone['auto_share']:.3f}  {alone['precision']:.3f})")
+    names = {code: m.name for code, m in catalogue.matters.items()}
+    print("(5) matter pairs the model hesitates between most (second >= half the first), on the same letters:")
+    for a, b, n in result["5_contested_pairs"]:
+        print(f"      {a} {names.get(a, a)} / {b} {names.get(b, b)}: {n}")
     ok = [r for r in curve if r["precision"] >= 0.95 and r["auto_share"] >= 0.70]
     print(f"    operating point with precision >= 0.95 and >= 70% auto: {ok[0] if ok else 'none reached'}")
 
