@@ -183,6 +183,14 @@ class RejectedInput(Base):
     reason: Mapped[str] = mapped_column(Text)
     payload: Mapped[str] = mapped_column(Text)
     rejected_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # where a message refused off a topic was (None for HTTP and file imports): the reconciler asks the
+    # ledger which offsets of a partition it holds, by range, through this index
+    source_topic: Mapped[str | None] = mapped_column(String(120))
+    source_partition: Mapped[int | None]
+    source_offset: Mapped[int | None] = mapped_column(BigInteger)
+
+    __table_args__ = (Index("ix_rejected_inputs_source_position", "source_topic", "source_partition",
+                            "source_offset"),)
 
 
 class User(Base):

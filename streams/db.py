@@ -103,13 +103,15 @@ class Ledger:
             return upsert_values(s, t.Ticket, _ticket_row(ticket, topic, partition, offset, t.utcnow()), ["id"])
 
     def record_rejection(self, *, dedup_key: str, key: str, source: str, reason: str, payload: str,
-                         at: datetime | None = None) -> bool:
+                         at: datetime | None = None, topic: str | None = None, partition: int | None = None,
+                         offset: int | None = None) -> bool:
         with self.session() as s:
             # whatever was refused is kept, but PostgreSQL text cannot hold NUL characters
             return upsert_values(s, t.RejectedInput, {
                 "dedup_key": dedup_key[:200], "key": key[:80].replace("\x00", ""), "source": source,
                 "reason": reason.replace("\x00", "\ufffd"), "payload": payload.replace("\x00", "\ufffd"),
-                "rejected_at": at or t.utcnow()}, ["dedup_key"])
+                "rejected_at": at or t.utcnow(), "source_topic": topic, "source_partition": partition,
+                "source_offset": offset}, ["dedup_key"])
 
     def record_tickets(self, items: list[tuple[TicketIn, str | None, int | None, int | None]]) -> None:
         """Insert a batch of (ticket, topic, partition, offset); known ids are left untouched."""
@@ -233,17 +235,14 @@ class Ledger:
 
     def accounted_offsets(self, topic: str, partition: int, lo: int, hi: int) -> set[int]:
         """Offsets in [lo, hi) of one partition that the ledger holds: as a ticket, or as a rejection
-        (dead-lettered inputs are keyed ``<source>:<topic>/<partition>/<offset>``)."""
+        (both by their indexed position columns)."""
         with self.session() as s:
             found = set(s.scalars(select(t.Ticket.source_offset).where(
                 t.Ticket.source_topic == topic, t.Ticket.source_partition == partition,
                 t.Ticket.source_offset >= lo, t.Ticket.source_offset < hi)))
-            prefix = f"{topic}/{partition}/"
-            for key in s.scalars(select(t.RejectedInput.dedup_key).where(
-                    t.RejectedInput.dedup_key.like(f"%:{prefix}%"))):
-                tail = key.rsplit(prefix, 1)[-1]
-                if tail.isdigit() and lo <= int(tail) < hi:
-                    found.add(int(tail))
+            found.update(s.scalars(select(t.RejectedInput.source_offset).where(
+                t.RejectedInput.source_topic == topic, t.RejectedInput.source_partition == partition,
+                t.RejectedInput.source_offset >= lo, t.RejectedInput.source_offset < hi)))
         return found
 
     def advance_audit(self, topic: str, partition: int, to: int, recovered: int = 0) -> None:

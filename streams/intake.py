@@ -26,7 +26,8 @@ async def dead_letter(rejection: Rejection, *, source: str, topic: str | None = 
     svc = services()
     position = f"{topic}/{partition}/{offset}" if topic is not None else rejection.key
     await svc.db(svc.ledger.record_rejection, dedup_key=f"{source}:{position}", key=rejection.key,
-                 source=source, reason=rejection.reason, payload=rejection.payload)
+                 source=source, reason=rejection.reason, payload=rejection.payload, topic=topic,
+                 partition=partition, offset=offset)
     event = InputRejected(key=rejection.key, reason=rejection.reason, source=source, payload=rejection.payload,
                           rejected_at=datetime.now(UTC), topic=topic, partition=partition, offset=offset)
     await invalid_topic.send(key=rejection.key, value=event)
