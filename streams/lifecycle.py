@@ -20,7 +20,7 @@ from models.events import LifecycleEvent, parse_event
 from models.lifecycle import Designate, Dispatch, Outcome, Reroute, TicketState, apply
 from models.tickets import Rejection, content_key, without_nul
 from streams import supervision
-from streams.app import app, events_topic
+from streams.app import app, changelog_written, events_topic
 from streams.corrections import candidates_of, correction_label
 from streams.intake import dead_letter, last_resort
 from streams.routing import decision_key, decision_row, message_json, publish, routed_message
@@ -117,12 +117,14 @@ async def handle_batch(events: Sequence[Any]) -> None:
         rows.append(_event_row(event, payload, accepted=True, state=outcome.state))
         effects.extend((effect, event, outcome.state) for effect in outcome.effects)
     await supervision.observe_many(observed)
+    written = []
     for ticket_id, (state_after, partition) in states.items():
         # what ``ticket_state[key] = value`` does, with the partition of the ticket's own messages (faust
         # would take the current event's, and a batch spans partitions)
         value = state_after.to_dict()
-        ticket_state.send_changelog(partition, ticket_id, value)
+        written.append(ticket_state.send_changelog(partition, ticket_id, value))
         ticket_state.data[ticket_id] = value
+    await changelog_written(written)  # durable before the batch's offsets can be committed
     if rows:
         await svc.db(svc.ledger.record_events, rows)
     for rejection, m in refused:

@@ -52,7 +52,15 @@ from models.supervision import (
     link,
     link_facts,
 )
-from streams.app import SUPERVISION_LINKS, TICKETS_EVENTS, alerts_topic, app, links_topic, owned_partitions
+from streams.app import (
+    SUPERVISION_LINKS,
+    TICKETS_EVENTS,
+    alerts_topic,
+    app,
+    changelog_written,
+    links_topic,
+    owned_partitions,
+)
 from streams.db import Ledger
 from streams.wiring import services
 
@@ -140,8 +148,7 @@ async def observe_many(items: list[Observation]) -> None:
             # Published (and acknowledged) before the facts are stored, like alerts: a crash in between
             # publishes them again, and the linker ignores a ticket it already holds under that key.
             await publish_links(links)
-            for ticket_id, value in batch.items():
-                _write(ticket_id, value)
+            await changelog_written([_write(ticket_id, value) for ticket_id, value in batch.items()])
     except Exception:
         log.exception("supervision failed on a batch of %d event(s) (tickets %s)", len(items),
                       ", ".join(sorted({ev.ticket_id for _, ev, _, _ in items})[:5]))
@@ -233,7 +240,11 @@ async def on_link(record: LinkObserved, partition: int) -> list[Alert]:
     # the same alerts with the same alert_key (dropped by emit/the ledger) instead of losing them.
     await emit(alerts)
     if new != state:
-        links_table[fact.key] = {**new.to_dict(), "_partition": partition}
+        # ``links_table[key] = value`` spelled out, to wait for the changelog before the fact is acknowledged
+        value = {**new.to_dict(), "_partition": partition}
+        written = links_table.send_changelog(partition, fact.key, value)
+        links_table.data[fact.key] = value
+        await changelog_written([written])
     return alerts
 
 
@@ -247,8 +258,8 @@ def _expire_links(now: datetime) -> int:
     before ``now`` — the linker's watermark, capped by the clock so that one ticket stamped in the future
     cannot expire everything.
 
-    Only keys of partitions this worker owns: the table also holds standby copies of other partitions,
-    which their owner expires. Runs without awaiting, so the linker cannot write a key in between.
+    Only keys of partitions this worker owns: keys of a partition that moved to another worker stay
+    until the next recovery drops them, and their new owner expires them. Runs without awaiting, so the linker cannot write a key in between.
     """
     if _link_watermark is None:
         return 0
@@ -267,24 +278,26 @@ def _expire_links(now: datetime) -> int:
 
 
 # --- the facts table ------------------------------------------------------------------------------------
-def _store(facts: TicketFacts, partition: int | None, seen: Iterable[str] | None = None) -> None:
-    """Write one ticket's facts (the timer's path: it keeps the events seen so far)."""
+def _store(facts: TicketFacts, partition: int | None, seen: Iterable[str] | None = None) -> Any:
+    """Write one ticket's facts (the timer's path: it keeps the events seen so far); see :func:`_write`."""
     old = facts_table.data.get(facts.ticket_id) or {}
-    _write(facts.ticket_id, {**facts.to_dict(), "_partition": partition,
-                             "_events": list(seen if seen is not None else old.get("_events") or ())})
+    return _write(facts.ticket_id, {**facts.to_dict(), "_partition": partition,
+                                    "_events": list(seen if seen is not None else old.get("_events") or ())})
 
 
-def _write(ticket_id: str, value: dict[str, Any]) -> None:
+def _write(ticket_id: str, value: dict[str, Any]) -> Any:
     """Store facts under the partition they were recorded with (the ticket's ``tickets.events``
     partition). Explicitly, as faust itself does for ``table[key] = value`` (it takes the partition of the
     current event): the lifecycle handles a batch of events of several partitions, and the timer runs
     outside any stream, so the current event would be the wrong one or none."""
     partition = value.get("_partition")
+    written = None
     if partition is None:  # cannot happen for facts written by observe_many(); keep them rather than guess
         log.warning("no partition known for ticket %s: its facts are not persisted", ticket_id)
     else:
-        facts_table.send_changelog(partition, ticket_id, value)
+        written = facts_table.send_changelog(partition, ticket_id, value)
     facts_table.data[ticket_id] = value
+    return written  # the changelog write's future, for changelog_written()
 
 
 def _drop(ticket_id: str, partition: int) -> None:
@@ -307,10 +320,12 @@ async def tick_once() -> tuple[int, int, float]:
         tick = await svc.cpu(supervisor().tick, now, _lookup)
         elapsed = time.perf_counter() - started
         raised = await emit(tick.alerts)
+        written = []
         for tid, facts in tick.updated.items():
             raw = facts_table.data.get(tid)
             if raw is not None:  # still ours (no rebalance took it while we ticked)
-                _store(facts, raw.get("_partition"))
+                written.append(_store(facts, raw.get("_partition")))
+        await changelog_written(written)
         await _maybe_prune(now)
     global _ticked
     if tick.alerts or elapsed > 0.5 or not _ticked:  # the first tick says where the (simulated) time resumes
