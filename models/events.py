@@ -171,6 +171,9 @@ class RoutedTicket(Event):
 _REQUIRED = ("event_id", "ticket_id", "type", "actor", "role")
 
 
+MAX_COUNT = 10_000  # days of an extension, dispatch attempts: far beyond any real value
+
+
 def parse_event(raw: bytes | str | dict[str, Any]) -> LifecycleEvent | Rejection:
     """Validate one message of ``tickets.events``; bad input becomes a Rejection, never an exception."""
     payload = shown_payload(raw)
@@ -204,6 +207,8 @@ def parse_event(raw: bytes | str | dict[str, Any]) -> LifecycleEvent | Rejection
     for name in ("days", "attempt"):
         if name in kwargs and not (isinstance(kwargs[name], int) and not isinstance(kwargs[name], bool)):
             return Rejection(key, f"{name} must be an integer", payload[:2000])
+        if name in kwargs and not 0 <= kwargs[name] <= MAX_COUNT:  # also keeps state within 64-bit JSON
+            return Rejection(key, f"{name} must be between 0 and {MAX_COUNT}", payload[:2000])
     for name, value in kwargs.items():
         if name not in ("occurred_at", "days", "attempt", "confidence", "designation", "schema_version",
                         "alternatives") and value is not None and not isinstance(value, str):

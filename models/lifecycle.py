@@ -13,7 +13,7 @@ faust Records of ``models.events``) and returns the next state plus what the sta
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
@@ -86,7 +86,7 @@ class TicketState:
     seen_events: tuple[str, ...] = field(default=())
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        d = {name: getattr(self, name) for name in self.__dataclass_fields__}  # flat: asdict deep-copies
         for k, v in d.items():
             if isinstance(v, datetime):
                 d[k] = v.isoformat()

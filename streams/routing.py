@@ -51,9 +51,10 @@ async def route(stream):  # type: ignore[no-untyped-def]
 async def route_batch(events: Sequence[Any]) -> None:
     svc = services()
     accepted: dict[str, tuple[TicketIn, Any]] = {}
+    now = svc.clock.now()  # a ticket without received_at was received now, on our clock (one "now" per batch)
     for ev in events:
         m = ev.message
-        result = parse_ticket(ev.value or b"", now=svc.clock.now())  # no received_at: now, on our clock
+        result = parse_ticket(ev.value or b"", now=now)
         if isinstance(result, Rejection):
             log.warning("rejected %s[%s]@%s key=%s: %s", m.topic, m.partition, m.offset, result.key, result.reason)
             await dead_letter(result, source="topic", topic=m.topic, partition=m.partition, offset=m.offset)

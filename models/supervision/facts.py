@@ -10,7 +10,7 @@ when the stage keeps the facts in a table with a changelog.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from typing import Any
 
@@ -71,7 +71,8 @@ class TicketFacts:
         return -1
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        # a flat copy: dataclasses.asdict deep-copies field by field, a visible cost on a busy worker
+        d = {name: getattr(self, name) for name in _FIELD_NAMES}
         for name in _TIMES:
             if d[name] is not None:
                 d[name] = d[name].isoformat()
@@ -81,11 +82,14 @@ class TicketFacts:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TicketFacts:
-        names = {f.name for f in fields(cls)}
-        kwargs = {k: v for k, v in d.items() if k in names}
+        kwargs = {k: v for k, v in d.items() if k in _FIELD_SET}
         for name in _TIMES:
             if isinstance(kwargs.get(name), str):
                 kwargs[name] = datetime.fromisoformat(kwargs[name])
         kwargs["returned_by"] = tuple(kwargs.get("returned_by") or ())
         kwargs["progress"] = tuple((str(k), int(r)) for k, r in kwargs.get("progress") or ())
         return cls(**kwargs)
+
+
+_FIELD_NAMES = tuple(f.name for f in fields(TicketFacts))
+_FIELD_SET = frozenset(_FIELD_NAMES)

@@ -455,6 +455,8 @@ def test_a_return_parses_with_its_reason() -> None:
     (event_json(days=2.5), "days must be an integer"),
     (event_json(days=True), "days must be an integer"),
     (event_json(type="routed", attempt="2"), "attempt must be an integer"),
+    (event_json(type="routed", attempt=10**30), "attempt must be between 0 and 10000"),
+    (event_json(days=-3), "days must be between 0 and 10000"),
     (event_json(explanation="长" * 10_001), "explanation is longer than 10000 characters"),
     (event_json(actor="x" * 10_001), "actor is longer than 10000 characters"),
     (event_json(agency=7), "agency must be a string"),
