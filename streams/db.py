@@ -6,6 +6,7 @@ functions that agents run in a one-thread executor (one session per call, commit
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -29,12 +31,23 @@ log = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(t.__file__).resolve().parent / "migrations"
 
 
+def _json_dumps(value: Any) -> str:
+    """JSON columns (stored routing messages, event payloads, alerts) written with orjson: the standard
+    library's encoder was 3% of a busy worker's CPU. What orjson refuses (integers beyond 64 bits in a
+    payload someone sent) still goes through the standard library, as before."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return json.dumps(value)
+
+
 def make_engine(url: str) -> Engine:
+    json_options = {"json_serializer": _json_dumps, "json_deserializer": orjson.loads}
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30})
+        engine = create_engine(url, connect_args={"timeout": 30}, **json_options)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
@@ -46,7 +59,7 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5, **json_options)
 
 
 def alembic_config(url: str) -> Config:

@@ -22,6 +22,7 @@ from classifier.router import RouteRequest
 from models.events import Alternative, RoutedTicket, TicketRouted
 from models.tickets import Rejection, TicketIn, content_key, mask_phone, parse_ticket
 from streams.app import app, events_topic, manual_topic, received_topic, routed_topic
+from streams.db import Ledger
 from streams.intake import dead_letter, last_resort
 from streams.wiring import services
 
@@ -62,8 +63,8 @@ async def route_batch(events: Sequence[Any]) -> None:
             accepted.setdefault(result.id, (result, m))  # the same ticket twice in one batch: once
     if not accepted:
         return
-    await svc.db(svc.ledger.record_tickets, [(tk, m.topic, m.partition, m.offset) for tk, m in accepted.values()])
-    existing = await svc.db(svc.ledger.decisions, [decision_key(tid, 1) for tid in accepted])
+    existing = await svc.db(record_and_look_up, svc.ledger,
+                            [(tk, m.topic, m.partition, m.offset) for tk, m in accepted.values()])
     fresh = [tk for tid, (tk, _) in accepted.items() if decision_key(tid, 1) not in existing]
     pending = [d.message for d in existing.values() if d.published_at is None and d.message]
     skipped = len(existing) - len(pending)
@@ -77,6 +78,13 @@ async def route_batch(events: Sequence[Any]) -> None:
         await svc.db(svc.ledger.record_decisions, [decision_row(data) for data in messages])
         pending.extend(messages)
     await publish(pending)
+
+
+def record_and_look_up(ledger: Ledger, items: list[tuple[TicketIn, str, int, int]]) -> dict[str, Any]:
+    """Record a batch's tickets and return the first-attempt decisions already taken on them, in one trip
+    to the ledger thread (each trip waits for that thread and the GIL: milliseconds on a busy worker)."""
+    ledger.record_tickets(items)
+    return ledger.decisions([decision_key(tk.id, 1) for tk, *_ in items])
 
 
 def routed_message(ticket: TicketIn | Any, d: Decision, *, attempt: int, decided_by: str = "router",
