@@ -31,6 +31,7 @@ class Router:
         self.model = model
         self.catalogue = catalogue
         self.settings = settings
+        self.owners = OwnerCache()  # this router's catalogue only (see OwnerCache)
         configure_text(catalogue)
 
     @classmethod
@@ -45,13 +46,12 @@ class Router:
         normalized = mm.normalize_all([r.text[:mm.MAX_CHARS] for r in requests])
         rankings = self.model.top_normalized(normalized, k=8)
         now = datetime.now(UTC)
-        owners = OwnerCache()  # one batch, one catalogue: repeated ownership questions answered once
         return [
             decide(ranking, self.catalogue, text=r.text, address=r.address, received_at=r.received_at or now,
                    threshold=self.settings.confidence_threshold,
                    default_jurisdiction=self.settings.default_jurisdiction, model_version=self.model.version,
                    exclude_agencies=r.exclude_agencies, label_kind=self.model.label_kind,
-                   normalized=norm, owners=owners)
+                   normalized=norm, owners=self.owners)
             for r, ranking, norm in zip(requests, rankings, normalized, strict=True)
         ]
 

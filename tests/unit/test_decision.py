@@ -224,6 +224,16 @@ def test_an_owner_cache_answers_per_date_and_never_changes_a_decision(catalogue:
         assert after == plain
 
 
+def test_a_full_owner_cache_starts_afresh_and_still_answers_right(catalogue: Catalogue) -> None:
+    owners = OwnerCache(max_entries=2)
+    ranking = [("CG-003", 0.9)]
+    days = [datetime(2025, 6, d, 10, 0, tzinfo=TZ) for d in (1, 2, 3)] + [SEPTEMBER]
+    for at in days:
+        cached = route(catalogue, ranking, text=ILLEGAL_BUILDING, address=XINGANG_ADDRESS, at=at, owners=owners)
+        assert cached == route(catalogue, ranking, text=ILLEGAL_BUILDING, address=XINGANG_ADDRESS, at=at)
+        assert 1 <= len(owners) <= 2
+    assert cached.agency == "BH-CGW"  # September's owner, not a stale June answer
+
 def test_the_normalised_text_decides_whether_there_is_anything_to_route(catalogue: Catalogue) -> None:
     assert route(catalogue, [("HB-001", 0.9)], text="油烟", normalized="").decision == UNROUTABLE
     assert route(catalogue, [("HB-001", 0.9)], text="", normalized="油烟太大").decision == AUTO
