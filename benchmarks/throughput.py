@@ -229,6 +229,8 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], metavar="HOTLINE_X=VALUE",
                     help="a setting for the workers (repeatable), e.g. HOTLINE_BROKER_FETCH_MAX_WAIT_MS=25")
     ap.add_argument("--latency-only", action="store_true", help="only the paced latency run (for tuning)")
+    ap.add_argument("--backlog-only", action="store_true",
+                    help="only the one-worker backlog: rate and CPU ms per ticket (for A/B runs of two checkouts)")
     args = ap.parse_args()
     env = {} if args.classify_processes is None else {"HOTLINE_CLASSIFY_PROCESSES": str(args.classify_processes)}
     env.update(dict(kv.split("=", 1) for kv in args.set))
@@ -247,6 +249,17 @@ def main() -> None:
                   f"consumer p50 {rows[-1]['p50']:.0f} ms p99 {rows[-1]['p99']:.0f} ms ({len(lat)})", flush=True)
         print(f"median of {args.runs} runs: " + ", ".join(f"{k} {median([r[k] for r in rows]):.0f} ms"
                                                           for k in ("ack_p50", "ack_p99", "p50", "p99")))
+        return
+    if args.backlog_only:
+        for run in range(args.runs):
+            with Pipeline(model_dir, 1, **env) as one:
+                rate, seen = one.backlog(texts, f"one{run}")
+            rows.append({"e2e1": rate, "lost": len(texts) - seen, **{f"cpu_{k}": v for k, v in one.cpu_per_ticket.items()}})
+            print(f"run {run + 1}: e2e 1 worker {rate:.0f}/s | missing {rows[-1]['lost']} | CPU ms/ticket: worker "
+                  f"{rows[-1]['cpu_workers']:.2f}, broker {rows[-1]['cpu_broker']:.2f}, harness "
+                  f"{rows[-1]['cpu_harness']:.2f}", flush=True)
+        print(f"median of {args.runs} runs, {args.n} tickets each: "
+              + ", ".join(f"{k} {median([r[k] for r in rows]):.2f}" for k in rows[0]))
         return
     for run in range(args.runs):
         with EmbeddedBroker(Settings().embedded_host) as broker:
