@@ -12,6 +12,7 @@ because the classifier crashed under it.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import multiprocessing
 from collections.abc import Sequence
@@ -30,6 +31,8 @@ _child_router: Router | None = None  # one per child process, loaded by the pool
 def _load_in_child(settings: Settings) -> None:
     global _child_router
     _child_router = Router.load(settings)
+    gc.collect()
+    gc.freeze()  # the model lives as long as the child: no full collection walks it (see streams.runner)
 
 
 def _route_in_child(requests: Sequence[RouteRequest]) -> list[Decision]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import sys
 import time
@@ -91,6 +92,11 @@ def run_worker(settings: Settings) -> None:
         # DEBUG, so every debug call of faust's per-message path (one per message sent) built a log record
         # only to drop it: 4% of a busy worker's CPU.
         worker.spinner = None
+        # The model, the catalogue, jieba's dictionary and the libraries live as long as the process: out
+        # of the collector's sight. Otherwise every full collection walked them all, pausing the event loop
+        # for 170-470 ms every few seconds under load: the p99 latency tail (8-14 ms after the freeze).
+        gc.collect()
+        gc.freeze()
         try:
             worker.execute_from_commandline()
         finally:
