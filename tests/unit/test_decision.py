@@ -234,6 +234,7 @@ def test_a_full_owner_cache_starts_afresh_and_still_answers_right(catalogue: Cat
         assert 1 <= len(owners) <= 2
     assert cached.agency == "BH-CGW"  # September's owner, not a stale June answer
 
+
 def test_the_normalised_text_decides_whether_there_is_anything_to_route(catalogue: Catalogue) -> None:
     assert route(catalogue, [("HB-001", 0.9)], text="油烟", normalized="").decision == UNROUTABLE
     assert route(catalogue, [("HB-001", 0.9)], text="", normalized="油烟太大").decision == AUTO
