@@ -917,7 +917,10 @@ def _load_calendar(folder: Path, rep: _Report) -> WorkCalendar:
     cal = WorkCalendar(years)
     for year in range(CHECK_WINDOW[0].year, CHECK_WINDOW[1].year + 1):
         if not cal.has_year(year):
-            rep.warning(rep.rel(folder), f"{year}.yaml", f"{year} 年没有节假日文件，将按周一至周五计算工作日")
+            rep.warning(
+                rep.rel(folder), f"{year}.yaml",
+                f"{year} 年没有节假日安排文件，暂只按法定节假日计算（无调休、无连休），国务院通知发布后请补上",
+            )
     return cal
 
 

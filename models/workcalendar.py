@@ -2,8 +2,9 @@
 
 A day is a working day when it is a Monday-Friday that is not a statutory holiday, or a
 Saturday/Sunday declared a make-up working day (调休). Years are supplied as data (one
-:class:`YearCalendar` per year); a year without data falls back to plain Monday-Friday and logs a
-warning once, so a missing file degrades deadlines instead of stopping the router.
+:class:`YearCalendar` per year, from the State Council's yearly notice). A year without its notice
+falls back to the holidays the law itself fixes (:func:`statutory_year`) and logs a warning once, so a
+late file degrades deadlines a little instead of stopping the router or counting 元旦 as a working day.
 
 Deadline rules (design): for N working days, counting starts the day after the start and the
 deadline is the same clock time on the Nth working day; for hours, the 24x7 clock.
@@ -16,6 +17,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
+
+from lunardate import LunarDate
 
 TZ = ZoneInfo("Asia/Shanghai")
 log = logging.getLogger(__name__)
@@ -31,6 +34,34 @@ class YearCalendar:
     holidays: Mapping[date, str] = field(default_factory=dict)  # day -> festival name
     workdays: Mapping[date, str] = field(default_factory=dict)  # 调休 weekend day -> festival name
     source: str = ""
+
+
+STATUTORY_SOURCE = "《全国年节及纪念日放假办法》第二条（2024年修订）：法定假日，无调休"
+_STATUTORY_FROM = 2025  # the revised 办法 (除夕 and 5月2日 added) applies from 2025 on
+
+
+def statutory_year(year: int) -> YearCalendar:
+    """The holidays the law fixes for a year whose State Council notice is not in the data (yet).
+
+    《全国年节及纪念日放假办法》 (revised 2024, in force 2025-01-01), article 2: 元旦 1 day, 春节 4 (除夕 to
+    正月初三), 清明 1, 劳动节 2 (May 1-2), 端午 1, 中秋 1, 国庆 3 (October 1-3). The yearly notice adds
+    bridging days and the 调休 weekend days that pay for them, which cannot be known beforehand; a year
+    built here has the statutory days only. Before 2025, or outside the lunar table (1900-2099), it is
+    empty (plain Monday-Friday).
+    """
+    if not _STATUTORY_FROM <= year <= 2099:
+        return YearCalendar(year, source="")
+    new_year = LunarDate(year, 1, 1).to_solar_date()
+    yy = year % 100
+    qingming = date(year, 4, int(yy * 0.2422 + 4.81) - yy // 4)  # the solar-term formula, exact 2001-2099
+    days: dict[date, str] = {date(year, 1, 1): "元旦"}
+    days.update((new_year + timedelta(days=i), "春节") for i in range(-1, 3))
+    days[qingming] = "清明节"
+    days.update({date(year, 5, 1): "劳动节", date(year, 5, 2): "劳动节"})
+    days[LunarDate(year, 5, 5).to_solar_date()] = "端午节"
+    days[LunarDate(year, 8, 15).to_solar_date()] = "中秋节"
+    days.update((date(year, 10, d), "国庆节") for d in (1, 2, 3))  # 中秋 may fall on one: the name says 国庆
+    return YearCalendar(year, holidays=days, source=STATUTORY_SOURCE)
 
 
 def as_local(moment: datetime) -> datetime:
@@ -67,14 +98,21 @@ class WorkCalendar:
         return year in self._years
 
     def _note_missing(self, year: int) -> None:
-        if year not in self._years and year not in self._warned:
-            self._warned.add(year)
-            log.warning(
-                "no holiday calendar for %d: counting Monday-Friday as working days "
-                "(add config/data/calendar/%d.yaml)",
-                year,
-                year,
-            )
+        """First query of a year without its notice: take the statutory holidays in, and say so once."""
+        if year in self._years or year in self._warned:
+            return
+        fallback = statutory_year(year)
+        for day, name in fallback.holidays.items():
+            self._holidays.setdefault(day, name)
+        self._warned.add(year)  # after the merge: another thread never sees the year marked but not merged
+        log.warning(
+            "no holiday notice for %d: counting %s (add config/data/calendar/%d.yaml once the State "
+            "Council publishes the year's arrangement)",
+            year,
+            "its statutory holidays only, without bridging days or 调休" if fallback.holidays
+            else "Monday-Friday as working days",
+            year,
+        )
 
     # --- days ------------------------------------------------------------------------------
     def is_working_day(self, day: date | datetime) -> bool:
@@ -87,6 +125,7 @@ class WorkCalendar:
         return d.weekday() < 5
 
     def holiday_name(self, day: date) -> str | None:
+        self._note_missing(day.year)
         return self._holidays.get(day)
 
     def next_working_day(self, day: date) -> date:

@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from config.catalogue import load_calendar
-from models.workcalendar import TZ, WorkCalendar, YearCalendar
+from models.workcalendar import TZ, WorkCalendar, YearCalendar, statutory_year
 
 
 @pytest.fixture(scope="module")
@@ -113,14 +113,43 @@ def test_working_time_skips_holidays(cal: WorkCalendar) -> None:
     assert cal.add_working_time(at("2025-09-30T10:00"), timedelta(hours=14)) == at("2025-10-01T00:00")
 
 
-def test_missing_year_falls_back_to_weekdays_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+def test_a_year_without_its_notice_counts_the_statutory_holidays_with_one_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Given only 2025's notice, when 2030 (no notice yet) is asked about
     cal = WorkCalendar([YearCalendar(2025, {date(2025, 10, 1): "国庆节"})])
     with caplog.at_level(logging.WARNING, logger="models.workcalendar"):
-        assert cal.is_working_day(date(2030, 10, 1)) is True  # a Tuesday, no 2030 data
+        assert cal.is_working_day(date(2030, 10, 1)) is False  # 国庆, fixed by law (a Tuesday)
+        assert cal.is_working_day(date(2030, 10, 4)) is True  # a bridging day only a notice could add
         assert cal.is_working_day(date(2030, 10, 5)) is False  # Saturday
+        assert cal.holiday_name(date(2030, 2, 2)) == "春节"  # 除夕 2030
         assert cal.is_working_day(date(2025, 10, 1)) is False
-    warnings = [r for r in caplog.records if "2030" in r.getMessage()]
-    assert len(warnings) == 1  # once per year, not per call
+    # Then the law's days count, and the warning says so once per year, not per call
+    warnings = [r.getMessage() for r in caplog.records if "2030" in r.getMessage()]
+    assert len(warnings) == 1 and "statutory" in warnings[0]
+    assert not cal.has_year(2030)  # a fallback is not a notice: `catalogue check` still asks for the file
+
+
+def test_before_2025_a_missing_year_is_plain_weekdays() -> None:
+    cal = WorkCalendar()
+    assert cal.is_working_day(date(2022, 10, 3)) is True  # no statutory fallback under the old 办法
+
+
+@pytest.mark.parametrize("year", [2025, 2026])
+def test_statutory_days_are_inside_each_published_notice(cal: WorkCalendar, year: int) -> None:
+    # The notices only ever add bridging days to the law's: every statutory day is a holiday there
+    statutory = statutory_year(year).holidays
+    assert len(statutory) == 13  # 1 + 4 + 1 + 2 + 1 + 1 + 3 days
+    for day in statutory:
+        assert not cal.is_working_day(day), (year, day, statutory[day])
+
+
+def test_statutory_2027() -> None:
+    days = statutory_year(2027).holidays
+    assert {d for d, n in days.items() if n == "春节"} == {date(2027, 2, d) for d in (5, 6, 7, 8)}
+    assert days[date(2027, 1, 1)] == "元旦" and days[date(2027, 4, 5)] == "清明节"
+    assert days[date(2027, 6, 9)] == "端午节" and days[date(2027, 9, 15)] == "中秋节"
+    assert date(2027, 5, 2) in days and date(2027, 10, 3) in days
 
 
 def test_shipped_years(cal: WorkCalendar) -> None:
