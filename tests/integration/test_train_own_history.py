@@ -56,21 +56,40 @@ def own_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, lis
     return folder / "models", folder, domains
 
 
-def test_a_domain_history_trains_a_domain_model_with_its_nbsvm(own_model):
+def test_a_domain_history_trains_a_domain_model_with_its_nbsvm_and_stacker(own_model):
     models, _, domains = own_model
     meta = mm.read_metadata(models / mm.CURRENT)
     assert meta["label_kind"] == "domain" and sorted(meta["labels"]) == domains
-    assert meta["nbsvm"] is True and meta["examples"] > 100
+    assert meta["nbsvm"] is True and meta["stacker"] is True and meta["examples"] > 100
     model = mm.load(models)
     assert model.nbsvm is not None and list(model.nbsvm.classes_) == model.labels
-    # the NB-SVM takes part: without it the probabilities differ, and both still rank the obvious case right
+    assert model.stacker is not None and [str(c) for c in model.stacker.classes_] == model.labels
+    # each part takes part: the stacked, averaged and SVM-only probabilities all differ, and all three rank
+    # the obvious case right
     text = ["楼下饭店油烟太大，熏得窗户都不敢开，晚上还有噪音"]
-    with_nb = model.predict_proba(text)
+    stacked = model.predict_proba(text)
+    stacker, model.stacker = model.stacker, None
+    averaged = model.predict_proba(text)
     nbsvm, model.nbsvm = model.nbsvm, None
-    without = model.predict_proba(text)
-    model.nbsvm = nbsvm
-    assert not np.allclose(with_nb, without, rtol=1e-3, atol=0)
-    assert model.labels[int(with_nb.argmax())] == "环境保护"
+    svm_only = model.predict_proba(text)
+    model.nbsvm, model.stacker = nbsvm, stacker
+    assert not np.allclose(stacked, averaged, rtol=1e-3, atol=0)
+    assert not np.allclose(averaged, svm_only, rtol=1e-3, atol=0)
+    for proba in (stacked, averaged, svm_only):
+        assert model.labels[int(proba.argmax())] == "环境保护"
+        assert abs(float(proba.sum()) - 1) < 1e-9
+
+
+def test_labels_with_too_few_examples_for_the_inner_folds_are_averaged_not_stacked():
+    # Given a history where one label has fewer examples than the stacker's inner folds
+    catalogue = load_catalogue()
+    examples = build_corpus([catalogue.matters[c] for c in ("HB-001", "RS-001")], per_matter=20, seed=3)
+    texts = [e.text for e in examples if e.matter == "HB-001"] + [e.text for e in examples if e.matter == "RS-001"][:4]
+    labels = ["环境保护"] * (len(texts) - 4) + ["劳动和社会保障"] * 4
+    # When it is fitted, Then the NB-SVM is there but no stacker, and the two are averaged
+    model = mm.fit(texts, labels)
+    assert model.nbsvm is not None and model.stacker is None
+    assert model.predict_proba(["工地老板拖欠农民工工资不给"]).shape == (1, 2)
 
 
 def test_the_nbsvm_folds_its_scaling_into_its_weights():
