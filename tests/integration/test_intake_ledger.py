@@ -70,8 +70,8 @@ def test_tickets_recorded_once_and_bad_input_dead_lettered(kafka_bootstrap, data
 
     # ... and published on tickets.invalid
     consumer = KafkaConsumer(TICKETS_INVALID, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest",
-                             consumer_timeout_ms=5000, value_deserializer=json.loads)
-    dead = [m.value for m in consumer]
+                             consumer_timeout_ms=5000)
+    dead = [json.loads(m.value) for m in consumer]
     consumer.close()
     assert any(d["key"] == f"T{run}-noText" and "text" in d["reason"] and d["schema_version"] == 1
                for d in dead)
