@@ -79,6 +79,10 @@ class _Owner:
     co_owners: tuple[str, ...]
 
 
+# What a decision shows besides its choice: the next-best matters, preferably of as many other agencies.
+ALTERNATIVES = 3
+
+
 def decide(
     ranking: Sequence[tuple[str, float]],
     catalogue: Catalogue,
@@ -139,9 +143,11 @@ def decide(
             owner = next((_co_owner(catalogue, owner, code) for code in owner.co_owners if code not in excluded),
                          owner)
         candidates.append((label, p, owner))
-        # owners are looked up lazily: the chosen one plus three alternatives is all a decision shows
+        # Owners are looked up lazily: a decision shows its choice and ALTERNATIVES more matters, preferably
+        # of as many other agencies (what a dispatcher chooses between), so it reads on while they repeat.
         taken = [c for c in candidates if c[2] is not None and c[2].agency not in excluded]
-        if taken and len(candidates) >= candidates.index(taken[0]) + 4:
+        if taken and len(candidates) >= candidates.index(taken[0]) + 1 + ALTERNATIVES and \
+                len({c[2].agency for c in candidates if c[2] is not None}) > ALTERNATIVES:
             break
 
     # The first candidate whose owner has not already returned the ticket is the one we send it to.
@@ -153,7 +159,9 @@ def decide(
     label, matter_p, owner = chosen
     assert owner is not None
     matter = catalogue.matter(label)
-    p = min(1.0, matter_p + sum(q for lb, q, o in candidates
+    # the agency's confidence sums its matters among the choice and the next ALTERNATIVES, as measured
+    window = candidates[:candidates.index(chosen) + 1 + ALTERNATIVES]
+    p = min(1.0, matter_p + sum(q for lb, q, o in window
                                 if lb != label and o is not None and o.agency == owner.agency))
     said = f"置信度{p:.2f}" if p - matter_p < 0.005 else f"置信度{p:.2f}（该单位承办的候选事项合计，本事项{matter_p:.2f}）"
     if p >= threshold:
@@ -164,7 +172,8 @@ def decide(
         decision, reason, p, matter=label, matter_confidence=round(matter_p, 4), matter_name=matter.name,
         domain=matter.domain, agency=owner.agency,
         agency_name=owner.name, agency_kind=owner.kind, basis=owner.basis, responsibility_item=owner.item,
-        co_owners=owner.co_owners, alternatives=_alts(catalogue, candidates, label), **place, **common,
+        co_owners=owner.co_owners, alternatives=_alts(catalogue, candidates, label, owner.agency), **place,
+        **common,
     )
 
 
@@ -214,16 +223,23 @@ def _co_owner(catalogue: Catalogue, lead: _Owner, code: str) -> _Owner:
 
 
 def _alts(catalogue: Catalogue, candidates: list[tuple[str, float, _Owner | None]],
-          chosen: str | None, k: int = 3) -> tuple[Alternative, ...]:
-    out = []
-    for label, p, owner in candidates:
+          chosen: str | None, chosen_agency: str | None = None, k: int = ALTERNATIVES) -> tuple[Alternative, ...]:
+    """Up to ``k`` next-best matters in ranking order: first the best of each agency other than the chosen
+    one (the dispatcher's real choices), then, if those are fewer than ``k``, the best of the rest."""
+    seen: set[str | None] = {chosen_agency}
+    firsts, others = [], []
+    for n, (label, _, owner) in enumerate(candidates):
         if label == chosen:
             continue
+        agency = owner.agency if owner is not None else None
+        (firsts if agency is not None and agency not in seen else others).append(n)
+        seen.add(agency)
+    out = []
+    for n in sorted(firsts[:k] + others[:max(0, k - len(firsts))]):
+        label, p, owner = candidates[n]
         m = catalogue.matter(label)
         out.append(Alternative(label, m.name, owner.agency if owner else None, owner.name if owner else None,
                                owner.kind if owner else None, round(p, 4), owner.basis if owner else None))
-        if len(out) == k:
-            break
     return tuple(out)
 
 

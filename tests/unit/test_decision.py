@@ -73,10 +73,24 @@ def test_a_confident_matter_is_routed_with_its_explanation(catalogue: Catalogue)
     # the routing's confidence is the agency's: HB-002 (noise) is the same bureau's matter here
     assert d.matter_confidence == 0.86 and d.confidence == pytest.approx(0.92)
     assert "餐饮油烟扰民" in d.reason and d.agency_name in d.reason
-    assert [a.matter for a in d.alternatives] == ["HB-002", "CG-001", "SC-001"]
+    # the alternatives are the next matters of *other* agencies (HB-002 is the chosen bureau's again)
+    assert [a.matter for a in d.alternatives] == ["CG-001", "SC-001", "JT-001"]
+    assert len({a.agency for a in d.alternatives} | {d.agency}) == 4
     for alt in d.alternatives:
         assert alt.agency in catalogue.agencies and alt.agency_kind and alt.matter_name
         assert alt.agency.startswith("BH-")  # the alternatives are owned in the same place
+
+
+def test_without_three_other_agencies_the_alternatives_fill_up_with_the_best_remaining(
+    catalogue: Catalogue,
+) -> None:
+    # Given a ranking whose runners-up are mostly the chosen bureau's own matters
+    ranking = [("HB-001", 0.86), ("HB-002", 0.06), ("CG-001", 0.04), ("HB-003", 0.02)]
+    d = route(catalogue, ranking)
+    # Then the list is still three long, in rank order, with the one other agency in it
+    assert [a.matter for a in d.alternatives] == ["HB-002", "CG-001", "HB-003"]
+    # and the agency's confidence is unchanged by how far the alternatives were looked for
+    assert d.confidence == pytest.approx(0.86 + 0.06 + 0.02)
 
 
 def test_below_the_threshold_goes_to_manual_with_the_suggestion(catalogue: Catalogue) -> None:
