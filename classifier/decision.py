@@ -133,6 +133,8 @@ def decide(
         return Decision(UNROUTABLE, "表扬、感谢或已在受理环节答复的咨询，无需派单", top_p, **place, **common)
 
     candidates: list[tuple[str, float, _Owner | None]] = []
+    first_taken: int | None = None  # index of the first candidate whose owner has not returned the ticket
+    agencies: set[str] = set()
     for label, p in ranking:
         if label == NONE_LABEL or label not in catalogue.matters:
             continue
@@ -143,24 +145,25 @@ def decide(
             owner = next((_co_owner(catalogue, owner, code) for code in owner.co_owners if code not in excluded),
                          owner)
         candidates.append((label, p, owner))
+        if owner is not None:
+            agencies.add(owner.agency)
+            if first_taken is None and owner.agency not in excluded:
+                first_taken = len(candidates) - 1
         # Owners are looked up lazily: a decision shows its choice and ALTERNATIVES more matters, preferably
         # of as many other agencies (what a dispatcher chooses between), so it reads on while they repeat.
-        taken = [c for c in candidates if c[2] is not None and c[2].agency not in excluded]
-        if taken and len(candidates) >= candidates.index(taken[0]) + 1 + ALTERNATIVES and \
-                len({c[2].agency for c in candidates if c[2] is not None}) > ALTERNATIVES:
+        if first_taken is not None and len(candidates) > first_taken + ALTERNATIVES and len(agencies) > ALTERNATIVES:
             break
 
     # The first candidate whose owner has not already returned the ticket is the one we send it to.
-    chosen = next((c for c in candidates if c[2] is not None and c[2].agency not in excluded), None)
-    if chosen is None:
+    if first_taken is None:
         return Decision(MANUAL, "没有找到尚未退回的、依权责清单有管辖权的单位，需人工指定" + where,
                         candidates[0][1] if candidates else 0.0, alternatives=_alts(catalogue, candidates, None),
                         **place, **common)
-    label, matter_p, owner = chosen
+    label, matter_p, owner = candidates[first_taken]
     assert owner is not None
     matter = catalogue.matter(label)
     # the agency's confidence sums its matters among the choice and the next ALTERNATIVES, as measured
-    window = candidates[:candidates.index(chosen) + 1 + ALTERNATIVES]
+    window = candidates[:first_taken + 1 + ALTERNATIVES]
     p = min(1.0, matter_p + sum(q for lb, q, o in window
                                 if lb != label and o is not None and o.agency == owner.agency))
     said = f"置信度{p:.2f}" if p - matter_p < 0.005 else f"置信度{p:.2f}（该单位承办的候选事项合计，本事项{matter_p:.2f}）"
