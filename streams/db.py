@@ -251,12 +251,16 @@ class Ledger:
                 t.OffsetAudit.topic == topic))}
 
     def accounted_offsets(self, topic: str, partition: int, lo: int, hi: int) -> set[int]:
-        """Offsets in [lo, hi) of one partition that the ledger holds: as a ticket, or as a rejection
-        (both by their indexed position columns)."""
+        """Offsets in [lo, hi) of one partition that were handled to the end: a ticket with a published
+        routing decision, or a rejection (both found by their indexed position columns). A ticket recorded
+        without a published decision is not accounted: its batch stopped between the two writes, and if
+        the group's offset is past it all the same, nobody else will route it."""
+        routed = select(t.RoutingDecision.decision_key).where(t.RoutingDecision.ticket_id == t.Ticket.id,
+                                                               t.RoutingDecision.published_at.is_not(None))
         with self.session() as s:
             found = set(s.scalars(select(t.Ticket.source_offset).where(
                 t.Ticket.source_topic == topic, t.Ticket.source_partition == partition,
-                t.Ticket.source_offset >= lo, t.Ticket.source_offset < hi)))
+                t.Ticket.source_offset >= lo, t.Ticket.source_offset < hi, routed.exists())))
             found.update(s.scalars(select(t.RejectedInput.source_offset).where(
                 t.RejectedInput.source_topic == topic, t.RejectedInput.source_partition == partition,
                 t.RejectedInput.source_offset >= lo, t.RejectedInput.source_offset < hi)))

@@ -79,6 +79,21 @@ class BrokerReader:
         offsets = self._admin.list_group_offsets({self.group: None})[self.group]
         return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == topic and meta.offset >= 0}
 
+    def start_offsets(self, topic: str, partitions: set[int]) -> dict[int, int]:
+        """Where the group's consumption of these partitions starts: the committed offset, or for a
+        partition the group never committed, the log's first offset (the consumer resets to earliest)."""
+        from kafka import KafkaConsumer, TopicPartition
+
+        starts = {p: o for p, o in self.committed(topic).items() if p in partitions}
+        if missing := partitions - starts.keys():
+            consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False, group_id=None)
+            try:
+                first = consumer.beginning_offsets([TopicPartition(topic, p) for p in missing])
+            finally:
+                consumer.close()
+            starts.update({tp.partition: offset for tp, offset in first.items()})
+        return starts
+
     def read(self, topic: str, partition: int, ranges: list[tuple[int, int]]) -> list[Redelivery]:
         """The messages at the given offsets (an offset with none, e.g. a transaction marker, is left out).
         Each range is read on its own, so offsets between two gaps are not fetched."""
@@ -110,6 +125,22 @@ class BrokerReader:
         self.executor.shutdown(wait=False)
 
 
+async def adopt(reader: BrokerReader, partitions: set[int], topic: str = TICKETS_RECEIVED) -> dict[int, int]:
+    """Give each partition this ledger has never audited its mark: where the group's consumption starts.
+    Returns the marks set. Done when partitions are assigned, before any of their messages is handled, so
+    a fault in this worker's first seconds (a commit ahead of what was handled, then kill -9) is audited
+    too; adopting on the first round would take a committed offset that may already be past it."""
+    svc = services()
+    marks = await svc.db(svc.ledger.audit_marks, topic)
+    new = partitions - marks.keys()
+    if not new:
+        return {}
+    starts = await reader.call(reader.start_offsets, topic, new)
+    for partition, offset in sorted(starts.items()):
+        await svc.db(svc.ledger.advance_audit, topic, partition, offset)
+    return starts
+
+
 async def reconcile_once(reader: BrokerReader, topic: str = TICKETS_RECEIVED) -> int:
     """Audit this worker's partitions of ``topic`` up to the committed offsets; returns tickets recovered."""
     svc = services()
@@ -124,7 +155,7 @@ async def reconcile_once(reader: BrokerReader, topic: str = TICKETS_RECEIVED) ->
         if hi is None:
             continue
         lo = marks.get(partition)
-        if lo is None:  # first sight: adopt the partition where the group stands now
+        if lo is None:  # not adopted at assignment (that failed, or the reconciler was off): adopt it now
             await svc.db(svc.ledger.advance_audit, topic, partition, hi)
             continue
         if hi <= lo:
@@ -135,7 +166,7 @@ async def reconcile_once(reader: BrokerReader, topic: str = TICKETS_RECEIVED) ->
         if ranges:
             found = await reader.call(reader.read, topic, partition, ranges)
             if found:
-                log.warning("reconcile %s[%d]: %d offset(s) below the committed %d never reached the ledger "
+                log.warning("reconcile %s[%d]: %d offset(s) below the committed %d were never routed "
                             "(%s); routing them now", topic, partition, len(found), hi,
                             ", ".join(f"{a}-{b - 1}" if b - a > 1 else str(a) for a, b in ranges))
                 await route_batch(found)
@@ -144,14 +175,42 @@ async def reconcile_once(reader: BrokerReader, topic: str = TICKETS_RECEIVED) ->
     return recovered
 
 
+_reader: BrokerReader | None = None
+
+
+def broker_reader() -> BrokerReader:
+    """The worker's one reader, shared by the timer and the assignment hook (created on first use)."""
+    global _reader
+    if _reader is None:
+        svc = services()
+        _reader = BrokerReader(svc.bootstrap, app.conf.id)
+    return _reader
+
+
+@app.on_partitions_assigned.connect
+async def adopt_assigned(sender: Any, assigned: set[Any], **_: Any) -> None:
+    """Set the audit marks of newly seen partitions of the input topic before they are consumed (they are
+    paused while faust handles the assignment). A failure is logged, not raised: faust would crash the
+    worker, and the first round adopts the partition instead."""
+    partitions = {tp.partition for tp in assigned if tp.topic == TICKETS_RECEIVED}
+    if not partitions or not services().settings.reconcile_seconds:
+        return
+    try:
+        if marks := await adopt(broker_reader(), partitions):
+            log.info("reconcile: auditing %s from offsets %s", TICKETS_RECEIVED,
+                     ", ".join(f"[{p}]@{o}" for p, o in sorted(marks.items())))
+    except Exception:
+        log.exception("reconcile: could not adopt partitions %s at assignment", sorted(partitions))
+
+
 @app.task
 async def reconcile() -> None:
     """The reconciler's timer (a task: the interval is a setting). Quiet while the group rebalances."""
-    svc = services()
-    interval = svc.settings.reconcile_seconds
+    global _reader
+    interval = services().settings.reconcile_seconds
     if not interval:
         return
-    reader = BrokerReader(svc.bootstrap, app.conf.id)
+    reader = broker_reader()
     try:
         while True:
             await asyncio.sleep(interval)
@@ -163,3 +222,4 @@ async def reconcile() -> None:
                 log.exception("reconcile round failed")
     finally:
         reader.close()
+        _reader = None

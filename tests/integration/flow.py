@@ -72,3 +72,32 @@ def decisions(ledger: Ledger, prefix: str) -> list[t.RoutingDecision]:
 
 def published(ledger: Ledger, prefix: str) -> int:
     return sum(1 for d in decisions(ledger, prefix) if d.published_at is not None)
+
+
+def unrouted_report(ledger: Ledger, bootstrap: str, group: str, tickets: list[dict[str, Any]]) -> str:
+    """For a failing test: each ticket without a published decision, where it is in the ledger (recorded at
+    which offset, decided or not), and the consumer group's committed offsets: enough to tell a commit
+    ahead of the work from a consumer that never fetched."""
+    from kafka import KafkaAdminClient
+
+    ids = [tk["id"] for tk in tickets]
+    with ledger.session() as s:
+        rows = {r.id: r for r in s.scalars(select(t.Ticket).where(t.Ticket.id.in_(ids)))}
+        decided = {d.ticket_id: d for d in s.scalars(select(t.RoutingDecision).where(
+            t.RoutingDecision.ticket_id.in_(ids)))}
+        audits = {a.partition: (a.audited_to, a.recovered) for a in s.scalars(select(t.OffsetAudit))}
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        committed = {tp.partition: m.offset for tp, m in admin.list_group_offsets({group: None})[group].items()
+                     if tp.topic == "tickets.received"}
+    finally:
+        admin.close()
+    lines = [f"committed {sorted(committed.items())}; audited (to, recovered) {sorted(audits.items())}"]
+    for tid in ids:
+        d = decided.get(tid)
+        if d is not None and d.published_at is not None:
+            continue
+        row = rows.get(tid)
+        where = f"recorded at [{row.source_partition}]@{row.source_offset}" if row else "not recorded"
+        lines.append(f"{tid}: {where}, {'decided, unpublished' if d else 'no decision'}")
+    return "\n".join(lines[:60])

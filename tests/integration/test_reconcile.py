@@ -1,8 +1,9 @@
 """The reconciler through real parts: offsets the consumer group skipped are found and routed.
 
 The fault it guards against is a committed offset ahead of what was handled (seen once under a rebalance
-on the embedded broker, docs/guarantees.md). The test makes that fault on purpose: it commits the group
-past three unhandled tickets before any worker runs, so the worker's consumer never receives them.
+on the embedded broker, and once after a kill -9, docs/guarantees.md). The test makes that fault on purpose:
+it commits the group past five unhandled tickets before any worker runs, so the worker's consumer never
+receives them; two of the five are in the ledger already, recorded by a batch that never decided them.
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ from sqlalchemy import select
 
 from config.settings import Settings
 from models import ledger as t
+from models.tickets import parse_ticket
 from streams.app import TICKETS_RECEIVED, app
 from streams.db import Ledger, make_engine, upgrade
+from streams.routing import decision_key
 from streams.runner import ensure_topics
 from tests.conftest import wait_until
 from tests.integration.flow import decisions, realistic_tickets
@@ -67,16 +70,22 @@ def test_offsets_committed_but_never_handled_are_found_and_routed_once(own_broke
         ensure_topics(bootstrap, [TICKETS_RECEIVED], Settings().topic_partitions, 1)
         _send(bootstrap, tickets)
         ledger.advance_audit(TICKETS_RECEIVED, PARTITION, 0)
-        # ... and a group committed past the first three, which nobody handled
-        _commit(bootstrap, 3)
+        # ... where offsets 3 and 4 were recorded by a batch that stopped before deciding them ...
+        recorded = [parse_ticket({k: v for k, v in tk.items() if not k.startswith("_")}) for tk in tickets[3:5]]
+        ledger.record_tickets([(tk, TICKETS_RECEIVED, PARTITION, 3 + i) for i, tk in enumerate(recorded)])
+        assert not ledger.decisions([decision_key(tk.id, 1) for tk in recorded])
+        # ... and a group committed past the first five all the same
+        _commit(bootstrap, 5)
         # When a worker starts
         worker = start_worker(url, HOTLINE_KAFKA_BOOTSTRAP=bootstrap, HOTLINE_RECONCILE_SECONDS="1")
         worker.wait_ready()
-        # Then all ten are routed: seven as the consumer receives them, three found by the reconciler
+        # Then the partitions this ledger had never audited are adopted where the group starts reading them
+        assert "reconcile: auditing tickets.received from offsets [1]@0, [2]@0, [3]@0" in worker.log()
+        # and all ten are routed: five as the consumer receives them, five found by the reconciler
         assert wait_until(lambda: len(decisions(ledger, prefix)) == 10, timeout=60), worker.log()[-3000:]
-        assert wait_until(lambda: (a := _audit(ledger)) is not None and a.audited_to >= 10 and a.recovered == 3,
+        assert wait_until(lambda: (a := _audit(ledger)) is not None and a.audited_to >= 10 and a.recovered == 5,
                           timeout=30), worker.log()[-3000:]
-        assert "offset(s) below the committed" in worker.log() and "(0-2)" in worker.log()
+        assert "offset(s) below the committed 5 were never routed (0-4)" in worker.log()
         # ... each exactly once, recorded at its own offset
         routed = decisions(ledger, prefix)
         assert sorted(d.ticket_id for d in routed) == sorted(tk["id"] for tk in tickets)

@@ -14,10 +14,18 @@ from sqlalchemy import select
 
 from models import ledger as t
 from models.schemas import validator
-from streams.app import TICKETS_EVENTS, TICKETS_MANUAL, TICKETS_RECEIVED, routed_topic_name
+from streams.app import TICKETS_EVENTS, TICKETS_MANUAL, TICKETS_RECEIVED, app, routed_topic_name
 from streams.db import Ledger, make_engine
 from tests.conftest import wait_until
-from tests.integration.flow import decisions, event, produce, published, read_queues, realistic_tickets
+from tests.integration.flow import (
+    decisions,
+    event,
+    produce,
+    published,
+    read_queues,
+    realistic_tickets,
+    unrouted_report,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -186,8 +194,9 @@ def test_kill_9_mid_batch_loses_nothing_and_routes_nothing_twice(kafka_bootstrap
     # Then a restarted worker finishes the job
     second = start_worker(database_url)
     second.wait_ready()
-    assert wait_until(lambda: published(ledger, prefix) == 400, timeout=150), \
-        f"{published(ledger, prefix)}/400\n{second.log()[-3000:]}"
+    assert wait_until(lambda: published(ledger, prefix) == 400, timeout=150), (
+        f"{published(ledger, prefix)}/400\n{unrouted_report(ledger, kafka_bootstrap, app.conf.id, tickets)}\n"
+        f"--- killed worker\n{first.log()[-2500:]}\n--- restarted worker\n{second.log()[-2500:]}")
     ds = decisions(ledger, prefix)
     assert len(ds) == 400 and len({d.ticket_id for d in ds}) == 400  # one decision each
     queues = read_queues(kafka_bootstrap, prefix)
