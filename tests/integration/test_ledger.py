@@ -48,16 +48,23 @@ def test_intake_facts_are_the_ticket_fields_supervision_reads(database_url):
     ledger.dispose()
 
 
-def test_accounted_offsets_find_tickets_and_rejections_by_position(database_url):
+def test_accounted_offsets_find_routed_tickets_and_rejections_by_position(database_url):
     ledger = Ledger(make_engine(database_url))
-    for n, off in enumerate((3, 5)):
+    # Given tickets at offsets 3, 5 and 6 of partition 1 (3 routed and published, 5 decided but not yet
+    # published, 6 only recorded), one routed on partition 2, and rejections at positions and over HTTP
+    for n, off in enumerate((3, 5, 6)):
         ledger.record_tickets([(parse_ticket({"id": f"P-{n}", "text": "路灯不亮"}), "tickets.received", 1, off)])
     ledger.record_tickets([(parse_ticket({"id": "P-other", "text": "路灯不亮"}), "tickets.received", 2, 4)])
+    with ledger.session() as s:
+        for tid, published in (("P-0", True), ("P-1", False), ("P-other", True)):
+            s.add(t.RoutingDecision(decision_key=f"{tid}#1", ticket_id=tid, attempt=1, decision="manual",
+                                    published_at=datetime.now(UTC) if published else None))
     for source, off in (("intake", 4), ("routing", 7), ("intake", 40)):
         ledger.record_rejection(dedup_key=f"{source}:tickets.received/1/{off}", key=f"k{off}", source=source,
                                 reason="not JSON", payload="{", topic="tickets.received", partition=1, offset=off)
     ledger.record_rejection(dedup_key="http:abc", key="k", source="http", reason="bad", payload="{}")
-    assert ledger.accounted_offsets("tickets.received", 1, 3, 8) == {3, 4, 5, 7}
+    # Then only what was handled to the end is accounted: the routed ticket and the rejections
+    assert ledger.accounted_offsets("tickets.received", 1, 3, 8) == {3, 4, 7}
     assert ledger.accounted_offsets("tickets.received", 2, 0, 100) == {4}
     assert ledger.accounted_offsets("tickets.events", 1, 0, 100) == set()
     ledger.dispose()
