@@ -76,6 +76,18 @@ def pg_schema_url() -> Iterator[str]:
         c.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test marked ``postgresql_in_slow`` runs on SQLite in ``make test`` and on PostgreSQL in
+    ``make test-slow``. Such tests drive workers for 20-50 s each, where the backend is one of many parts;
+    the ledger's writes and queries run on both backends in ``make test`` (test_ledger, the console, the
+    main routing flow and a supervision flow), so the second backend there bought minutes, not coverage."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if (item.get_closest_marker("postgresql_in_slow") and callspec is not None
+                and callspec.params.get("database_url") == "postgresql"):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A migrated, empty ledger database (SQLite file, or a fresh PostgreSQL schema)."""

@@ -131,6 +131,7 @@ def test_act_produces_a_valid_event_and_refuses_an_incomplete_return(kafka_boots
     assert event.occurred_at.utcoffset().total_seconds() == 8 * 3600
 
 
+@pytest.mark.postgresql_in_slow
 def test_http_intake_then_the_queue_shows_the_routed_ticket(kafka_bootstrap: str, database_url: str,
                                                             start_worker: Any, tmp_path: Path) -> None:
     """HTTP intake is the web console's ``POST /api/tickets`` (a dispatcher's token); the worker routes it."""

@@ -31,6 +31,7 @@ def ticket(tid: str, text: str = "小区门口的烧烤摊每天晚上油烟很�
                       ensure_ascii=False).encode()
 
 
+@pytest.mark.postgresql_in_slow
 def test_tickets_recorded_once_and_bad_input_dead_lettered(kafka_bootstrap, database_url, start_worker):
     # Given a running worker
     worker = start_worker(database_url)

@@ -85,6 +85,7 @@ def _latest(ledger: Ledger, tid: str) -> t.RoutingDecision | None:
                          .order_by(t.RoutingDecision.attempt.desc())).first()
 
 
+@pytest.mark.postgresql_in_slow
 def test_returns_reroute_and_third_return_goes_to_designation(kafka_bootstrap, database_url, start_worker):
     # Given a confident router (low threshold) and a catering-fumes ticket in TEDA (lead 生态环境局, co-owner 城管)
     worker = start_worker(database_url, HOTLINE_CONFIDENCE_THRESHOLD="0.02")
@@ -135,6 +136,7 @@ def test_returns_reroute_and_third_return_goes_to_designation(kafka_bootstrap, d
     ledger.dispose()
 
 
+@pytest.mark.postgresql_in_slow
 def test_illegal_events_are_dead_lettered_and_flow_continues(kafka_bootstrap, database_url, start_worker):
     worker = start_worker(database_url, HOTLINE_CONFIDENCE_THRESHOLD="0.02")
     worker.wait_ready()

@@ -52,6 +52,7 @@ def send_ticket(bootstrap: str, tid: str, **fields: Any) -> None:
     produce(bootstrap, TICKETS_RECEIVED, [(tid, {"id": tid, "text": FUMES, "address": "泰达街道某小区", **fields})])
 
 
+@pytest.mark.postgresql_in_slow
 def test_unsigned_urgent_ticket_warns_then_goes_overdue_once_across_a_restart(kafka_bootstrap, database_url,
                                                                               start_worker):
     # Given a worker on fast simulated time and an urgent ticket (sign-for within 15 minutes, 24x7)

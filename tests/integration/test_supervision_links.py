@@ -27,6 +27,7 @@ def rule_alerts(ledger: Ledger, rule: str, ids: list[str]) -> list[t.Alert]:
         return list(s.scalars(select(t.Alert).where(t.Alert.rule == rule, t.Alert.ticket_id.in_(ids))))
 
 
+@pytest.mark.postgresql_in_slow
 def test_repeat_joint_and_misdispatch_alerts(kafka_bootstrap, database_url, start_worker):
     worker = start_worker(database_url, **FAST)
     worker.wait_ready()

@@ -121,6 +121,7 @@ def place_on(partitions: set[int], run: str) -> str:
     raise AssertionError("no place found")
 
 
+@pytest.mark.postgresql_in_slow
 def test_two_workers_link_across_partitions_and_a_rebalance_loses_and_repeats_nothing(
         kafka_bootstrap, database_url, start_worker):
     # Given two workers in one consumer group, each owning part of the partitions
@@ -192,7 +193,8 @@ def test_two_workers_link_across_partitions_and_a_rebalance_loses_and_repeats_no
     ledger.dispose()
 
 
-# the clock is the subject, not the ledger: SQLite only (the alerts' idempotency runs on both in test_supervision_flow)
+# the clock is the subject, not the ledger: SQLite only (the alerts' idempotency runs on both backends in
+# test_supervision_flow: SQLite in make test, PostgreSQL in make test-slow)
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_a_restarted_worker_continues_the_simulated_time(kafka_bootstrap, database_url, start_worker,
                                                          tmp_path: Path):
