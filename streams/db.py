@@ -142,13 +142,15 @@ class Ledger:
             rows = s.scalars(select(t.RoutingDecision).where(t.RoutingDecision.decision_key.in_(keys)))
             return {r.decision_key: r for r in rows}
 
-    def record_decisions(self, rows: list[dict[str, Any]]) -> None:
-        """Store decisions (idempotent by decision_key) and mirror them on the tickets."""
+    def record_decisions(self, rows: list[dict[str, Any]]) -> set[str]:
+        """Store decisions (idempotent by decision_key); returns the keys this call stored. A key it did
+        not store was decided first by someone else, whose stored message is the one to publish."""
         if not rows:
-            return
+            return set()
         with self.session() as s:
-            s.execute(_insert(s)(t.RoutingDecision).on_conflict_do_nothing(index_elements=["decision_key"]),
-                      rows)
+            stmt = (_insert(s)(t.RoutingDecision).on_conflict_do_nothing(index_elements=["decision_key"])
+                    .returning(t.RoutingDecision.decision_key))
+            return set(s.scalars(stmt, rows))
 
     def mark_published(self, keys: list[str]) -> None:
         """Mark decisions published and mirror each one onto its ticket row (only if no later attempt is

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from streams.app import TICKETS_RECEIVED, app, owned_partitions
-from streams.routing import route_batch
+from streams.routing import activity, route_batch
 from streams.wiring import services
 
 log = logging.getLogger(__name__)
@@ -94,6 +94,17 @@ class BrokerReader:
             starts.update({tp.partition: offset for tp, offset in first.items()})
         return starts
 
+    def end_offsets(self, topic: str, partitions: set[int]) -> dict[int, int]:
+        """The next offset each partition will give a new message (the end of its log)."""
+        from kafka import KafkaConsumer, TopicPartition
+
+        consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False, group_id=None)
+        try:
+            ends = consumer.end_offsets([TopicPartition(topic, p) for p in partitions])
+        finally:
+            consumer.close()
+        return {tp.partition: offset for tp, offset in ends.items()}
+
     def read(self, topic: str, partition: int, ranges: list[tuple[int, int]]) -> list[Redelivery]:
         """The messages at the given offsets (an offset with none, e.g. a transaction marker, is left out).
         Each range is read on its own, so offsets between two gaps are not fetched."""
@@ -141,6 +152,55 @@ async def adopt(reader: BrokerReader, partitions: set[int], topic: str = TICKETS
     return starts
 
 
+@dataclass
+class Stall:
+    """A partition whose committed offset has not moved while it had messages waiting."""
+
+    committed: int
+    since: float
+    ahead: int  # the catch-up has routed everything below this offset
+
+
+stalls: dict[tuple[str, int], Stall] = {}
+CATCH_UP_MAX = 1000  # messages routed per partition and round by the catch-up
+
+
+async def catch_up(reader: BrokerReader, topic: str, committed: dict[int, int], owned: set[int],
+                   interval: float) -> int:
+    """Route what a stopped consumer does not deliver. A partition counts as stopped when messages wait
+    above its committed offset, that offset has not moved for a whole round, and the routing agent has
+    handled none of its messages in that time while it is free (an agent inside a batch, say waiting for
+    the database, is slow, not stopped). Its waiting messages are then read from the
+    broker and routed like any delivery: idempotently, so should the consumer start again it finds them
+    routed. Seen after a kill -9 on the embedded broker: the new worker stopped, for good, at the first
+    offset of the killed worker's unfinished batch in two of four partitions (docs/guarantees.md)."""
+    now = time.monotonic()
+    waiting = {p: committed[p] for p in owned if p in committed}
+    ends = await reader.call(reader.end_offsets, topic, set(waiting)) if waiting else {}
+    routed = 0
+    for partition, at in sorted(waiting.items()):
+        key, end = (topic, partition), ends.get(partition, at)
+        stall = stalls.get(key)
+        if end <= at or stall is None or stall.committed != at:
+            stalls[key] = Stall(at, now, at)
+            continue
+        start = max(at, stall.ahead)
+        if now - stall.since < interval or activity.quiet_for(partition) < interval or start >= end:
+            continue
+        stop = min(end, start + CATCH_UP_MAX)
+        found = await reader.call(reader.read, topic, partition, [(start, stop)])
+        log.warning("reconcile %s[%d]: the consumer has not moved past offset %d for %.0fs while %d message(s) "
+                    "wait; routing offsets %d-%d from the broker", topic, partition, at, now - stall.since,
+                    end - at, start, stop - 1)
+        if found:
+            await route_batch(found)
+        stall.ahead = stop
+        routed += len(found)
+    for key in [k for k in stalls if k[0] == topic and k[1] not in waiting]:
+        del stalls[key]  # no longer ours
+    return routed
+
+
 async def reconcile_once(reader: BrokerReader, topic: str = TICKETS_RECEIVED) -> int:
     """Audit this worker's partitions of ``topic`` up to the committed offsets; returns tickets recovered."""
     svc = services()
@@ -172,6 +232,9 @@ async def reconcile_once(reader: BrokerReader, topic: str = TICKETS_RECEIVED) ->
                 await route_batch(found)
         await svc.db(svc.ledger.advance_audit, topic, partition, hi, len(found))
         recovered += len(found)
+    interval = svc.settings.reconcile_seconds
+    if interval:
+        recovered += await catch_up(reader, topic, committed, owned, interval)
     return recovered
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -31,6 +32,26 @@ log = logging.getLogger(__name__)
 BATCH = 200  # up to 200 tickets, or as many as came within settings.stream_batch_wait_ms
 
 
+class Activity:
+    """What the routing agent is doing: whether it is inside a batch, and when it last handled a message of
+    each partition. The reconciler tells a consumer that stopped delivering a partition (nothing of it
+    handled for a while, the agent free, messages waiting) from one that is merely busy."""
+
+    def __init__(self) -> None:
+        self.busy = False
+        self.started = time.monotonic()
+        self.handled: dict[int, float] = {}
+
+    def quiet_for(self, partition: int) -> float:
+        """Seconds since a message of ``partition`` was handled (or the worker started); 0 while in a batch."""
+        if self.busy:
+            return 0.0
+        return time.monotonic() - self.handled.get(partition, self.started)
+
+
+activity = Activity()
+
+
 def decision_key(ticket_id: str, attempt: int) -> str:
     return f"{ticket_id}#{attempt}"
 
@@ -39,6 +60,7 @@ def decision_key(ticket_id: str, attempt: int) -> str:
 async def route(stream):  # type: ignore[no-untyped-def]
     within = services().settings.stream_batch_wait_ms / 1000
     async for events in stream.take_events(BATCH, within=within):
+        activity.busy = True
         try:
             await route_batch(events)
         except Exception:  # a bug must not silently drop a batch: dead-letter each message with the error
@@ -48,6 +70,11 @@ async def route(stream):  # type: ignore[no-untyped-def]
                 raw = (ev.value or b"").decode("utf-8", "replace")
                 await last_resort(Rejection(content_key(raw), "internal error while routing; see worker log",
                                             raw[:2000]), source="routing", message=m)
+        finally:
+            done = time.monotonic()
+            for ev in events:
+                activity.handled[ev.message.partition] = done
+            activity.busy = False
 
 
 async def route_batch(events: Sequence[Any]) -> None:
@@ -76,7 +103,11 @@ async def route_batch(events: Sequence[Any]) -> None:
         now = svc.clock.now()
         messages = [message_json(routed_message(tk, d, attempt=1, at=now))
                     for tk, d in zip(fresh, decisions, strict=True)]
-        await svc.db(svc.ledger.record_decisions, [decision_row(data) for data in messages])
+        stored = await svc.db(svc.ledger.record_decisions, [decision_row(data) for data in messages])
+        if len(stored) < len(messages):  # decided first elsewhere (the reconciler's catch-up): publish that
+            first = await svc.db(svc.ledger.decisions, [m["routing_id"] for m in messages
+                                                         if m["routing_id"] not in stored])
+            messages = [m if m["routing_id"] in stored else first[m["routing_id"]].message for m in messages]
         pending.extend(messages)
     await publish(pending)
 

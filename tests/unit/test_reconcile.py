@@ -1,8 +1,16 @@
-"""The reconciler's pure part: which offsets of a range the ledger does not account for."""
+"""The reconciler's parts that need no broker: which offsets of a range the ledger does not account for,
+and when a partition's consumer counts as stopped (the broker and the routing stage are fakes)."""
 
 from __future__ import annotations
 
-from streams.reconcile import missing_ranges
+import asyncio
+import time
+
+import pytest
+
+from streams import reconcile
+from streams.reconcile import Redelivery, catch_up, missing_ranges
+from streams.routing import activity
 
 
 def test_nothing_missing_when_every_offset_is_accounted_for() -> None:
@@ -19,3 +27,81 @@ def test_runs_of_missing_offsets_come_back_as_half_open_ranges() -> None:
 
 def test_offsets_outside_the_range_do_not_count() -> None:
     assert missing_ranges(10, 13, {9, 13, 11}) == [(10, 11), (12, 13)]
+
+
+# --- the catch-up: a partition whose consumer stopped delivering ------------------------------------------
+
+class FakeReader:
+    """The broker as the catch-up sees it: end offsets, and the messages at given offsets."""
+
+    def __init__(self, ends: dict[int, int]) -> None:
+        self.ends = ends
+        self.reads: list[tuple[int, list[tuple[int, int]]]] = []
+
+    async def call(self, fn, *args):  # type: ignore[no-untyped-def]
+        return fn(*args)
+
+    def end_offsets(self, topic: str, partitions: set[int]) -> dict[int, int]:
+        return {p: self.ends[p] for p in partitions}
+
+    def read(self, topic: str, partition: int, ranges: list[tuple[int, int]]) -> list[Redelivery]:
+        self.reads.append((partition, ranges))
+        return [Redelivery(topic, partition, o, b"k", b"{}") for a, b in ranges for o in range(a, b)]
+
+
+@pytest.fixture
+def world(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """A quiet routing agent (started long ago, nothing handled), no stalls seen, and a route_batch that
+    records what it was given."""
+    routed: list[int] = []
+
+    async def route_batch(found):  # type: ignore[no-untyped-def]
+        routed.extend(m.offset for m in found)
+
+    monkeypatch.setattr(reconcile, "route_batch", route_batch)
+    monkeypatch.setattr(reconcile, "stalls", {})
+    monkeypatch.setattr(activity, "busy", False)
+    monkeypatch.setattr(activity, "started", time.monotonic() - 100)
+    monkeypatch.setattr(activity, "handled", {})
+    return routed
+
+
+def rounds(reader: FakeReader, committed: dict[int, int], n: int, interval: float = 0.01) -> int:
+    total = 0
+    for _ in range(n):
+        total += asyncio.run(catch_up(reader, "tickets.received", committed, set(committed), interval))
+        time.sleep(interval * 2)
+    return total
+
+
+def test_a_partition_stopped_below_waiting_messages_is_routed_from_the_broker_once(world) -> None:
+    # Given partition 1 committed at 179 with messages up to 219, and partition 0 caught up
+    reader = FakeReader({0: 50, 1: 220})
+    # When the first round sees it, nothing happens yet (one look is not a stall)
+    assert rounds(reader, {0: 50, 1: 179}, 1) == 0 and not world
+    # Then the next round, the offset unmoved and nothing of the partition handled, routes 179-219
+    assert rounds(reader, {0: 50, 1: 179}, 1) == 41
+    assert world == list(range(179, 220)) and reader.reads == [(1, [(179, 220)])]
+    # and later rounds do not route them again while the consumer stays where it is
+    assert rounds(reader, {0: 50, 1: 179}, 3) == 0
+
+
+def test_a_moving_partition_a_busy_agent_or_a_recently_handled_partition_is_left_to_the_consumer(world) -> None:
+    reader = FakeReader({1: 220})
+    # the committed offset moves each round: the consumer is working
+    for at in (100, 120, 140, 160):
+        assert rounds(reader, {1: at}, 1) == 0
+    # the agent is inside a batch (say, waiting for the database)
+    activity.busy = True
+    assert rounds(reader, {1: 160}, 3) == 0
+    activity.busy = False
+    # a message of the partition was handled a moment ago
+    activity.handled[1] = time.monotonic() + 60
+    assert rounds(reader, {1: 160}, 3) == 0
+    assert not world
+
+
+def test_a_catch_up_reads_at_most_a_thousand_messages_a_round(world) -> None:
+    reader = FakeReader({2: 2600})
+    assert rounds(reader, {2: 100}, 3) == 2000
+    assert [r for _, r in reader.reads] == [[(100, 1100)], [(1100, 2100)]]
