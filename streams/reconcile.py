@@ -196,9 +196,22 @@ async def catch_up(reader: BrokerReader, topic: str, committed: dict[int, int], 
             await route_batch(found)
         stall.ahead = stop
         routed += len(found)
+        await nudge(topic, partition, at)
     for key in [k for k in stalls if k[0] == topic and k[1] not in waiting]:
         del stalls[key]  # no longer ours
     return routed
+
+
+async def nudge(topic: str, partition: int, offset: int) -> None:
+    """Seek this worker's consumer back to the committed offset of a stopped partition: a seek resets the
+    client's fetch state for it, so it may deliver again (what the catch-up routed is then skipped as
+    routed, and the committed offset moves on). Never raises: the catch-up goes on either way."""
+    from faust.types import TP
+
+    try:
+        await app.consumer.seek(TP(topic, partition), offset)
+    except Exception:
+        log.exception("reconcile %s[%d]: could not seek the consumer back to %d", topic, partition, offset)
 
 
 async def reconcile_once(reader: BrokerReader, topic: str = TICKETS_RECEIVED) -> int:

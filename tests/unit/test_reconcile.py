@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from types import SimpleNamespace
 
 import pytest
 
@@ -51,19 +52,24 @@ class FakeReader:
 
 @pytest.fixture
 def world(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
-    """A quiet routing agent (started long ago, nothing handled), no stalls seen, and a route_batch that
-    records what it was given."""
+    """A quiet routing agent (started long ago, nothing handled), no stalls seen, and a route_batch and a
+    consumer seek that record what they were given."""
     routed: list[int] = []
+    nudged: list[tuple[int, int]] = []
 
     async def route_batch(found):  # type: ignore[no-untyped-def]
         routed.extend(m.offset for m in found)
 
+    async def nudge(topic: str, partition: int, offset: int) -> None:
+        nudged.append((partition, offset))
+
     monkeypatch.setattr(reconcile, "route_batch", route_batch)
+    monkeypatch.setattr(reconcile, "nudge", nudge)
     monkeypatch.setattr(reconcile, "stalls", {})
     monkeypatch.setattr(activity, "busy", False)
     monkeypatch.setattr(activity, "started", time.monotonic() - 100)
     monkeypatch.setattr(activity, "handled", {})
-    return routed
+    return SimpleNamespace(routed=routed, nudged=nudged)
 
 
 def rounds(reader: FakeReader, committed: dict[int, int], n: int, interval: float = 0.01) -> int:
@@ -78,10 +84,11 @@ def test_a_partition_stopped_below_waiting_messages_is_routed_from_the_broker_on
     # Given partition 1 committed at 179 with messages up to 219, and partition 0 caught up
     reader = FakeReader({0: 50, 1: 220})
     # When the first round sees it, nothing happens yet (one look is not a stall)
-    assert rounds(reader, {0: 50, 1: 179}, 1) == 0 and not world
+    assert rounds(reader, {0: 50, 1: 179}, 1) == 0 and not world.routed
     # Then the next round, the offset unmoved and nothing of the partition handled, routes 179-219
     assert rounds(reader, {0: 50, 1: 179}, 1) == 41
-    assert world == list(range(179, 220)) and reader.reads == [(1, [(179, 220)])]
+    assert world.routed == list(range(179, 220)) and reader.reads == [(1, [(179, 220)])]
+    assert world.nudged == [(1, 179)]  # and the consumer is sent back to its committed offset
     # and later rounds do not route them again while the consumer stays where it is
     assert rounds(reader, {0: 50, 1: 179}, 3) == 0
 
@@ -98,7 +105,7 @@ def test_a_moving_partition_a_busy_agent_or_a_recently_handled_partition_is_left
     # a message of the partition was handled a moment ago
     activity.handled[1] = time.monotonic() + 60
     assert rounds(reader, {1: 160}, 3) == 0
-    assert not world
+    assert not world.routed and not world.nudged
 
 
 def test_a_catch_up_reads_at_most_a_thousand_messages_a_round(world) -> None:
