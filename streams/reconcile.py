@@ -138,9 +138,11 @@ class BrokerReader:
 
 async def adopt(reader: BrokerReader, partitions: set[int], topic: str = TICKETS_RECEIVED) -> dict[int, int]:
     """Give each partition this ledger has never audited its mark: where the group's consumption starts.
-    Returns the marks set. Done when partitions are assigned, before any of their messages is handled, so
-    a fault in this worker's first seconds (a commit ahead of what was handled, then kill -9) is audited
-    too; adopting on the first round would take a committed offset that may already be past it."""
+    Returns the marks set. Done when partitions are assigned, a fraction of a second before or after the
+    first messages are handled but before the first commit (every ``broker_commit_interval``), so the
+    committed offset read is where this worker started; a fault in its first seconds (a commit ahead of
+    what was handled, then kill -9) is audited too. Adopting on the first round, 10 s in, took a committed
+    offset that could already be past it."""
     svc = services()
     marks = await svc.db(svc.ledger.audit_marks, topic)
     new = partitions - marks.keys()
@@ -265,9 +267,8 @@ def broker_reader() -> BrokerReader:
 
 @app.on_partitions_assigned.connect
 async def adopt_assigned(sender: Any, assigned: set[Any], **_: Any) -> None:
-    """Set the audit marks of newly seen partitions of the input topic before they are consumed (they are
-    paused while faust handles the assignment). A failure is logged, not raised: faust would crash the
-    worker, and the first round adopts the partition instead."""
+    """Set the audit marks of newly seen partitions of the input topic as they are assigned. A failure is
+    logged, not raised: faust would crash the worker, and the first round adopts the partition instead."""
     partitions = {tp.partition for tp in assigned if tp.topic == TICKETS_RECEIVED}
     if not partitions or not services().settings.reconcile_seconds:
         return

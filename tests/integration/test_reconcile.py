@@ -80,7 +80,9 @@ def test_offsets_committed_but_never_handled_are_found_and_routed_once(own_broke
         worker = start_worker(url, HOTLINE_KAFKA_BOOTSTRAP=bootstrap, HOTLINE_RECONCILE_SECONDS="1")
         worker.wait_ready()
         # Then the partitions this ledger had never audited are adopted where the group starts reading them
-        assert "reconcile: auditing tickets.received from offsets [1]@0, [2]@0, [3]@0" in worker.log()
+        # (at assignment: faust sends that signal while recovery goes on, so it may come just after "Ready")
+        assert wait_until(lambda: "reconcile: auditing tickets.received from offsets [1]@0, [2]@0, [3]@0"
+                          in worker.log(), timeout=10), worker.log()[-3000:]
         # and all ten are routed: five as the consumer receives them, five found by the reconciler
         assert wait_until(lambda: len(decisions(ledger, prefix)) == 10, timeout=60), worker.log()[-3000:]
         assert wait_until(lambda: (a := _audit(ledger)) is not None and a.audited_to >= 10 and a.recovered == 5,
