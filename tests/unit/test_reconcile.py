@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 
 import pytest
@@ -73,10 +74,14 @@ def world(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
 
 
 def rounds(reader: FakeReader, committed: dict[int, int], n: int, interval: float = 0.01) -> int:
+    """n reconciler rounds, each on a loop of its own in a thread (the browser tests leave an event loop
+    running in the main thread, where asyncio.run refuses to start another)."""
     total = 0
-    for _ in range(n):
-        total += asyncio.run(catch_up(reader, "tickets.received", committed, set(committed), interval))
-        time.sleep(interval * 2)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        for _ in range(n):
+            total += pool.submit(asyncio.run, catch_up(reader, "tickets.received", committed, set(committed),
+                                                       interval)).result()
+            time.sleep(interval * 2)
     return total
 
 
