@@ -11,9 +11,12 @@ import csv
 import hashlib
 import json
 import logging
+import multiprocessing
+import os
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -149,26 +152,70 @@ def fit_dataset(ds: Dataset, catalogue: Catalogue, *,
     return model
 
 
+@dataclass(frozen=True)
+class HoldOut:
+    """The hold-out half of :func:`train`: fit on the 80%, calibrate and evaluate on the 20%."""
+
+    train: Dataset
+    texts: list[str]
+    labels: list[str]
+    catalogue: Catalogue
+    threshold: float
+    retrieval_weight: float
+
+    def run(self) -> tuple[float, dict[str, Any]]:
+        held = fit_dataset(self.train, self.catalogue, retrieval_weight=self.retrieval_weight)
+        calibration = mm.fit_calibration(held, self.texts, self.labels)
+        held.calibration = calibration
+        return calibration, evaluate(held, self.texts, self.labels, self.catalogue, threshold=self.threshold)
+
+
+_forked: HoldOut | None = None  # handed to the forked child by inheritance, not by pickling
+
+
+def _run_forked() -> tuple[float, dict[str, Any]]:
+    assert _forked is not None
+    return _forked.run()
+
+
+def run_beside(part: HoldOut, main: Callable[[], mm.MatterModel]) -> tuple[mm.MatterModel, float, dict[str, Any]]:
+    """Run the hold-out part in a forked child while this process fits the final model: the two fits are
+    independent, so on two cores training takes the time of the longer one. Where fork is missing or
+    there is one core, they run one after the other; the results are the same either way."""
+    global _forked
+    if os.cpu_count() == 1 or "fork" not in multiprocessing.get_all_start_methods():
+        calibration, report = part.run()
+        return main(), calibration, report
+    _forked = part
+    try:
+        with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork")) as pool:
+            future = pool.submit(_run_forked)
+            final = main()
+            calibration, report = future.result()
+    finally:
+        _forked = None
+    return final, calibration, report
+
+
 def train(ds: Dataset, catalogue: Catalogue, model_dir: Path, *, threshold: float,
           holdout: float = 0.2, retrieval_weight: float = mm.RETRIEVAL_WEIGHT) -> tuple[Path, dict[str, Any]]:
-    """Fit on 80%, calibrate the confidence on the other 20% and evaluate there; then fit on everything,
-    keep that calibration, and save a new version."""
+    """Fit on 80%, calibrate the confidence on the other 20% and evaluate there; fit on everything (both
+    at once, see :func:`run_beside`), keep that calibration, and save a new version."""
     configure_text(catalogue)
     started = time.perf_counter()
     counts = Counter(ds.labels)
     stratify = ds.labels if min(counts.values()) >= 2 else None
     tr_x, te_x, tr_y, te_y = train_test_split(ds.texts, ds.labels, test_size=holdout, random_state=SEED,
                                               stratify=stratify)
-    held = fit_dataset(Dataset(tr_x, tr_y, ds.label_kind, ds.source), catalogue,
-                       retrieval_weight=retrieval_weight)
-    held.calibration = mm.fit_calibration(held, te_x, te_y)
-    report = evaluate(held, te_x, te_y, catalogue, threshold=threshold)
+    part = HoldOut(Dataset(tr_x, tr_y, ds.label_kind, ds.source), list(te_x), list(te_y), catalogue, threshold,
+                   retrieval_weight)
+    final, calibration, report = run_beside(
+        part, lambda: fit_dataset(ds, catalogue, retrieval_weight=retrieval_weight))
     report["holdout_share"] = holdout
-    report["calibration"] = held.calibration
-    final = fit_dataset(ds, catalogue, retrieval_weight=retrieval_weight)
+    report["calibration"] = calibration
     # The power fitted on the 80% model's hold-out: the final model sees 25% more data, so it is if
     # anything slightly more sure of itself; the threshold errs on the side of the manual queue then.
-    final.calibration = held.calibration
+    final.calibration = calibration
     seconds = time.perf_counter() - started
     path = mm.save(final, model_dir, corpus_hash=ds.hash, evaluation=report,
                    extra={"source": ds.source, "examples": len(ds.texts), "train_seconds": round(seconds, 1),
