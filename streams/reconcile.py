@@ -94,16 +94,25 @@ class BrokerReader:
             starts.update({tp.partition: offset for tp, offset in first.items()})
         return starts
 
-    def end_offsets(self, topic: str, partitions: set[int]) -> dict[int, int]:
-        """The next offset each partition will give a new message (the end of its log)."""
+    def end_offsets(self, topic: str, starts: dict[int, int]) -> dict[int, int]:
+        """The end of each partition's log (the offset its next message will get), as the high watermark of
+        a fetch from ``starts``. Not ListOffsets: the embedded broker (Tansu 0.6) answers "latest" with the
+        last record batch's base offset + 1, short of the end whenever that batch holds several messages."""
         from kafka import KafkaConsumer, TopicPartition
 
-        consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False, group_id=None)
+        tps = {p: TopicPartition(topic, p) for p in starts}
+        consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False, group_id=None,
+                                 fetch_max_wait_ms=100)
         try:
-            ends = consumer.end_offsets([TopicPartition(topic, p) for p in partitions])
+            consumer.assign(list(tps.values()))
+            for p, tp in tps.items():
+                consumer.seek(tp, starts[p])
+            deadline = time.monotonic() + READ_TIMEOUT
+            while any(consumer.highwater(tp) is None for tp in tps.values()) and time.monotonic() < deadline:
+                consumer.poll(timeout_ms=200, max_records=1)
+            return {p: hw for p, tp in tps.items() if (hw := consumer.highwater(tp)) is not None}
         finally:
             consumer.close()
-        return {tp.partition: offset for tp, offset in ends.items()}
 
     def read(self, topic: str, partition: int, ranges: list[tuple[int, int]]) -> list[Redelivery]:
         """The messages at the given offsets (an offset with none, e.g. a transaction marker, is left out).
@@ -178,7 +187,7 @@ async def catch_up(reader: BrokerReader, topic: str, committed: dict[int, int], 
     offset of the killed worker's unfinished batch in two of four partitions (docs/guarantees.md)."""
     now = time.monotonic()
     waiting = {p: committed[p] for p in owned if p in committed}
-    ends = await reader.call(reader.end_offsets, topic, set(waiting)) if waiting else {}
+    ends = await reader.call(reader.end_offsets, topic, waiting) if waiting else {}
     routed = 0
     for partition, at in sorted(waiting.items()):
         key, end = (topic, partition), ends.get(partition, at)
