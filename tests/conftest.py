@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -182,3 +183,48 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 30, interval: flo
             return True
         time.sleep(interval)
     return predicate()
+
+
+@pytest.fixture
+def catch_up_world(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """For the reconciler's catch-up: a quiet routing agent (started long ago, nothing handled), no stalls
+    seen, and a route_batch and a consumer seek that record what they were given (``.routed``: the
+    messages, ``.nudged``: (partition, offset))."""
+    from types import SimpleNamespace
+
+    from streams import reconcile
+    from streams.routing import activity
+
+    world = SimpleNamespace(routed=[], nudged=[])
+
+    async def route_batch(found):  # type: ignore[no-untyped-def]
+        world.routed.extend(found)
+
+    async def nudge(topic: str, partition: int, offset: int) -> None:
+        world.nudged.append((partition, offset))
+
+    monkeypatch.setattr(reconcile, "route_batch", route_batch)
+    monkeypatch.setattr(reconcile, "nudge", nudge)
+    monkeypatch.setattr(reconcile, "stalls", {})
+    monkeypatch.setattr(activity, "busy", False)
+    monkeypatch.setattr(activity, "started", time.monotonic() - 100)
+    monkeypatch.setattr(activity, "handled", {})
+    return world
+
+
+def catch_up_rounds(reader: Any, committed: dict[int, int], n: int, interval: float = 0.01) -> int:
+    """n catch-up rounds on partitions ``committed``, each on an event loop of its own in a thread (the
+    browser tests leave a loop running in the main thread, where asyncio.run refuses to start another)."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from streams.app import TICKETS_RECEIVED
+    from streams.reconcile import catch_up
+
+    total = 0
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        for _ in range(n):
+            total += pool.submit(asyncio.run, catch_up(reader, TICKETS_RECEIVED, committed, set(committed),
+                                                       interval)).result()
+            time.sleep(interval * 2)
+    return total

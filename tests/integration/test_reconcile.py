@@ -8,11 +8,9 @@ receives them; two of the five are in the ledger already, recorded by a batch th
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from kafka import KafkaAdminClient, KafkaProducer, TopicPartition
@@ -27,7 +25,7 @@ from streams.app import TICKETS_RECEIVED, app
 from streams.db import Ledger, make_engine, upgrade
 from streams.routing import decision_key
 from streams.runner import ensure_topics
-from tests.conftest import wait_until
+from tests.conftest import catch_up_rounds, wait_until
 from tests.integration.flow import decisions, realistic_tickets
 
 pytestmark = pytest.mark.integration
@@ -104,44 +102,25 @@ def test_offsets_committed_but_never_handled_are_found_and_routed_once(own_broke
         ledger.dispose()
 
 
-def test_the_catch_up_reads_a_stopped_partition_from_the_real_broker(own_broker, monkeypatch):
+def test_the_catch_up_reads_a_stopped_partition_from_the_real_broker(own_broker, catch_up_world):
     # Given ten tickets on partition 0 and the group committed at 4, as a consumer that stopped there leaves it
-    from streams import reconcile
-    from streams.reconcile import BrokerReader, catch_up
-    from streams.routing import activity
+    from streams.reconcile import BrokerReader
 
     bootstrap = own_broker
     ensure_topics(bootstrap, [TICKETS_RECEIVED], Settings().topic_partitions, 1)
     tickets = realistic_tickets(10, f"C{uuid.uuid4().hex[:6]}", seed=8)
     _send(bootstrap, tickets)
     _commit(bootstrap, 4)
-    routed: list[tuple[int, str]] = []
-    nudged: list[tuple[int, int]] = []
-
-    async def route_batch(found):  # type: ignore[no-untyped-def]
-        routed.extend((m.offset, json.loads(m.value)["id"]) for m in found)
-
-    async def nudge(topic: str, partition: int, offset: int) -> None:
-        nudged.append((partition, offset))
-
-    monkeypatch.setattr(reconcile, "route_batch", route_batch)
-    monkeypatch.setattr(reconcile, "nudge", nudge)
-    monkeypatch.setattr(reconcile, "stalls", {})
-    monkeypatch.setattr(activity, "busy", False)
-    monkeypatch.setattr(activity, "started", time.monotonic() - 100)
-    monkeypatch.setattr(activity, "handled", {})
     reader = BrokerReader(bootstrap, app.conf.id)
     try:
         committed = reader.committed(TICKETS_RECEIVED)
         # (the end as the fetch's high watermark: this broker's ListOffsets says 1, the last batch's base + 1)
         assert committed == {PARTITION: 4} and reader.end_offsets(TICKETS_RECEIVED, committed) == {PARTITION: 10}
         # When two rounds see it unmoved (one look is not a stall)
-        for _ in range(2):
-            with ThreadPoolExecutor(max_workers=1) as pool:  # a loop of its own (see tests/unit/test_reconcile)
-                pool.submit(asyncio.run, catch_up(reader, TICKETS_RECEIVED, committed, {PARTITION}, 0.05)).result()
-            time.sleep(0.1)
+        catch_up_rounds(reader, committed, 2, interval=0.05)
     finally:
         reader.close()
     # Then the six waiting tickets are read from the broker, in order, and the consumer is sent back to 4
-    assert routed == [(o, tickets[o]["id"]) for o in range(4, 10)]
-    assert nudged == [(PARTITION, 4)]
+    assert [(m.offset, json.loads(m.value)["id"]) for m in catch_up_world.routed] == \
+        [(o, tickets[o]["id"]) for o in range(4, 10)]
+    assert catch_up_world.nudged == [(PARTITION, 4)]

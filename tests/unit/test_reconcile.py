@@ -3,16 +3,11 @@ and when a partition's consumer counts as stopped (the broker and the routing st
 
 from __future__ import annotations
 
-import asyncio
 import time
-from concurrent.futures import ThreadPoolExecutor
-from types import SimpleNamespace
 
-import pytest
-
-from streams import reconcile
-from streams.reconcile import Redelivery, catch_up, missing_ranges
+from streams.reconcile import Redelivery, missing_ranges
 from streams.routing import activity
+from tests.conftest import catch_up_rounds
 
 
 def test_nothing_missing_when_every_offset_is_accounted_for() -> None:
@@ -51,54 +46,29 @@ class FakeReader:
         return [Redelivery(topic, partition, o, b"k", b"{}") for a, b in ranges for o in range(a, b)]
 
 
-@pytest.fixture
-def world(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
-    """A quiet routing agent (started long ago, nothing handled), no stalls seen, and a route_batch and a
-    consumer seek that record what they were given."""
-    routed: list[int] = []
-    nudged: list[tuple[int, int]] = []
-
-    async def route_batch(found):  # type: ignore[no-untyped-def]
-        routed.extend(m.offset for m in found)
-
-    async def nudge(topic: str, partition: int, offset: int) -> None:
-        nudged.append((partition, offset))
-
-    monkeypatch.setattr(reconcile, "route_batch", route_batch)
-    monkeypatch.setattr(reconcile, "nudge", nudge)
-    monkeypatch.setattr(reconcile, "stalls", {})
-    monkeypatch.setattr(activity, "busy", False)
-    monkeypatch.setattr(activity, "started", time.monotonic() - 100)
-    monkeypatch.setattr(activity, "handled", {})
-    return SimpleNamespace(routed=routed, nudged=nudged)
+def rounds(reader: FakeReader, committed: dict[int, int], n: int) -> int:
+    return catch_up_rounds(reader, committed, n)
 
 
-def rounds(reader: FakeReader, committed: dict[int, int], n: int, interval: float = 0.01) -> int:
-    """n reconciler rounds, each on a loop of its own in a thread (the browser tests leave an event loop
-    running in the main thread, where asyncio.run refuses to start another)."""
-    total = 0
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        for _ in range(n):
-            total += pool.submit(asyncio.run, catch_up(reader, "tickets.received", committed, set(committed),
-                                                       interval)).result()
-            time.sleep(interval * 2)
-    return total
+def offsets(world) -> list[int]:  # type: ignore[no-untyped-def]
+    return [m.offset for m in world.routed]
 
 
-def test_a_partition_stopped_below_waiting_messages_is_routed_from_the_broker_once(world) -> None:
+def test_a_partition_stopped_below_waiting_messages_is_routed_from_the_broker_once(catch_up_world) -> None:
     # Given partition 1 committed at 179 with messages up to 219, and partition 0 caught up
     reader = FakeReader({0: 50, 1: 220})
     # When the first round sees it, nothing happens yet (one look is not a stall)
-    assert rounds(reader, {0: 50, 1: 179}, 1) == 0 and not world.routed
+    assert rounds(reader, {0: 50, 1: 179}, 1) == 0 and not catch_up_world.routed
     # Then the next round, the offset unmoved and nothing of the partition handled, routes 179-219
     assert rounds(reader, {0: 50, 1: 179}, 1) == 41
-    assert world.routed == list(range(179, 220)) and reader.reads == [(1, [(179, 220)])]
-    assert world.nudged == [(1, 179)]  # and the consumer is sent back to its committed offset
+    assert offsets(catch_up_world) == list(range(179, 220)) and reader.reads == [(1, [(179, 220)])]
+    assert catch_up_world.nudged == [(1, 179)]  # and the consumer is sent back to its committed offset
     # and later rounds do not route them again while the consumer stays where it is
     assert rounds(reader, {0: 50, 1: 179}, 3) == 0
 
 
-def test_a_moving_partition_a_busy_agent_or_a_recently_handled_partition_is_left_to_the_consumer(world) -> None:
+def test_a_moving_partition_a_busy_agent_or_a_recently_handled_partition_is_left_to_the_consumer(
+        catch_up_world) -> None:
     reader = FakeReader({1: 220})
     # the committed offset moves each round: the consumer is working
     for at in (100, 120, 140, 160):
@@ -110,10 +80,10 @@ def test_a_moving_partition_a_busy_agent_or_a_recently_handled_partition_is_left
     # a message of the partition was handled a moment ago
     activity.handled[1] = time.monotonic() + 60
     assert rounds(reader, {1: 160}, 3) == 0
-    assert not world.routed and not world.nudged
+    assert not catch_up_world.routed and not catch_up_world.nudged
 
 
-def test_a_catch_up_reads_at_most_a_thousand_messages_a_round(world) -> None:
+def test_a_catch_up_reads_at_most_a_thousand_messages_a_round(catch_up_world) -> None:
     reader = FakeReader({2: 2600})
     assert rounds(reader, {2: 100}, 3) == 2000
     assert [r for _, r in reader.reads] == [[(100, 1100)], [(1100, 2100)]]
