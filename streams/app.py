@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import logging
 from collections.abc import Iterable
 from typing import Any
 
@@ -126,18 +127,29 @@ def faust_options(settings: Settings, bootstrap: str) -> dict[str, Any]:
     }
 
 
-def _tune_fetch_wait(max_wait_ms: int) -> None:
-    """faust hard-codes fetch_max_wait_ms=1500 for its consumer. The embedded broker answers a fetch
-    only when that wait expires, which cost ~650 ms per hop at low load (benchmarks/e2e_latency.py);
-    a shorter wait bounds it. The consumer is created but not started here, so the value is used."""
+def _install_consumer_thread(max_wait_ms: int) -> None:
+    """Two corrections to faust's consumer (its thread class is replaced in the driver module; the consumer
+    is created but not started here, so both take effect):
+
+    * faust hard-codes fetch_max_wait_ms=1500. The embedded broker answers a fetch only when that wait
+      expires, which cost ~650 ms per hop at low load (benchmarks/e2e_latency.py); a shorter wait bounds it.
+    * A table's recovery reads its changelog up to the end that ``highwaters`` reports, from ListOffsets.
+      The embedded broker answers that with the last record batch's base offset + 1, so a new or restarted
+      worker stopped reading at the first message of the last batch and lost the rest of it: 51 keys
+      written in a burst, 4 recovered (one per partition). The end is taken from a fetch's high
+      watermark instead (:func:`streams.broker.log_ends`); on Kafka the two agree. With transactions faust
+      reads the last stable offset, which is left alone.
+    """
     from faust.transport.drivers import aiokafka as driver
+
+    from streams.broker import log_ends
 
     base = driver.AIOKafkaConsumerThread
     if getattr(base, "fetch_max_wait_ms", None) is not None:
         base.fetch_max_wait_ms = max_wait_ms  # already installed: just update
         return
 
-    class TunedConsumerThread(base):  # type: ignore[misc, valid-type]
+    class HotlineConsumerThread(base):  # type: ignore[misc, valid-type]
         fetch_max_wait_ms = max_wait_ms
 
         def _create_worker_consumer(self, transport):  # type: ignore[no-untyped-def]
@@ -145,13 +157,30 @@ def _tune_fetch_wait(max_wait_ms: int) -> None:
             consumer._fetch_max_wait_ms = type(self).fetch_max_wait_ms
             return consumer
 
-    driver.AIOKafkaConsumerThread = TunedConsumerThread
+        async def _highwaters(self, partitions):  # type: ignore[no-untyped-def]
+            listed = await super()._highwaters(partitions)
+            if self.consumer.in_transaction:
+                return listed
+            # From the last listed offset, which exists whenever the log is not empty: a fetch from there
+            # returns the last batch and the log's true end.
+            positions = {tp: end - 1 for tp, end in listed.items() if end}
+            try:
+                fetched = await log_ends(driver.server_list(self.transport.url, self.transport.default_port),
+                                         positions)
+            except Exception:
+                logging.getLogger(__name__).exception(
+                    "could not read the end of %d changelog partition(s) from a fetch; using ListOffsets",
+                    len(positions))
+                return listed
+            return {tp: max(end, fetched.get(tp, end)) for tp, end in listed.items()}
+
+    driver.AIOKafkaConsumerThread = HotlineConsumerThread
 
 
 def configure(settings: Settings, bootstrap: str) -> faust.App:
     """Apply settings to the app and register every stage's agents (idempotent)."""
     app.config_from_object(faust_options(settings, bootstrap), force=True)
-    _tune_fetch_wait(settings.broker_fetch_max_wait_ms)
+    _install_consumer_thread(settings.broker_fetch_max_wait_ms)
     for module in STAGES:
         importlib.import_module(module)
     return app

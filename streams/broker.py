@@ -12,8 +12,9 @@ import os
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -174,6 +175,35 @@ class EmbeddedBroker:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+async def log_ends(bootstrap: str | list[str], positions: Mapping[Any, int], timeout: float = 10.0) -> dict[Any, int]:
+    """The end of each partition's log (the offset its next message will get): the high watermark that a
+    fetch from ``positions`` (topic partition -> an offset in, or at the end of, its log) reports.
+
+    Not ListOffsets: asked for "latest", the embedded broker (Tansu 0.6) answers with the last record batch's
+    base offset + 1, so a batch of ten messages at the start of a log reads as an end of 1. A real Kafka
+    broker answers both the same way. Async (aiokafka), so it runs on the caller's event loop."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    if not positions:
+        return {}
+    tps = {TopicPartition(tp[0], tp[1]): tp for tp in positions}  # any (topic, partition) pair, faust's TP too
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                                auto_offset_reset="latest", fetch_max_wait_ms=50, client_id="hotline-log-ends")
+    await consumer.start()
+    try:
+        consumer.assign(list(tps))
+        for tp, given in tps.items():
+            consumer.seek(tp, positions[given])
+        deadline = time.monotonic() + timeout
+        while pending := [tp for tp in tps if consumer.highwater(tp) is None]:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no fetch answered for {sorted(pending)} within {timeout:.0f}s")
+            await consumer.getmany(*pending, timeout_ms=200, max_records=1)
+        return {given: consumer.highwater(tp) for tp, given in tps.items()}
+    finally:
+        await consumer.stop()
 
 
 ADDRESS_FILE = "broker.address"

@@ -202,7 +202,7 @@ class QueueReader:
         ends = {} if follow else self.consumer.end_offsets(list(self.consumer.assignment()))
         last_data = time.monotonic()
         while True:
-            if not follow and all(self.consumer.position(tp) >= end for tp, end in ends.items()):
+            if not follow and all(self.read_to(tp, end) for tp, end in ends.items()):
                 return
             polled = self.consumer.poll(timeout_ms=1000)
             batch = [m for records in polled.values() for m in records]
@@ -211,6 +211,16 @@ class QueueReader:
                 yield batch
             elif not follow and time.monotonic() - last_data > idle:
                 return
+
+    def read_to(self, tp: Any, listed_end: int) -> bool:
+        """Whether this partition is read to its end. The end is the last fetch's high watermark: ListOffsets
+        (``listed_end``) answers short on the embedded broker (the last record batch's base offset + 1), and
+        a reader stopping there could leave the rest of that batch unshown. Before the first fetch, only an
+        empty log counts as read."""
+        highwater = self.consumer.highwater(tp)
+        if highwater is None:
+            return listed_end == 0
+        return self.consumer.position(tp) >= max(listed_end, highwater)
 
     def shown(self, message: Any) -> None:
         from kafka.structs import TopicPartition
