@@ -212,19 +212,23 @@ def catch_up_world(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-
     return world
 
 
-def catch_up_rounds(reader: Any, committed: dict[int, int], n: int, interval: float = 0.01) -> int:
-    """n catch-up rounds on partitions ``committed``, each on an event loop of its own in a thread (the
-    browser tests leave a loop running in the main thread, where asyncio.run refuses to start another)."""
+def run_async(coro: Any) -> Any:
+    """Run a coroutine to its end on an event loop of its own, in a thread: the browser tests leave a loop
+    running in the main thread, where asyncio.run refuses to start another."""
     import asyncio
     from concurrent.futures import ThreadPoolExecutor
 
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+def catch_up_rounds(reader: Any, committed: dict[int, int], n: int, interval: float = 0.01) -> int:
+    """n catch-up rounds on partitions ``committed``, each on a loop of its own (:func:`run_async`)."""
     from streams.app import TICKETS_RECEIVED
     from streams.reconcile import catch_up
 
     total = 0
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        for _ in range(n):
-            total += pool.submit(asyncio.run, catch_up(reader, TICKETS_RECEIVED, committed, set(committed),
-                                                       interval)).result()
-            time.sleep(interval * 2)
+    for _ in range(n):
+        total += run_async(catch_up(reader, TICKETS_RECEIVED, committed, set(committed), interval))
+        time.sleep(interval * 2)
     return total

@@ -8,7 +8,6 @@ An agency's queue reader stopped there too. Both take the end from a fetch's hig
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 
@@ -23,7 +22,7 @@ from streams.app import TICKETS_EVENTS, TICKETS_RECEIVED
 from streams.broker import log_ends
 from streams.cli.agency import QueueReader
 from streams.db import Ledger, make_engine
-from tests.conftest import wait_until
+from tests.conftest import run_async, wait_until
 from tests.integration.flow import decisions, event, produce, published, realistic_tickets
 
 pytestmark = pytest.mark.integration
@@ -55,7 +54,7 @@ def test_log_ends_reads_the_end_that_list_offsets_gets_wrong(kafka_bootstrap):
                 for start in (0, 12, 15)}
         return ends, await log_ends(kafka_bootstrap, {(topic, 1): 0})
 
-    ends, empty = asyncio.run(write_and_ask())
+    ends, empty = run_async(write_and_ask())
 
     # Then it is 15 from anywhere, and 0 for an empty partition
     assert ends == {0: 15, 12: 15, 15: 15}
@@ -113,7 +112,7 @@ def test_the_queue_reader_reads_to_the_end_of_the_last_batch(kafka_bootstrap):
     # shown the first twelve before it quit
     topic = f"tickets.routed.LOGENDS{uuid.uuid4().hex[:6]}"
     group = f"agency-{uuid.uuid4().hex[:6]}"
-    asyncio.run(write_batches(kafka_bootstrap, topic))
+    run_async(write_batches(kafka_bootstrap, topic))
 
     def read(show_below: int | None = None) -> list[int]:
         reader = QueueReader(kafka_bootstrap, topic, group)
