@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from streams.app import TICKETS_RECEIVED, app, owned_partitions
+from streams.broker import log_ends
 from streams.routing import activity, route_batch
 from streams.wiring import services
 
@@ -61,7 +62,8 @@ def missing_ranges(lo: int, hi: int, accounted: set[int]) -> list[tuple[int, int
 
 
 class BrokerReader:
-    """Blocking broker calls (kafka-python), run on their own thread, never on the event loop."""
+    """Broker calls of the reconciler: blocking ones (kafka-python) run on their own thread, never on the
+    event loop; the log's end is read with aiokafka on the loop."""
 
     def __init__(self, bootstrap: str, group: str) -> None:
         self.bootstrap, self.group = bootstrap, group
@@ -94,25 +96,12 @@ class BrokerReader:
             starts.update({tp.partition: offset for tp, offset in first.items()})
         return starts
 
-    def end_offsets(self, topic: str, starts: dict[int, int]) -> dict[int, int]:
-        """The end of each partition's log (the offset its next message will get), as the high watermark of
-        a fetch from ``starts``. Not ListOffsets: the embedded broker (Tansu 0.6) answers "latest" with the
-        last record batch's base offset + 1, short of the end whenever that batch holds several messages."""
-        from kafka import KafkaConsumer, TopicPartition
-
-        tps = {p: TopicPartition(topic, p) for p in starts}
-        consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False, group_id=None,
-                                 fetch_max_wait_ms=100)
-        try:
-            consumer.assign(list(tps.values()))
-            for p, tp in tps.items():
-                consumer.seek(tp, starts[p])
-            deadline = time.monotonic() + READ_TIMEOUT
-            while any(consumer.highwater(tp) is None for tp in tps.values()) and time.monotonic() < deadline:
-                consumer.poll(timeout_ms=200, max_records=1)
-            return {p: hw for p, tp in tps.items() if (hw := consumer.highwater(tp)) is not None}
-        finally:
-            consumer.close()
+    async def end_offsets(self, topic: str, starts: dict[int, int]) -> dict[int, int]:
+        """The end of each partition's log (the offset its next message will get), from a fetch at ``starts``
+        (:func:`streams.broker.log_ends`: the embedded broker's ListOffsets answers short). Async, on the
+        caller's loop: aiokafka, not a blocking call."""
+        ends = await log_ends(self.bootstrap, {(topic, p): offset for p, offset in starts.items()}, READ_TIMEOUT)
+        return {p: end for (_, p), end in ends.items()}
 
     def read(self, topic: str, partition: int, ranges: list[tuple[int, int]]) -> list[Redelivery]:
         """The messages at the given offsets (an offset with none, e.g. a transaction marker, is left out).
@@ -187,7 +176,7 @@ async def catch_up(reader: BrokerReader, topic: str, committed: dict[int, int], 
     offset of the killed worker's unfinished batch in two of four partitions (docs/guarantees.md)."""
     now = time.monotonic()
     waiting = {p: committed[p] for p in owned if p in committed}
-    ends = await reader.call(reader.end_offsets, topic, waiting) if waiting else {}
+    ends = await reader.end_offsets(topic, waiting) if waiting else {}
     routed = 0
     for partition, at in sorted(waiting.items()):
         key, end = (topic, partition), ends.get(partition, at)

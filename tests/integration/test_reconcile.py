@@ -25,7 +25,7 @@ from streams.app import TICKETS_RECEIVED, app
 from streams.db import Ledger, make_engine, upgrade
 from streams.routing import decision_key
 from streams.runner import ensure_topics
-from tests.conftest import catch_up_rounds, wait_until
+from tests.conftest import catch_up_rounds, run_async, wait_until
 from tests.integration.flow import decisions, realistic_tickets
 
 pytestmark = pytest.mark.integration
@@ -115,7 +115,7 @@ def test_the_catch_up_reads_a_stopped_partition_from_the_real_broker(own_broker,
     try:
         committed = reader.committed(TICKETS_RECEIVED)
         # (the end as the fetch's high watermark: this broker's ListOffsets says 1, the last batch's base + 1)
-        assert committed == {PARTITION: 4} and reader.end_offsets(TICKETS_RECEIVED, committed) == {PARTITION: 10}
+        assert committed == {PARTITION: 4} and run_async(reader.end_offsets(TICKETS_RECEIVED, committed)) == {PARTITION: 10}
         # When two rounds see it unmoved (one look is not a stall)
         catch_up_rounds(reader, committed, 2, interval=0.05)
     finally:

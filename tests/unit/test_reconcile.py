@@ -38,7 +38,7 @@ class FakeReader:
     async def call(self, fn, *args):  # type: ignore[no-untyped-def]
         return fn(*args)
 
-    def end_offsets(self, topic: str, starts: dict[int, int]) -> dict[int, int]:
+    async def end_offsets(self, topic: str, starts: dict[int, int]) -> dict[int, int]:
         return {p: self.ends[p] for p in starts}
 
     def read(self, topic: str, partition: int, ranges: list[tuple[int, int]]) -> list[Redelivery]:
