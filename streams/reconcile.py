@@ -173,9 +173,13 @@ async def catch_up(reader: BrokerReader, topic: str, committed: dict[int, int], 
     the database, is slow, not stopped). Its waiting messages are then read from the
     broker and routed like any delivery: idempotently, so should the consumer start again it finds them
     routed. Seen after a kill -9 on the embedded broker: the new worker stopped, for good, at the first
-    offset of the killed worker's unfinished batch in two of four partitions (docs/guarantees.md)."""
+    offset of the killed worker's unfinished batch in two of four partitions (docs/guarantees.md). A
+    partition the group never committed counts from the log's beginning, where its consumer starts: a
+    worker killed before its first commit left a successor that consumed nothing (session 10)."""
     now = time.monotonic()
     waiting = {p: committed[p] for p in owned if p in committed}
+    if never := owned - waiting.keys():
+        waiting.update(await reader.call(reader.start_offsets, topic, never))
     ends = await reader.end_offsets(topic, waiting) if waiting else {}
     routed = 0
     for partition, at in sorted(waiting.items()):

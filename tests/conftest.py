@@ -222,13 +222,16 @@ def run_async(coro: Any) -> Any:
         return pool.submit(asyncio.run, coro).result()
 
 
-def catch_up_rounds(reader: Any, committed: dict[int, int], n: int, interval: float = 0.01) -> int:
-    """n catch-up rounds on partitions ``committed``, each on a loop of its own (:func:`run_async`)."""
+def catch_up_rounds(reader: Any, committed: dict[int, int], n: int, interval: float = 0.01,
+                    owned: set[int] | None = None) -> int:
+    """n catch-up rounds on the ``owned`` partitions (default: those ``committed``), each on a loop of its own
+    (:func:`run_async`)."""
     from streams.app import TICKETS_RECEIVED
     from streams.reconcile import catch_up
 
     total = 0
     for _ in range(n):
-        total += run_async(catch_up(reader, TICKETS_RECEIVED, committed, set(committed), interval))
+        total += run_async(catch_up(reader, TICKETS_RECEIVED, committed,
+                                    set(committed) if owned is None else owned, interval))
         time.sleep(interval * 2)
     return total

@@ -41,6 +41,9 @@ class FakeReader:
     async def end_offsets(self, topic: str, starts: dict[int, int]) -> dict[int, int]:
         return {p: self.ends[p] for p in starts}
 
+    def start_offsets(self, topic: str, partitions: set[int]) -> dict[int, int]:
+        return {p: 0 for p in partitions}  # never committed: the log's beginning
+
     def read(self, topic: str, partition: int, ranges: list[tuple[int, int]]) -> list[Redelivery]:
         self.reads.append((partition, ranges))
         return [Redelivery(topic, partition, o, b"k", b"{}") for a, b in ranges for o in range(a, b)]
@@ -65,6 +68,17 @@ def test_a_partition_stopped_below_waiting_messages_is_routed_from_the_broker_on
     assert catch_up_world.nudged == [(1, 179)]  # and the consumer is sent back to its committed offset
     # and later rounds do not route them again while the consumer stays where it is
     assert rounds(reader, {0: 50, 1: 179}, 3) == 0
+
+
+def test_a_partition_never_committed_is_routed_from_the_log_s_beginning(catch_up_world) -> None:
+    # Given partition 2 with 30 messages, owned, and never committed (its last worker was killed before
+    # its first commit), and partition 0 committed at its end
+    reader = FakeReader({0: 50, 2: 30})
+    # When two rounds see it delivering nothing
+    assert catch_up_rounds(reader, {0: 50}, 2, owned={0, 2}) == 30
+    # Then its 30 messages are routed from offset 0, and the consumer is sent back there
+    assert offsets(catch_up_world) == list(range(30)) and reader.reads == [(2, [(0, 30)])]
+    assert catch_up_world.nudged == [(2, 0)]
 
 
 def test_a_moving_partition_a_busy_agent_or_a_recently_handled_partition_is_left_to_the_consumer(
