@@ -84,17 +84,21 @@ class BrokerReader:
     def start_offsets(self, topic: str, partitions: set[int]) -> dict[int, int]:
         """Where the group's consumption of these partitions starts: the committed offset, or for a
         partition the group never committed, the log's first offset (the consumer resets to earliest)."""
-        from kafka import KafkaConsumer, TopicPartition
-
         starts = {p: o for p, o in self.committed(topic).items() if p in partitions}
         if missing := partitions - starts.keys():
-            consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False, group_id=None)
-            try:
-                first = consumer.beginning_offsets([TopicPartition(topic, p) for p in missing])
-            finally:
-                consumer.close()
-            starts.update({tp.partition: offset for tp, offset in first.items()})
+            starts.update(self.beginning_offsets(topic, missing))
         return starts
+
+    def beginning_offsets(self, topic: str, partitions: set[int]) -> dict[int, int]:
+        """The first offset of each partition's log."""
+        from kafka import KafkaConsumer, TopicPartition
+
+        consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False, group_id=None)
+        try:
+            first = consumer.beginning_offsets([TopicPartition(topic, p) for p in partitions])
+        finally:
+            consumer.close()
+        return {tp.partition: offset for tp, offset in first.items()}
 
     async def end_offsets(self, topic: str, starts: dict[int, int]) -> dict[int, int]:
         """The end of each partition's log (the offset its next message will get), from a fetch at ``starts``
@@ -179,7 +183,7 @@ async def catch_up(reader: BrokerReader, topic: str, committed: dict[int, int], 
     now = time.monotonic()
     waiting = {p: committed[p] for p in owned if p in committed}
     if never := owned - waiting.keys():
-        waiting.update(await reader.call(reader.start_offsets, topic, never))
+        waiting.update(await reader.call(reader.beginning_offsets, topic, never))  # committed is known
     ends = await reader.end_offsets(topic, waiting) if waiting else {}
     routed = 0
     for partition, at in sorted(waiting.items()):

@@ -41,8 +41,8 @@ class FakeReader:
     async def end_offsets(self, topic: str, starts: dict[int, int]) -> dict[int, int]:
         return {p: self.ends[p] for p in starts}
 
-    def start_offsets(self, topic: str, partitions: set[int]) -> dict[int, int]:
-        return {p: 0 for p in partitions}  # never committed: the log's beginning
+    def beginning_offsets(self, topic: str, partitions: set[int]) -> dict[int, int]:
+        return {p: 0 for p in partitions}
 
     def read(self, topic: str, partition: int, ranges: list[tuple[int, int]]) -> list[Redelivery]:
         self.reads.append((partition, ranges))
