@@ -19,6 +19,8 @@ import faust
 from config.settings import Settings
 from models.events import InputRejected, LinkObserved
 
+log = logging.getLogger(__name__)
+
 TICKETS_RECEIVED = "tickets.received"
 TICKETS_INVALID = "tickets.invalid"
 TICKETS_MANUAL = "tickets.manual"
@@ -168,7 +170,7 @@ def _install_consumer_thread(max_wait_ms: int) -> None:
                 fetched = await log_ends(driver.server_list(self.transport.url, self.transport.default_port),
                                          positions)
             except Exception:
-                logging.getLogger(__name__).exception(
+                log.exception(
                     "could not read the end of %d changelog partition(s) from a fetch; using ListOffsets",
                     len(positions))
                 return listed
