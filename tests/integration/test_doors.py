@@ -170,11 +170,12 @@ def test_http_intake_then_the_queue_shows_the_routed_ticket(kafka_bootstrap: str
     # The ledger's view follows the ticket through routing; the phone is masked for the dispatcher
     view: dict[str, Any] = {}
 
-    def routed() -> bool:
+    def routed() -> bool:  # published, and its 'routed' event applied: the lifecycle stage sets the status
         nonlocal view
         r = client.get(f"/api/tickets/{tid}", headers=headers)
         view = r.json()
-        return r.status_code == 200 and any(d["published_at"] for d in view["decisions"])
+        return (r.status_code == 200 and any(d["published_at"] for d in view["decisions"])
+                and view["status"] != "received")
 
     try:
         assert wait_until(routed, timeout=40), worker.log()[-3000:]
