@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import faust
@@ -87,6 +87,49 @@ async def changelog_written(futures: Iterable[asyncio.Future[Any] | None]) -> No
     pending = [f for f in futures if f is not None]
     if pending:
         await asyncio.gather(*pending)
+
+
+# --- timers -------------------------------------------------------------------------------------------------
+ROUND_GRACE_SECONDS = 10.0  # how long a stopping worker waits for a timer round that is still running
+_stopping = False
+_rounds: set[asyncio.Task[Any]] = set()
+
+
+async def every(seconds: float, round_: Callable[[], Awaitable[Any]], *, name: str,
+                skip: Callable[[], bool] = lambda: False) -> None:
+    """Run ``round_`` every ``seconds`` until the worker stops; a failed round is logged and the next one runs.
+
+    faust stops its producer (one of the app's children) before it cancels the app's tasks, so a round that
+    was still sending when the worker stopped left messages in a producer that no longer ran ("Cannot
+    flush: Producer not Running", full suite, 2026-12-03). Each round runs as its own task, which
+    :func:`_finish_rounds` lets complete before faust flushes the producer; no round starts after that.
+    """
+    while not _stopping:
+        await asyncio.sleep(seconds)
+        if _stopping or skip():
+            continue
+        task = asyncio.ensure_future(round_())
+        _rounds.add(task)
+        try:
+            await asyncio.shield(task)  # a cancelled timer must not cut a round off in the middle of a send
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("%s failed", name)
+        finally:
+            _rounds.discard(task)
+
+
+@app.on_before_shutdown.connect
+async def _finish_rounds(sender: Any, **_: Any) -> None:
+    """Sent by faust after its consumer stopped and before it flushes and stops the producer."""
+    global _stopping
+    _stopping = True
+    if not _rounds:
+        return
+    _, late = await asyncio.wait(set(_rounds), timeout=ROUND_GRACE_SECONDS)
+    if late:
+        log.warning("stopping with %d timer round(s) still running after %.0fs", len(late), ROUND_GRACE_SECONDS)
 
 
 def contract_topics(agency_codes: list[str] | tuple[str, ...] = ()) -> list[str]:

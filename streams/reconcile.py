@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from streams.app import TICKETS_RECEIVED, app, owned_partitions
+from streams.app import TICKETS_RECEIVED, app, every, owned_partitions
 from streams.broker import log_ends
 from streams.routing import activity, route_batch
 from streams.wiring import services
@@ -288,21 +288,16 @@ async def adopt_assigned(sender: Any, assigned: set[Any], **_: Any) -> None:
 
 @app.task
 async def reconcile() -> None:
-    """The reconciler's timer (a task: the interval is a setting). Quiet while the group rebalances."""
+    """The reconciler's timer (a task: the interval is a setting). Quiet while the group rebalances;
+    nothing is marked audited by a round that failed, the next one tries again."""
     global _reader
     interval = services().settings.reconcile_seconds
     if not interval:
         return
     reader = broker_reader()
     try:
-        while True:
-            await asyncio.sleep(interval)
-            if app.rebalancing:
-                continue
-            try:
-                await reconcile_once(reader)
-            except Exception:  # the next round tries again; nothing is marked audited that was not
-                log.exception("reconcile round failed")
+        await every(interval, lambda: reconcile_once(reader), name="reconcile round",
+                    skip=lambda: app.rebalancing)
     finally:
         reader.close()
         _reader = None

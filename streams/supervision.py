@@ -58,6 +58,7 @@ from streams.app import (
     alerts_topic,
     app,
     changelog_written,
+    every,
     links_topic,
     owned_partitions,
 )
@@ -360,17 +361,11 @@ async def _maybe_prune(now: datetime) -> None:
 async def supervise() -> None:
     """The supervision timer (a task rather than ``@app.timer``: the interval is a setting)."""
     svc = services()
-    interval = svc.settings.supervision_tick_seconds
     # Build the shared clock off the loop: its first use reads (or writes) the clock state file.
     await asyncio.to_thread(lambda: svc.clock)
-    while True:
-        await asyncio.sleep(interval)
-        if not _ready or app.rebalancing:
-            continue  # the table is being recovered: its facts are not complete yet
-        try:
-            await tick_once()
-        except Exception:  # keep ticking; the next tick retries what is still due
-            log.exception("supervision tick failed")
+    # No tick while the table is being recovered: its facts are not complete yet.
+    await every(svc.settings.supervision_tick_seconds, tick_once, name="supervision tick",
+                skip=lambda: not _ready or app.rebalancing)
 
 
 # --- rebalances -----------------------------------------------------------------------------------------
