@@ -1,0 +1,95 @@
+"""faust's delivery loop (its real ``Consumer._drain_messages``, fed by a scripted fetch) must not skip messages
+whose hand-over it abandoned because the flow stopped: the restarted worker of session 10 dropped 514 messages
+that way and left three partitions standing still (``streams.app.ReadOffsets``)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from faust.types import TP, Message
+
+from streams.app import ReadOffsets, _install_consumer_class, app
+from tests.conftest import run_async
+
+TOPIC = "tickets.received"
+PART = TP(TOPIC, 0)
+
+
+def _message(offset: int) -> Message:
+    return Message(topic=TOPIC, partition=0, offset=offset, timestamp=0.0, timestamp_type=0, headers={},
+                   key=b"k", value=b"v", checksum=None)
+
+
+def _drain(guarded: bool) -> list[int]:
+    """Offsets handed to the agents when the flow stops in the middle of a fetched batch (a rebalance, a
+    start-up seek to the committed offset 2) and the consumer then fetches again from that offset."""
+    delivered: list[int] = []
+
+    async def scenario() -> None:
+        async def callback(message: Message) -> None:
+            await asyncio.sleep(0.01)  # the agents' buffer is full: the hand-over waits for room
+            delivered.append(message.offset)
+
+        async def nothing(*_: Any) -> None:
+            return None
+
+        _install_consumer_class()
+        # the transport's factory, on this test's own loop (create_consumer would bind the app's)
+        consumer = app.transport.Consumer(app.transport, callback=callback, loop=asyncio.get_running_loop(),
+                                          on_partitions_revoked=nothing, on_partitions_assigned=nothing)
+        if not guarded:
+            consumer._read_offset = defaultdict(lambda: None)  # faust's own
+        fetcher = SimpleNamespace(_stopped=asyncio.Event())
+        rounds = 0
+
+        async def getmany(timeout: float) -> AsyncIterator[tuple[TP, Message]]:
+            nonlocal rounds
+            rounds += 1
+            if rounds == 1:
+                for offset in (0, 1):
+                    yield PART, _message(offset)
+                # the group rebalances: flow stops, and faust seeks to the committed offset (2)
+                consumer.stop_flow()
+                consumer._read_offset.update({PART: 2})
+                for offset in (2, 3, 4):  # the rest of the batch fetched before the seek: abandoned
+                    yield PART, _message(offset)
+            elif rounds == 2:
+                consumer.resume_flow()
+                for offset in (2, 3, 4, 5):  # fetched again from the committed offset
+                    yield PART, _message(offset)
+            else:
+                fetcher._stopped.set()
+
+        consumer.getmany = getmany  # type: ignore[method-assign]
+        await asyncio.wait_for(consumer._drain_messages(fetcher), timeout=10)
+
+    run_async(scenario())
+    return delivered
+
+
+def test_messages_abandoned_while_the_flow_stopped_are_delivered_when_fetched_again() -> None:
+    assert _drain(guarded=True) == [0, 1, 2, 3, 4, 5]
+
+
+def test_faust_s_own_read_offsets_skip_them() -> None:
+    """The fault itself, so that the test above is known to exercise it."""
+    assert _drain(guarded=False) == [0, 1, 4, 5]
+
+
+@pytest.mark.parametrize(("stopped", "start", "offset", "after"), [
+    (False, None, 7, 7), (False, 5, 9, 9),       # flowing: every hand-over moves the read offset
+    (True, 5, 9, 5), (True, None, 9, None),      # stopped: an abandoned hand-over does not
+    (True, 5, 2, 2), (True, 5, None, None),      # stopped: seeks back (or to "nothing read") still apply
+])
+def test_read_offsets(stopped: bool, start: int | None, offset: int | None, after: int | None) -> None:
+    offsets = ReadOffsets(lambda: stopped)
+    if start is not None:
+        offsets.update({PART: start})
+    offsets[PART] = offset
+    assert offsets[PART] == after
+    assert offsets[TP(TOPIC, 3)] is None  # never read
