@@ -16,6 +16,12 @@ On one embedded broker, with the same real-length texts (../shared/data/messages
    and produce -> this harness's consumer saw it on the queue (which adds the harness's own fetch of
    388 queue partitions: ~30 ms at the median).
 
+Each ticket carries a caller's number (one of 2,000) and an address (one of ~750 in the three districts'
+streets), as the platform's tickets do, so supervision links them (2-3 link facts per ticket, 重复件 and
+联合执法 alerts); ``--bare`` sends text only, as every run before session 11 did. After each backlog the
+harness also waits until the workers' group has committed every message of tickets.received,
+tickets.events and supervision.links ("all stages caught up"): the whole product done with the backlog.
+
 Ratios are from the same run: e2e / classifier alone is the share of the classifier's speed the whole
 pipeline keeps. Prints one line per run and the medians over --runs.
 """
@@ -320,26 +326,30 @@ def main() -> None:
         clf = classifier_alone(model_dir, texts)
         with Pipeline(model_dir, 1, args.bare, **env) as one:
             e2e1, seen1 = one.backlog(texts, f"one{run}")
-            cpu1 = one.cpu_per_ticket
+            cpu1, all1 = one.cpu_per_ticket, one.all_stages
         with Pipeline(model_dir, 2, args.bare, **env) as two:
             e2e2, seen2 = two.backlog(texts, f"two{run}")
+            all2 = two.all_stages
             acked, lat = two.paced(all_texts, args.rate, args.seconds, f"paced{run}")
         row = {"ack_p50": pct(acked, 0.5), "ack_p99": pct(acked, 0.99), "broker": raw, "classifier": clf, "e2e1": e2e1, "e2e2": e2e2, "ratio1": e2e1 / clf,
                "ratio2": e2e2 / clf, "p50": pct(lat, 0.5), "p99": pct(lat, 0.99), "paced_seen": len(lat),
                "lost": 2 * len(texts) - seen1 - seen2, "cpu_worker": cpu1["workers"],
-               "cpu_broker": cpu1["broker"], "cpu_harness": cpu1["harness"]}
+               "cpu_broker": cpu1["broker"], "cpu_harness": cpu1["harness"], "all1": all1["rate"],
+               "all2": all2["rate"], "cpu_all": all1["cpu_worker"]}
         rows.append(row)
         print(f"run {run + 1}: broker alone {raw:.0f} msg/s | classifier alone {clf:.0f}/s | "
               f"e2e 1 worker {e2e1:.0f}/s (ratio {row['ratio1']:.2f}) | 2 workers {e2e2:.0f}/s "
               f"(ratio {row['ratio2']:.2f}) | {args.rate:.0f}/s paced, 2 workers: on the queue p50 "
               f"{row['ack_p50']:.0f} ms p99 {row['ack_p99']:.0f} ms, seen by a consumer p50 {row['p50']:.0f} ms "
               f"p99 {row['p99']:.0f} ms ({len(lat)} seen) | missing {row['lost']} | CPU ms/ticket, 1 worker: "
-              f"worker {row['cpu_worker']:.2f}, broker {row['cpu_broker']:.2f}, harness {row['cpu_harness']:.2f}",
+              f"worker {row['cpu_worker']:.2f}, broker {row['cpu_broker']:.2f}, harness {row['cpu_harness']:.2f} | "
+              f"all stages caught up: 1 worker {row['all1']:.0f}/s ({all1['lag']:.1f}s after the last publication; "
+              f"worker {row['cpu_all']:.2f} CPU ms/ticket), 2 workers {row['all2']:.0f}/s ({all2['lag']:.1f}s)",
               flush=True)
     print(f"median of {args.runs} runs, {args.n} tickets each: "
           + ", ".join(f"{k} {median([r[k] for r in rows]):.2f}" for k in
                       ("broker", "classifier", "e2e1", "e2e2", "ratio1", "ratio2", "ack_p50", "ack_p99", "p50", "p99", "cpu_worker",
-                       "cpu_broker", "cpu_harness")))
+                       "cpu_broker", "cpu_harness", "all1", "all2", "cpu_all")))
 
 
 if __name__ == "__main__":
