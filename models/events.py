@@ -255,3 +255,16 @@ class LinkObserved(Event):
     at: datetime  # received (repeated_complaint) or dispatched (joint_enforcement)
     agency: str | None = None
     place: str | None = None  # joint_enforcement: the normalised address or business name
+
+
+class LinksObserved(Event):
+    """The link facts of one lifecycle batch whose keys fall on one partition of ``supervision.links``.
+
+    One message per partition and batch, not one per fact: a routed ticket has 2-3 linking keys, and every
+    message costs a worker a produce, a fetch and an acknowledgement. The message has no key: it goes to the
+    partition Kafka's default partitioner gives each of its facts' keys (``streams.app.link_partition``),
+    where single facts keyed by linking key went before, so a key's facts and its state stay on one
+    partition. The linker still reads such single :class:`LinkObserved` messages (workers before session 12).
+    """
+
+    facts: list[LinkObserved]

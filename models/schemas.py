@@ -35,7 +35,7 @@ from models.events import (
     EVENT_CLASSES,
     AlertRaised,
     InputRejected,
-    LinkObserved,
+    LinksObserved,
     RoutedTicket,
 )
 from models.lifecycle import RATINGS, RETURN_REASONS, Role
@@ -143,6 +143,10 @@ _FIELD_NOTES: dict[str, dict[str, dict[str, Any]]] = {
         "at": {"description": "when the ticket was received (重复件) or dispatched (联合执法)"},
         "agency": {"description": "the agency the ticket was dispatched to"},
         "place": {"description": "联合执法: the normalised address or business name, for the supervisor"},
+    },
+    "LinksObserved": {
+        "facts": {"description": "link facts whose keys all fall on this message's partition (Kafka's default "
+                                 "partitioner: murmur2 of the key)"},
     },
 }
 
@@ -320,10 +324,12 @@ def alerts_schema() -> dict[str, Any]:
 
 def links_schema() -> dict[str, Any]:
     defs: dict[str, Any] = {}
-    body = record_schema(LinkObserved, defs=defs, all_required=True)
-    return _document(SUPERVISION_LINKS, "Internal: a ticket seen under a linking key (caller, place and matter, "
-                     "place or business), so that the tickets to link meet on one partition. Written and read "
-                     "by the router's workers only. Message key: the linking key.", body, defs)
+    body = record_schema(LinksObserved, defs=defs, all_required=True)
+    return _document(SUPERVISION_LINKS, "Internal: tickets seen under linking keys (caller, place and matter, "
+                     "place or business), so that the tickets to link meet on one partition: one message per "
+                     "partition and batch, sent to the partition of its facts' keys, without a message key. "
+                     "Written and read by the router's workers only (which still read a single LinkObserved, "
+                     "keyed by linking key, as workers before session 12 wrote them).", body, defs)
 
 
 def topic_schemas() -> dict[str, dict[str, Any]]:
@@ -424,8 +430,8 @@ def asyncapi(agencies: Mapping[str, str], embedded_host: str) -> dict[str, Any]:
         **event_messages,
         "alertRaised": _message("alertRaised", "AlertRaised", "A supervision alert.",
                                 _schema_ref(SUPERVISION_ALERTS), "ticket id, or agency code"),
-        "linkObserved": _message("linkObserved", "LinkObserved", "A ticket seen under a linking key.",
-                                 _schema_ref(SUPERVISION_LINKS), "linking key"),
+        "linksObserved": _message("linksObserved", "LinksObserved", "Tickets seen under linking keys of one "
+                                  "partition.", _schema_ref(SUPERVISION_LINKS), "none (sent to the keys' partition)"),
     }
 
     def msgs(*names: str) -> dict[str, Any]:
@@ -464,7 +470,7 @@ def asyncapi(agencies: Mapping[str, str], embedded_host: str) -> dict[str, Any]:
                                             "repartitions routed tickets by caller / place so that 重复件 and "
                                             "联合执法 see every ticket of a key whichever worker handled it. "
                                             "Not for other parties.",
-                             "messages": msgs("linkObserved")},
+                             "messages": msgs("linksObserved")},
     }
 
     def op(action: str, channel: str, summary: str, names: tuple[str, ...] | None = None) -> dict[str, Any]:

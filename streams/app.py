@@ -15,9 +15,10 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import faust
+from aiokafka.partitioner import murmur2
 
 from config.settings import Settings
-from models.events import InputRejected, LinkObserved
+from models.events import InputRejected
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +55,10 @@ alerts_topic = app.topic(SUPERVISION_ALERTS, key_type=str, key_serializer="raw",
 # Supervision repartitions routed tickets by linking key (caller hash, place + matter, place): the tickets of
 # one caller arrive on any partition of tickets.events, their link facts all on the partition of that key.
 # internal=True: faust creates it with the app's partition count, like a table changelog.
-links_topic = app.topic(SUPERVISION_LINKS, key_type=str, value_type=LinkObserved, key_serializer="raw",
-                        internal=True)
+# Values are LinksObserved (several facts of one partition) or, from workers before session 12, one
+# LinkObserved: read raw, so the linker tells them apart and a stray message cannot crash it in faust's decoder.
+links_topic = app.topic(SUPERVISION_LINKS, key_type=str, value_type=bytes, key_serializer="raw",
+                        value_serializer="raw", internal=True)
 _routed_topics: dict[str, faust.TopicT] = {}
 
 
@@ -67,6 +70,13 @@ def routed_topic(agency_code: str) -> faust.TopicT:
             routed_topic_name(agency_code), key_type=str, value_type=bytes, key_serializer="raw",
             value_serializer="raw")
     return topic
+
+
+def link_partition(key: str, partitions: int | None = None) -> int:
+    """The partition of ``supervision.links`` (and of the linker's table) that holds a linking key: Kafka's
+    default partitioner, murmur2 of the key, which placed every key while facts went one per message keyed
+    by it, so the states already in the table's changelog stay where they are."""
+    return (murmur2(key.encode()) & 0x7FFFFFFF) % (partitions or app.conf.topic_partitions)
 
 
 def owned_partitions(topic: str) -> set[int]:

@@ -15,8 +15,9 @@
   rebalancing.
 * Linking (重复件, 联合执法): tickets of one caller or one place arrive on *different* partitions, so no
   worker sees them all. :func:`observe_many` publishes each routed ticket's link facts (``linking.link_facts``)
-  to the internal topic ``supervision.links``, keyed by linking key (hashes of caller, of place + matter,
-  the place id): the faust way of repartitioning. The :func:`linker` agent folds them into the table
+  to the internal topic ``supervision.links``, on the partition of their linking key (hashes of caller, of
+  place + matter, the place id): the faust way of repartitioning, with one message per partition and batch
+  (``LinksObserved``) rather than per fact. The :func:`linker` agent folds them into the table
   ``supervision-links`` (one ``LinkState`` per key, changelog-backed, so a restart or a rebalance recovers
   it on the key's new owner) with the pure ``linking.link``. Keys whose tickets left the window are deleted
   once per simulated day (window measured in ticket time), so the table stays bounded.
@@ -37,10 +38,11 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
+import orjson
 from sqlalchemy import select
 
 from models import ledger as t
-from models.events import AlertRaised, LifecycleEvent, LinkObserved
+from models.events import AlertRaised, LifecycleEvent, LinkObserved, LinksObserved
 from models.lifecycle import Status, TicketState
 from models.supervision import (
     Alert,
@@ -59,6 +61,7 @@ from streams.app import (
     app,
     changelog_written,
     every,
+    link_partition,
     links_topic,
     owned_partitions,
 )
@@ -78,7 +81,10 @@ SEEN_EVENTS_KEPT = 16  # event ids remembered per ticket: redeliveries come soon
 PRUNE_EVERY = timedelta(days=1)  # simulated time between housekeeping rounds
 KEYS_PER_QUERY = 500  # SQLite refuses more than ~1000 bound parameters per statement
 LINK_RULES = LinkRules()  # 重复件: 3rd within 30 days; 联合执法: 2 agencies within 14 days
-BATCH = 200  # link facts per linker batch, or as many as came within settings.stream_batch_wait_ms
+BATCH = 50  # messages per linker batch (each carries one lifecycle batch's facts of one partition), or as
+# many as came within settings.stream_batch_wait_ms
+FACT_FIELDS = frozenset({"rule", "kind", "key", "ticket_id", "at"})  # LinkObserved's fields without a default
+FACTS_PER_MESSAGE = 500  # ~250 bytes each: well under the broker's 1 MB message limit
 
 _lock = asyncio.Lock()
 _sup: Supervisor | None = None
@@ -211,17 +217,23 @@ async def emit(alerts: list[Alert]) -> int:
 
 
 async def publish_links(facts: list[LinkFact]) -> None:
-    """Send link facts to ``supervision.links`` keyed by linking key; wait for the broker's acknowledgement."""
+    """Send link facts to ``supervision.links``, one message per partition of their keys (at most
+    ``FACTS_PER_MESSAGE`` each), and wait for the broker's acknowledgement."""
     if not facts:
         return
-    futures = [await links_topic.send(key=f.key, value=LinkObserved(**f.to_dict())) for f in facts]
+    by_partition: dict[int, list[LinkObserved]] = {}
+    for f in facts:
+        by_partition.setdefault(link_partition(f.key), []).append(LinkObserved(**f.to_dict()))
+    futures = [await links_topic.send(partition=p, value=LinksObserved(facts=group[i:i + FACTS_PER_MESSAGE]).dumps())
+               for p, group in sorted(by_partition.items()) for i in range(0, len(group), FACTS_PER_MESSAGE)]
     await asyncio.gather(*futures)
 
 
 # --- linking across partitions -----------------------------------------------------------------------------
 @app.agent(links_topic)
 async def linker(stream):  # type: ignore[no-untyped-def]
-    """Fold link facts into their keys' states, a batch at a time: emit the alerts first, then store the states.
+    """Fold link facts into their keys' states, a batch of messages at a time: emit the alerts first, then
+    store the states.
 
     Batches for the same reason as the other stages: one fact at a time waited for the broker twice per
     fact (its alerts, its changelog write), so a burst's link facts queued behind each other for minutes.
@@ -229,27 +241,44 @@ async def linker(stream):  # type: ignore[no-untyped-def]
     within = services().settings.stream_batch_wait_ms / 1000
     async for events in stream.take_events(BATCH, within=within):
         try:
-            await on_links([(ev.value, ev.message.partition) for ev in events])
-        except Exception:  # one at a time, so one bad fact does not take its batch with it
-            log.exception("linking failed on a batch of %d fact(s); retrying them one at a time", len(events))
+            await on_links([(fact, ev.message.partition) for ev in events for fact in facts_of(ev)])
+        except Exception:  # one message at a time, so one bad fact does not take its batch with it
+            log.exception("linking failed on a batch of %d message(s); retrying them one at a time", len(events))
             for ev in events:
                 m = ev.message
                 try:
-                    await on_links([(ev.value, m.partition)])
-                except Exception:  # logged with its position; the key's next fact carries on from the stored state
-                    log.exception("linking failed on %s[%s]@%s (key %s)", m.topic, m.partition, m.offset, ev.key)
+                    await on_links([(fact, m.partition) for fact in facts_of(ev)])
+                except Exception:  # logged with its position; the keys' next facts carry on from the stored states
+                    log.exception("linking failed on %s[%s]@%s", m.topic, m.partition, m.offset)
 
 
-async def on_links(items: list[tuple[LinkObserved, int]]) -> list[Alert]:
-    """Link facts with the partitions of their messages, in order (several may share a key: each folds into
-    the state the previous one left). A key's partition is that of its messages, so its table write goes
-    there, as ``links_table[key] = value`` would inside the stream."""
+def facts_of(ev: Any) -> list[dict[str, Any]]:
+    """The link facts of one ``supervision.links`` message: a :class:`LinksObserved`, or one
+    :class:`LinkObserved` as workers before session 12 sent them. Anything else is logged and skipped: only
+    this stage writes the topic, so it would be a bug, and the linker must go on."""
+    m = ev.message
+    try:
+        value = orjson.loads(ev.value or b"")
+    except orjson.JSONDecodeError:
+        value = ev.value
+    if isinstance(value, dict):
+        facts = value.get("facts") if "facts" in value else [value]
+        if isinstance(facts, list) and all(isinstance(f, dict) and FACT_FIELDS <= f.keys() for f in facts):
+            return facts
+    log.error("not link facts on %s[%s]@%s; skipped: %.200r", m.topic, m.partition, m.offset, value)
+    return []
+
+
+async def on_links(items: list[tuple[dict[str, Any], int]]) -> list[Alert]:
+    """Link facts (``LinkObserved`` fields) with the partitions of their messages, in order (several may
+    share a key: each folds into the state the previous one left). A key's partition is that of its
+    messages, so its table write goes there, as ``links_table[key] = value`` would inside the stream."""
     global _link_watermark
     states: dict[str, LinkState | None] = {}
     changed: dict[str, int] = {}  # key -> partition, for the keys whose state moved
     alerts: list[Alert] = []
     for record, partition in items:
-        fact = LinkFact.from_dict(record.asdict())
+        fact = LinkFact.from_dict(record)
         _link_watermark = fact.at if _link_watermark is None else max(_link_watermark, fact.at)
         if fact.key in states:
             state = states[fact.key]

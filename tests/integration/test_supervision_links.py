@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 
+import orjson
 import pytest
 from sqlalchemy import select
 
@@ -65,5 +66,40 @@ def test_repeat_joint_and_misdispatch_alerts(kafka_bootstrap, database_url, star
                                                                target_agency="BH-JTJ"))])
     assert wait_until(lambda: len(rule_alerts(ledger, "misdispatch", [joint[0]])) == 1, timeout=60), \
         worker.log()[-3000:]
+    assert worker.proc.poll() is None
+    ledger.dispose()
+
+
+def test_single_facts_of_an_older_worker_link_with_packed_ones(kafka_bootstrap, database_url, start_worker):
+    """Given two link facts for one caller as workers before session 12 sent them (one message per fact, keyed
+    by linking key, so on Kafka's default partition for that key), and a message on the topic that is not
+    link facts, when the same caller's third ticket is routed by this worker (which sends its facts packed,
+    one message per partition), then the three meet on one key and raise one 重复件 alert."""
+    from datetime import UTC, datetime
+
+    from models.events import LinkObserved
+    from models.supervision.linking import caller_key
+    from streams.app import SUPERVISION_LINKS
+
+    worker = start_worker(database_url, **FAST)
+    worker.wait_ready()
+    ledger = Ledger(make_engine(database_url))
+    run = uuid.uuid4().hex[:6]
+    phone = f"1370{run[:4].encode().hex()[:7]}"
+    key = caller_key(phone)
+    older = [f"OLD{run}-{i}" for i in range(2)]
+    produce(kafka_bootstrap, SUPERVISION_LINKS, [
+        (key, b"{not json"),
+        (key, {"rule": "repeated_complaint", "kind": "caller", "note": "no facts"}),
+        *[(key, orjson.loads(LinkObserved(rule="repeated_complaint", kind="caller", key=key, ticket_id=tid,
+                                          at=datetime.now(UTC)).dumps())) for tid in older]])
+    third = f"NEW{run}"
+    produce(kafka_bootstrap, TICKETS_RECEIVED, [(third, {"id": third, "text": WAGES, "caller_phone": phone,
+                                                         "address": f"东丽区华明街道{run}小区"})])
+    assert wait_until(lambda: len(rule_alerts(ledger, "repeated_complaint", [third])) == 1, timeout=60), \
+        worker.log()[-3000:]
+    (alert,) = rule_alerts(ledger, "repeated_complaint", [third])
+    assert all(tid in str(alert.payload) for tid in older)
+    assert "not link facts" in worker.log()  # the stray message is logged with its position, and skipped
     assert worker.proc.poll() is None
     ledger.dispose()
