@@ -9,6 +9,7 @@ imports the stage modules so their agents register; faust's own environment vari
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable
@@ -72,11 +73,16 @@ def routed_topic(agency_code: str) -> faust.TopicT:
     return topic
 
 
+@functools.lru_cache(maxsize=65536)  # murmur2 is pure Python, and callers and places recur
+def _murmur2(key: str) -> int:
+    return murmur2(key.encode()) & 0x7FFFFFFF
+
+
 def link_partition(key: str, partitions: int | None = None) -> int:
     """The partition of ``supervision.links`` (and of the linker's table) that holds a linking key: Kafka's
     default partitioner, murmur2 of the key, which placed every key while facts went one per message keyed
     by it, so the states already in the table's changelog stay where they are."""
-    return (murmur2(key.encode()) & 0x7FFFFFFF) % (partitions or app.conf.topic_partitions)
+    return _murmur2(key) % (partitions or app.conf.topic_partitions)
 
 
 def owned_partitions(topic: str) -> set[int]:
