@@ -15,8 +15,10 @@ ledger watched (another deployment, an earlier ledger) is not its business.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -69,6 +71,7 @@ class BrokerReader:
         self.bootstrap, self.group = bootstrap, group
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="reconcile")
         self._admin: Any = None
+        self._consumer: Any = None  # one consumer without a group for every read, made on first use
 
     async def call(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
@@ -91,14 +94,28 @@ class BrokerReader:
 
     def beginning_offsets(self, topic: str, partitions: set[int]) -> dict[int, int]:
         """The first offset of each partition's log."""
-        from kafka import KafkaConsumer, TopicPartition
+        from kafka import TopicPartition
 
-        consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False, group_id=None)
-        try:
+        with self.consumer() as consumer:
             first = consumer.beginning_offsets([TopicPartition(topic, p) for p in partitions])
-        finally:
-            consumer.close()
         return {tp.partition: offset for tp, offset in first.items()}
+
+    @contextlib.contextmanager
+    def consumer(self) -> Iterator[Any]:
+        """The reader's kafka-python consumer (no group), kept between rounds: a new one per round cost a
+        connection and a metadata fetch each time a never-committed partition was checked. Dropped after a
+        failed call, so the next one starts on a fresh connection. Only used on the reader's thread."""
+        from kafka import KafkaConsumer
+
+        if self._consumer is None:
+            self._consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
+                                           group_id=None, fetch_max_wait_ms=100, client_id="hotline-reconcile")
+        try:
+            yield self._consumer
+        except BaseException:
+            self._consumer.close()
+            self._consumer = None
+            raise
 
     async def end_offsets(self, topic: str, starts: dict[int, int]) -> dict[int, int]:
         """The end of each partition's log (the offset its next message will get), from a fetch at ``starts``
@@ -110,13 +127,11 @@ class BrokerReader:
     def read(self, topic: str, partition: int, ranges: list[tuple[int, int]]) -> list[Redelivery]:
         """The messages at the given offsets (an offset with none, e.g. a transaction marker, is left out).
         Each range is read on its own, so offsets between two gaps are not fetched."""
-        from kafka import KafkaConsumer, TopicPartition
+        from kafka import TopicPartition
 
         tp = TopicPartition(topic, partition)
-        consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False, group_id=None,
-                                 fetch_max_wait_ms=100, consumer_timeout_ms=1000)
         found: dict[int, Redelivery] = {}
-        try:
+        with self.consumer() as consumer:
             consumer.assign([tp])
             for start, stop in ranges:
                 consumer.seek(tp, start)
@@ -128,13 +143,14 @@ class BrokerReader:
                         for r in records:
                             if start <= r.offset < stop:
                                 found[r.offset] = Redelivery(topic, partition, r.offset, r.key, r.value)
-        finally:
-            consumer.close()
         return [found[o] for o in sorted(found)]
 
     def close(self) -> None:
-        if self._admin is not None:
-            self._admin.close()
+        """Close the clients on the reader's own thread, after any call still running there (a round that
+        outlived the shutdown grace), without waiting for it."""
+        clients = [c for c in (self._admin, self._consumer) if c is not None]
+        self._admin = self._consumer = None
+        self.executor.submit(lambda: [c.close() for c in clients])
         self.executor.shutdown(wait=False)
 
 
