@@ -248,16 +248,17 @@ async def linker(stream):  # type: ignore[no-untyped-def]
     """
     within = services().settings.stream_batch_wait_ms / 1000
     async for events in stream.take_events(BATCH, within=within):
+        items = [(fact, ev.message) for ev in events for fact in facts_of(ev)]
         try:
-            await on_links([(fact, ev.message.partition) for ev in events for fact in facts_of(ev)])
-        except Exception:  # one message at a time, so one bad fact does not take its batch with it
-            log.exception("linking failed on a batch of %d message(s); retrying them one at a time", len(events))
-            for ev in events:
-                m = ev.message
+            await on_links([(fact, m.partition) for fact, m in items])
+        except Exception:  # one fact at a time, so one bad fact does not take its batch (or message) with it
+            log.exception("linking failed on a batch of %d fact(s); retrying them one at a time", len(items))
+            for fact, m in items:
                 try:
-                    await on_links([(fact, m.partition) for fact in facts_of(ev)])
-                except Exception:  # logged with its position; the keys' next facts carry on from the stored states
-                    log.exception("linking failed on %s[%s]@%s", m.topic, m.partition, m.offset)
+                    await on_links([(fact, m.partition)])
+                except Exception:  # logged with its position; the key's next fact carries on from the stored state
+                    log.exception("linking failed on a fact of %s[%s]@%s (key %s)", m.topic, m.partition, m.offset,
+                                  fact.get("key"))
 
 
 def facts_of(ev: Any) -> list[dict[str, Any]]:

@@ -71,15 +71,19 @@ def test_repeat_joint_and_misdispatch_alerts(kafka_bootstrap, database_url, star
 
 
 def test_single_facts_of_an_older_worker_link_with_packed_ones(kafka_bootstrap, database_url, start_worker):
-    """Given two link facts for one caller as workers before session 12 sent them (one message per fact, keyed
-    by linking key, so on Kafka's default partition for that key), and a message on the topic that is not
-    link facts, when the same caller's third ticket is routed by this worker (which sends its facts packed,
-    one message per partition), then the three meet on one key and raise one 重复件 alert."""
+    """Given a caller's first link fact as workers before session 12 sent it (one message, keyed by linking
+    key, so on Kafka's default partition for that key), the second packed with a broken fact in one message
+    on that partition, and two messages on the topic that are not link facts, when the same caller's third
+    ticket is routed by this worker, then the three meet on one key and raise one 重复件 alert: the broken
+    fact and the strays are logged and skipped, and take nothing else with them."""
     from datetime import UTC, datetime
 
+    from kafka import KafkaProducer
+
+    from config.settings import Settings
     from models.events import LinkObserved
     from models.supervision.linking import caller_key
-    from streams.app import SUPERVISION_LINKS
+    from streams.app import SUPERVISION_LINKS, link_partition
 
     worker = start_worker(database_url, **FAST)
     worker.wait_ready()
@@ -88,18 +92,26 @@ def test_single_facts_of_an_older_worker_link_with_packed_ones(kafka_bootstrap, 
     phone = f"1370{run[:4].encode().hex()[:7]}"
     key = caller_key(phone)
     older = [f"OLD{run}-{i}" for i in range(2)]
+    fact = [orjson.loads(LinkObserved(rule="repeated_complaint", kind="caller", key=key, ticket_id=tid,
+                                      at=datetime.now(UTC)).dumps()) for tid in older]
     produce(kafka_bootstrap, SUPERVISION_LINKS, [
-        (key, b"{not json"),
-        (key, {"rule": "repeated_complaint", "kind": "caller", "note": "no facts"}),
-        *[(key, orjson.loads(LinkObserved(rule="repeated_complaint", kind="caller", key=key, ticket_id=tid,
-                                          at=datetime.now(UTC)).dumps())) for tid in older]])
+        (key, b"{not json"), (key, {"rule": "repeated_complaint", "kind": "caller", "note": "no facts"}),
+        (key, fact[0])])
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap)
+    packed = {"schema_version": 1, "facts": [{**fact[1], "ticket_id": f"BAD{run}", "at": "not a time"}, fact[1]]}
+    producer.send(SUPERVISION_LINKS, value=orjson.dumps(packed),
+                  partition=link_partition(key, Settings().topic_partitions))
+    producer.flush()
+    producer.close()
     third = f"NEW{run}"
     produce(kafka_bootstrap, TICKETS_RECEIVED, [(third, {"id": third, "text": WAGES, "caller_phone": phone,
                                                          "address": f"东丽区华明街道{run}小区"})])
     assert wait_until(lambda: len(rule_alerts(ledger, "repeated_complaint", [third])) == 1, timeout=60), \
         worker.log()[-3000:]
     (alert,) = rule_alerts(ledger, "repeated_complaint", [third])
-    assert all(tid in str(alert.payload) for tid in older)
-    assert "not link facts" in worker.log()  # the stray message is logged with its position, and skipped
+    assert alert.payload["details"]["linked"] == older  # in time order; the broken fact is not among them
+    log = worker.log()
+    assert log.count("not link facts on supervision.links") == 2  # the strays, with their positions
+    assert "linking failed on a fact of supervision.links" in log  # the broken fact, alone
     assert worker.proc.poll() is None
     ledger.dispose()
