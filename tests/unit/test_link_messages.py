@@ -19,6 +19,7 @@ from models.supervision.linking import caller_key, place_matter_key
 from models.workcalendar import TZ
 from streams import supervision
 from streams.app import link_partition
+from tests.conftest import run_async
 
 T0 = datetime(2025, 3, 1, 9, 0, tzinfo=TZ)
 KEYS = [caller_key(f"1380000{n:04d}") for n in range(100)] + [place_matter_key(f"泰达街道第{n}大街1号", "HB-005")
@@ -51,7 +52,7 @@ def test_facts_are_packed_one_message_per_partition(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(supervision, "FACTS_PER_MESSAGE", 30)
     facts = [LinkFact("repeated_complaint", "caller", key, f"T{i}", T0 + timedelta(minutes=i))
              for i, key in enumerate(KEYS)]
-    asyncio.run(supervision.publish_links(facts))
+    run_async(supervision.publish_links(facts))
 
     partitions = {link_partition(k) for k in KEYS}
     assert {p for p, _ in sent} == partitions
