@@ -21,6 +21,8 @@ streets), as the platform's tickets do, so supervision links them (2-3 link fact
 联合执法 alerts); ``--bare`` sends text only, as every run before session 11 did. After each backlog the
 harness also waits until the workers' group has committed every message of tickets.received,
 tickets.events and supervision.links ("all stages caught up"): the whole product done with the backlog.
+``--backlog-only`` then counts the messages on every topic per ticket received (the census that found the
+link facts' one-message-per-fact cost in session 12).
 
 Ratios are from the same run: e2e / classifier alone is the share of the classifier's speed the whole
 pipeline keeps. Prints one line per run and the medians over --runs.
@@ -43,7 +45,14 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from config.settings import Settings
 from models.ledger import RoutingDecision
-from streams.app import SUPERVISION_LINKS, TICKETS_EVENTS, TICKETS_RECEIVED, app, contract_topics
+from streams.app import (
+    ROUTED_PREFIX,
+    SUPERVISION_LINKS,
+    TICKETS_EVENTS,
+    TICKETS_RECEIVED,
+    app,
+    contract_topics,
+)
 from streams.broker import EmbeddedBroker, log_ends
 from streams.db import Ledger, make_engine, upgrade
 from streams.demo import texts as demo_texts
@@ -213,6 +222,25 @@ class Pipeline:
         finally:
             reader.close()
 
+    def census(self) -> dict[str, float]:
+        """Messages on each topic so far, per ticket received (the agency queues summed as tickets.routed.*):
+        how many broker writes a ticket causes, stage by stage. Each costs a produce, and for the stages' own
+        topics a fetch and an acknowledgement too."""
+        from kafka import KafkaAdminClient
+
+        admin = KafkaAdminClient(bootstrap_servers=self.broker.bootstrap)
+        try:
+            described = admin.describe_topics(admin.list_topics())
+        finally:
+            admin.close()
+        positions = {(d["name"], p["partition_index"]): 0 for d in described for p in d["partitions"]}
+        counts: dict[str, int] = {}
+        for (topic, _), end in asyncio.run(log_ends(self.broker.bootstrap, positions)).items():
+            name = f"{ROUTED_PREFIX}*" if topic.startswith(ROUTED_PREFIX) else topic
+            counts[name] = counts.get(name, 0) + end
+        received = max(counts.get(TICKETS_RECEIVED, 0), 1)
+        return {k: v / received for k, v in sorted(counts.items(), key=lambda kv: -kv[1]) if v}
+
     def settle(self, timeout: float = 120) -> None:
         """Wait until the workers are idle: after a backlog the lifecycle and supervision stages are still
         busy with its events for a while, and a latency run must not measure that."""
@@ -307,6 +335,7 @@ def main() -> None:
         for run in range(args.runs):
             with Pipeline(model_dir, 1, args.bare, **env) as one:
                 rate, seen = one.backlog(texts, f"one{run}")
+                census = one.census()
             cpu = one.cpu_per_ticket
             row = {"e2e1": rate, "lost": len(texts) - seen, "cpu_worker": cpu["workers"],
                    "cpu_broker": cpu["broker"], "cpu_harness": cpu["harness"],  # the full run's names
@@ -317,6 +346,8 @@ def main() -> None:
                   f"{row['cpu_worker']:.2f}, broker {row['cpu_broker']:.2f}, harness {row['cpu_harness']:.2f} | "
                   f"all stages caught up {row['lag1']:.1f}s after the last publication: {row['all1']:.0f}/s, "
                   f"worker {row['cpu_all']:.2f} CPU ms/ticket", flush=True)
+            print("  broker messages per ticket: " + ", ".join(f"{t} {n:.2f}" for t, n in census.items())
+                  + f" | in all {sum(census.values()):.2f}", flush=True)
         print(f"median of {args.runs} runs, {args.n} tickets each: "
               + ", ".join(f"{k} {median([r[k] for r in rows]):.2f}" for k in rows[0]))
         return
