@@ -83,7 +83,8 @@ KEYS_PER_QUERY = 500  # SQLite refuses more than ~1000 bound parameters per stat
 LINK_RULES = LinkRules()  # 重复件: 3rd within 30 days; 联合执法: 2 agencies within 14 days
 BATCH = 50  # messages per linker batch (each carries one lifecycle batch's facts of one partition), or as
 # many as came within settings.stream_batch_wait_ms
-FACT_FIELDS = frozenset({"rule", "kind", "key", "ticket_id", "at"})  # LinkObserved's fields without a default
+# LinkObserved's fields without a default: what a message must carry to be read as a link fact
+FACT_FIELDS = frozenset(LinkObserved._options.fields) - LinkObserved._options.defaults.keys()  # type: ignore[attr-defined]
 LINK_SCHEMA = LinkObserved._options.defaults["schema_version"]  # type: ignore[attr-defined]
 LINKS_SCHEMA = LinksObserved._options.defaults["schema_version"]  # type: ignore[attr-defined]
 FACTS_PER_MESSAGE = 500  # ~250 bytes each: well under the broker's 1 MB message limit

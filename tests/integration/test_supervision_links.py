@@ -84,6 +84,7 @@ def test_single_facts_of_an_older_worker_link_with_packed_ones(kafka_bootstrap, 
     from models.events import LinkObserved
     from models.supervision.linking import caller_key
     from streams.app import SUPERVISION_LINKS, link_partition
+    from streams.supervision import links_message
 
     worker = start_worker(database_url, **FAST)
     worker.wait_ready()
@@ -98,8 +99,8 @@ def test_single_facts_of_an_older_worker_link_with_packed_ones(kafka_bootstrap, 
         (key, b"{not json"), (key, {"rule": "repeated_complaint", "kind": "caller", "note": "no facts"}),
         (key, fact[0])])
     producer = KafkaProducer(bootstrap_servers=kafka_bootstrap)
-    packed = {"schema_version": 1, "facts": [{**fact[1], "ticket_id": f"BAD{run}", "at": "not a time"}, fact[1]]}
-    producer.send(SUPERVISION_LINKS, value=orjson.dumps(packed),
+    packed = links_message([{**fact[1], "ticket_id": f"BAD{run}", "at": "not a time"}, fact[1]])
+    producer.send(SUPERVISION_LINKS, value=packed,
                   partition=link_partition(key, Settings().topic_partitions))
     producer.flush()
     producer.close()
