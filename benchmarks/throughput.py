@@ -53,10 +53,9 @@ from streams.app import (
     app,
     contract_topics,
 )
-from streams.broker import EmbeddedBroker, log_ends
+from streams.broker import BrokerReader, EmbeddedBroker, log_ends
 from streams.db import Ledger, make_engine, upgrade
 from streams.demo import texts as demo_texts
-from streams.reconcile import BrokerReader
 from streams.runner import agency_codes, ensure_topics
 
 

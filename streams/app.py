@@ -13,6 +13,7 @@ import functools
 import importlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable
+from datetime import timedelta
 from typing import Any
 
 import faust
@@ -20,6 +21,7 @@ from aiokafka.partitioner import murmur2
 
 from config.settings import Settings
 from models.events import InputRejected
+from models.supervision import LinkRules
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +60,11 @@ alerts_topic = app.topic(SUPERVISION_ALERTS, key_type=str, key_serializer="raw",
 # internal=True: faust creates it with the app's partition count, like a table changelog.
 # Values are LinksObserved (several facts of one partition) or, from workers before session 12, one
 # LinkObserved: read raw, so the linker tells them apart and a stray message cannot crash it in faust's decoder.
+# The topic is also the linker's state: each worker rebuilds the states of the partitions it is assigned by
+# reading them back (streams.supervision), so it keeps every fact a little longer than the longest window.
+LINKS_RETENTION = max(LinkRules().repeat_window, LinkRules().joint_window) + timedelta(days=2)
 links_topic = app.topic(SUPERVISION_LINKS, key_type=str, value_type=bytes, key_serializer="raw",
-                        value_serializer="raw", internal=True)
+                        value_serializer="raw", internal=True, retention=LINKS_RETENTION)
 _routed_topics: dict[str, faust.TopicT] = {}
 
 

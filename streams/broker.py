@@ -2,21 +2,26 @@
 
 Used when ``HOTLINE_KAFKA_BOOTSTRAP`` is empty: a laptop, CI, the demo. It listens on loopback only,
 keeps topics in memory (the ledger database is the durable record) and supports no transactions.
+Also the broker calls outside faust that the stages make on any broker: reading a log's end
+(:func:`log_ends`) and reading messages back by offset (:class:`BrokerReader`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
 import socket
 import subprocess
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 log = logging.getLogger(__name__)
+READ_TIMEOUT = 10.0  # seconds a read back from the broker may go without progress
 
 
 class BrokerUnavailable(RuntimeError):
@@ -204,6 +209,138 @@ async def log_ends(bootstrap: str | list[str], positions: Mapping[Any, int], tim
         return {given: consumer.highwater(tp) for tp, given in tps.items()}
     finally:
         await consumer.stop()
+
+
+@dataclass(frozen=True)
+class Redelivery:
+    """A message read back by offset, shaped like the faust event the routing stage takes."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+    @property
+    def message(self) -> Redelivery:
+        return self
+
+
+class BrokerReader:
+    """Broker calls of the reconciler and of the linker's rebuild: blocking ones (kafka-python) run on the
+    reader's own thread, never on the event loop; the log's end is read with aiokafka on the loop."""
+
+    def __init__(self, bootstrap: str, group: str, *, name: str = "reconcile",
+                 isolation_level: str = "read_uncommitted") -> None:
+        self.bootstrap, self.group, self.name, self.isolation_level = bootstrap, group, name, isolation_level
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        self._admin: Any = None
+        self._consumer: Any = None  # one consumer without a group for every read, made on first use
+
+    async def call(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
+    def committed(self, topic: str) -> dict[int, int]:
+        from kafka import KafkaAdminClient
+
+        if self._admin is None:
+            self._admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, client_id="hotline-reconcile")
+        offsets = self._admin.list_group_offsets({self.group: None})[self.group]
+        return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == topic and meta.offset >= 0}
+
+    def start_offsets(self, topic: str, partitions: set[int]) -> dict[int, int]:
+        """Where the group's consumption of these partitions starts: the committed offset, or for a
+        partition the group never committed, the log's first offset (the consumer resets to earliest)."""
+        starts = {p: o for p, o in self.committed(topic).items() if p in partitions}
+        if missing := partitions - starts.keys():
+            starts.update(self.beginning_offsets(topic, missing))
+        return starts
+
+    def beginning_offsets(self, topic: str, partitions: set[int]) -> dict[int, int]:
+        """The first offset of each partition's log."""
+        from kafka import TopicPartition
+
+        with self.consumer() as consumer:
+            first = consumer.beginning_offsets([TopicPartition(topic, p) for p in partitions])
+        return {tp.partition: offset for tp, offset in first.items()}
+
+    @contextlib.contextmanager
+    def consumer(self) -> Iterator[Any]:
+        """The reader's kafka-python consumer (no group), kept between rounds: a new one per round cost a
+        connection and a metadata fetch each time a never-committed partition was checked. Dropped after a
+        failed call, so the next one starts on a fresh connection. Only used on the reader's thread."""
+        from kafka import KafkaConsumer
+
+        if self._consumer is None:
+            self._consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
+                                           group_id=None, fetch_max_wait_ms=100, client_id=f"hotline-{self.name}",
+                                           isolation_level=self.isolation_level)
+        try:
+            yield self._consumer
+        except BaseException:
+            self._consumer.close()
+            self._consumer = None
+            raise
+
+    async def end_offsets(self, topic: str, starts: dict[int, int]) -> dict[int, int]:
+        """The end of each partition's log (the offset its next message will get), from a fetch at ``starts``
+        (:func:`streams.broker.log_ends`: the embedded broker's ListOffsets answers short). Async, on the
+        caller's loop: aiokafka, not a blocking call."""
+        ends = await log_ends(self.bootstrap, {(topic, p): offset for p, offset in starts.items()}, READ_TIMEOUT)
+        return {p: end for (_, p), end in ends.items()}
+
+    def read(self, topic: str, partition: int, ranges: list[tuple[int, int]]) -> list[Redelivery]:
+        """The messages at the given offsets (an offset with none, e.g. a transaction marker, is left out).
+        Each range is read on its own, so offsets between two gaps are not fetched."""
+        from kafka import TopicPartition
+
+        tp = TopicPartition(topic, partition)
+        found: dict[int, Redelivery] = {}
+        with self.consumer() as consumer:
+            consumer.assign([tp])
+            for start, stop in ranges:
+                consumer.seek(tp, start)
+                deadline = time.monotonic() + READ_TIMEOUT
+                while consumer.position(tp) < stop:
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"{topic}[{partition}]: could not read back to offset {stop}")
+                    for records in consumer.poll(timeout_ms=200, max_records=500).values():
+                        for r in records:
+                            if start <= r.offset < stop:
+                                found[r.offset] = Redelivery(topic, partition, r.offset, r.key, r.value)
+        return [found[o] for o in sorted(found)]
+
+    def scan(self, topic: str, partition: int, stop: int, fn: Callable[[int, bytes | None], None]) -> int:
+        """Call ``fn(offset, value)`` for every message of the partition from its log's first offset up to
+        ``stop`` (excluded), in order; returns how many. Raises ``TimeoutError`` when the broker gives
+        nothing for ``READ_TIMEOUT`` seconds before ``stop`` is reached."""
+        from kafka import TopicPartition
+
+        tp = TopicPartition(topic, partition)
+        count = 0
+        with self.consumer() as consumer:
+            consumer.assign([tp])
+            consumer.seek_to_beginning(tp)
+            deadline = time.monotonic() + READ_TIMEOUT
+            while consumer.position(tp) < stop:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{topic}[{partition}]: no progress reading back to offset {stop} "
+                                       f"(at {consumer.position(tp)})")
+                for records in consumer.poll(timeout_ms=200, max_records=500).values():
+                    deadline = time.monotonic() + READ_TIMEOUT
+                    for r in records:
+                        if r.offset < stop:
+                            fn(r.offset, r.value)
+                            count += 1
+        return count
+
+    def close(self) -> None:
+        """Close the clients on the reader's own thread, after any call still running there (a round that
+        outlived the shutdown grace), without waiting for it."""
+        clients = [c for c in (self._admin, self._consumer) if c is not None]
+        self._admin = self._consumer = None
+        self.executor.submit(lambda: [c.close() for c in clients])
+        self.executor.shutdown(wait=False)
 
 
 ADDRESS_FILE = "broker.address"

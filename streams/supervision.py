@@ -17,10 +17,12 @@
   worker sees them all. :func:`observe_many` publishes each routed ticket's link facts (``linking.link_facts``)
   to the internal topic ``supervision.links``, on the partition of their linking key (hashes of caller, of
   place + matter, the place id): the faust way of repartitioning, with one message per partition and batch
-  (``LinksObserved``) rather than per fact. The :func:`linker` agent folds them into the table
-  ``supervision-links`` (one ``LinkState`` per key, changelog-backed, so a restart or a rebalance recovers
-  it on the key's new owner) with the pure ``linking.link``. Keys whose tickets left the window are deleted
-  once per simulated day (window measured in ticket time), so the table stays bounded.
+  (``LinksObserved``) rather than per fact. The :func:`linker` agent folds them into one ``LinkState`` per
+  key with the pure ``linking.link``. The states live in memory, per partition, and the topic itself is their
+  log: when the linker first meets a partition after an assignment, it rebuilds that partition's states by
+  folding the partition's facts again, from the log's start up to the offset it was handed (the topic keeps
+  facts a little longer than the longest window). No changelog: that cost 2.6 broker writes per ticket.
+  Keys whose tickets left the window are forgotten once per simulated day (window measured in ticket time).
 
 Every alert is sent to ``supervision.alerts`` and acknowledged by the broker *before* it is recorded in the
 ledger (idempotent by ``alert_key``) and before the facts move on: a crash in between re-sends, it never
@@ -35,6 +37,7 @@ import json
 import logging
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -65,6 +68,7 @@ from streams.app import (
     links_topic,
     owned_partitions,
 )
+from streams.broker import BrokerReader
 from streams.db import Ledger
 from streams.wiring import services
 
@@ -73,9 +77,9 @@ log = logging.getLogger(__name__)
 # Values are TicketFacts.to_dict() plus "_partition" and "_events" (see _store). No value_type: recovery
 # from the changelog then yields plain dicts (a dict value_type breaks it).
 facts_table = app.Table("supervision-facts", key_type=str, default=None)
-# Values are LinkState.to_dict() plus "_partition", keyed by linking key; co-partitioned with
-# supervision.links because faust writes the changelog with the partition of the message being processed.
-links_table = app.Table("supervision-links", key_type=str, default=None)
+# The linker's state: partition of supervision.links -> linking key -> state. A partition is here once its
+# states are rebuilt (:func:`_rebuild_links`) and for as long as this worker keeps it.
+link_states: dict[int, dict[str, LinkState]] = {}
 
 SEEN_EVENTS_KEPT = 16  # event ids remembered per ticket: redeliveries come soon after the original
 PRUNE_EVERY = timedelta(days=1)  # simulated time between housekeeping rounds
@@ -88,6 +92,7 @@ FACT_FIELDS = frozenset(LinkObserved._options.fields) - LinkObserved._options.de
 LINK_SCHEMA = LinkObserved._options.defaults["schema_version"]  # type: ignore[attr-defined]
 LINKS_SCHEMA = LinksObserved._options.defaults["schema_version"]  # type: ignore[attr-defined]
 FACTS_PER_MESSAGE = 500  # ~250 bytes each: well under the broker's 1 MB message limit
+REBUILD_ATTEMPTS = 5  # tries to read a partition's facts back, 1, 2, 4, 8 s apart, before linking on without them
 
 _lock = asyncio.Lock()
 _sup: Supervisor | None = None
@@ -247,9 +252,15 @@ async def linker(stream):  # type: ignore[no-untyped-def]
 
     Batches for the same reason as the other stages: one fact at a time waited for the broker twice per
     fact (its alerts, its changelog write), so a burst's link facts queued behind each other for minutes.
+    A partition met for the first time since its assignment has its states rebuilt first, from the facts
+    below the first offset handed over (the group's committed offset): the rest come through here.
     """
     within = services().settings.stream_batch_wait_ms / 1000
     async for events in stream.take_events(BATCH, within=within):
+        firsts: dict[int, int] = {}
+        for ev in events:
+            firsts.setdefault(ev.message.partition, ev.message.offset)
+        await _rebuild_links(firsts)
         items = [(fact, ev.message) for ev in events for fact in facts_of(ev)]
         try:
             await on_links([(fact, m.partition) for fact, m in items])
@@ -264,82 +275,175 @@ async def linker(stream):  # type: ignore[no-untyped-def]
 
 
 def facts_of(ev: Any) -> list[dict[str, Any]]:
-    """The link facts of one ``supervision.links`` message: a :class:`LinksObserved`, or one
-    :class:`LinkObserved` as workers before session 12 sent them. Anything else is logged and skipped: only
-    this stage writes the topic, so it would be a bug, and the linker must go on."""
-    m = ev.message
+    """The link facts of one ``supervision.links`` message (a faust event). Anything that is not link facts is
+    logged with its position and skipped: only this stage writes the topic, so it would be a bug, and the
+    linker must go on."""
+    facts = facts_in(ev.value)
+    if facts is None:
+        m = ev.message
+        log.error("not link facts on %s[%s]@%s; skipped: %.200r", m.topic, m.partition, m.offset, ev.value)
+        return []
+    return facts
+
+
+def facts_in(raw: bytes | None) -> list[dict[str, Any]] | None:
+    """The link facts of one message's value: a :class:`LinksObserved`, or one :class:`LinkObserved` as
+    workers before session 12 sent them; None for anything else."""
     try:
-        value = orjson.loads(ev.value or b"")
+        value = orjson.loads(raw or b"")
     except orjson.JSONDecodeError:
-        value = ev.value
+        return None
     if isinstance(value, dict):
         facts = value.get("facts") if "facts" in value else [value]
         if isinstance(facts, list) and all(isinstance(f, dict) and FACT_FIELDS <= f.keys() for f in facts):
             return facts
-    log.error("not link facts on %s[%s]@%s; skipped: %.200r", m.topic, m.partition, m.offset, value)
-    return []
+    return None
 
 
 async def on_links(items: list[tuple[dict[str, Any], int]]) -> list[Alert]:
     """Link facts (``LinkObserved`` fields) with the partitions of their messages, in order (several may
-    share a key: each folds into the state the previous one left). A key's partition is that of its
-    messages, so its table write goes there, as ``links_table[key] = value`` would inside the stream."""
+    share a key: each folds into the state the previous one left). Facts of a partition whose states this
+    worker does not hold (taken away by a rebalance in the meantime) are left to its new owner."""
     global _link_watermark
-    states: dict[str, LinkState | None] = {}
-    changed: dict[str, int] = {}  # key -> partition, for the keys whose state moved
+    states: dict[tuple[int, str], LinkState | None] = {}  # (partition, key) -> state, as this batch leaves it
+    changed: set[tuple[int, str]] = set()
     alerts: list[Alert] = []
     for record, partition in items:
+        held = link_states.get(partition)
+        if held is None:
+            continue
         fact = LinkFact.from_dict(record)
         _link_watermark = fact.at if _link_watermark is None else max(_link_watermark, fact.at)
-        if fact.key in states:
-            state = states[fact.key]
-        else:
-            raw = links_table.get(fact.key)
-            state = LinkState.from_dict(raw) if raw else None
+        where = (partition, fact.key)
+        state = states[where] if where in states else held.get(fact.key)
         new, raised = link(state, fact, LINK_RULES)
         alerts.extend(raised)
         if new != state:
-            states[fact.key], changed[fact.key] = new, partition
-    # Alerts before states: a crash in between folds the facts again into the old states, which computes
-    # the same alerts with the same alert_keys (dropped by emit/the ledger) instead of losing them.
+            states[where] = new
+            changed.add(where)
+    # Alerts before states: if sending them fails, the facts are folded again (one at a time) into the old
+    # states and compute the same alerts with the same alert_keys, instead of finding their tickets already
+    # counted. A crash loses the states, and the rebuild folds the unacknowledged facts again just the same.
     await emit(alerts)
-    written = []
-    for key, partition in changed.items():
-        # ``links_table[key] = value`` spelled out, to wait for the changelog before the facts are acknowledged
-        value = {**states[key].to_dict(), "_partition": partition}  # type: ignore[union-attr]
-        written.append(links_table.send_changelog(partition, key, value))
-        links_table.data[key] = value
-    await changelog_written(written)
+    for partition, key in changed:
+        if (held := link_states.get(partition)) is not None:  # not revoked while the alerts went out
+            held[key] = states[partition, key]  # type: ignore[assignment]
     return alerts
 
 
-def _newest(value: dict[str, Any]) -> datetime | None:
-    seen = value.get("seen") or ()
-    return datetime.fromisoformat(seen[-1][0]) if seen else None
+_links_reader: BrokerReader | None = None
+
+
+def links_reader() -> BrokerReader:
+    """The linker's reader of ``supervision.links`` (its own thread; read-committed under exactly-once, so
+    the facts of an aborted lifecycle batch are not folded)."""
+    global _links_reader
+    if _links_reader is None:
+        svc = services()
+        committed = svc.settings.processing_guarantee == "exactly_once"
+        _links_reader = BrokerReader(svc.bootstrap, app.conf.id, name="links",
+                                     isolation_level="read_committed" if committed else "read_uncommitted")
+    return _links_reader
+
+
+@dataclass
+class Replay:
+    """One partition's states as the facts below an offset leave them, and what reading them back met."""
+
+    states: dict[str, LinkState] = field(default_factory=dict)
+    messages: int = 0
+    facts: int = 0
+    skipped: int = 0  # messages that are not link facts, and facts that failed to link: logged when first met
+
+
+def replay_links(reader: BrokerReader, partition: int, stop: int, topic: str = SUPERVISION_LINKS) -> Replay:
+    """Fold the partition's facts below offset ``stop`` (on the reader's thread). The alerts they raise are
+    not wanted: they were emitted when the facts were first linked."""
+    out = Replay()
+
+    def fold(offset: int, value: bytes | None) -> None:
+        facts = facts_in(value)
+        out.skipped += facts is None
+        for record in facts or ():
+            try:
+                fact = LinkFact.from_dict(record)
+                out.states[fact.key], _ = link(out.states.get(fact.key), fact, LINK_RULES)
+                out.facts += 1
+            except Exception:  # as in the linker: a broken fact is skipped, its key's next fact carries on
+                out.skipped += 1
+
+    out.messages = reader.scan(topic, partition, stop, fold)
+    return out
+
+
+async def _rebuild_links(firsts: dict[int, int]) -> None:
+    """Rebuild the states of each partition this worker owns but does not hold yet, from the facts below the
+    first offset the linker was handed for it. A failed read is retried with back-off; after
+    ``REBUILD_ATTEMPTS`` the partition links on from empty states (logged as an error), rather than stopping
+    every partition's linking for a broker that may stay away."""
+    global _link_watermark
+    todo = {p: o for p, o in firsts.items() if p not in link_states}
+    if todo:
+        todo = {p: o for p, o in todo.items() if p in owned_partitions(SUPERVISION_LINKS)}
+    for partition, stop in sorted(todo.items()):
+        reader, started = links_reader(), time.perf_counter()
+        replay = Replay()
+        for attempt in range(1, REBUILD_ATTEMPTS + 1):
+            try:
+                replay = await reader.call(replay_links, reader, partition, stop)
+                log.info("supervision links: partition %d rebuilt from %d fact(s) in %d message(s) below offset "
+                         "%d (%d skipped): %d linking key(s), %.2fs", partition, replay.facts, replay.messages,
+                         stop, replay.skipped, len(replay.states), time.perf_counter() - started)
+                break
+            except Exception:
+                if attempt == REBUILD_ATTEMPTS:
+                    log.exception("supervision links: could not read %s[%d] back to offset %d; linking goes on "
+                                  "without the facts before it", SUPERVISION_LINKS, partition, stop)
+                    break
+                log.warning("supervision links: reading %s[%d] back failed (attempt %d of %d); retrying",
+                            SUPERVISION_LINKS, partition, attempt, REBUILD_ATTEMPTS, exc_info=True)
+                await asyncio.sleep(2 ** (attempt - 1))
+        if partition in owned_partitions(SUPERVISION_LINKS):  # a rebalance may have taken it meanwhile
+            link_states[partition] = replay.states
+            newest = [s.seen[-1][0] for s in replay.states.values() if s.seen]
+            if newest:
+                _link_watermark = max(newest) if _link_watermark is None else max(_link_watermark, *newest)
+
+
+@app.on_partitions_assigned.connect
+async def _links_assigned(sender: Any, assigned: set[Any], **_: Any) -> None:
+    """Forget the states of partitions this worker no longer owns: should one come back, another worker may
+    have linked facts in the meantime, so it is rebuilt from the topic."""
+    owned = {tp.partition for tp in assigned if tp.topic == SUPERVISION_LINKS}
+    gone = sorted(set(link_states) - owned)
+    for partition in gone:
+        del link_states[partition]
+    log.info("supervision links: assigned partitions %s; holding %s, dropped %s", sorted(owned),
+             sorted(link_states), gone)
+
+
+@app.on_before_shutdown.connect
+async def _close_links_reader(sender: Any, **_: Any) -> None:
+    global _links_reader
+    if _links_reader is not None:
+        _links_reader.close()
+        _links_reader = None
 
 
 def _expire_links(now: datetime) -> int:
-    """Delete link states nothing can join any more: their newest ticket is older than the rule's window
+    """Forget link states nothing can join any more: their newest ticket is older than the rule's window
     before ``now`` — the linker's watermark, capped by the clock so that one ticket stamped in the future
-    cannot expire everything.
-
-    Only keys of partitions this worker owns: keys of a partition that moved to another worker stay
-    until the next recovery drops them, and their new owner expires them. Runs without awaiting, so the linker cannot write a key in between.
-    """
+    cannot expire everything. Runs without awaiting, so the linker cannot write a key in between."""
     if _link_watermark is None:
         return 0
     now = min(now, _link_watermark)
-    owned = owned_partitions(SUPERVISION_LINKS)
-    stale = []
-    for key, v in list(links_table.data.items()):
-        if v and v.get("_partition") in owned:
-            newest = _newest(v)
-            if newest is None or newest < now - LINK_RULES.window(v.get("rule", "")):
-                stale.append((key, v["_partition"]))
-    for key, partition in stale:
-        links_table.send_changelog(partition, key, None, value_serializer="raw")
-        links_table.data.pop(key, None)
-    return len(stale)
+    expired = 0
+    for held in link_states.values():
+        stale = [key for key, state in held.items() if state.expired(now, LINK_RULES.window(state.rule))]
+        for key in stale:
+            del held[key]
+        expired += len(stale)
+    return expired
 
 
 # --- the facts table ------------------------------------------------------------------------------------
@@ -457,20 +561,3 @@ async def _recovered() -> None:
         _ready = True
     log.info("supervision rebuilt from %d stored ticket(s): %d with running clocks, %.3fs", len(stored),
              _sup.index.tickets, time.perf_counter() - started)
-
-
-@links_table.on_recover
-async def _links_recovered() -> None:
-    """Same cleanup as the facts: keys this worker wrote for partitions it no longer owns are its new owner's
-    now (recovered there from the changelog); keeping them here would only hold memory. The watermark is
-    taken from what is left, so a restarted worker expires keys from the first housekeeping round on."""
-    global _link_watermark
-    owned = owned_partitions(SUPERVISION_LINKS)
-    gone = [k for k, v in links_table.data.items() if v and v.get("_partition") not in owned]
-    for key in gone:
-        links_table.data.pop(key, None)
-    newest = [n for v in links_table.data.values() if v and (n := _newest(v)) is not None]
-    if newest:
-        _link_watermark = max(newest) if _link_watermark is None else max(_link_watermark, *newest)
-    log.info("supervision links: %d linking key(s) held after recovery (%d dropped)", len(links_table.data),
-             len(gone))

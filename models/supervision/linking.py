@@ -83,7 +83,7 @@ class LinkFact:
 
     rule: str  # repeated_complaint | joint_enforcement
     kind: str  # caller | place_matter (重复件); biz | addr (联合执法)
-    key: str  # the linking key: message key, table key; for 联合执法 also the alert's subject
+    key: str  # the linking key: the linker's state is kept per key; for 联合执法 also the alert's subject
     ticket_id: str
     at: datetime  # received (重复件) or dispatched (联合执法)
     agency: str | None = None

@@ -104,7 +104,7 @@ def test_offsets_committed_but_never_handled_are_found_and_routed_once(own_broke
 
 def test_the_catch_up_reads_a_stopped_partition_from_the_real_broker(own_broker, catch_up_world):
     # Given ten tickets on partition 0 and the group committed at 4, as a consumer that stopped there leaves it
-    from streams.reconcile import BrokerReader
+    from streams.broker import BrokerReader
 
     bootstrap = own_broker
     ensure_topics(bootstrap, [TICKETS_RECEIVED], Settings().topic_partitions, 1)

@@ -116,3 +116,55 @@ def test_single_facts_of_an_older_worker_link_with_packed_ones(kafka_bootstrap, 
     assert "linking failed on a fact of supervision.links" in log  # the broken fact, alone
     assert worker.proc.poll() is None
     ledger.dispose()
+
+
+def test_a_partition_s_states_are_rebuilt_from_its_facts_below_the_offset_handed_over(kafka_bootstrap):
+    """Given a partition holding packed facts, a single fact of an older worker, a stray message and a broken
+    fact, when its states are rebuilt below an offset, then they equal folding the facts below that offset
+    one by one (what the linker did), the facts from that offset on are left to the linker, and what is not
+    a fact is counted as skipped."""
+    from datetime import UTC, datetime, timedelta
+
+    from kafka import KafkaProducer
+
+    from models.supervision import LinkFact, link
+    from streams.broker import BrokerReader
+    from streams.runner import ensure_topics
+    from streams.supervision import LINK_RULES, links_message, replay_links
+
+    topic = f"test.links.{uuid.uuid4().hex[:6]}"
+    ensure_topics(kafka_bootstrap, [topic], 1, 1)
+    t0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+    def fact(key: str, tid: str, minutes: int, rule: str = "repeated_complaint", agency: str | None = None) -> dict:
+        return LinkFact(rule, "caller" if rule == "repeated_complaint" else "addr", key, tid,
+                        t0 + timedelta(minutes=minutes), agency).to_dict()
+
+    messages = [
+        fact("k1", "T1", 0),  # one fact per message, as before session 12
+        [fact("k1", "T2", 5), fact("k2", "J1", 6, "joint_enforcement", "A")],
+        b"{not json",
+        [fact("k1", "T2", 5), {**fact("k2", "J2", 7), "at": "not a time"}, fact("k2", "J3", 8, "joint_enforcement", "B")],
+        [fact("k1", "T3", 9)],  # offset 4: the first one handed over to the linker
+    ]
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap)
+    for m in messages:
+        value = m if isinstance(m, bytes) else orjson.dumps(m) if isinstance(m, dict) else links_message(m)
+        producer.send(topic, value=value, partition=0)
+    producer.flush()
+    producer.close()
+
+    reader = BrokerReader(kafka_bootstrap, "test", name="test-links")
+    try:
+        replay = reader.executor.submit(replay_links, reader, 0, 4, topic).result(timeout=30)
+    finally:
+        reader.close()
+
+    expected: dict = {}
+    for record in [messages[0], *messages[1], messages[3][0], messages[3][2]]:
+        f = LinkFact.from_dict(record)
+        expected[f.key], _ = link(expected.get(f.key), f, LINK_RULES)
+    assert (replay.messages, replay.facts, replay.skipped) == (4, 5, 2)
+    assert replay.states == expected
+    assert [tid for _, tid, _ in replay.states["k1"].seen] == ["T1", "T2"]  # T2 twice counts once; T3 is the linker's
+    assert {a for _, _, a in replay.states["k2"].seen} == {"A", "B"}

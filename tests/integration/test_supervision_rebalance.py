@@ -3,8 +3,8 @@
 * Two workers in one consumer group: the tickets of one caller are on partitions of *both* workers, yet
   the third raises exactly one 重复件 alert; two agencies at one place give exactly one 联合执法 suggestion
   (the link facts are repartitioned by linking key on ``supervision.links``). Then the worker holding the
-  linking keys' state is killed mid-scenario (kill -9, a rebalance): the survivor recovers that state from
-  the changelog and the scenario completes with no missing and no duplicate alert.
+  linking keys' state is killed mid-scenario (kill -9, a rebalance): the survivor rebuilds that state from
+  the link facts on the topic and the scenario completes with no missing and no duplicate alert.
 * A worker restarted mid-scenario on a sped-up clock continues the simulated time (``clock.json``): the
   remaining checkpoints come when due, none is repeated.
 """
@@ -38,7 +38,6 @@ from tests.integration.test_supervision_flow import topic_alerts
 pytestmark = pytest.mark.integration
 
 PARTITIONS = Settings().topic_partitions
-LINKS_CHANGELOG = "hotline-router-supervision-links-changelog"
 ENV = {"HOTLINE_CONFIDENCE_THRESHOLD": "0.02"}
 FUMES = "楼下新开的烧烤饭店油烟特别大，排烟管道直接对着居民楼窗户，油烟净化器根本不开，请管一管。"
 FOOD = "在这家饭店吃饭后全家上吐下泻，后厨卫生很差，饭菜里吃出苍蝇，怀疑食品变质，要求市场监管部门查处。"
@@ -62,22 +61,13 @@ def ids_on_distinct_partitions(prefix: str, n: int) -> list[str]:
     return list(found.values())
 
 
-def active_partitions(log: str, topic: str) -> set[int]:
-    """The partitions of ``topic`` this worker owned at its last assignment (faust's recovery table)."""
-    tables = log.split("Highwater - Active")
-    if len(tables) < 2:
-        return set()
-    owned, current = set(), None
-    for line in tables[-1].splitlines()[3:]:
-        m = re.match(r"^\| (\S+)\s+\| (\d+)\s+\|", line)
-        if not m:
-            if line.startswith("+"):
-                break
-            continue
-        current = current if m.group(1) == "〃" else m.group(1)
-        if current == topic:
-            owned.add(int(m.group(2)))
-    return owned
+ASSIGNED = re.compile(r"supervision links: assigned partitions \[([\d, ]*)\]")
+
+
+def links_partitions(log: str) -> set[int]:
+    """The partitions of supervision.links a worker owned at its last assignment (the linker logs each one)."""
+    found = ASSIGNED.findall(log)
+    return {int(p) for p in found[-1].split(",") if p.strip()} if found else set()
 
 
 def rule_alerts(ledger: Ledger, rule: str) -> list[t.Alert]:
@@ -130,7 +120,7 @@ def test_two_workers_link_across_partitions_and_a_rebalance_loses_and_repeats_no
     b.wait_ready()
 
     def split() -> bool:
-        mine, theirs = active_partitions(a.log(), LINKS_CHANGELOG), active_partitions(b.log(), LINKS_CHANGELOG)
+        mine, theirs = links_partitions(a.log()), links_partitions(b.log())
         return bool(mine) and bool(theirs) and not mine & theirs and mine | theirs == set(range(PARTITIONS))
 
     assert wait_until(split, timeout=60), f"{a.log()[-2000:]}\n{b.log()[-2000:]}"
@@ -159,7 +149,7 @@ def test_two_workers_link_across_partitions_and_a_rebalance_loses_and_repeats_no
 
     # When a second caller's first two tickets and a second place's first ticket are handled, their linking
     # keys living on worker b's partitions, and then worker b is killed (kill -9: a rebalance, no goodbye)
-    on_b = active_partitions(b.log(), LINKS_CHANGELOG)
+    on_b = links_partitions(b.log())
     phone2, place2 = phone_on(on_b, run), place_on(on_b, run)
     p2 = ids_on_distinct_partitions(f"RP2{run}", 3)
     j2 = ids_on_distinct_partitions(f"JT2{run}", 2)
@@ -177,7 +167,7 @@ def test_two_workers_link_across_partitions_and_a_rebalance_loses_and_repeats_no
     # Then the survivor takes the partitions over and completes both findings, once each
     assert wait_until(lambda: len(repeats_of(ledger, p2)) >= 1 and len(joint_of(ledger, j2)) >= 1, timeout=90), \
         a.log()[-4000:]
-    assert active_partitions(a.log(), LINKS_CHANGELOG) == set(range(PARTITIONS))
+    assert links_partitions(a.log()) == set(range(PARTITIONS))
     (rep2,) = repeats_of(ledger, p2)
     assert rep2.ticket_id == p2[2] and sorted(rep2.payload["details"]["linked"]) == sorted(p2[:2])
     (jnt2,) = joint_of(ledger, j2)
@@ -259,20 +249,11 @@ def test_a_restarted_worker_continues_the_simulated_time(kafka_bootstrap, databa
     ledger.dispose()
 
 
-def test_active_partitions_reads_faust_s_recovery_table() -> None:
+def test_links_partitions_reads_the_last_assignment_logged() -> None:
     log = """x
-+Highwater - Active--------------------------+-----------+-----------+
-| topic                                      | partition | highwater |
-+--------------------------------------------+-----------+-----------+
-| hotline-router-supervision-facts-changelog | 0         | -1        |
-| 〃                                         | 2         | -1        |
-| hotline-router-supervision-links-changelog | 1         | 4         |
-| 〃                                         | 3         | -1        |
-+--------------------------------------------+-----------+-----------+
-+Highwater - Standby-------------------------+-----------+-----------+
-| hotline-router-supervision-links-changelog | 0         | 4         |
+[2026-12-03 10:00:01] supervision links: assigned partitions [0, 1, 2, 3]; holding [], dropped []
+[2026-12-03 10:00:09] supervision links: assigned partitions [1, 3]; holding [1, 3], dropped [0, 2]
 """
-    assert active_partitions(log, LINKS_CHANGELOG) == {1, 3}
-    assert active_partitions(log, "hotline-router-supervision-facts-changelog") == {0, 2}
-    assert active_partitions("nothing", LINKS_CHANGELOG) == set()
-
+    assert links_partitions(log) == {1, 3}
+    assert links_partitions(log + "supervision links: assigned partitions []; holding [], dropped [1, 3]\n") == set()
+    assert links_partitions("nothing") == set()
