@@ -93,6 +93,7 @@ LINK_SCHEMA = LinkObserved._options.defaults["schema_version"]  # type: ignore[a
 LINKS_SCHEMA = LinksObserved._options.defaults["schema_version"]  # type: ignore[attr-defined]
 FACTS_PER_MESSAGE = 500  # ~250 bytes each: well under the broker's 1 MB message limit
 REBUILD_ATTEMPTS = 5  # tries to read a partition's facts back, 1, 2, 4, 8 s apart, before linking on without them
+REBUILD_BACKOFF = 1.0  # seconds before the second try; doubled each time
 
 _lock = asyncio.Lock()
 _sup: Supervisor | None = None
@@ -402,7 +403,7 @@ async def _rebuild_links(firsts: dict[int, int]) -> None:
                     break
                 log.warning("supervision links: reading %s[%d] back failed (attempt %d of %d); retrying",
                             SUPERVISION_LINKS, partition, attempt, REBUILD_ATTEMPTS, exc_info=True)
-                await asyncio.sleep(2 ** (attempt - 1))
+                await asyncio.sleep(REBUILD_BACKOFF * 2 ** (attempt - 1))
         if partition in owned_partitions(SUPERVISION_LINKS):  # a rebalance may have taken it meanwhile
             link_states[partition] = replay.states
             newest = [s.seen[-1][0] for s in replay.states.values() if s.seen]

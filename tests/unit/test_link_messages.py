@@ -1,6 +1,7 @@
 """How link facts travel on ``supervision.links``: packed, one message per partition of their keys, on the
-partition Kafka's default partitioner gives each key (where single facts went before session 12); and what
-the linker accepts back (packed, single from an older worker, anything else skipped)."""
+partition Kafka's default partitioner gives each key (where single facts went before session 12); what the
+linker accepts back (packed, single from an older worker, anything else skipped); and how it keeps their
+states, per partition it holds."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 import orjson
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
+from faust.types import TP
 
 from models.events import LinkObserved
 from models.supervision import LinkFact
@@ -79,3 +81,105 @@ def test_the_linker_reads_packed_and_single_facts_and_skips_the_rest(caplog: pyt
                   orjson.dumps({"rule": "repeated_complaint", "kind": "caller"}), b""):
         assert supervision.facts_of(message(stray, partition=2)) == []
     assert caplog.text.count("not link facts on supervision.links[2]@7") == 6
+
+
+# --- the linker's states: held per partition, rebuilt after an assignment ----------------------------------
+def repeat(key: str, tid: str, minutes: int) -> dict[str, Any]:
+    return LinkFact("repeated_complaint", "caller", key, tid, T0 + timedelta(minutes=minutes)).to_dict()
+
+
+@pytest.fixture
+def held(monkeypatch: pytest.MonkeyPatch) -> dict[int, dict]:
+    states: dict[int, dict] = {}
+    monkeypatch.setattr(supervision, "link_states", states)
+    monkeypatch.setattr(supervision, "_link_watermark", None)
+    return states
+
+
+def test_facts_link_in_the_partitions_held_and_wait_for_their_new_owner_elsewhere(held, monkeypatch) -> None:
+    # Given partition 1 held with a caller's two calls, partition 2 not held (taken by a rebalance)
+    sent: list[str] = []
+
+    async def emit(alerts: list) -> int:
+        sent.extend(a.alert_key for a in alerts)
+        return len(alerts)
+
+    monkeypatch.setattr(supervision, "emit", emit)
+    run_async(supervision.on_links([(repeat("k", "T1", 0), 1), (repeat("k", "T2", 1), 1)]))
+    # When the third call comes, and facts of partition 2
+    alerts = run_async(supervision.on_links([(repeat("k", "T3", 2), 1), (repeat("k2", "U1", 0), 2)]))
+    # Then nothing, since nothing was held... until partition 1 is rebuilt (held), and then one 重复件
+    assert alerts == [] and held == {}
+    held[1] = {}
+    run_async(supervision.on_links([(repeat("k", "T1", 0), 1), (repeat("k", "T2", 1), 1)]))
+    alerts = run_async(supervision.on_links([(repeat("k", "T3", 2), 1), (repeat("k2", "U1", 0), 2)]))
+    assert [a.ticket_id for a in alerts] == ["T3"] and sent == ["T3:repeated_complaint:caller"]
+    assert set(held) == {1} and [t for _, t, _ in held[1]["k"].seen] == ["T1", "T2", "T3"]
+
+
+def test_states_move_only_after_their_alerts_went_out(held, monkeypatch) -> None:
+    held[0] = {}
+
+    async def failing(alerts: list) -> int:
+        raise ConnectionError("broker away")
+
+    async def fine(alerts: list) -> int:
+        return len(alerts)
+
+    monkeypatch.setattr(supervision, "emit", fine)
+    run_async(supervision.on_links([(repeat("k", "T1", 0), 0), (repeat("k", "T2", 1), 0)]))
+    before = dict(held[0])
+    monkeypatch.setattr(supervision, "emit", failing)
+    with pytest.raises(ConnectionError):
+        run_async(supervision.on_links([(repeat("k", "T3", 2), 0)]))
+    assert held[0] == before  # so the retry counts T3 as new and raises its alert
+    monkeypatch.setattr(supervision, "emit", fine)
+    assert [a.ticket_id for a in run_async(supervision.on_links([(repeat("k", "T3", 2), 0)]))] == ["T3"]
+
+
+def test_an_assignment_drops_the_states_of_partitions_gone_elsewhere(held) -> None:
+    held.update({0: {"a": None}, 1: {"b": None}, 3: {}})
+    tps = {TP("supervision.links", 1), TP("supervision.links", 2), TP("tickets.events", 0)}
+    run_async(supervision._links_assigned(None, assigned=tps))
+    assert held == {1: {"b": None}}  # 2 is rebuilt when the linker first meets it; 0 and 3 belong elsewhere
+
+
+class FlakyReader:
+    """A reader of the topic that fails ``failures`` times, then replays ``states``."""
+
+    def __init__(self, failures: int, states: dict) -> None:
+        self.failures, self.states, self.calls = failures, states, []
+
+    async def call(self, fn: Any, reader: Any, partition: int, stop: int) -> supervision.Replay:
+        self.calls.append((partition, stop))
+        if len(self.calls) <= self.failures:
+            raise TimeoutError("no progress")
+        return supervision.Replay(states=self.states, messages=2, facts=2)
+
+
+def test_a_partition_is_rebuilt_once_below_the_first_offset_handed_over_and_retried(held, monkeypatch,
+                                                                                     caplog) -> None:
+    from models.supervision import link
+
+    state, _ = link(None, LinkFact.from_dict(repeat("k", "T1", 0)))
+    reader = FlakyReader(2, {"k": state})
+    monkeypatch.setattr(supervision, "links_reader", lambda: reader)
+    monkeypatch.setattr(supervision, "owned_partitions", lambda topic: {0, 1})
+    monkeypatch.setattr(supervision, "REBUILD_BACKOFF", 0.0)
+    held[1] = {}
+    # partition 1 is held, 3 is not ours: only 0 is read back, below offset 40, after two failed tries
+    run_async(supervision._rebuild_links({0: 40, 1: 12, 3: 5}))
+    assert reader.calls == [(0, 40)] * 3 and held == {0: {"k": state}, 1: {}}
+    assert supervision._link_watermark == T0  # the newest ticket time rebuilt: housekeeping can start from it
+    run_async(supervision._rebuild_links({0: 41}))
+    assert len(reader.calls) == 3
+
+
+def test_a_partition_that_cannot_be_read_back_links_on_from_empty_states(held, monkeypatch, caplog) -> None:
+    reader = FlakyReader(supervision.REBUILD_ATTEMPTS, {})
+    monkeypatch.setattr(supervision, "links_reader", lambda: reader)
+    monkeypatch.setattr(supervision, "owned_partitions", lambda topic: {2})
+    monkeypatch.setattr(supervision, "REBUILD_BACKOFF", 0.0)
+    run_async(supervision._rebuild_links({2: 9}))
+    assert len(reader.calls) == supervision.REBUILD_ATTEMPTS and held == {2: {}}
+    assert "could not read supervision.links[2] back to offset 9" in caplog.text
