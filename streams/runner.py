@@ -97,6 +97,10 @@ def run_worker(settings: Settings) -> None:
         # for 170-470 ms every few seconds under load: the p99 latency tail (8-14 ms after the freeze).
         gc.collect()
         gc.freeze()
+        # A routed ticket allocates thousands of short-lived objects (events, records, rows): with the young
+        # generation collected every 700 allocations (the default), collections cost ~3% of a busy worker's
+        # CPU (docs/results.md, session 13). Fewer, larger young collections; full ones stay rare.
+        gc.set_threshold(20_000, 20, 20)
         try:
             worker.execute_from_commandline()
         finally:
