@@ -168,3 +168,40 @@ def test_a_partition_s_states_are_rebuilt_from_its_facts_below_the_offset_handed
     assert replay.states == expected
     assert [tid for _, tid, _ in replay.states["k1"].seen] == ["T1", "T2"]  # T2 twice counts once; T3 is the linker's
     assert {a for _, _, a in replay.states["k2"].seen} == {"A", "B"}
+
+
+@pytest.mark.postgresql_in_slow
+def test_a_restarted_worker_rebuilds_the_linking_states_from_the_topic(kafka_bootstrap, database_url,
+                                                                       start_worker):
+    """Given a caller's first two calls linked by a worker that then stops, when the caller calls a third
+    time and a new worker routes it, then the new worker has rebuilt the caller's state from
+    ``supervision.links`` (there is no changelog for it) and raises exactly one 重复件 alert linking all three."""
+    import time
+
+    from tests.integration.test_supervision_rebalance import routed
+
+    first = start_worker(database_url, **FAST)
+    first.wait_ready()
+    ledger = Ledger(make_engine(database_url))
+    run = uuid.uuid4().hex[:6]
+    phone = f"1360{run[:4].encode().hex()[:7]}"
+    calls = [f"RST{run}-{i}" for i in range(3)]
+    produce(kafka_bootstrap, TICKETS_RECEIVED, [(tid, {"id": tid, "text": text, "caller_phone": phone,
+                                                       "address": f"东丽区华明街道{run}小区"})
+                                                for tid, text in zip(calls[:2], [WAGES, FUMES], strict=True)])
+    assert wait_until(lambda: routed(ledger, calls[:2]), timeout=60), first.log()[-3000:]
+    time.sleep(4)  # the linker folds the two facts and faust commits them (every ~3 s), so they are rebuilt
+    first.stop()
+    assert "supervision links: assigned partitions" in first.log()
+
+    second = start_worker(database_url, **FAST)
+    second.wait_ready()
+    produce(kafka_bootstrap, TICKETS_RECEIVED, [(calls[2], {"id": calls[2], "text": FOOD, "caller_phone": phone,
+                                                            "address": f"东丽区华明街道{run}小区"})])
+    assert wait_until(lambda: len(rule_alerts(ledger, "repeated_complaint", calls)) >= 1, timeout=60), \
+        second.log()[-3000:]
+    (alert,) = rule_alerts(ledger, "repeated_complaint", calls)
+    assert alert.ticket_id == calls[2] and sorted(alert.payload["details"]["linked"]) == calls[:2]
+    assert "rebuilt from" in second.log()
+    assert second.proc.poll() is None
+    ledger.dispose()
