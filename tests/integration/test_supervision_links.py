@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import orjson
 import pytest
@@ -28,15 +29,23 @@ def rule_alerts(ledger: Ledger, rule: str, ids: list[str]) -> list[t.Alert]:
         return list(s.scalars(select(t.Alert).where(t.Alert.rule == rule, t.Alert.ticket_id.in_(ids))))
 
 
-@pytest.mark.postgresql_in_slow
-def test_repeat_joint_and_misdispatch_alerts(kafka_bootstrap, database_url, start_worker):
+def started(start_worker: Any, database_url: str) -> tuple[Any, Ledger, str]:
+    """A ready worker, a ledger to watch, and a fresh run id for this test's tickets."""
     worker = start_worker(database_url, **FAST)
     worker.wait_ready()
-    ledger = Ledger(make_engine(database_url))
-    run = uuid.uuid4().hex[:6]
+    return worker, Ledger(make_engine(database_url)), uuid.uuid4().hex[:6]
+
+
+def caller_phone(prefix: str, run: str) -> str:
+    return f"{prefix}{run[:4].encode().hex()[:7]}"
+
+
+@pytest.mark.postgresql_in_slow
+def test_repeat_joint_and_misdispatch_alerts(kafka_bootstrap, database_url, start_worker):
+    worker, ledger, run = started(start_worker, database_url)
 
     # 重复件: the same caller three times within 30 days -> the third raises an alert
-    phone = f"1390{run[:4].encode().hex()[:7]}"
+    phone = caller_phone("1390", run)
     repeats = [f"REP{run}-{i}" for i in range(3)]
     for i, tid in enumerate(repeats):
         produce(kafka_bootstrap, TICKETS_RECEIVED, [(tid, {
@@ -86,11 +95,8 @@ def test_single_facts_of_an_older_worker_link_with_packed_ones(kafka_bootstrap, 
     from streams.app import SUPERVISION_LINKS, link_partition
     from streams.supervision import links_message
 
-    worker = start_worker(database_url, **FAST)
-    worker.wait_ready()
-    ledger = Ledger(make_engine(database_url))
-    run = uuid.uuid4().hex[:6]
-    phone = f"1370{run[:4].encode().hex()[:7]}"
+    worker, ledger, run = started(start_worker, database_url)
+    phone = caller_phone("1370", run)
     key = caller_key(phone)
     older = [f"OLD{run}-{i}" for i in range(2)]
     fact = [orjson.loads(LinkObserved(rule="repeated_complaint", kind="caller", key=key, ticket_id=tid,
@@ -180,11 +186,8 @@ def test_a_restarted_worker_rebuilds_the_linking_states_from_the_topic(kafka_boo
 
     from tests.integration.test_supervision_rebalance import routed
 
-    first = start_worker(database_url, **FAST)
-    first.wait_ready()
-    ledger = Ledger(make_engine(database_url))
-    run = uuid.uuid4().hex[:6]
-    phone = f"1360{run[:4].encode().hex()[:7]}"
+    first, ledger, run = started(start_worker, database_url)
+    phone = caller_phone("1360", run)
     calls = [f"RST{run}-{i}" for i in range(3)]
     produce(kafka_bootstrap, TICKETS_RECEIVED, [(tid, {"id": tid, "text": text, "caller_phone": phone,
                                                        "address": f"东丽区华明街道{run}小区"})
