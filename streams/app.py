@@ -84,9 +84,9 @@ def _murmur2(key: str) -> int:
 
 
 def link_partition(key: str, partitions: int | None = None) -> int:
-    """The partition of ``supervision.links`` (and of the linker's table) that holds a linking key: Kafka's
+    """The partition of ``supervision.links`` (and of the linker's state) that holds a linking key: Kafka's
     default partitioner, murmur2 of the key, which placed every key while facts went one per message keyed
-    by it, so the states already in the table's changelog stay where they are."""
+    by it, so all of a key's facts, older ones included, are on the one partition its state is rebuilt from."""
     return _murmur2(key) % (partitions or app.conf.topic_partitions)
 
 

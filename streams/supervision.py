@@ -306,8 +306,7 @@ async def on_links(items: list[tuple[dict[str, Any], int]]) -> list[Alert]:
     share a key: each folds into the state the previous one left). Facts of a partition whose states this
     worker does not hold (taken away by a rebalance in the meantime) are left to its new owner."""
     global _link_watermark
-    states: dict[tuple[int, str], LinkState | None] = {}  # (partition, key) -> state, as this batch leaves it
-    changed: set[tuple[int, str]] = set()
+    states: dict[tuple[int, str], LinkState] = {}  # (partition, key) -> state, for the keys this batch moved
     alerts: list[Alert] = []
     for record, partition in items:
         held = link_states.get(partition)
@@ -321,14 +320,13 @@ async def on_links(items: list[tuple[dict[str, Any], int]]) -> list[Alert]:
         alerts.extend(raised)
         if new != state:
             states[where] = new
-            changed.add(where)
     # Alerts before states: if sending them fails, the facts are folded again (one at a time) into the old
     # states and compute the same alerts with the same alert_keys, instead of finding their tickets already
     # counted. A crash loses the states, and the rebuild folds the unacknowledged facts again just the same.
     await emit(alerts)
-    for partition, key in changed:
+    for (partition, key), state in states.items():
         if (held := link_states.get(partition)) is not None:  # not revoked while the alerts went out
-            held[key] = states[partition, key]  # type: ignore[assignment]
+            held[key] = state
     return alerts
 
 
