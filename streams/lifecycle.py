@@ -1,8 +1,9 @@
 """Lifecycle stage: every action on a ticket (``tickets.events``) checked against the state machine.
 
-The ticket's state lives in a faust table keyed by ticket id, co-partitioned with ``tickets.events``
-(same key, same partition count), so each worker holds the state of exactly the tickets whose events
-it consumes; the table's changelog rebuilds it after a crash. Legal events update the state, go to the
+The ticket's state lives in the ticket table (:mod:`streams.ticket_table`, beside supervision's facts), keyed
+by ticket id and co-partitioned with ``tickets.events`` (same key, same partition count), so each worker
+holds the state of exactly the tickets whose events it consumes; the table's changelog rebuilds it after a
+crash. Legal events update the state, go to the
 ledger and trigger what follows (re-route after a return, designation after the last attempt, a
 dispatcher's dispatch); illegal ones are recorded with the reason and dead-lettered.
 """
@@ -19,7 +20,7 @@ from classifier.router import RouteRequest
 from models.events import LifecycleEvent, parse_event
 from models.lifecycle import Designate, Dispatch, Outcome, Reroute, TicketState, apply
 from models.tickets import Rejection, content_key, without_nul
-from streams import supervision
+from streams import supervision, ticket_table
 from streams.app import app, changelog_written, events_topic
 from streams.corrections import candidates_of, correction_label
 from streams.intake import dead_letter, last_resort
@@ -28,9 +29,6 @@ from streams.wiring import services
 
 log = logging.getLogger(__name__)
 BATCH = 200  # up to 200 events, or as many as came within settings.stream_batch_wait_ms
-
-# Values are TicketState.to_dict() (JSON); no value_type, so recovery from the changelog yields dicts.
-ticket_state = app.Table("ticket-state", key_type=str, default=None)
 
 
 @app.agent(events_topic)
@@ -71,10 +69,10 @@ def _event_row(event: LifecycleEvent, payload: dict[str, Any], *, accepted: bool
 async def handle_batch(events: Sequence[Any]) -> None:
     """Apply a batch of events in order; then supervision, the states, the ledger and the follow-ups.
 
-    Order of the writes, as for one event: supervision observes before the state is stored (it is
-    idempotent per event id, the state is not); the ledger rows come after the states, and a redelivered
-    event the state already holds still writes its (idempotent) row, so a crash between the two loses
-    no row.
+    Order of the writes, as for one event: supervision observes (its alerts and link facts go out), then
+    each ticket's new state and facts are stored in one write; the ledger rows come after, and a
+    redelivered event the state already holds still writes its (idempotent) row, so a crash between the
+    two loses no row.
     """
     svc = services()
     states: dict[str, tuple[TicketState, int]] = {}  # ticket id -> (state after this batch, partition)
@@ -97,7 +95,7 @@ async def handle_batch(events: Sequence[Any]) -> None:
         if event.ticket_id in states:
             state: TicketState | None = states[event.ticket_id][0]
         else:
-            raw_state = ticket_state.get(event.ticket_id)
+            raw_state = ticket_table.state(event.ticket_id)
             state = TicketState.from_dict(raw_state) if raw_state else None
         outcome = apply(state, event, max_attempts=svc.catalogue.sla.max_dispatch_attempts,
                         known_agencies=svc.catalogue.agencies)
@@ -116,15 +114,12 @@ async def handle_batch(events: Sequence[Any]) -> None:
         states[event.ticket_id] = (outcome.state, m.partition)
         rows.append(_event_row(event, payload, accepted=True, state=outcome.state))
         effects.extend((effect, event, outcome.state) for effect in outcome.effects)
-    await supervision.observe_many(observed)
-    written = []
-    for ticket_id, (state_after, partition) in states.items():
-        # what ``ticket_state[key] = value`` does, with the partition of the ticket's own messages (faust
-        # would take the current event's, and a batch spans partitions)
-        value = state_after.to_dict()
-        written.append(ticket_state.send_changelog(partition, ticket_id, value))
-        ticket_state.data[ticket_id] = value
-    await changelog_written(written)  # durable before the batch's offsets can be committed
+    async with ticket_table.lock:  # the timer must not move these tickets' facts in between
+        facts = await supervision.observe_many(observed)
+        await changelog_written([  # durable before the batch's offsets can be committed
+            ticket_table.write(ticket_id, partition, state=state_after.to_dict(),
+                               facts=facts.get(ticket_id, ticket_table.KEEP))
+            for ticket_id, (state_after, partition) in states.items()])
     if rows:
         await svc.db(svc.ledger.record_events, rows)
     for rejection, m in refused:

@@ -1,12 +1,11 @@
 """Supervision stage: the pure core (``models.supervision``) wired to the lifecycle, a timer and the ledger.
 
-* Facts: the faust table ``supervision-facts`` holds ``TicketFacts.to_dict()`` per ticket id. Its changelog
-  is written with the partition of the ticket's ``tickets.events`` messages, so it is co-partitioned with
-  the lifecycle's ``ticket-state`` and recovers on the worker that owns the ticket. The facts carry
+* Facts: ``TicketFacts.to_dict()`` per ticket id, kept beside the lifecycle's state in the ticket table
+  (:mod:`streams.ticket_table`), which recovers on the worker that owns the ticket. The facts carry
   ``progress`` (what was announced already): that is what makes time alerts exactly-once across restarts.
 * Events: :func:`observe_many` is the lifecycle stage's one hook, called for each batch of accepted,
-  non-duplicate events *before* the lifecycle stores the new states; it is idempotent per event id, so a redelivery after a crash
-  between the two writes neither loses nor repeats an observation.
+  non-duplicate events; it returns the new facts, and the lifecycle stores them with the new states in one
+  write, so a crash leaves both old or both new. The ids of the events observed are kept with the facts.
 * Time: a task ticks every ``supervision_tick_seconds`` on the configured clock (``HOTLINE_CLOCK_SPEED``);
   the work per tick is proportional to what is due (the core's deadline index), and it runs on the CPU
   executor so a large backlog does not stall the event loop.
@@ -26,8 +25,8 @@
 
 Every alert is sent to ``supervision.alerts`` and acknowledged by the broker *before* it is recorded in the
 ledger (idempotent by ``alert_key``) and before the facts move on: a crash in between re-sends, it never
-loses. Alerts whose key the ledger already has are not sent again. All of this runs under one lock, so an
-event and a tick never interleave their read-modify-write of the same ticket's facts.
+loses. Alerts whose key the ledger already has are not sent again. All of this runs under the ticket table's
+lock, so an event and a tick never interleave their read-modify-write of the same ticket's facts.
 """
 
 from __future__ import annotations
@@ -36,7 +35,6 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -57,6 +55,7 @@ from models.supervision import (
     link,
     link_facts,
 )
+from streams import ticket_table
 from streams.app import (
     SUPERVISION_LINKS,
     TICKETS_EVENTS,
@@ -74,9 +73,6 @@ from streams.wiring import services
 
 log = logging.getLogger(__name__)
 
-# Values are TicketFacts.to_dict() plus "_partition" and "_events" (see _store). No value_type: recovery
-# from the changelog then yields plain dicts (a dict value_type breaks it).
-facts_table = app.Table("supervision-facts", key_type=str, default=None)
 # The linker's state: partition of supervision.links -> linking key -> state. A partition is here once its
 # states are rebuilt (:func:`_rebuild_links`) and for as long as this worker keeps it.
 link_states: dict[int, dict[str, LinkState]] = {}
@@ -95,7 +91,6 @@ FACTS_PER_MESSAGE = 500  # ~250 bytes each: well under the broker's 1 MB message
 REBUILD_ATTEMPTS = 5  # tries to read a partition's facts back, 1, 2, 4, 8 s apart, before linking on without them
 REBUILD_BACKOFF = 1.0  # seconds before the second try; doubled each time
 
-_lock = asyncio.Lock()
 _sup: Supervisor | None = None
 _ready = False  # set once the first recovery has rebuilt the index: no tick before that
 _last_prune: datetime | None = None
@@ -125,50 +120,51 @@ Observation = tuple[TicketState | None, LifecycleEvent, TicketState, int | None]
 """(state before, accepted event, state after, partition of the event's message)."""
 
 
-async def observe_many(items: list[Observation]) -> None:
-    """A batch of accepted lifecycle events, in order: update each ticket's facts, raise the rule alerts,
-    publish the link facts, then store the facts.
+async def observe_many(items: list[Observation]) -> dict[str, dict[str, Any]]:
+    """A batch of accepted lifecycle events, in order: update each ticket's facts, raise the rule alerts and
+    publish the link facts. Returns the tickets' new facts, which the caller stores with their new states,
+    still under :data:`streams.ticket_table.lock` (which it holds for the whole call).
 
-    The ledger is read once for every ticket seen for the first time, alerts and link facts go out (and
-    are acknowledged) together before any facts are stored: the same crash safety as one event at a time,
-    for a handful of round trips per batch instead of per event. Never raises: a failure is logged with
-    the ticket and event, and must not stop the lifecycle (the next event of the ticket, or the next
-    tick, carries on from the stored facts).
+    The ledger is read once for every ticket seen for the first time, and alerts and link facts go out (and
+    are acknowledged) together before anything is stored: the same crash safety as one event at a time, for
+    a handful of round trips per batch instead of per event. Never raises: a failure is logged with the
+    ticket and event, and must not stop the lifecycle (a ticket whose facts failed keeps its old ones; its
+    next event, or the next tick, carries on from them).
     """
     if not items:
-        return
+        return {}
+    batch: dict[str, dict[str, Any]] = {}  # ticket id -> facts value written by this batch
     try:
-        async with _lock:
-            firsts = sorted({ev.ticket_id for _, ev, _, _ in items if not facts_table.get(ev.ticket_id)})
-            svc = services()
-            rows = await svc.db(svc.ledger.intake_facts, firsts) if firsts else {}
-            batch: dict[str, dict[str, Any]] = {}  # ticket id -> facts value written by this batch
-            alerts: list[Alert] = []
-            links: list[LinkFact] = []
-            for before_state, event, state, partition in items:
-                try:
-                    raw = batch.get(event.ticket_id) or facts_table.get(event.ticket_id)
-                    if raw and event.event_id in (raw.get("_events") or ()):
-                        continue  # observed before a crash; the lifecycle state had not been stored yet
-                    before = TicketFacts.from_dict(raw) if raw else _first_facts(
-                        before_state, event, rows.get(event.ticket_id))
-                    facts, raised = supervisor().on_event(before, event, state)
-                    alerts.extend(raised)
-                    links.extend(link_facts(before, facts, event))
-                    seen = [*(raw.get("_events") or () if raw else ()), event.event_id][-SEEN_EVENTS_KEPT:]
-                    where = partition if partition is not None else (raw or {}).get("_partition")
-                    batch[event.ticket_id] = {**facts.to_dict(), "_partition": where, "_events": seen}
-                except Exception:
-                    log.exception("supervision failed on %s %s of ticket %s", event.type, event.event_id,
-                                  event.ticket_id)
-            await emit(alerts)
-            # Published (and acknowledged) before the facts are stored, like alerts: a crash in between
-            # publishes them again, and the linker ignores a ticket it already holds under that key.
-            await publish_links(links)
-            await changelog_written([_write(ticket_id, value) for ticket_id, value in batch.items()])
+        firsts = sorted({ev.ticket_id for _, ev, _, _ in items if not ticket_table.facts(ev.ticket_id)})
+        svc = services()
+        rows = await svc.db(svc.ledger.intake_facts, firsts) if firsts else {}
+        alerts: list[Alert] = []
+        links: list[LinkFact] = []
+        for before_state, event, state, partition in items:
+            try:
+                raw = batch.get(event.ticket_id) or ticket_table.facts(event.ticket_id)
+                if raw and event.event_id in (raw.get("_events") or ()):
+                    continue  # observed already: an earlier version stored facts apart from, and before, the state
+                before = TicketFacts.from_dict(raw) if raw else _first_facts(
+                    before_state, event, rows.get(event.ticket_id))
+                facts, raised = supervisor().on_event(before, event, state)
+                alerts.extend(raised)
+                links.extend(link_facts(before, facts, event))
+                seen = [*(raw.get("_events") or () if raw else ()), event.event_id][-SEEN_EVENTS_KEPT:]
+                where = partition if partition is not None else (raw or {}).get("_partition")
+                batch[event.ticket_id] = {**facts.to_dict(), "_partition": where, "_events": seen}
+            except Exception:
+                log.exception("supervision failed on %s %s of ticket %s", event.type, event.event_id,
+                              event.ticket_id)
+        await emit(alerts)
+        # Published (and acknowledged) before the facts are stored, like alerts: a crash in between
+        # publishes them again, and the linker ignores a ticket it already holds under that key.
+        await publish_links(links)
     except Exception:
         log.exception("supervision failed on a batch of %d event(s) (tickets %s)", len(items),
                       ", ".join(sorted({ev.ticket_id for _, ev, _, _ in items})[:5]))
+        return {}
+    return batch
 
 
 def _first_facts(before_state: TicketState | None, event: LifecycleEvent, row: Any) -> TicketFacts:
@@ -449,37 +445,9 @@ def _expire_links(now: datetime) -> int:
     return expired
 
 
-# --- the facts table ------------------------------------------------------------------------------------
-def _store(facts: TicketFacts, partition: int | None, seen: Iterable[str] | None = None) -> Any:
-    """Write one ticket's facts (the timer's path: it keeps the events seen so far); see :func:`_write`."""
-    old = facts_table.data.get(facts.ticket_id) or {}
-    return _write(facts.ticket_id, {**facts.to_dict(), "_partition": partition,
-                                    "_events": list(seen if seen is not None else old.get("_events") or ())})
-
-
-def _write(ticket_id: str, value: dict[str, Any]) -> Any:
-    """Store facts under the partition they were recorded with (the ticket's ``tickets.events``
-    partition). Explicitly, as faust itself does for ``table[key] = value`` (it takes the partition of the
-    current event): the lifecycle handles a batch of events of several partitions, and the timer runs
-    outside any stream, so the current event would be the wrong one or none."""
-    partition = value.get("_partition")
-    written = None
-    if partition is None:  # cannot happen for facts written by observe_many(); keep them rather than guess
-        log.warning("no partition known for ticket %s: its facts are not persisted", ticket_id)
-    else:
-        written = facts_table.send_changelog(partition, ticket_id, value)
-    facts_table.data[ticket_id] = value
-    return written  # the changelog write's future, for changelog_written()
-
-
-def _drop(ticket_id: str, partition: int) -> None:
-    facts_table.send_changelog(partition, ticket_id, None, value_serializer="raw")
-    facts_table.data.pop(ticket_id, None)
-
-
 def _lookup(ticket_id: str) -> TicketFacts | None:
     """Facts for the core's tick; reads the store directly (called on the CPU thread, under the lock)."""
-    raw = facts_table.data.get(ticket_id)
+    raw = ticket_table.facts(ticket_id)
     return TicketFacts.from_dict(raw) if raw else None
 
 
@@ -487,16 +455,18 @@ def _lookup(ticket_id: str) -> TicketFacts | None:
 async def tick_once() -> tuple[int, int, float]:
     """One tick: announce what is due by now, store the moved facts. Returns (alerts, updated, seconds)."""
     svc = services()
-    async with _lock:
+    async with ticket_table.lock:
         now, started = svc.clock.now(), time.perf_counter()
         tick = await svc.cpu(supervisor().tick, now, _lookup)
         elapsed = time.perf_counter() - started
         raised = await emit(tick.alerts)
         written = []
         for tid, facts in tick.updated.items():
-            raw = facts_table.data.get(tid)
-            if raw is not None:  # still ours (no rebalance took it while we ticked)
-                written.append(_store(facts, raw.get("_partition")))
+            raw = ticket_table.facts(tid)
+            partition = ticket_table.partition(tid)
+            if raw is not None and partition is not None:  # still ours (no rebalance took it while we ticked)
+                written.append(ticket_table.write(tid, partition, facts={
+                    **facts.to_dict(), "_partition": partition, "_events": raw.get("_events") or []}))
         await changelog_written(written)
         await _maybe_prune(now)
     global _ticked
@@ -519,11 +489,11 @@ async def _maybe_prune(now: datetime) -> None:
         log.info("supervision: expired %d linking key(s) with no ticket since %s", expired,
                  (now - LINK_RULES.repeat_window).date())
     cutoff = now - LINK_RULES.repeat_window
-    old = [(k, v.get("_partition")) for k, v in list(facts_table.data.items())
-           if v and v.get("status") == Status.CLOSED and v.get("closed_at")
+    old = [(v["ticket_id"], v["_partition"]) for v in list(ticket_table.all_facts())
+           if v.get("status") == Status.CLOSED and v.get("closed_at")
            and datetime.fromisoformat(v["closed_at"]) < cutoff and v.get("_partition") is not None]
-    for ticket_id, partition in old:
-        _drop(ticket_id, partition)
+    # The facts go; the lifecycle state stays (a late event about the ticket is still judged against it).
+    await changelog_written([ticket_table.write(ticket_id, partition, facts=None) for ticket_id, partition in old])
     if old:
         log.info("supervision: forgot %d ticket(s) closed before %s", len(old), cutoff.date())
 
@@ -547,18 +517,14 @@ def rebuild(stored: list[dict[str, Any]]) -> Supervisor:
     return sup
 
 
-@facts_table.on_recover
+@ticket_table.table.on_recover
 async def _recovered() -> None:
     """After each recovery (= each partition assignment): rebuild from the facts this worker now holds."""
     global _sup, _ready
     svc = services()
-    async with _lock:
-        # The memory store forgets revoked partitions only for keys it recovered from the changelog, not
-        # for keys this worker wrote itself: drop those too, their new owner recovered them.
-        assigned = owned_partitions(TICKETS_EVENTS)
-        for key in [k for k, v in facts_table.data.items() if v and v.get("_partition") not in assigned]:
-            facts_table.data.pop(key, None)
-        stored = [v for v in facts_table.data.values() if v]
+    async with ticket_table.lock:
+        ticket_table.forget_except(owned_partitions(TICKETS_EVENTS))
+        stored = list(ticket_table.all_facts())
         started = time.perf_counter()
         _sup = await svc.cpu(rebuild, stored)
         _ready = True

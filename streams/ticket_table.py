@@ -1,0 +1,105 @@
+"""The ticket table: each ticket's lifecycle state and supervision facts, in one faust table value.
+
+Both stages change a ticket on the same event: the lifecycle moves its state, supervision its facts. Kept in
+two tables, each event cost two changelog writes; kept here, one (session 14: a changelog write is about 5%
+of a worker's CPU per ticket). The table is keyed by ticket id and written with the partition of the
+ticket's ``tickets.events`` messages, so it is co-partitioned with the lifecycle's input and recovers on
+the worker that owns the ticket.
+
+A value is ``{"schema": 2, "partition": P, "state": TicketState.to_dict(), "facts": FACTS}``, where FACTS
+is supervision's ``TicketFacts.to_dict()`` plus ``_partition`` and ``_events``, or ``None`` once
+supervision has forgotten a long-closed ticket.
+
+Upgrading: the table keeps the lifecycle's old name, ``ticket-state``, whose values were the bare state,
+and the facts of earlier versions stay readable in their own table, ``supervision-facts``, which is
+declared and recovered but never written again. A ticket's facts move here the first time it is written.
+
+Every read-modify-write of a value happens under :data:`lock`: the lifecycle's batch (state and facts of
+one event, written together), supervision's tick and its housekeeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+from streams.app import app
+
+SCHEMA = 2  # values with no "schema" are the bare TicketState dicts of earlier versions
+
+# No value_type: recovery from the changelog then yields plain dicts (a dict value_type breaks it).
+table = app.Table("ticket-state", key_type=str, default=None)
+legacy_facts = app.Table("supervision-facts", key_type=str, default=None)  # read only: see the docstring
+lock = asyncio.Lock()
+
+
+class _Keep:
+    def __repr__(self) -> str:
+        return "KEEP"
+
+
+KEEP: Any = _Keep()
+"""Passed to :func:`write` for the part of a value that stays as it is."""
+
+
+def _parts(ticket_id: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None, int | None]:
+    value = table.data.get(ticket_id)
+    if value and value.get("schema") == SCHEMA:
+        return value.get("state"), value.get("facts"), value.get("partition")
+    facts = legacy_facts.data.get(ticket_id) or None
+    partition = facts.get("_partition") if facts else None
+    return value or None, facts, partition
+
+
+def state(ticket_id: str) -> dict[str, Any] | None:
+    """The ticket's lifecycle state (``TicketState.to_dict()``), or None for a ticket with no event yet."""
+    return _parts(ticket_id)[0]
+
+
+def facts(ticket_id: str) -> dict[str, Any] | None:
+    """The ticket's supervision facts, or None when it has none (never observed, or forgotten)."""
+    return _parts(ticket_id)[1]
+
+
+def partition(ticket_id: str) -> int | None:
+    """The ``tickets.events`` partition the ticket's value is written with."""
+    return _parts(ticket_id)[2]
+
+
+def write(ticket_id: str, partition: int, *, state: Any = KEEP, facts: Any = KEEP) -> asyncio.Future[Any]:
+    """Store a ticket's value, changing the parts given; returns the changelog write's future, for
+    :func:`streams.app.changelog_written`.
+
+    Written explicitly with ``partition``, as faust does for ``table[key] = value`` with the partition of the
+    current event: the lifecycle handles a batch of events of several partitions, and supervision's timer
+    runs outside any stream, so the current event would be the wrong one or none.
+    """
+    old_state, old_facts, _ = _parts(ticket_id)
+    value = {"schema": SCHEMA, "partition": partition, "state": old_state if state is KEEP else state,
+             "facts": old_facts if facts is KEEP else facts}
+    written = table.send_changelog(partition, ticket_id, value)
+    table.data[ticket_id] = value
+    return written
+
+
+def all_facts() -> Iterator[dict[str, Any]]:
+    """Every ticket's facts this worker holds."""
+    for ticket_id in set(table.data) | set(legacy_facts.data):
+        found = facts(ticket_id)
+        if found:
+            yield found
+
+
+def forget_except(partitions: set[int]) -> int:
+    """Drop the values of partitions this worker no longer holds; returns how many tickets were dropped.
+
+    faust's memory store forgets revoked partitions only for keys it recovered from the changelog, not for
+    keys this worker wrote itself: their new owner recovered them, and a stale copy here would be read if the
+    partition came back (recovery overwrites only the keys it reads). A bare state of an earlier version does
+    not say its partition; it was recovered, so faust's store drops it itself."""
+    gone = [k for k in set(table.data) | set(legacy_facts.data) if partition(k) not in (None, *partitions)]
+    for key in gone:
+        table.data.pop(key, None)
+        legacy_facts.data.pop(key, None)
+    return len(gone)
