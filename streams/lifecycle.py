@@ -110,7 +110,7 @@ async def handle_batch(events: Sequence[Any]) -> None:
         if outcome.duplicate:  # applied before; its ledger row may be what a crash left unwritten
             rows.append(_event_row(event, payload, accepted=True, state=state))
             continue
-        observed.append((state, event, outcome.state, m.partition))
+        observed.append((state, event, outcome.state))
         states[event.ticket_id] = (outcome.state, m.partition)
         rows.append(_event_row(event, payload, accepted=True, state=outcome.state))
         effects.extend((effect, event, outcome.state) for effect in outcome.effects)

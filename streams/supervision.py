@@ -116,8 +116,8 @@ def _new_supervisor() -> Supervisor:
 
 
 # --- the lifecycle hook ---------------------------------------------------------------------------
-Observation = tuple[TicketState | None, LifecycleEvent, TicketState, int | None]
-"""(state before, accepted event, state after, partition of the event's message)."""
+Observation = tuple[TicketState | None, LifecycleEvent, TicketState]
+"""(state before, accepted event, state after)."""
 
 
 async def observe_many(items: list[Observation]) -> dict[str, dict[str, Any]]:
@@ -135,12 +135,12 @@ async def observe_many(items: list[Observation]) -> dict[str, dict[str, Any]]:
         return {}
     batch: dict[str, dict[str, Any]] = {}  # ticket id -> facts value written by this batch
     try:
-        firsts = sorted({ev.ticket_id for _, ev, _, _ in items if not ticket_table.facts(ev.ticket_id)})
+        firsts = sorted({ev.ticket_id for _, ev, _ in items if not ticket_table.facts(ev.ticket_id)})
         svc = services()
         rows = await svc.db(svc.ledger.intake_facts, firsts) if firsts else {}
         alerts: list[Alert] = []
         links: list[LinkFact] = []
-        for before_state, event, state, partition in items:
+        for before_state, event, state in items:
             try:
                 raw = batch.get(event.ticket_id) or ticket_table.facts(event.ticket_id)
                 if raw and event.event_id in (raw.get("_events") or ()):
@@ -151,8 +151,7 @@ async def observe_many(items: list[Observation]) -> dict[str, dict[str, Any]]:
                 alerts.extend(raised)
                 links.extend(link_facts(before, facts, event))
                 seen = [*(raw.get("_events") or () if raw else ()), event.event_id][-SEEN_EVENTS_KEPT:]
-                where = partition if partition is not None else (raw or {}).get("_partition")
-                batch[event.ticket_id] = {**facts.to_dict(), "_partition": where, "_events": seen}
+                batch[event.ticket_id] = {**facts.to_dict(), "_events": seen}
             except Exception:
                 log.exception("supervision failed on %s %s of ticket %s", event.type, event.event_id,
                               event.ticket_id)
@@ -162,7 +161,7 @@ async def observe_many(items: list[Observation]) -> dict[str, dict[str, Any]]:
         await publish_links(links)
     except Exception:
         log.exception("supervision failed on a batch of %d event(s) (tickets %s)", len(items),
-                      ", ".join(sorted({ev.ticket_id for _, ev, _, _ in items})[:5]))
+                      ", ".join(sorted({ev.ticket_id for _, ev, _ in items})[:5]))
         return {}
     return batch
 
@@ -466,7 +465,7 @@ async def tick_once() -> tuple[int, int, float]:
             partition = ticket_table.partition(tid)
             if raw is not None and partition is not None:  # still ours (no rebalance took it while we ticked)
                 written.append(ticket_table.write(tid, partition, facts={
-                    **facts.to_dict(), "_partition": partition, "_events": raw.get("_events") or []}))
+                    **facts.to_dict(), "_events": raw.get("_events") or []}))
         await changelog_written(written)
         await _maybe_prune(now)
     global _ticked
@@ -489,9 +488,10 @@ async def _maybe_prune(now: datetime) -> None:
         log.info("supervision: expired %d linking key(s) with no ticket since %s", expired,
                  (now - LINK_RULES.repeat_window).date())
     cutoff = now - LINK_RULES.repeat_window
-    old = [(v["ticket_id"], v["_partition"]) for v in list(ticket_table.all_facts())
+    old = [(v["ticket_id"], partition) for v in list(ticket_table.all_facts())
            if v.get("status") == Status.CLOSED and v.get("closed_at")
-           and datetime.fromisoformat(v["closed_at"]) < cutoff and v.get("_partition") is not None]
+           and datetime.fromisoformat(v["closed_at"]) < cutoff
+           and (partition := ticket_table.partition(v["ticket_id"])) is not None]
     # The facts go; the lifecycle state stays (a late event about the ticket is still judged against it).
     await changelog_written([ticket_table.write(ticket_id, partition, facts=None) for ticket_id, partition in old])
     if old:

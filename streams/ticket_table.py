@@ -7,8 +7,9 @@ ticket's ``tickets.events`` messages, so it is co-partitioned with the lifecycle
 the worker that owns the ticket.
 
 A value is ``{"schema": 2, "partition": P, "state": TicketState.to_dict(), "facts": FACTS}``, where FACTS
-is supervision's ``TicketFacts.to_dict()`` plus ``_partition`` and ``_events``, or ``None`` once
-supervision has forgotten a long-closed ticket.
+is supervision's ``TicketFacts.to_dict()`` plus ``_events`` (the ids of the events observed), or ``None``
+once supervision has forgotten a long-closed ticket. The partition is kept once, beside them (facts of
+earlier versions carried their own ``_partition``).
 
 Upgrading: the table keeps the lifecycle's old name, ``ticket-state``, whose values were the bare state,
 and the facts of earlier versions stay readable in their own table, ``supervision-facts``, which is
@@ -52,6 +53,10 @@ def _parts(ticket_id: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None
     return value or None, facts, partition
 
 
+def _keys() -> set[str]:
+    return set(table.data) | set(legacy_facts.data)
+
+
 def state(ticket_id: str) -> dict[str, Any] | None:
     """The ticket's lifecycle state (``TicketState.to_dict()``), or None for a ticket with no event yet."""
     return _parts(ticket_id)[0]
@@ -85,7 +90,7 @@ def write(ticket_id: str, partition: int, *, state: Any = KEEP, facts: Any = KEE
 
 def all_facts() -> Iterator[dict[str, Any]]:
     """Every ticket's facts this worker holds."""
-    for ticket_id in set(table.data) | set(legacy_facts.data):
+    for ticket_id in _keys():
         found = facts(ticket_id)
         if found:
             yield found
@@ -98,7 +103,7 @@ def forget_except(partitions: set[int]) -> int:
     keys this worker wrote itself: their new owner recovered them, and a stale copy here would be read if the
     partition came back (recovery overwrites only the keys it reads). A bare state of an earlier version does
     not say its partition; it was recovered, so faust's store drops it itself."""
-    gone = [k for k in set(table.data) | set(legacy_facts.data) if partition(k) not in (None, *partitions)]
+    gone = [k for k in _keys() if partition(k) not in (None, *partitions)]
     for key in gone:
         table.data.pop(key, None)
         legacy_facts.data.pop(key, None)
