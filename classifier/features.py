@@ -11,8 +11,10 @@ segments the whole batch at once (``classifier.text.tokenize_normalized_many``);
 to the same vectorised path.
 
 The count matrix is the one ``_count_vocab`` builds (same dtype, same sorted column order, so every
-later floating-point operation runs in the same order); the vectorizer's own ``TfidfTransformer`` and
-the union's own ``_hstack`` finish the job. Those are private scikit-learn names, so nothing is
+later floating-point operation runs in the same order). The TF-IDF weighting is then
+``TfidfTransformer.transform``'s own three array operations (log, times idf, row norm), without its
+per-call input checks, which cost more than the arithmetic for a batch of one ticket; the union's own
+``_hstack`` finishes the job. These rely on private scikit-learn names and behaviour, so nothing is
 assumed: a vectorizer whose settings this does not reproduce keeps scikit-learn's path, and the first
 batch is computed both ways and compared exactly — on any difference (a scikit-learn release that
 counts otherwise) the fast path is switched off for good with a warning.
@@ -27,8 +29,10 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.feature_extraction.text import TfidfTransformer, TfidfVectorizer
 from sklearn.pipeline import FeatureUnion
+from sklearn.preprocessing import normalize
+from sklearn.utils.sparsefuncs_fast import inplace_csr_row_normalize_l1, inplace_csr_row_normalize_l2
 
 from classifier import text as textmod
 
@@ -150,6 +154,32 @@ def _counts(counted: tuple[np.ndarray, np.ndarray, np.ndarray], n_docs: int, n_f
     return X
 
 
+def _tfidf(tfidf: TfidfTransformer, X: Any) -> Any:
+    """``tfidf.transform(X, copy=False)`` for a fresh float CSR count matrix of ours: the same operations
+    in the same order (so the same bits), without the input validation that is most of a small batch's cost."""
+    if X.format != "csr" or X.dtype not in (np.float64, np.float32) or tfidf.norm not in (None, "l1", "l2"):
+        return tfidf.transform(X, copy=False)
+    if tfidf.sublinear_tf:
+        np.log(X.data, X.data)
+        X.data += 1.0
+    if hasattr(tfidf, "idf_"):
+        X.data *= tfidf.idf_[X.indices]
+    return row_normalized(X, tfidf.norm, copy=False)
+
+
+def row_normalized(X: Any, norm: str | None = "l2", *, copy: bool = True) -> Any:
+    """``sklearn.preprocessing.normalize(X, norm, copy=copy)``; for a float CSR matrix straight to its
+    compiled in-place kernels (the same ones ``normalize`` ends in), skipping the per-call input checks."""
+    if norm is None:
+        return X.copy() if copy else X
+    if not sp.issparse(X) or X.format != "csr" or X.dtype not in (np.float64, np.float32) or norm not in ("l1", "l2"):
+        return normalize(X, norm=norm, copy=copy)
+    if copy:
+        X = X.copy()
+    (inplace_csr_row_normalize_l2 if norm == "l2" else inplace_csr_row_normalize_l1)(X)
+    return X
+
+
 class FastFeatures:
     """``union.transform(docs)`` for a fitted union of TF-IDF vectorizers, bit for bit, faster."""
 
@@ -174,7 +204,7 @@ class FastFeatures:
                 Xs.append(vec.transform(docs))
                 continue
             counts = _align_api_if_sparse(_counts(counter.count(docs), len(docs), counter.n_features, vec.dtype))
-            Xs.append(vec._tfidf.transform(counts, copy=False))
+            Xs.append(_tfidf(vec._tfidf, counts))
         X = self.union._hstack(Xs)
         return X if self.verified else self._verify(docs, X)
 

@@ -58,9 +58,10 @@ from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.preprocessing import FunctionTransformer
 from sklearn.preprocessing import normalize as l2_normalize
 from sklearn.svm import LinearSVC
+from sklearn.utils.extmath import safe_sparse_dot
 
 from classifier import text as textmod
-from classifier.features import FastFeatures
+from classifier.features import FastFeatures, row_normalized
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +146,13 @@ class NBSVM(ClassifierMixin, BaseEstimator):
 def svm_scores(svm: Any, X: Any) -> np.ndarray:
     """A linear SVM's decision values, one column per label (also for two labels, where scikit-learn
     returns only the second label's)."""
-    scores = np.asarray(svm.decision_function(X), dtype=float)
+    if isinstance(svm, LinearSVC) and sparse.issparse(X) and X.format == "csr" and X.shape[1] == svm.coef_.shape[1]:
+        # LinearClassifierMixin.decision_function's arithmetic without its per-call input checks, which
+        # weigh on a batch of one ticket; the same product and sum, so the same bits
+        scores = safe_sparse_dot(X, svm.coef_.T, dense_output=True) + svm.intercept_
+        scores = np.asarray(scores.reshape(-1) if scores.shape[1] == 1 else scores, dtype=float)
+    else:
+        scores = np.asarray(svm.decision_function(X), dtype=float)
     return np.column_stack([-scores, scores]) if scores.ndim == 1 else scores
 
 
@@ -188,7 +195,15 @@ class Retrieval:
 
     def scores(self, features: Any) -> np.ndarray:
         """Cosine similarity of each ticket (rows of the feature matrix) to each label."""
-        return np.asarray((l2_normalize(features) @ self.matrix.T).todense())
+        # the transpose as CSR once per process: the product converted it on every call (models pickled
+        # before this have no cached copy, hence getattr)
+        transposed = getattr(self, "_transposed", None)
+        if transposed is None:
+            transposed = self._transposed = self.matrix.T.tocsr()
+        return np.asarray((row_normalized(features) @ transposed).todense())
+
+    def __getstate__(self) -> dict[str, Any]:  # the cache is derived: not part of the saved artifact
+        return {k: v for k, v in self.__dict__.items() if k != "_transposed"}
 
 
 @dataclass

@@ -169,3 +169,29 @@ def test_fast_features_are_scikit_learns_to_the_bit(router):
     assert type(got) is type(expected) and got.shape == expected.shape
     assert (got.indptr == expected.indptr).all() and (got.indices == expected.indices).all()
     assert np.array_equal(got.data, expected.data)
+
+
+def test_decision_shortcuts_are_scikit_learns_to_the_bit(router):
+    # svm_scores, row_normalized and Retrieval.scores skip scikit-learn's per-call input checks (half of
+    # deciding one ticket): the arithmetic must stay exactly scikit-learn's
+    import pickle
+
+    from sklearn.preprocessing import normalize
+
+    from classifier.features import row_normalized
+
+    model = router.model
+    texts = mm.normalize_all(["楼下饭店油烟太大，熏得窗户都不敢开", "公司拖欠我三个月工资", "路灯", *BAD_TEXTS.values()])
+    for batch in (texts[:1], texts):
+        X = model.features(batch)
+        svm = model.pipeline.named_steps["clf"]
+        assert np.array_equal(mm.svm_scores(svm, X), np.asarray(svm.decision_function(X), dtype=float))
+        assert np.array_equal(row_normalized(X).data, normalize(X).data)
+        assert np.array_equal(row_normalized(X, "l1").data, normalize(X, norm="l1").data)
+        Y = X.copy()
+        assert row_normalized(X) is not X and row_normalized(Y, copy=False) is Y
+        expected = np.asarray((normalize(X) @ model.retrieval.matrix.T).todense())
+        assert np.array_equal(model.retrieval.scores(X), expected)
+    # the transposed copy the retrieval keeps is a cache, not part of a saved model
+    assert "_transposed" in vars(model.retrieval)
+    assert "_transposed" not in vars(pickle.loads(pickle.dumps(model.retrieval)))
