@@ -25,10 +25,15 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 N = 600
 
 
-def _steady(bootstrap: str, tickets: list[dict], per_second: float, stop: threading.Event) -> None:
-    """Send tickets in small batches at about ``per_second`` until done or told to stop."""
+def _steady(bootstrap: str, tickets: list[dict], per_second: float, stop: threading.Event,
+            resume: threading.Event, pause_at: int) -> None:
+    """Send tickets in small batches at about ``per_second`` until done or told to stop; after ``pause_at``
+    tickets, wait for ``resume`` (a worker joining on a slow machine can take longer than the whole stream, and
+    then would join after it: the join must happen mid-stream)."""
     batch = 10
     for i in range(0, len(tickets), batch):
+        if i >= pause_at:
+            resume.wait(120)
         if stop.is_set():
             return
         produce(bootstrap, TICKETS_RECEIVED, [(tk["id"], tk) for tk in tickets[i:i + batch]])
@@ -52,14 +57,16 @@ def test_a_worker_joins_and_one_leaves_mid_stream_and_every_ticket_is_routed_onc
     first.wait_ready()
     second.wait_ready()
     # When tickets stream in at ~25/s for ~24 s ...
-    stop = threading.Event()
-    sender = threading.Thread(target=_steady, args=(kafka_bootstrap, tickets, 25.0, stop), daemon=True)
+    stop, resume = threading.Event(), threading.Event()
+    sender = threading.Thread(target=_steady, args=(kafka_bootstrap, tickets, 25.0, stop, resume, N // 2),
+                              daemon=True)
     sender.start()
     try:
         assert wait_until(lambda: published(ledger, prefix) >= 60, timeout=60), first.log()[-3000:]
         # ... a third worker joins ...
         third = start_worker(url, **env)
         third.wait_ready()
+        resume.set()
         joined_at = published(ledger, prefix)
         assert wait_until(lambda: published(ledger, prefix) >= joined_at + 50, timeout=60)
         # ... and the first one leaves (a clean stop: rolling deploy)
@@ -67,6 +74,7 @@ def test_a_worker_joins_and_one_leaves_mid_stream_and_every_ticket_is_routed_onc
         sender.join(timeout=120)
     finally:
         stop.set()
+        resume.set()
     # Then every ticket is routed, exactly once, and lands on exactly one queue
     assert wait_until(lambda: published(ledger, prefix) == N, timeout=150), \
         f"{published(ledger, prefix)}/{N}\n{second.log()[-2000:]}\n{third.log()[-2000:]}"
