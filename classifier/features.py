@@ -154,10 +154,15 @@ def _counts(counted: tuple[np.ndarray, np.ndarray, np.ndarray], n_docs: int, n_f
     return X
 
 
+def _float_csr(X: Any) -> bool:
+    """Whether the shortcuts below apply: they work on a float CSR matrix's arrays directly."""
+    return sp.issparse(X) and X.format == "csr" and X.dtype in (np.float64, np.float32)
+
+
 def _tfidf(tfidf: TfidfTransformer, X: Any) -> Any:
     """``tfidf.transform(X, copy=False)`` for a fresh float CSR count matrix of ours: the same operations
     in the same order (so the same bits), without the input validation that is most of a small batch's cost."""
-    if X.format != "csr" or X.dtype not in (np.float64, np.float32) or tfidf.norm not in (None, "l1", "l2"):
+    if not _float_csr(X):
         return tfidf.transform(X, copy=False)
     if tfidf.sublinear_tf:
         np.log(X.data, X.data)
@@ -172,7 +177,7 @@ def row_normalized(X: Any, norm: str | None = "l2", *, copy: bool = True) -> Any
     compiled in-place kernels (the same ones ``normalize`` ends in), skipping the per-call input checks."""
     if norm is None:
         return X.copy() if copy else X
-    if not sp.issparse(X) or X.format != "csr" or X.dtype not in (np.float64, np.float32) or norm not in ("l1", "l2"):
+    if not _float_csr(X) or norm not in ("l1", "l2"):
         return normalize(X, norm=norm, copy=copy)
     if copy:
         X = X.copy()

@@ -56,7 +56,6 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.preprocessing import FunctionTransformer
-from sklearn.preprocessing import normalize as l2_normalize
 from sklearn.svm import LinearSVC
 from sklearn.utils.extmath import safe_sparse_dot
 
@@ -191,7 +190,7 @@ class Retrieval:
     @classmethod
     def fit(cls, features: FeatureUnion, labels: Sequence[str], label_texts: Mapping[str, str]) -> Retrieval:
         # labels without a catalogue text (NONE) get an empty row: cosine 0 with every ticket
-        return cls(l2_normalize(features.transform(normalize_all([label_texts.get(lb, "") for lb in labels]))))
+        return cls(row_normalized(features.transform(normalize_all([label_texts.get(lb, "") for lb in labels]))))
 
     def scores(self, features: Any) -> np.ndarray:
         """Cosine similarity of each ticket (rows of the feature matrix) to each label."""

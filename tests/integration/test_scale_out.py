@@ -56,7 +56,7 @@ def test_a_worker_joins_and_one_leaves_mid_stream_and_every_ticket_is_routed_onc
     second = start_worker(url, **env)
     first.wait_ready()
     second.wait_ready()
-    # When tickets stream in at ~25/s for ~24 s ...
+    # When tickets stream in at ~25/s for ~24 s (halfway, the sender waits until the third worker is up) ...
     stop, resume = threading.Event(), threading.Event()
     sender = threading.Thread(target=_steady, args=(kafka_bootstrap, tickets, 25.0, stop, resume, N // 2),
                               daemon=True)
