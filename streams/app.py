@@ -12,12 +12,14 @@ import asyncio
 import functools
 import importlib
 import logging
+import warnings
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import timedelta
 from typing import Any
 
 import faust
 from aiokafka.partitioner import murmur2
+from faust.exceptions import AlreadyConfiguredWarning
 
 from config.settings import Settings
 from models.events import InputRejected
@@ -293,7 +295,12 @@ def _install_consumer_class() -> None:
 
 def configure(settings: Settings, bootstrap: str) -> faust.App:
     """Apply settings to the app and register every stage's agents (idempotent)."""
-    app.config_from_object(faust_options(settings, bootstrap), force=True)
+    # The app is declared at import with defaults so the stages can declare their topics and tables on it;
+    # the deployment's settings replace them here, before the worker starts. faust warns about any late
+    # configuration, which would print a page of advice in every worker's log at every start.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AlreadyConfiguredWarning)
+        app.config_from_object(faust_options(settings, bootstrap), force=True)
     _install_consumer_thread(settings.broker_fetch_max_wait_ms)
     _install_consumer_class()
     for module in STAGES:
