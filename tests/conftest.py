@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import socket
 import subprocess
@@ -52,13 +53,25 @@ def own_broker() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def trained_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The team-corpus model, trained once per session (workers get it via HOTLINE_MODEL_DIR)."""
+    """The team-corpus model, trained once per run (workers get it via HOTLINE_MODEL_DIR).
+
+    Under pytest-xdist every test process has its own session; they share one model in the run's common
+    temporary folder, trained by whichever asks first while the others wait on the lock (two trainings at
+    once on two cores took each twice as long)."""
     from classifier.training import team_dataset, train
     from config.catalogue import load_catalogue
 
-    catalogue = load_catalogue()
-    folder = tmp_path_factory.mktemp("model")
-    train(team_dataset(catalogue, per_matter=30), catalogue, folder, threshold=Settings().confidence_threshold)
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the folder all of this run's test processes have theirs in
+    folder, done = root / "shared-model", root / "shared-model.trained"
+    with open(root / "shared-model.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if training fails
+        if not done.exists():
+            catalogue = load_catalogue()
+            train(team_dataset(catalogue, per_matter=30), catalogue, folder,
+                  threshold=Settings().confidence_threshold)
+            done.touch()
     return folder
 
 
