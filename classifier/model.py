@@ -25,8 +25,9 @@ worse than its own raw decision values on real letters (0.691 vs 0.702 domain ac
 calibration folds doubled the fit time, and the separate char 2-3 retrieval vectoriser cost a fifth of
 predict time while scoring worse (0.655 alone) than retrieval in the classifier's feature space (0.704).
 
-An artifact is a folder ``<model_dir>/<version>/`` with ``model.joblib`` and ``metadata.json``
-(library versions, corpus hash, labels, evaluation report, the model file's SHA-256).
+An artifact is a folder ``<model_dir>/<version>/`` with ``model.pkl.zst`` (the fitted parts, pickled and
+compressed with Zstandard) and ``metadata.json`` (library versions, corpus hash, labels, evaluation report,
+the model file's name and SHA-256). Artifacts saved with joblib (``model.joblib``) load as before.
 ``<model_dir>/current`` points at the version in use. Only files whose hash matches their metadata
 and whose metadata carries our format marker are ever unpickled.
 """
@@ -37,6 +38,7 @@ import hashlib
 import json
 import logging
 import os
+import pickle
 import platform
 import shutil
 import time
@@ -49,6 +51,7 @@ from typing import Any
 
 import joblib
 import numpy as np
+import zstandard
 from scipy import sparse
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.feature_extraction.text import TfidfVectorizer
@@ -67,7 +70,11 @@ log = logging.getLogger(__name__)
 # /2: LinearSVC + softmax, retrieval in feature space, priors, calibration power (/1 had a calibrated SVM)
 FORMAT = "hotline-router/matter-model/2"
 FORMAT_FAMILY = "hotline-router/matter-model/"
-MODEL_FILE = "model.joblib"
+# Pickle protocol 5 in Zstandard, level 1: loads in 0.4 s where joblib's compressed file took 1.1-1.5 s (its
+# unpickler runs in Python), saves in 0.5 s instead of ~5, and is no larger (52 against 53 MB).
+MODEL_FILE = "model.pkl.zst"
+JOBLIB_MODEL_FILE = "model.joblib"  # what artifacts saved before the change hold; still loaded
+_ZSTD_LEVEL = 1
 META_FILE = "metadata.json"
 CURRENT = "current"
 NONE_LABEL = "NONE"  # "not routable": praise, chatter, questions answered at intake
@@ -375,8 +382,9 @@ def save(model: MatterModel, model_dir: Path, *, corpus_hash: str, evaluation: d
     }
     payload = {"pipeline": model.pipeline, "retrieval": model.retrieval, "nbsvm": model.nbsvm,
                "stacker": model.stacker}
-    joblib.dump(payload, folder / MODEL_FILE, compress=3)
-    meta = dict(model.metadata, model_sha256=_sha256(folder / MODEL_FILE))
+    with open(folder / MODEL_FILE, "wb") as fh, zstandard.ZstdCompressor(level=_ZSTD_LEVEL).stream_writer(fh) as out:
+        pickle.dump(payload, out, protocol=5)
+    meta = dict(model.metadata, model_file=MODEL_FILE, model_sha256=_sha256(folder / MODEL_FILE))
     (folder / META_FILE).write_text(json.dumps(meta, ensure_ascii=False, indent=2), encoding="utf-8")
     if make_current:
         point_current(model_dir, version)
@@ -414,7 +422,10 @@ def load(model_dir: Path, version: str = CURRENT) -> MatterModel:
     if not folder.is_relative_to(model_dir.resolve()):
         raise ModelError(f"model version {version!r} points outside {model_dir}")
     meta = read_metadata(folder)
-    model_path = folder / MODEL_FILE
+    model_name = meta.get("model_file", JOBLIB_MODEL_FILE)
+    if model_name not in (MODEL_FILE, JOBLIB_MODEL_FILE):
+        raise ModelError(f"{folder / META_FILE} names an unknown model file {model_name!r}; run `hotline train`")
+    model_path = folder / model_name
     if not model_path.is_file():
         raise ModelError(f"model file {model_path} is missing; run `hotline train`")
     if _sha256(model_path) != meta.get("model_sha256"):
@@ -422,7 +433,7 @@ def load(model_dir: Path, version: str = CURRENT) -> MatterModel:
                          "run `hotline train` to rebuild it")
     started = time.perf_counter()
     try:
-        payload = joblib.load(model_path)
+        payload = _read_payload(model_path)
         pipeline, retrieval, nbsvm = payload["pipeline"], payload["retrieval"], payload.get("nbsvm")
         stacker = payload.get("stacker")  # absent from models saved before it: NB-SVM and SVM averaged
     except Exception as exc:  # hash matched but unpickling failed: incompatible libraries
@@ -437,6 +448,13 @@ def load(model_dir: Path, version: str = CURRENT) -> MatterModel:
     log.info("loaded model %s (%d labels) in %.2fs", model.version, len(model.labels),
              time.perf_counter() - started)
     return model
+
+
+def _read_payload(path: Path) -> dict[str, Any]:
+    if path.name == JOBLIB_MODEL_FILE:
+        return joblib.load(path)  # type: ignore[no-any-return]
+    with open(path, "rb") as fh, zstandard.ZstdDecompressor().stream_reader(fh) as src:
+        return pickle.load(src)  # type: ignore[no-any-return]
 
 
 def remove_old_versions(model_dir: Path, keep: int = 3) -> None:

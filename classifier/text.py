@@ -15,18 +15,23 @@ Choices made deliberately:
 
 from __future__ import annotations
 
+import hashlib
 import html
 import logging
 import math
+import os
 import re
+import tempfile
 import threading
 import unicodedata
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 import jieba
 import numpy as np
 
 jieba.setLogLevel(logging.WARNING)
+log = logging.getLogger(__name__)
 
 PHONE_TOKEN = "电话号码"
 PLACE_TOKEN = "某地"
@@ -47,23 +52,44 @@ _STOP = frozenset("""
 
 _lock = threading.Lock()
 _user_words: set[str] = set()
+_words_generation = 0  # bumped whenever configure() adds a word: the segmentation dictionary is then rebuilt
+_taught: set[str] = set()  # words given to jieba itself (its add_word adds to its total at every call)
 _places: tuple[str, ...] = ()
 _place_re: re.Pattern[str] | None = None
 
 
 def configure(user_words: Iterable[str] = (), place_names: Iterable[str] = ()) -> None:
-    """Teach jieba the catalogue's terms and register place names to mask (idempotent, thread-safe)."""
-    global _places, _place_re
+    """Teach the tokenizer the catalogue's terms and register place names to mask (idempotent, thread-safe).
+
+    The words reach the segmentation dictionary when it is next needed (:func:`_word_dictionary`), from
+    its cache when one was built for the same words before: jieba itself is not even loaded then.
+    """
+    global _places, _place_re, _words_generation
     with _lock:
+        before = len(_user_words)
         for word in user_words:
             word = normalize_basic(word).strip()
-            if 2 <= len(word) <= 12 and word not in _user_words:
-                jieba.add_word(word, freq=20000)
+            if 2 <= len(word) <= 12:
                 _user_words.add(word)
+        if len(_user_words) != before:
+            _words_generation += 1
         names = sorted({p for p in place_names if len(p) >= 2} | set(_places), key=len, reverse=True)
         if tuple(names) != _places:
             _places = tuple(names)
             _place_re = re.compile("|".join(re.escape(p) for p in _places)) if _places else None
+
+
+def teach_jieba() -> None:
+    """Give jieba's own dictionary the configured words, as its ``add_word`` (each word once)."""
+    with _lock:
+        _teach_jieba_locked()
+
+
+def _teach_jieba_locked() -> None:
+    jieba.dt.check_initialized()
+    for word in sorted(_user_words - _taught):
+        jieba.dt.add_word(word, freq=20000)
+        _taught.add(word)
 
 
 def user_words() -> list[str]:
@@ -149,14 +175,15 @@ class _Dictionary:
     Looking up every character, pair and triple of a batch of tickets is then a handful of numpy
     operations instead of ~1,000 string slices (each a new string object) and lookups in a
     500,000-entry dict per ticket. Longer entries (a few per cent of positions reach them) are looked
-    up in ``FREQ`` itself. Built in ~0.3 s, again whenever :func:`configure` adds words; ~15 MB.
+    up in a dict of their own. Built in ~1 s from jieba's dictionary, again whenever :func:`configure`
+    adds words, and cached on disk (:func:`_word_dictionary`); ~15 MB.
     """
 
     def __init__(self, freq: dict[str, int], total: int) -> None:
-        self.freq_get = freq.get
-        self.logtotal = math.log(total)
-        self.fallback = math.log(1) - self.logtotal  # an unknown character, as jieba scores it
-        self._logp: dict[int, float] = {}
+        self._set_total(total)
+        # longer entries (a few per cent of positions reach them) are asked of a dict of their own
+        self.long = {w: f for w, f in freq.items() if len(w) > 3}
+        self.freq_get = self.long.get  # ``FREQ.get`` for them: the route asks it of no shorter entry
         entries = [(w, f) for w, f in freq.items() if 1 <= len(w) <= 3]
         padded = "".join(w.ljust(3, "\0") for w, _ in entries).encode("utf-32-le", "surrogatepass")
         cps = np.frombuffer(padded, dtype="<u4").astype(np.int64).reshape(-1, 3)
@@ -168,6 +195,47 @@ class _Dictionary:
                              count=len(entries))
         self.values = np.append(values, _ABSENT)  # the last one answers "not found"
         self._build_table(codes)
+
+    def _set_total(self, total: int) -> None:
+        self.total = total
+        self.logtotal = math.log(total)
+        self.fallback = math.log(1) - self.logtotal  # an unknown character, as jieba scores it
+        self._logp: dict[int, float] = {}
+
+    def save(self, path: Path) -> None:
+        """Write the table to ``path`` (numpy arrays only, so loading it runs no code), atomically."""
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".npz")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                np.savez(fh, keys=self._keys, where=self._where, values=self.values,
+                         total=np.array(self.total, dtype=np.int64),
+                         long_words=np.array("\n".join(self.long)),
+                         long_freqs=np.fromiter(self.long.values(), dtype=np.int64, count=len(self.long)))
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    @classmethod
+    def load(cls, path: Path) -> _Dictionary:
+        """The table :meth:`save` wrote; ``ValueError``/``OSError``/``KeyError`` when it is not one."""
+        with np.load(path, allow_pickle=False) as z:
+            keys, where, values = z["keys"], z["where"], z["values"]
+            total, words, freqs = int(z["total"]), str(z["long_words"]), z["long_freqs"].tolist()
+        bits = len(keys).bit_length() - 1
+        if (len(keys) != 1 << bits or where.shape != keys.shape or keys.dtype != np.int64
+                or where.dtype != np.int32 or values.dtype != np.float64 or total <= 0):
+            raise ValueError(f"{path} is not a segmentation dictionary")
+        long_words = words.split("\n") if words else []
+        if len(long_words) != len(freqs) or int(where.max(initial=0)) >= len(values):
+            raise ValueError(f"{path} is not a segmentation dictionary")
+        d = cls.__new__(cls)
+        d._set_total(total)
+        d.long = dict(zip(long_words, freqs, strict=True))
+        d.freq_get = d.long.get
+        d.values, d._keys, d._where = values, keys, where
+        d._shift, d._mask = np.uint64(64 - bits), len(keys) - 1
+        return d
 
     def _build_table(self, codes: np.ndarray) -> None:
         """An open-addressing hash table of the codes (linear probing, at most ~40% full).
@@ -218,33 +286,67 @@ class _Dictionary:
             todo, slot, want = todo[further], (slot[further] + 1) & self._mask, want[further]
         values = self.values[found]
         # the last few open questions (probe chains have a long tail, and each round costs numpy's
-        # per-call overhead, which matters for one short text) are asked of jieba's dictionary itself
-        for i, code in zip(todo.tolist(), want.tolist(), strict=True):
-            f = self.freq_get(_decode(code))
-            values[i] = _ABSENT if f is None else self.logp(f) if f else _PREFIX_ONLY
+        # per-call overhead, which matters for one short text) follow their chains in Python
+        keys, where, mask = self._keys, self._where, self._mask
+        for i, code, s in zip(todo.tolist(), want.tolist(), slot.tolist(), strict=True):
+            while (seen := keys.item(s)) != code and seen != 0:
+                s = (s + 1) & mask
+            values[i] = self.values[where.item(s)] if seen else _ABSENT
         return values
 
 
-def _decode(code: int) -> str:
-    return "".join(chr(c - 1) for c in (code >> _F1, code >> _F2 & _FIELD, code & _FIELD) if c)
+_dictionary: dict[int, _Dictionary] = {}
+_CACHE_FORMAT = "hotline-words/1"  # change when _Dictionary's arrays change meaning
 
 
-_dictionary: dict[tuple[int, int], _Dictionary] = {}
+def _cache_path(words: list[str]) -> Path:
+    """Where the table for jieba's dictionary plus ``words`` is cached: beside jieba's own cache.
+
+    Keyed by everything the table is made of: jieba's version, its dictionary file, the added words.
+    """
+    dict_file = Path(jieba.__file__).with_name("dict.txt") if jieba.dt.dictionary is None \
+        else Path(jieba.dt.dictionary)
+    st = dict_file.stat()
+    h = hashlib.sha256(f"{_CACHE_FORMAT}\n{jieba.__version__}\n{dict_file}\n{st.st_size}\n{st.st_mtime_ns}\n"
+                       .encode())
+    h.update("\n".join(words).encode())
+    return Path(jieba.dt.tmp_dir or tempfile.gettempdir()) / f"hotline-words.{h.hexdigest()[:24]}.npz"
 
 
-def _jieba_dictionary() -> _Dictionary:
-    dt = jieba.dt
-    dt.check_initialized()
-    key = (id(dt.FREQ), dt.total)  # configure() adds words: the total changes, the table is rebuilt
-    found = _dictionary.get(key)
+def _word_dictionary() -> _Dictionary:
+    """The segmentation table for jieba's dictionary and the configured words, built once per word set.
+
+    Building it needs jieba's 500,000-entry dictionary (~2 s to load) and ~1 s more; a process that
+    finds it cached (a worker, a CLI command, after the first since the words changed) takes ~0.1 s.
+    """
+    found = _dictionary.get(_words_generation)
     if found is None:
         with _lock:
-            found = _dictionary.get(key)
+            generation = _words_generation
+            found = _dictionary.get(generation)
             if found is None:
-                found = _Dictionary(dt.FREQ, dt.total)
+                found = _cached_or_built(sorted(_user_words))
                 _dictionary.clear()
-                _dictionary[key] = found
+                _dictionary[generation] = found
     return found
+
+
+def _cached_or_built(words: list[str]) -> _Dictionary:
+    path = _cache_path(words)
+    try:
+        if path.stat().st_uid == os.getuid():  # never a table someone else could have written
+            return _Dictionary.load(path)
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError, KeyError) as exc:
+        log.warning("segmentation cache %s unusable (%s); rebuilding it", path, exc)
+    _teach_jieba_locked()
+    built = _Dictionary(jieba.dt.FREQ, jieba.dt.total)
+    try:
+        built.save(path)
+    except OSError as exc:  # a read-only or full temp dir: the next process builds it again, no worse
+        log.warning("segmentation cache %s not written (%s)", path, exc)
+    return built
 
 
 def _cut(sentence: str) -> list[str]:
@@ -256,8 +358,8 @@ def _cut_many(sentences: Sequence[str]) -> list[list[str]]:
     """``jieba.lcut(s, HMM=False)`` of each sentence, token for token, in about a quarter of its time.
 
     HMM off: ~30% faster on real-length tickets, and unknown words still reach the char n-grams. The
-    same maximum-probability route over jieba's prefix dictionary (``jieba.dt.FREQ``/``total``, so words
-    added by :func:`configure` count) in one backward pass; ties go to the longer word and runs of
+    same maximum-probability route over jieba's prefix dictionary (``jieba.dt.FREQ``/``total`` after
+    ``add_word`` of each word :func:`configure` was given) in one backward pass; ties go to the longer word and runs of
     single Latin letters/digits are joined, as jieba does. Punctuation and spaces come out as single
     characters (jieba's own splitting differs only in tokens that :func:`tokenize_normalized` drops).
 
@@ -270,7 +372,7 @@ def _cut_many(sentences: Sequence[str]) -> list[list[str]]:
     n = len(text)
     if not n:
         return [[] for _ in sentences]
-    d = _jieba_dictionary()
+    d = _word_dictionary()
     lengths = np.fromiter(map(len, sentences), dtype=np.int64, count=len(sentences))
     ends = np.cumsum(lengths).tolist()
     sid = np.repeat(np.arange(len(sentences)), lengths)

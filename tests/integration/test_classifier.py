@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from classifier import model as mm
-from classifier.router import Router
+from classifier.router import Router, RouteRequest
 from config.settings import Settings
 from models.tickets import SHANGHAI
 from streams.cli import app
@@ -130,6 +130,30 @@ def test_an_artifact_of_the_previous_format_asks_for_a_rebuild(trained_model_dir
     meta["format"] = mm.FORMAT_FAMILY + "1"
     meta_path.write_text(json.dumps(meta), encoding="utf-8")
     with pytest.raises(mm.ModelError, match="earlier version of `hotline train`"):
+        mm.load(models)
+
+
+def test_an_artifact_saved_with_joblib_still_loads_and_decides_the_same(trained_model_dir, tmp_path, router):
+    # Given the team model as artifacts were saved before the Zstandard file: model.joblib, no model_file
+    import joblib
+
+    models = _copy(trained_model_dir, tmp_path)
+    folder = (models / mm.CURRENT).resolve()
+    joblib.dump(mm._read_payload(folder / mm.MODEL_FILE), folder / mm.JOBLIB_MODEL_FILE, compress=3)
+    (folder / mm.MODEL_FILE).unlink()
+    meta = json.loads((folder / mm.META_FILE).read_text(encoding="utf-8"))
+    del meta["model_file"]
+    meta["model_sha256"] = mm._sha256(folder / mm.JOBLIB_MODEL_FILE)
+    (folder / mm.META_FILE).write_text(json.dumps(meta), encoding="utf-8")
+    # When it is loaded, Then it decides exactly as the artifact it was made from
+    old = Router(mm.load(models), router.catalogue, router.settings)
+    texts = ["楼下饭店油烟太大，熏得窗户都不敢开", "公司拖欠我三个月工资", "小区门口的路灯坏了一个星期"]
+    assert [d.as_dict() for d in old.route_many([*map(RouteRequest, texts)])] == \
+        [d.as_dict() for d in router.route_many([*map(RouteRequest, texts)])]
+    # and a metadata file naming a file we do not write is refused before anything is unpickled
+    meta["model_file"] = "../model.pickle"
+    (folder / mm.META_FILE).write_text(json.dumps(meta), encoding="utf-8")
+    with pytest.raises(mm.ModelError, match="unknown model file"):
         mm.load(models)
 
 

@@ -81,6 +81,7 @@ def test_segmentation_is_jiebas_without_hmm():
     # classifier.text segments with its own vectorised route search: it must give jieba's tokens
     import jieba
 
+    textmod.teach_jieba()  # the words configure() was given, which jieba itself only hears of on request
     for text in SEGMENTATION_TEXTS:
         expected = [w for w in jieba.lcut(text, HMM=False) if w not in textmod._STOP and textmod._KEEP.search(w)]
         assert textmod.tokenize_normalized(text) == expected, text
@@ -92,3 +93,51 @@ def test_a_batch_segments_as_its_texts_one_by_one():
     assert textmod.tokenize_normalized_many(batch) == [textmod.tokenize_normalized(t) for t in batch]
     assert textmod.tokenize_normalized_many([]) == []
     assert textmod.tokenize_normalized_many(["", ""]) == [[], []]
+
+
+@pytest.fixture
+def own_words(tmp_path, monkeypatch):
+    """The tokenizer's words, jieba's dictionary and the table cache of this test only, undone after it."""
+    import jieba
+
+    monkeypatch.setattr(jieba, "dt", jieba.Tokenizer())
+    monkeypatch.setattr(jieba.dt, "tmp_dir", str(tmp_path))
+    monkeypatch.setattr(textmod, "_user_words", set(textmod._user_words))
+    monkeypatch.setattr(textmod, "_taught", set())
+    monkeypatch.setattr(textmod, "_words_generation", textmod._words_generation)
+    monkeypatch.setattr(textmod, "_dictionary", {})
+    return tmp_path
+
+
+def test_segmentation_table_cached_on_disk_segments_the_same(own_words):
+    # Given a table built from jieba's dictionary and cached in an empty temp dir
+    import jieba
+
+    built = textmod.tokenize_normalized_many(SEGMENTATION_TEXTS)
+    cached = list(own_words.glob("hotline-words.*.npz"))
+    assert len(cached) == 1
+    # When another process (here: an emptied memory cache) loads it from disk
+    textmod._dictionary.clear()
+    loaded = textmod._word_dictionary()
+    # Then it is the file's table, and every text segments exactly as with the one built from jieba
+    assert loaded.long and loaded.total == jieba.dt.total
+    assert textmod.tokenize_normalized_many(SEGMENTATION_TEXTS) == built
+    assert [textmod.tokenize_normalized(t) for t in SEGMENTATION_TEXTS] == built
+
+
+def test_segmentation_cache_is_per_word_set_and_a_bad_one_is_rebuilt(own_words, caplog):
+    textmod.tokenize_normalized("路灯不亮")
+    first = set(own_words.glob("hotline-words.*.npz"))
+    # a new word is a new table, cached under another name
+    textmod.configure(["共享单车乱停放"])
+    assert textmod.tokenize_normalized("门口共享单车乱停放") == ["门口", "共享单车乱停放"]
+    second = set(own_words.glob("hotline-words.*.npz")) - first
+    assert len(second) == 1
+    # a damaged cache file is reported and replaced, never trusted or fatal
+    path = second.pop()
+    path.write_bytes(b"not a table")
+    textmod._dictionary.clear()
+    assert textmod.tokenize_normalized("门口共享单车乱停放") == ["门口", "共享单车乱停放"]
+    assert "unusable" in caplog.text
+    textmod._dictionary.clear()
+    assert textmod._word_dictionary().freq_get("共享单车乱停放") == 20000
