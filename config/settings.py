@@ -89,7 +89,7 @@ class Settings(BaseSettings):
     )
     classify_processes: int = Field(
         default=0, ge=0, le=16,
-        description="child processes the worker classifies in (each loads the model once, ~7 s of CPU); "
+        description="child processes the worker classifies in (each imports the libraries and loads the model once, ~4 s of CPU); "
                     "0 = a thread of the worker itself, sharing its GIL with the event loop. Worth it only with "
                     "cores to spare: +4% on this 2-core machine (docs/results.md)")
 
