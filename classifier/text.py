@@ -211,6 +211,8 @@ class _Dictionary:
                          total=np.array(self.total, dtype=np.int64),
                          long_words=np.array("\n".join(self.long)),
                          long_freqs=np.fromiter(self.long.values(), dtype=np.int64, count=len(self.long)))
+                fh.flush()
+                os.fsync(fh.fileno())  # a crash must leave the old file or the whole new one, never a stub
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
@@ -218,7 +220,7 @@ class _Dictionary:
 
     @classmethod
     def load(cls, path: Path) -> _Dictionary:
-        """The table :meth:`save` wrote; ``ValueError``/``OSError``/``KeyError`` when it is not one."""
+        """The table :meth:`save` wrote; raises (``ValueError``, ``OSError``, ``BadZipFile`` ...) when it is not one."""
         with np.load(path, allow_pickle=False) as z:
             keys, where, values = z["keys"], z["where"], z["values"]
             total, words, freqs = int(z["total"]), str(z["long_words"]), z["long_freqs"].tolist()
@@ -299,25 +301,47 @@ _dictionary: dict[int, _Dictionary] = {}
 _CACHE_FORMAT = "hotline-words/1"  # change when _Dictionary's arrays change meaning
 
 
-def _cache_path(words: list[str]) -> Path:
-    """Where the table for jieba's dictionary plus ``words`` is cached: beside jieba's own cache.
+def _cache_dir() -> Path | None:
+    """A directory only this user can write: the one set as ``jieba.dt.tmp_dir``, or ``hotline-router-<uid>``
+    in the temp directory (created 0700). jieba's own cache goes there too when we load its dictionary, so
+    neither cache is read from a place another user could have planted it. None: no usable directory."""
+    if jieba.dt.tmp_dir:
+        return Path(jieba.dt.tmp_dir)
+    path = Path(tempfile.gettempdir()) / f"hotline-router-{os.getuid()}"
+    try:
+        path.mkdir(mode=0o700, exist_ok=True)
+        st = path.lstat()
+    except OSError as exc:
+        log.warning("no private cache directory at %s (%s): the segmentation table is built every time", path, exc)
+        return None
+    if not path.is_dir() or path.is_symlink() or st.st_uid != os.getuid() or st.st_mode & 0o022:
+        log.warning("%s is not a directory only this user can write: the segmentation table is built every "
+                    "time", path)
+        return None
+    jieba.dt.tmp_dir = str(path)
+    return path
 
-    Keyed by everything the table is made of: jieba's version, its dictionary file, the added words.
-    """
+
+def _cache_key(words: list[str]) -> str:
+    """Everything the table is made of: jieba's version, its dictionary file, the added words."""
     dict_file = Path(jieba.__file__).with_name("dict.txt") if jieba.dt.dictionary is None \
         else Path(jieba.dt.dictionary)
     st = dict_file.stat()
     h = hashlib.sha256(f"{_CACHE_FORMAT}\n{jieba.__version__}\n{dict_file}\n{st.st_size}\n{st.st_mtime_ns}\n"
                        .encode())
     h.update("\n".join(words).encode())
-    return Path(jieba.dt.tmp_dir or tempfile.gettempdir()) / f"hotline-words.{h.hexdigest()[:24]}.npz"
+    return h.hexdigest()[:24]
+
+
+_CACHE_KEEP = 4  # tables kept (one per word set: a catalogue edit makes a new one), ~18 MB each
 
 
 def _word_dictionary() -> _Dictionary:
     """The segmentation table for jieba's dictionary and the configured words, built once per word set.
 
     Building it needs jieba's 500,000-entry dictionary (~2 s to load) and ~1 s more; a process that
-    finds it cached (a worker, a CLI command, after the first since the words changed) takes ~0.1 s.
+    finds it cached (:func:`_cache_dir`; a worker, a CLI command, after the first since the words changed)
+    takes ~0.1 s.
     """
     found = _dictionary.get(_words_generation)
     if found is None:
@@ -332,21 +356,33 @@ def _word_dictionary() -> _Dictionary:
 
 
 def _cached_or_built(words: list[str]) -> _Dictionary:
-    path = _cache_path(words)
-    try:
-        if path.stat().st_uid == os.getuid():  # never a table someone else could have written
-            return _Dictionary.load(path)
-    except FileNotFoundError:
-        pass
-    except (OSError, ValueError, KeyError) as exc:
-        log.warning("segmentation cache %s unusable (%s); rebuilding it", path, exc)
+    folder = _cache_dir()
+    path = folder / f"hotline-words.{_cache_key(words)}.npz" if folder else None
+    if path is not None:
+        try:
+            if path.stat().st_uid == os.getuid():  # never a table someone else could have written
+                return _Dictionary.load(path)
+        except FileNotFoundError:
+            pass
+        except Exception as exc:  # truncated, damaged, not ours: whatever np.load raises, rebuild it
+            log.warning("segmentation cache %s unusable (%r); rebuilding it", path, exc)
     _teach_jieba_locked()
     built = _Dictionary(jieba.dt.FREQ, jieba.dt.total)
-    try:
-        built.save(path)
-    except OSError as exc:  # a read-only or full temp dir: the next process builds it again, no worse
-        log.warning("segmentation cache %s not written (%s)", path, exc)
+    if path is not None:
+        try:
+            built.save(path)
+            _prune(path)
+        except OSError as exc:  # a read-only or full disk: the next process builds it again, no worse
+            log.warning("segmentation cache %s not written (%s)", path, exc)
     return built
+
+
+def _prune(keep: Path) -> None:
+    """Remove all but the newest few tables (each catalogue edit leaves one behind)."""
+    tables = sorted(keep.parent.glob("hotline-words.*.npz"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in tables[_CACHE_KEEP:]:
+        if old != keep:
+            old.unlink(missing_ok=True)
 
 
 def _cut(sentence: str) -> list[str]:

@@ -256,16 +256,19 @@ class Ledger:
         """Offsets in [lo, hi) of one partition that were handled to the end: a ticket with a published
         routing decision, or a rejection (both found by their indexed position columns). A ticket recorded
         without a published decision is not accounted: its batch stopped between the two writes, and if
-        the group's offset is past it all the same, nobody else will route it."""
+        the group's offset is past it all the same, nobody else will route it. That holds even when the
+        batch was dead-lettered as an internal error (the broker refusing the publication, say): the
+        rejection records the failure, the reconciler still routes the ticket."""
         routed = select(t.RoutingDecision.decision_key).where(t.RoutingDecision.ticket_id == t.Ticket.id,
                                                                t.RoutingDecision.published_at.is_not(None))
+        at = (t.Ticket.source_topic == topic, t.Ticket.source_partition == partition,
+              t.Ticket.source_offset >= lo, t.Ticket.source_offset < hi)
         with self.session() as s:
-            found = set(s.scalars(select(t.Ticket.source_offset).where(
-                t.Ticket.source_topic == topic, t.Ticket.source_partition == partition,
-                t.Ticket.source_offset >= lo, t.Ticket.source_offset < hi, routed.exists())))
-            found.update(s.scalars(select(t.RejectedInput.source_offset).where(
+            found = set(s.scalars(select(t.Ticket.source_offset).where(*at, routed.exists())))
+            unfinished = set(s.scalars(select(t.Ticket.source_offset).where(*at, ~routed.exists())))
+            found.update(set(s.scalars(select(t.RejectedInput.source_offset).where(
                 t.RejectedInput.source_topic == topic, t.RejectedInput.source_partition == partition,
-                t.RejectedInput.source_offset >= lo, t.RejectedInput.source_offset < hi)))
+                t.RejectedInput.source_offset >= lo, t.RejectedInput.source_offset < hi))) - unfinished)
         return found
 
     def advance_audit(self, topic: str, partition: int, to: int, recovered: int = 0) -> None:

@@ -155,7 +155,12 @@ async def reconcile_once(reader: BrokerReader, topic: str = TICKETS_RECEIVED) ->
                 log.warning("reconcile %s[%d]: %d offset(s) below the committed %d were never routed "
                             "(%s); routing them now", topic, partition, len(found), hi,
                             ", ".join(f"{a}-{b - 1}" if b - a > 1 else str(a) for a, b in ranges))
-                await route_batch(found)
+                try:
+                    await route_batch(found)
+                except Exception:  # one partition's failure must not stop the others' audit
+                    log.exception("reconcile %s[%d]: routing offsets below %d failed; the next round tries "
+                                  "again", topic, partition, hi)
+                    continue
         await svc.db(svc.ledger.advance_audit, topic, partition, hi, len(found))
         recovered += len(found)
     interval = svc.settings.reconcile_seconds

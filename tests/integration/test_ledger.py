@@ -59,12 +59,15 @@ def test_accounted_offsets_find_routed_tickets_and_rejections_by_position(databa
         for tid, published in (("P-0", True), ("P-1", False), ("P-other", True)):
             s.add(t.RoutingDecision(decision_key=f"{tid}#1", ticket_id=tid, attempt=1, decision="manual",
                                     published_at=datetime.now(UTC) if published else None))
-    for source, off in (("intake", 4), ("routing", 7), ("intake", 40)):
+    for source, off in (("intake", 4), ("routing", 7), ("intake", 40), ("routing", 5), ("routing", 6)):
         ledger.record_rejection(dedup_key=f"{source}:tickets.received/1/{off}", key=f"k{off}", source=source,
                                 reason="not JSON", payload="{", topic="tickets.received", partition=1, offset=off)
     ledger.record_rejection(dedup_key="http:abc", key="k", source="http", reason="bad", payload="{}")
-    # Then only what was handled to the end is accounted: the routed ticket and the rejections
+    # Then only what was handled to the end is accounted: the routed ticket and the rejections, but not the
+    # tickets whose batch was dead-lettered after they were recorded (5, 6: the publication failed, say)
     assert ledger.accounted_offsets("tickets.received", 1, 3, 8) == {3, 4, 7}
+    ledger.mark_published(["P-1#1"])
+    assert ledger.accounted_offsets("tickets.received", 1, 3, 8) == {3, 4, 5, 7}
     assert ledger.accounted_offsets("tickets.received", 2, 0, 100) == {4}
     assert ledger.accounted_offsets("tickets.events", 1, 0, 100) == set()
     ledger.dispose()

@@ -3,7 +3,8 @@
 The fault it guards against is a committed offset ahead of what was handled (seen once under a rebalance
 on the embedded broker, and once after a kill -9, docs/guarantees.md). The test makes that fault on purpose:
 it commits the group past five unhandled tickets before any worker runs, so the worker's consumer never
-receives them; two of the five are in the ledger already, recorded by a batch that never decided them.
+receives them; two of the five are in the ledger already, recorded by a batch that never decided them, and
+one of those two was dead-lettered by that batch as an internal error.
 """
 
 from __future__ import annotations
@@ -74,6 +75,11 @@ def test_offsets_committed_but_never_handled_are_found_and_routed_once(own_broke
         recorded = [parse_ticket({k: v for k, v in tk.items() if not k.startswith("_")}) for tk in tickets[3:5]]
         ledger.record_tickets([(tk, TICKETS_RECEIVED, PARTITION, 3 + i) for i, tk in enumerate(recorded)])
         assert not ledger.decisions([decision_key(tk.id, 1) for tk in recorded])
+        # (the one at 3 dead-lettered as an internal error: a failed publication takes that path, and the
+        # rejection must not count as having handled it)
+        ledger.record_rejection(dedup_key=f"routing:{TICKETS_RECEIVED}/{PARTITION}/3", key=recorded[0].id,
+                                source="routing", reason="internal error while routing; see worker log",
+                                payload="{}", topic=TICKETS_RECEIVED, partition=PARTITION, offset=3)
         # ... and a group committed past the first five all the same
         _commit(bootstrap, 5)
         # When a worker starts

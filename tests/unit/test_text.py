@@ -141,3 +141,34 @@ def test_segmentation_cache_is_per_word_set_and_a_bad_one_is_rebuilt(own_words, 
     assert "unusable" in caplog.text
     textmod._dictionary.clear()
     assert textmod._word_dictionary().freq_get("共享单车乱停放") == 20000
+
+
+def test_a_truncated_cache_is_rebuilt_and_old_tables_are_pruned(own_words, caplog):
+    # Given a cached table cut short (a disk that filled up mid-write on another system)
+    built = textmod.tokenize_normalized_many(SEGMENTATION_TEXTS)
+    (path,) = own_words.glob("hotline-words.*.npz")
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    textmod._dictionary.clear()
+    # When the next process needs it, Then it segments as before and the file is whole again
+    assert textmod.tokenize_normalized_many(SEGMENTATION_TEXTS) == built
+    assert "unusable" in caplog.text
+    textmod._dictionary.clear()
+    assert textmod._word_dictionary().long
+    # and each new word set's table replaces the oldest beyond the newest few
+    for n in range(textmod._CACHE_KEEP + 2):
+        textmod.configure([f"测试新词{n}号"])
+        textmod.tokenize_normalized("路灯不亮")
+    assert len(list(own_words.glob("hotline-words.*.npz"))) == textmod._CACHE_KEEP
+
+
+def test_the_cache_directory_is_private(tmp_path, monkeypatch):
+    import jieba
+
+    monkeypatch.setattr(jieba, "dt", jieba.Tokenizer())
+    monkeypatch.setattr(textmod.tempfile, "gettempdir", lambda: str(tmp_path))
+    folder = textmod._cache_dir()
+    assert folder is not None and folder.stat().st_mode & 0o077 == 0 and jieba.dt.tmp_dir == str(folder)
+    # a directory others may write is not used (nor is jieba's cache pointed at it)
+    monkeypatch.setattr(jieba, "dt", jieba.Tokenizer())
+    folder.chmod(0o777)
+    assert textmod._cache_dir() is None and jieba.dt.tmp_dir is None
