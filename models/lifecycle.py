@@ -2,12 +2,14 @@
 
     received -> dispatched (auto, or by a dispatcher) | manual -> signed -> resolved -> closed
                 returned (退单: reason code + legal basis or explanation) -> re-routed, attempt n+1;
-                after the last attempt -> manual queue, marked for designation (指定承办)
+                after max_attempts returned dispatches -> manual queue, marked for designation (指定承办)
                 extension requested -> approved / denied;  rated unsatisfied -> reopened
 
 :func:`apply` takes the current state and one event (any object with the event attributes, e.g. the
 faust Records of ``models.events``) and returns the next state plus what the stage must do next
-(re-route, designate, dispatch), or a :class:`Refusal` whose reason goes to the dead-letter topic.
+(re-route, designate, dispatch), or a :class:`Refusal` whose reason goes to the dead-letter topic. The
+dispatch such an effect makes stays ``pending`` in the state until its 'routed' event lands: at most one per
+attempt number, and a redelivery of the event that caused it yields the effect again.
 """
 
 from __future__ import annotations
@@ -70,7 +72,8 @@ class TicketState:
     status: str = Status.RECEIVED
     agency: str | None = None
     attempt: int = 0
-    returned_by: tuple[str, ...] = ()
+    returned_by: tuple[str, ...] = ()  # each returning agency once
+    returns: int = 0  # dispatches returned (退单), an agency returning twice counted twice: decides designation
     designation: bool = False  # after the last attempt: the hotline must designate a handler
     manual_reason: str | None = None
     dispatched_at: datetime | None = None
@@ -84,6 +87,23 @@ class TicketState:
     reopen_count: int = 0
     updated_at: datetime | None = None
     seen_events: tuple[str, ...] = field(default=())
+    # The dispatch (attempt n+1) decided but not landed yet, i.e. its 'routed' event has not come back:
+    # "reroute" | "designate" | "dispatch" (to pending_agency). Kept in the state, not only in memory, so
+    # that a redelivery of pending_event runs the follow-up again after a crash or a failed follow-up.
+    pending: str | None = None
+    pending_agency: str | None = None
+    pending_event: str | None = None
+
+    def pending_effect(self) -> Effect | None:
+        """What the stage must still do for the pending dispatch (idempotent: routing id ``<ticket>#<n+1>``)."""
+        attempt = self.attempt + 1
+        if self.pending == "dispatch" and self.pending_agency:
+            return Dispatch(self.pending_agency, attempt)
+        if self.pending == "designate":
+            return Designate(self.returns, self.returned_by, attempt)
+        if self.pending == "reroute":
+            return Reroute(attempt, self.returned_by)
+        return None
 
     def to_dict(self) -> dict[str, Any]:
         d = {name: getattr(self, name) for name in self.__dataclass_fields__}  # flat: asdict deep-copies
@@ -106,6 +126,8 @@ class TicketState:
             elif isinstance(v, str) and "datetime" in str(f.type):
                 v = datetime.fromisoformat(v)
             kwargs[name] = v
+        if "returns" not in d:  # stored before returns were counted: one return per listed agency
+            kwargs["returns"] = len(kwargs.get("returned_by", ()))
         return cls(**kwargs)
 
 
@@ -119,10 +141,12 @@ class Reroute:
 
 @dataclass(frozen=True)
 class Designate:
-    """No taker after the last attempt: to the manual queue, marked for designation; tell supervisors."""
+    """No taker after ``attempts`` returned dispatches: to the manual queue as attempt ``attempt``, marked for
+    designation; tell supervisors."""
 
     attempts: int
     returned_by: tuple[str, ...]
+    attempt: int
 
 
 @dataclass(frozen=True)
@@ -168,7 +192,10 @@ def apply(state: TicketState | None, event: LifecycleEvent, *, max_attempts: int
             return Refusal(f"ticket {event.ticket_id} is unknown to the router; '{event.type}' needs a routed ticket")
         state = TicketState(ticket_id=event.ticket_id)
     if event.event_id in state.seen_events:
-        return Outcome(state, duplicate=True)
+        # A redelivered event whose dispatch has not landed: its follow-up may have failed or been cut
+        # short by a crash after the state was stored, so it is due again (idempotent by routing id).
+        pending = state.pending_effect() if state.pending_event == event.event_id else None
+        return Outcome(state, (pending,) if pending else (), duplicate=True)
     handler = _HANDLERS[event.type]
     return handler(state, event, max_attempts, known_agencies)
 
@@ -199,7 +226,7 @@ def _routed(state: TicketState, event: Any, max_attempts: int, known: Collection
         return refusal
     # A new attempt starts a new handling: the previous handler's signature, clock and extensions go.
     fresh = {"signed_at": None, "handling_started_at": None, "extension_pending_days": 0,
-             "extension_days_granted": 0}
+             "extension_days_granted": 0, "pending": None, "pending_agency": None, "pending_event": None}
     decision = getattr(event, "decision", "")
     if decision == "auto" and event.agency:
         return Outcome(_remember(state, event, status=Status.DISPATCHED, agency=event.agency, attempt=attempt,
@@ -227,11 +254,13 @@ def _returned(state: TicketState, event: Any, max_attempts: int, _k: Collection[
     if not (_text(event, "basis") or _text(event, "explanation")):
         return Refusal("a return (退单) needs the legal basis or an explanation of why it is not this agency's")
     returned_by = tuple(dict.fromkeys((*state.returned_by, event.agency)))
-    new = _remember(state, event, status=Status.RETURNED, returned_by=returned_by, agency=None,
-                    extension_pending_days=0)
-    if state.attempt >= max_attempts:
-        return Outcome(new, (Designate(state.attempt, returned_by),))
-    return Outcome(new, (Reroute(state.attempt + 1, returned_by),))
+    # Designation counts dispatches to agencies that were returned, not state.attempt: that also counts
+    # routings to the manual queue, which no agency refused.
+    returns = state.returns + 1
+    new = _remember(state, event, status=Status.RETURNED, returned_by=returned_by, returns=returns, agency=None,
+                    extension_pending_days=0, pending="designate" if returns >= max_attempts else "reroute",
+                    pending_agency=None, pending_event=event.event_id)
+    return Outcome(new, (new.pending_effect(),))
 
 
 def _reassigned(state: TicketState, event: Any, _m: int, known: Collection[str]) -> Outcome | Refusal:
@@ -244,10 +273,23 @@ def _reassigned(state: TicketState, event: Any, _m: int, known: Collection[str])
         return Refusal(f"target_agency {target or '(none)'} is not a known agency code")
     if target == state.agency:
         return Refusal(f"the ticket is already with {target}")
+    if state.pending:
+        # One dispatch per attempt number: a second one would put the same routing id on two agencies'
+        # queues. Refused rather than numbered n+2, since the first would still reach its agency and land
+        # as the handler. The dispatcher reassigns again once it has landed.
+        if state.pending == "dispatch" and target == state.pending_agency:
+            # the same choice again (a stuck dispatch, a double click): send the same dispatch again
+            return Outcome(_remember(state, event, pending_event=event.event_id),
+                           (Dispatch(target, state.attempt + 1),))
+        going = {"dispatch": f"to {state.pending_agency}", "reroute": "re-routing after a return",
+                 "designate": "to the manual queue for designation"}.get(state.pending, state.pending)
+        return Refusal(f"dispatch attempt {state.attempt + 1} of {state.ticket_id} ({going}) has not landed yet; "
+                       f"reassign once it has")
     # Until the dispatch lands (as a 'routed' event) the ticket waits with the dispatchers.
     # A pending extension was the old handler's request: it must not be approved for the new one.
     new = _remember(state, event, status=Status.MANUAL, agency=None, manual_reason="reassigned",
-                    extension_pending_days=0)
+                    extension_pending_days=0, pending="dispatch", pending_agency=target,
+                    pending_event=event.event_id)
     return Outcome(new, (Dispatch(target, state.attempt + 1),))
 
 
@@ -299,10 +341,16 @@ def _reopened(state: TicketState, event: Any, _m: int, _k: Collection[str]) -> O
         return Refusal("only the call-back centre, a dispatcher or a supervisor can reopen a ticket")
     if refusal := _refuse_state(state, event, {Status.RESOLVED, Status.CLOSED}):
         return refusal
+    reopened = {"resolved_at": None, "closed_at": None, "rating": None, "reopen_count": state.reopen_count + 1,
+                "extension_days_granted": 0, "extension_pending_days": 0}
+    if state.agency is None:
+        # Closed from the manual queue, never handled: no agency to hand it back to (a signed ticket without
+        # one gets overdue notices addressed to nobody), so it goes back to the dispatchers to assign.
+        return Outcome(_remember(state, event, status=Status.MANUAL, manual_reason="reopened",
+                                 handling_started_at=None, **reopened))
     # The same agency handles it again; a new handling clock starts now.
     return Outcome(_remember(state, event, status=Status.SIGNED, handling_started_at=event.occurred_at,
-                             resolved_at=None, closed_at=None, rating=None, reopen_count=state.reopen_count + 1,
-                             extension_days_granted=0))
+                             **reopened))
 
 
 def _closed(state: TicketState, event: Any, _m: int, _k: Collection[str]) -> Outcome | Refusal:

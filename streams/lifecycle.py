@@ -72,7 +72,9 @@ async def handle_batch(events: Sequence[Any]) -> None:
     Order of the writes, as for one event: supervision observes (its alerts and link facts go out), then
     each ticket's new state and facts are stored in one write; the ledger rows come after, and a
     redelivered event the state already holds still writes its (idempotent) row, so a crash between the
-    two loses no row.
+    two loses no row. Its follow-up, if the state still has it pending (a crash, or a follow-up that
+    failed, after the state was stored), runs again too: the retry of a failed batch and any redelivery
+    finish what the first run did not.
     """
     svc = services()
     states: dict[str, tuple[TicketState, int]] = {}  # ticket id -> (state after this batch, partition)
@@ -109,6 +111,8 @@ async def handle_batch(events: Sequence[Any]) -> None:
             continue
         if outcome.duplicate:  # applied before; its ledger row may be what a crash left unwritten
             rows.append(_event_row(event, payload, accepted=True, state=state))
+            # and so may its follow-up (still pending in the state): it runs again
+            effects.extend((effect, event, outcome.state) for effect in outcome.effects)
             continue
         observed.append((state, event, outcome.state))
         states[event.ticket_id] = (outcome.state, m.partition)
@@ -124,8 +128,11 @@ async def handle_batch(events: Sequence[Any]) -> None:
         await svc.db(svc.ledger.record_events, rows)
     for rejection, m in refused:
         await dead_letter(rejection, source="events", topic=m.topic, partition=m.partition, offset=m.offset)
+    done: set[tuple[str, int]] = set()  # an event and its redelivery in one batch: one follow-up
     for effect, event, state_after in effects:
-        await follow_up(effect, event, state_after)
+        if (event.ticket_id, effect.attempt) not in done:
+            done.add((event.ticket_id, effect.attempt))
+            await follow_up(effect, event, state_after)
 
 
 def dispatched_matter(agency: str, messages: list[Any], ticket: Any) -> dict[str, Any]:
@@ -151,7 +158,16 @@ def dispatched_matter(agency: str, messages: list[Any], ticket: Any) -> dict[str
 
 
 async def follow_up(effect: Reroute | Designate | Dispatch, event: LifecycleEvent, state: TicketState) -> None:
+    """Decide and publish the dispatch of attempt ``effect.attempt``. Run again when the event that caused it
+    is redelivered (the dispatch still pending), so a decision stored under its routing id is what goes
+    out: the same message, never a second decision for the same id."""
     svc = services()
+    key = decision_key(event.ticket_id, effect.attempt)
+    stored = (await svc.db(svc.ledger.decisions, [key])).get(key)
+    if stored is not None and stored.message:
+        log.info("ticket %s: dispatch %s was decided before; publishing it again", event.ticket_id, key)
+        await publish([stored.message])
+        return
     tickets = await svc.db(svc.ledger.tickets, [event.ticket_id])
     ticket = tickets.get(event.ticket_id)
     if ticket is None:
@@ -166,7 +182,7 @@ async def follow_up(effect: Reroute | Designate | Dispatch, event: LifecycleEven
     elif isinstance(effect, Designate):
         d = Decision(MANUAL, f"已派{effect.attempts}次均被退回（{'、'.join(effect.returned_by)}），"
                              f"需热线指定承办单位", 0.0, excluded_agencies=effect.returned_by)
-        msg = routed_message(ticket, d, attempt=effect.attempts + 1, designation=True, at=svc.clock.now())
+        msg = routed_message(ticket, d, attempt=effect.attempt, designation=True, at=svc.clock.now())
         log.warning("ticket %s returned %d times: to the manual queue for designation", ticket.id, effect.attempts)
     else:
         agency = svc.catalogue.agency(effect.agency)
@@ -176,10 +192,16 @@ async def follow_up(effect: Reroute | Designate | Dispatch, event: LifecycleEven
                      agency_name=agency.name, agency_kind=agency.kind, jurisdiction=agency.jurisdiction,
                      excluded_agencies=state.returned_by, **matter)
         msg = routed_message(ticket, d, attempt=effect.attempt, decided_by=event.actor, at=svc.clock.now())
-        await svc.db(svc.ledger.record_training_example, ticket_id=ticket.id, label=agency.code,
-                     predicted=ticket.current_agency, created_by=event.actor)
     data = message_json(msg)
-    await svc.db(svc.ledger.record_decisions, [decision_row(data)])
+    if key not in await svc.db(svc.ledger.record_decisions, [decision_row(data)]):
+        # decided first by a concurrent run (as in routing.route_batch): that stored message is the dispatch
+        first = await svc.db(svc.ledger.decisions, [key])
+        log.warning("ticket %s: dispatch %s was stored meanwhile; publishing the stored one", ticket.id, key)
+        await publish([first[key].message])
+        return
+    if isinstance(effect, Dispatch):  # the dispatcher's choice is a labelled example, once it is the dispatch
+        await svc.db(svc.ledger.record_training_example, ticket_id=ticket.id, label=effect.agency,
+                     predicted=ticket.current_agency, created_by=event.actor)
     await publish([data])
 
 

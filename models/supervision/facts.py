@@ -16,7 +16,7 @@ from typing import Any
 
 from models.workcalendar import as_local
 
-_LIFECYCLE_FIELDS = ("status", "agency", "attempt", "returned_by", "designation", "dispatched_at", "signed_at",
+_LIFECYCLE_FIELDS = ("status", "agency", "attempt", "returns", "returned_by", "designation", "dispatched_at", "signed_at",
                      "handling_started_at", "resolved_at", "closed_at", "extension_days_granted", "reopen_count")
 _TIMES = ("received_at", "dispatched_at", "signed_at", "handling_started_at", "resolved_at", "closed_at")
 
@@ -39,6 +39,7 @@ class TicketFacts:
     status: str = "received"
     agency: str | None = None
     attempt: int = 0
+    returns: int = 0  # dispatches returned (退单): what designation counts, not attempts (manual ones included)
     returned_by: tuple[str, ...] = ()
     designation: bool = False
     dispatched_at: datetime | None = None
@@ -87,6 +88,8 @@ class TicketFacts:
             if isinstance(kwargs.get(name), str):
                 kwargs[name] = datetime.fromisoformat(kwargs[name])
         kwargs["returned_by"] = tuple(kwargs.get("returned_by") or ())
+        if "returns" not in kwargs:  # facts stored before returns were counted: one per listed agency
+            kwargs["returns"] = len(kwargs["returned_by"])
         kwargs["progress"] = tuple((str(k), int(r)) for k, r in kwargs.get("progress") or ())
         return cls(**kwargs)
 

@@ -122,11 +122,12 @@ def return_alerts(before: TicketFacts, event: Any, catalogue: Catalogue) -> list
             {"attempt": attempt, "returned_by": list(returners),
              "same_agency_again": agency in before.returned_by},
         ))
-    if attempt >= catalogue.sla.max_dispatch_attempts:
+    returns = before.returns + 1  # this one included; routings to the manual queue are no dispatch
+    if returns >= catalogue.sla.max_dispatch_attempts:  # the lifecycle designates on the same count
         alerts.append(Alert(
             alert_key(tid, DESIGNATION, "required"), DESIGNATION, "required", CRITICAL, tid, agency, None,
-            f"工单{tid}经{attempt}次派发均被退回（{_names(catalogue, returners)}），需热线指定承办单位，请督办。",
-            at, {"attempts": attempt, "returned_by": list(returners)},
+            f"工单{tid}经{returns}次派发均被退回（{_names(catalogue, returners)}），需热线指定承办单位，请督办。",
+            at, {"attempts": returns, "returned_by": list(returners)},
         ))
     return alerts
 

@@ -247,7 +247,7 @@ def test_the_third_return_asks_for_designation(clock: Clock) -> None:
     state = ok(state, returned(clock, B)).state
     state = ok(state, routed(clock, C, attempt=3)).state
     outcome = ok(state, returned(clock, C, reason_code="CIVIL_DISPUTE"))
-    assert outcome.effects == (Designate(attempts=3, returned_by=(A, B, C)),)
+    assert outcome.effects == (Designate(attempts=3, returned_by=(A, B, C), attempt=4),)
     # the designation lands on the dispatchers' queue, marked
     state = ok(outcome.state, routed(clock, None, attempt=4, decision="designated", designation=True,
                                      reason="已派3次均被退回")).state
@@ -256,7 +256,7 @@ def test_the_third_return_asks_for_designation(clock: Clock) -> None:
 
 def test_max_attempts_is_a_parameter(clock: Clock) -> None:
     outcome = ok(run(clock, routed(clock)), returned(clock), max_attempts=1)
-    assert outcome.effects == (Designate(attempts=1, returned_by=(A,)),)
+    assert outcome.effects == (Designate(attempts=1, returned_by=(A,), attempt=2),)
 
 
 def test_an_agency_returning_twice_is_listed_once(clock: Clock) -> None:
@@ -335,7 +335,8 @@ def test_a_redelivered_event_is_a_duplicate_and_changes_nothing(clock: Clock) ->
     # even an event that would now be illegal is just a duplicate when its id was seen
     ret = returned(clock)
     after_return = ok(after, ret)
-    assert ok(after_return.state, ret) == Outcome(after_return.state, duplicate=True)
+    state = ok(after_return.state, routed(clock, B, attempt=2)).state
+    assert ok(state, ret) == Outcome(state, duplicate=True)
 
 
 def test_a_late_older_routing_is_ignored(clock: Clock) -> None:
@@ -473,3 +474,113 @@ def test_bad_events_become_rejections_with_a_reason(raw: Any, reason: str) -> No
 def test_rejection_key_is_the_event_id_when_known() -> None:
     assert parse_event(event_json(role="mayor")).key == "e1"
     assert parse_event(b"garbage").key.startswith("sha1:")
+
+
+# --- reopening a ticket nobody handled ----------------------------------------------------------------
+def test_reopening_a_ticket_closed_from_the_manual_queue_returns_it_to_the_dispatchers(clock: Clock) -> None:
+    # Given a low-confidence ticket a dispatcher closed from the manual queue, rated unsatisfied
+    state = run(clock, routed(clock, None, decision="manual", reason="置信度低"), by(clock, "closed", "dispatcher"))
+    state = ok(state, by(clock, "rated", "callcenter", rating="unsatisfied")).state
+    # When the call-back centre reopens it
+    outcome = ok(state, by(clock, "reopened", "callcenter", explanation="无人处理"))
+    # Then it waits with the dispatchers (no clock runs for nobody), not signed by no agency
+    state = outcome.state
+    assert (state.status, state.agency, state.manual_reason) == (Status.MANUAL, None, "reopened")
+    assert state.handling_started_at is None and outcome.effects == ()
+    assert (state.closed_at, state.rating, state.reopen_count) == (None, None, 1)
+    # and a dispatcher assigns it to an agency as the next attempt
+    assert ok(state, by(clock, "reassigned", "dispatcher", target_agency=B)).effects == (Dispatch(B, 2),)
+
+
+# --- designation counts returned dispatches ------------------------------------------------------------
+def test_manual_routings_do_not_count_towards_designation(clock: Clock) -> None:
+    # Given a ticket first on the manual queue (attempt 1), dispatched to A (attempt 2)
+    state = run(clock, routed(clock, None, decision="manual"), by(clock, "reassigned", "dispatcher", target_agency=A),
+                routed(clock, A, attempt=2))
+    # When A and then B return it
+    state = run_on(state, returned(clock, A), routed(clock, B, attempt=3))
+    outcome = ok(state, returned(clock, B))
+    # Then two dispatches without a taker are not yet three: it is re-routed (attempt 4)
+    assert outcome.effects == (Reroute(attempt=4, exclude=(A, B)),)
+    # And the third returned dispatch asks for designation, as attempt 5
+    state = ok(outcome.state, routed(clock, C, attempt=4)).state
+    outcome = ok(state, returned(clock, C))
+    assert outcome.effects == (Designate(attempts=3, returned_by=(A, B, C), attempt=5),)
+    assert outcome.state.returns == 3
+
+
+def test_an_agency_returning_twice_counts_twice_towards_designation(clock: Clock) -> None:
+    # A, B, then A again (a dispatcher sent it back): three dispatches without a taker
+    state = run(clock, routed(clock, A), returned(clock, A), routed(clock, B, attempt=2), returned(clock, B))
+    state = ok(state, routed(clock, None, attempt=3, decision="manual")).state
+    state = run_on(state, by(clock, "reassigned", "dispatcher", target_agency=A), routed(clock, A, attempt=4))
+    outcome = ok(state, returned(clock, A))
+    assert outcome.effects == (Designate(attempts=3, returned_by=(A, B), attempt=5),)
+
+
+def test_a_state_stored_before_returns_were_counted_counts_its_returning_agencies() -> None:
+    stored = TicketState("T1", status="signed", agency=C, attempt=3, returned_by=(A, B)).to_dict()
+    del stored["returns"]
+    assert TicketState.from_dict(stored).returns == 2
+
+
+# --- one dispatch per attempt ----------------------------------------------------------------------------
+def test_a_second_reassignment_before_the_first_dispatch_lands_is_refused(clock: Clock) -> None:
+    # Given a manual ticket a dispatcher reassigned to A, whose dispatch (attempt 2) has not landed
+    state = run(clock, routed(clock, None, decision="manual"), by(clock, "reassigned", "dispatcher", target_agency=A))
+    # When another dispatcher reassigns it to B
+    outcome = apply(state, by(clock, "reassigned", "dispatcher", target_agency=B), known_agencies=KNOWN)
+    # Then that is refused with the reason: attempt 2 goes to A only
+    assert isinstance(outcome, Refusal)
+    assert "dispatch attempt 2 of T1 (to BH-SCJG) has not landed yet" in outcome.reason
+    # And the same choice again sends the same dispatch again (the routing id makes it idempotent)
+    again = ok(state, by(clock, "reassigned", "dispatcher", target_agency=A))
+    assert again.effects == (Dispatch(A, 2),) and again.state.status == Status.MANUAL
+    # Once the dispatch to A has landed, B can be chosen, as attempt 3
+    state = ok(again.state, routed(clock, A, attempt=2)).state
+    assert state.pending is None
+    assert ok(state, by(clock, "reassigned", "dispatcher", target_agency=B)).effects == (Dispatch(B, 3),)
+
+
+def test_a_reassignment_while_a_return_is_re_routed_is_refused(clock: Clock) -> None:
+    state = run(clock, routed(clock, A), returned(clock, A))
+    outcome = apply(state, by(clock, "reassigned", "dispatcher", target_agency=B), known_agencies=KNOWN)
+    assert isinstance(outcome, Refusal) and "re-routing after a return" in outcome.reason
+
+
+# --- a follow-up that did not happen is due again ---------------------------------------------------------
+def test_a_redelivered_return_whose_re_routing_has_not_landed_re_routes_again(clock: Clock) -> None:
+    # Given A returned the ticket, and the re-routing (attempt 2) never came back as 'routed'
+    ret = returned(clock, A)
+    first = ok(run(clock, routed(clock, A)), ret)
+    # When the return is delivered again (a crash after the state was stored, or a failed follow-up)
+    again = ok(first.state, ret)
+    # Then nothing changes, but the re-routing is due again, with the same attempt number
+    assert again.duplicate and again.state == first.state
+    assert again.effects == first.effects == (Reroute(attempt=2, exclude=(A,)),)
+    # And another event's redelivery does not repeat it
+    sign = by_agency(clock, "signed", B)
+    state = run_on(first.state, routed(clock, B, attempt=2), sign)
+    assert ok(state, sign).effects == ()
+
+
+def test_a_redelivered_designation_and_reassignment_are_due_again(clock: Clock) -> None:
+    ret = returned(clock, A)
+    first = ok(run(clock, routed(clock, A)), ret, max_attempts=1)
+    assert ok(first.state, ret, max_attempts=1).effects == (Designate(1, (A,), 2),)
+    reassign = by(clock, "reassigned", "dispatcher", target_agency=B)
+    state = ok(ok(first.state, routed(clock, None, attempt=2, decision="designated", designation=True)).state,
+               reassign).state
+    assert ok(state, reassign).effects == (Dispatch(B, 3),)
+
+
+def test_a_pending_dispatch_survives_a_json_round_trip(clock: Clock) -> None:
+    state = run(clock, routed(clock, None, decision="manual"), by(clock, "reassigned", "dispatcher", target_agency=C))
+    back = TicketState.from_dict(json.loads(json.dumps(state.to_dict())))
+    assert back == state and back.pending_effect() == Dispatch(C, 2)
+
+
+def run_on(state: TicketState, *events: Any) -> TicketState:
+    for e in events:
+        state = ok(state, e).state
+    return state

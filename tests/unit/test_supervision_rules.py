@@ -114,12 +114,20 @@ def test_a_second_return_is_ping_pong(cat: Catalogue) -> None:
 
 
 def test_a_return_on_the_last_attempt_escalates_for_designation(cat: Catalogue) -> None:
-    before = ticket(attempt=3, agency="BH-SCJG", returned_by=("BH-CGW", "BH-JD-XG"))
+    # two dispatches returned already: the third return is the last one
+    before = ticket(attempt=3, agency="BH-SCJG", returns=2, returned_by=("BH-CGW", "BH-JD-XG"))
     alerts = return_alerts(before, returned("2025-09-01T15:00", agency="BH-SCJG"), cat)
     assert [a.rule for a in alerts] == ["returned", "ping_pong", "designation"]
     d = alerts[-1]
     assert (d.alert_key, d.severity) == ("T1:designation:required", CRITICAL)
-    assert "需热线指定承办单位" in d.message_zh and d.details["attempts"] == 3
+    assert "需热线指定承办单位" in d.message_zh and "经3次派发均被退回" in d.message_zh and d.details["attempts"] == 3
+
+
+def test_routings_to_the_manual_queue_do_not_count_towards_designation(cat: Catalogue) -> None:
+    # attempt 3 = manual queue, a dispatcher's assignment, a re-routing: only one dispatch was returned before
+    before = ticket(attempt=3, agency="BH-SCJG", returns=1, returned_by=("BH-CGW",))
+    alerts = return_alerts(before, returned("2025-09-01T15:00", agency="BH-SCJG"), cat)
+    assert [a.rule for a in alerts] == ["returned", "ping_pong"]
 
 
 # --- dispatch ---------------------------------------------------------------------------------------

@@ -1,0 +1,213 @@
+"""The lifecycle stage (streams.lifecycle) with fakes for the table, the ledger and the broker: follow-ups of
+returns and reassignments survive failures, and a routing id is only ever dispatched with one decision."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+import streams.lifecycle as stage
+from classifier.decision import AUTO, Decision
+from models.lifecycle import Dispatch, Status, TicketState
+from streams import supervision, ticket_table
+
+AT = "2025-09-26T10:00:00+08:00"
+AGENCIES = {"BH-SCJG": "市场监管局", "BH-CGW": "城管委", "BH-STHJ": "生态环境局"}
+
+
+class Ledger:
+    """The ledger's calls the stage makes, in memory; decisions are idempotent by routing id."""
+
+    def __init__(self) -> None:
+        self.decided: dict[str, dict[str, Any]] = {}
+        self.events: list[dict[str, Any]] = []
+        self.training: list[str] = []
+
+    def tickets(self, ids: list[str]) -> dict[str, Any]:
+        return {i: SimpleNamespace(id=i, text="饭店油烟扰民", title=None, address="滨海新区某路1号",
+                                   received_at=datetime(2025, 9, 26, 1, tzinfo=UTC), request_type="投诉",
+                                   urgency="一般", channel="phone", caller_phone="13800000000",
+                                   current_agency=None) for i in ids}
+
+    def decisions(self, keys: list[str]) -> dict[str, Any]:
+        return {k: SimpleNamespace(message=self.decided[k], published_at=None) for k in keys if k in self.decided}
+
+    def record_decisions(self, rows: list[dict[str, Any]]) -> set[str]:
+        new = {r["decision_key"]: r["message"] for r in rows if r["decision_key"] not in self.decided}
+        self.decided.update(new)
+        return set(new)
+
+    def record_events(self, rows: list[dict[str, Any]]) -> None:
+        self.events.extend(rows)
+
+    def record_training_example(self, *, label: str, **_: Any) -> None:
+        self.training.append(label)
+
+
+class Services:
+    def __init__(self, route: Callable[[Any], Decision]) -> None:
+        self.ledger = Ledger()
+        self.route = route
+        self.routed = 0
+        self.clock = SimpleNamespace(now=lambda: datetime(2025, 9, 26, 2, tzinfo=UTC))
+        self.catalogue = SimpleNamespace(
+            sla=SimpleNamespace(max_dispatch_attempts=3), agencies=set(AGENCIES),
+            agency=lambda code: SimpleNamespace(code=code, name=AGENCIES[code], kind="market_regulation",
+                                                jurisdiction="滨海新区"))
+
+    async def db(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return fn(*args, **kwargs)
+
+    async def route_many(self, requests: list[Any]) -> list[Decision]:
+        self.routed += 1
+        return [self.route(r) for r in requests]
+
+
+def to(agency: str) -> Callable[[Any], Decision]:
+    return lambda _r: Decision(AUTO, "油烟", 0.9, agency=agency, agency_name=AGENCIES[agency])
+
+
+class World:
+    """The stage wired to fakes: the stored states, what was published, what was dead-lettered."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, route: Callable[[Any], Decision]) -> None:
+        self.svc = Services(route)
+        self.states: dict[str, dict[str, Any]] = {}
+        self.published: list[dict[str, Any]] = []
+        self.refused: list[str] = []
+        self.last_resort: list[str] = []
+
+        def write(ticket_id: str, partition: int, *, state: Any = ticket_table.KEEP, facts: Any = None) -> Any:
+            if state is not ticket_table.KEEP:
+                self.states[ticket_id] = state
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            done.set_result(None)
+            return done
+
+        async def observe_many(_items: Any) -> dict[str, Any]:
+            return {}
+
+        async def publish(messages: list[dict[str, Any]]) -> None:
+            self.published.extend(messages)
+
+        async def dead_letter(rejection: Any, **_: Any) -> None:
+            self.refused.append(rejection.reason)
+
+        async def last_resort(rejection: Any, **_: Any) -> None:
+            self.last_resort.append(rejection.reason)
+
+        monkeypatch.setattr(ticket_table, "write", write)
+        monkeypatch.setattr(ticket_table, "state", self.states.get)
+        monkeypatch.setattr(ticket_table, "lock", asyncio.Lock())
+        monkeypatch.setattr(supervision, "observe_many", observe_many)
+        monkeypatch.setattr(stage, "services", lambda: self.svc)
+        monkeypatch.setattr(stage, "publish", publish)
+        monkeypatch.setattr(stage, "dead_letter", dead_letter)
+        monkeypatch.setattr(stage, "last_resort", last_resort)
+        monkeypatch.setattr(stage, "dispatched_matter", lambda *_: {})
+
+    def state(self, ticket_id: str = "T1") -> TicketState:
+        return TicketState.from_dict(self.states[ticket_id])
+
+    def deliver(self, *events: dict[str, Any]) -> None:
+        """One batch, retried one event at a time when it fails, as the lifecycle agent does."""
+        batch = [SimpleNamespace(key=e["ticket_id"].encode(), value=json.dumps(e).encode(),
+                                 message=SimpleNamespace(topic="tickets.events", partition=0, offset=n))
+                 for n, e in enumerate(events)]
+
+        async def run() -> None:
+            try:
+                await stage.handle_batch(batch)
+            except Exception:
+                for ev in batch:
+                    await stage.handle_alone(ev)
+
+        asyncio.run(run())
+
+
+def event(event_id: str, type_: str, role: str, agency: str | None = None, **fields: Any) -> dict[str, Any]:
+    return {"event_id": event_id, "ticket_id": "T1", "type": type_, "actor": f"{role}-1", "role": role,
+            "agency": agency, "occurred_at": AT, **fields}
+
+
+RETURN = event("ret1", "returned", "agency", "BH-SCJG", reason_code="NOT_OUR_DUTY", basis="《某法》第十条")
+
+
+def test_a_return_whose_re_routing_failed_is_re_routed_on_the_retry(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a ticket signed by BH-SCJG, and a classifier that fails once
+    failures = [RuntimeError("classifier child died")]
+
+    def route(r: Any) -> Decision:
+        if failures:
+            raise failures.pop()
+        return to("BH-CGW")(r)
+
+    world = World(monkeypatch, route)
+    world.states["T1"] = TicketState("T1", status=Status.SIGNED, agency="BH-SCJG", attempt=1).to_dict()
+    # When BH-SCJG returns it: the batch's re-routing fails after the state was stored, and the batch is retried
+    world.deliver(RETURN)
+    # Then the retry re-routes it (not skipped as a duplicate): attempt 2 goes out, to BH-CGW
+    assert world.svc.routed == 2 and world.last_resort == []
+    assert [(m["routing_id"], m["agency"]) for m in world.published] == [("T1#2", "BH-CGW")]
+    assert world.state().status == Status.RETURNED and world.state().pending == "reroute"
+
+
+def test_a_return_redelivered_after_a_crash_publishes_the_decision_already_stored(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a return whose re-routing was decided (BH-CGW) and stored, then the worker died before publishing
+    world = World(monkeypatch, to("BH-STHJ"))
+    world.states["T1"] = TicketState("T1", status=Status.SIGNED, agency="BH-SCJG", attempt=1).to_dict()
+    real_follow_up = stage.follow_up
+
+    async def crash(*_: Any) -> None:
+        raise SystemExit("kill -9")
+
+    monkeypatch.setattr(stage, "follow_up", crash)
+    with pytest.raises(SystemExit):
+        world.deliver(RETURN)
+    world.svc.ledger.decided["T1#2"] = {"routing_id": "T1#2", "ticket_id": "T1", "attempt": 2, "agency": "BH-CGW"}
+    monkeypatch.setattr(stage, "follow_up", real_follow_up)
+    # When the return is delivered again (its offset was not committed)
+    world.deliver(RETURN)
+    # Then the stored decision goes out, not a second one for the same routing id
+    assert world.svc.routed == 0
+    assert [(m["routing_id"], m["agency"]) for m in world.published] == [("T1#2", "BH-CGW")]
+
+
+def test_a_decision_stored_meanwhile_is_the_one_published(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a reassignment whose dispatch (T1#2) a concurrent run stores just before this one does
+    world = World(monkeypatch, to("BH-CGW"))
+    ledger = world.svc.ledger
+    first = {"routing_id": "T1#2", "ticket_id": "T1", "attempt": 2, "agency": "BH-SCJG"}
+    record = ledger.record_decisions
+
+    def record_after_the_other(rows: list[dict[str, Any]]) -> set[str]:
+        ledger.decided.setdefault("T1#2", first)
+        return record(rows)
+
+    monkeypatch.setattr(ledger, "record_decisions", record_after_the_other)
+    state = TicketState("T1", status=Status.MANUAL, attempt=1)
+    # When the follow-up runs
+    asyncio.run(stage.follow_up(Dispatch("BH-CGW", 2), SimpleNamespace(ticket_id="T1", actor="dispatcher-2",
+                                                                     agency=None), state))
+    # Then the stored message is published, and the losing choice is no training example
+    assert world.published == [first] and ledger.training == []
+
+
+def test_two_reassignments_before_the_dispatch_lands_dispatch_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a ticket on the manual queue
+    world = World(monkeypatch, to("BH-CGW"))
+    world.states["T1"] = TicketState("T1", status=Status.MANUAL, attempt=1).to_dict()
+    # When two dispatchers reassign it, to two agencies, before the first dispatch lands
+    world.deliver(event("d1", "reassigned", "dispatcher", target_agency="BH-SCJG"),
+                  event("d2", "reassigned", "dispatcher", target_agency="BH-CGW"))
+    # Then only the first goes out, and the second is refused with its reason
+    assert [(m["routing_id"], m["agency"]) for m in world.published] == [("T1#2", "BH-SCJG")]
+    assert len(world.refused) == 1 and "has not landed yet" in world.refused[0]
+    assert [r["accepted"] for r in world.svc.ledger.events] == [True, False]
