@@ -12,8 +12,9 @@ from typing import Any
 
 import faust
 
+from models.ledger import TicketEvent
 from models.lifecycle import Role
-from models.tickets import Rejection, content_key, plausible_time, shown_payload, without_nul
+from models.tickets import Rejection, column_chars, content_key, plausible_time, shown_payload, without_nul
 from models.workcalendar import as_local
 
 
@@ -172,6 +173,10 @@ _REQUIRED = ("event_id", "ticket_id", "type", "actor", "role")
 
 
 MAX_COUNT = 10_000  # days of an extension, dispatch attempts: far beyond any real value
+MAX_CHARS = 10_000  # any text of an event (it is kept whole in the ledger's JSON payload)
+# fields the ledger stores in a VARCHAR column of ticket_events (event_id, ticket_id, type, actor, agency):
+# an overlong one must be rejected here, or PostgreSQL refuses the whole batch's write
+LEDGER_CHARS = column_chars(TicketEvent)
 
 
 def parse_event(raw: bytes | str | dict[str, Any]) -> LifecycleEvent | Rejection:
@@ -181,6 +186,8 @@ def parse_event(raw: bytes | str | dict[str, Any]) -> LifecycleEvent | Rejection
         data = without_nul(raw if isinstance(raw, dict) else json.loads(raw))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         return Rejection(content_key(payload), f"not JSON: {exc}", payload[:2000])
+    except RecursionError:  # thousands of nested brackets: rejected alone, not with the whole batch
+        return Rejection(content_key(payload), "not JSON: nested too deeply", payload[:2000])
     if not isinstance(data, dict):
         return Rejection(content_key(payload), "not a JSON object", payload[:2000])
     key = str(data.get("event_id") or data.get("ticket_id") or content_key(payload))[:80]
@@ -213,8 +220,11 @@ def parse_event(raw: bytes | str | dict[str, Any]) -> LifecycleEvent | Rejection
         if name not in ("occurred_at", "days", "attempt", "confidence", "designation", "schema_version",
                         "alternatives") and value is not None and not isinstance(value, str):
             return Rejection(key, f"{name} must be a string", payload[:2000])
-        if isinstance(value, str) and len(value) > 10_000:
-            return Rejection(key, f"{name} is longer than 10000 characters", payload[:2000])
+        if isinstance(value, str) and len(value) > MAX_CHARS:
+            return Rejection(key, f"{name} is longer than {MAX_CHARS} characters", payload[:2000])
+        if isinstance(value, str) and len(value) > (limit := LEDGER_CHARS.get(name, MAX_CHARS)):
+            return Rejection(key, f"{name} 超长（最多 {limit} 个字符）/ {name} is longer than {limit} characters",
+                             payload[:2000])
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as exc:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -17,10 +18,25 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from sqlalchemy import String
 
+from models.ledger import Base, Ticket
+
+
+def column_chars(table: type[Base]) -> dict[str, int]:
+    """The character limit of each VARCHAR column of a ledger table (``Text`` has none), by column name.
+
+    Validation takes its limits from here so that it cannot drift from the schema: on PostgreSQL one
+    overlong value fails the write of its whole batch (DataError), where a rejection dead-letters only it.
+    """
+    return {c.name: c.type.length for c in table.__table__.columns
+            if isinstance(c.type, String) and c.type.length is not None}
+
+
+TICKET_CHARS = column_chars(Ticket)
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 MAX_TEXT_CHARS = 20_000
-MAX_ID_CHARS = 64
+MAX_ID_CHARS = TICKET_CHARS["id"]
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]*$")
 
 
@@ -46,12 +62,12 @@ class TicketIn(BaseModel):
     id: str = Field(min_length=1, max_length=MAX_ID_CHARS)
     text: str = Field(min_length=1, max_length=MAX_TEXT_CHARS)
     received_at: datetime | None = None
-    address: str | None = Field(default=None, max_length=500)
-    title: str | None = Field(default=None, max_length=500)
-    channel: str | None = Field(default=None, max_length=40)
+    address: str | None = Field(default=None, max_length=TICKET_CHARS["address"])
+    title: str | None = Field(default=None, max_length=TICKET_CHARS["title"])
+    channel: str | None = Field(default=None, max_length=TICKET_CHARS["channel"])
     request_type: RequestType | None = None
     urgency: Urgency | None = None
-    caller_phone: str | None = Field(default=None, max_length=40)
+    caller_phone: str | None = Field(default=None, max_length=TICKET_CHARS["caller_phone"])
 
     @field_validator("id", mode="before")
     @classmethod
@@ -149,13 +165,12 @@ def shown_payload(raw: bytes | str | dict[str, Any]) -> str:
 def parse_ticket(raw: bytes | str | dict[str, Any], *, now: datetime | None = None) -> TicketIn | Rejection:
     """Validate one input; never raises for bad input."""
     payload_text = shown_payload(raw)
-    if isinstance(raw, dict):
-        data: Any = without_nul(raw)
-    else:
-        try:
-            data = without_nul(json.loads(raw))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            return Rejection(content_key(raw), f"not JSON: {exc}", payload_text[:2000])
+    try:
+        data: Any = without_nul(raw if isinstance(raw, dict) else json.loads(raw))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return Rejection(content_key(raw), f"not JSON: {exc}", payload_text[:2000])
+    except RecursionError:  # [[[[...]]]] thousands deep: one bad message must not fail its whole batch
+        return Rejection(content_key(payload_text), "not JSON: nested too deeply", payload_text[:2000])
     if not isinstance(data, dict):
         return Rejection(content_key(payload_text), f"not a JSON object but {type(data).__name__}",
                          payload_text[:2000])
@@ -170,13 +185,86 @@ def parse_ticket(raw: bytes | str | dict[str, Any], *, now: datetime | None = No
     return ticket
 
 
-_PHONE = re.compile(r"(?<!\d)(1[3-9]\d)\d{4}(\d{4})(?!\d)")
-_LANDLINE = re.compile(r"(?<!\d)(0\d{2,3}-?)\d{3,4}(\d{4})(?!\d)")
+# In free text: a mobile or landline number, optionally with a country code (+86, 0086, 86), an area code in
+# parentheses, and single spaces or dashes between the groups. Only the middle digits are masked, and a number
+# glued to more digits (a work-order number, an amount) is left alone.
+_PHONE = re.compile(r"(?<!\d)((?:(?:\+|00)86[ -]?|86)?1[3-9]\d[ -]?)\d{4}([ -]?\d{4})(?!\d)")
+_LANDLINE = re.compile(r"(?<!\d)((?:(?:\+|00)86[ -]?\(?0?|\(0|0)\d{2,3}\)?[ -]?)\d{3,4}([ -]?\d{4})(?!\d)")
+# A value that is nothing but a number as people type one: digits, spaces, dashes, dots, parentheses, a "+".
+_NUMBER_SHAPED = re.compile(r"\+?[\d\s().\-]+")
+MIN_PHONE_DIGITS = 7  # as models.supervision.linking.normalise_phone: fewer digits are no phone number
+
+
+def phone_digits(number: str) -> str:
+    """The digits of a number-shaped value without the country code (+86, 0086; or 86 before an 11-digit
+    number, as ``normalise_phone`` strips it), with a landline's trunk 0 restored after "+86"."""
+    digits = re.sub(r"\D", "", number)
+    if digits.startswith("0086") or (number.lstrip().startswith("+") and digits.startswith("86")):
+        digits = digits.removeprefix("00")[2:]
+        if digits and digits[0] not in "01":  # +86 22 2580 1234 is 022-25801234 at home
+            digits = "0" + digits
+    elif digits.startswith("86") and len(digits) == 13:
+        digits = digits[2:]
+    return digits
+
+
+def _mask_number(number: str) -> str:
+    """A number-shaped value in a normalised, masked form: 138****5678, 022-****1234, else ****1234."""
+    digits = phone_digits(number)
+    if number.startswith("+") and not number.removeprefix("+").lstrip().startswith("86"):
+        return f"****{digits[-4:]}"  # a foreign number: not to be shown in a Chinese number's shape
+    if len(digits) == 11 and re.match(r"1[3-9]", digits):
+        return f"{digits[:3]}****{digits[-4:]}"
+    if digits.startswith("0") and 10 <= len(digits) <= 12:
+        area = 3 if digits[1] in "12" else 4  # 010, 02x; else 0xxx
+        if 7 <= len(digits) - area <= 8:
+            return f"{digits[:area]}-****{digits[-4:]}"
+    return f"****{digits[-4:]}"  # a local landline without area code, an extension, a foreign number ...
+
+
+def _number_shaped(text: str) -> str | None:
+    """``text`` (NFKC: full-width digits too) when it is a number of 7+ digits and nothing else."""
+    shaped = unicodedata.normalize("NFKC", text).strip()
+    if _NUMBER_SHAPED.fullmatch(shaped) and sum(c.isdigit() for c in shaped) >= MIN_PHONE_DIGITS:
+        return shaped
+    return None
 
 
 def mask_phone(text: str | None) -> str | None:
-    """Mask mobile and landline numbers: 13812345678 -> 138****5678."""
+    """Mask mobile and landline numbers: 13812345678 -> 138****5678.
+
+    A value that is only a number (a caller_phone field, in whatever notation) is normalised and masked
+    whole; in free text, the numbers in it are masked in place.
+    """
     if text is None:
         return None
+    if (shaped := _number_shaped(text)) is not None:
+        return _mask_number(shaped)
     text = _PHONE.sub(r"\1****\2", text)
     return _LANDLINE.sub(r"\1****\2", text)
+
+
+def mask_caller_phone(phone: str | None) -> str | None:
+    """The caller_phone field as shown to anyone but the handling agency: never a full number.
+
+    Like :func:`mask_phone`, and conservative with what is not a phone number at all: a value with 7 or more
+    digits shows only its last four, whatever else is in it ("张先生 分机12345678" -> "张先生 分机****5678").
+    """
+    if phone is None:
+        return None
+    if (shaped := _number_shaped(phone)) is not None:
+        return _mask_number(shaped)
+    return _NUMBER_RUN.sub(_hide_long_run, mask_phone(phone) or "")
+
+
+_NUMBER_RUN = re.compile(r"\d[\d\s().\-]*\d")  # digits, maybe with separators: one number, as written
+
+
+def _hide_long_run(m: re.Match[str]) -> str:
+    """A run of 7+ digits that free-text masking left whole, with all but its last four digits hidden."""
+    run = m.group()
+    digits = [i for i, c in enumerate(run) if c.isdigit()]
+    if len(digits) < MIN_PHONE_DIGITS:
+        return run
+    hidden = set(digits[:-4])
+    return "".join("*" if i in hidden else c for i, c in enumerate(run))

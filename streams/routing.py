@@ -22,7 +22,7 @@ import orjson
 from classifier.decision import AUTO, Decision
 from classifier.router import RouteRequest
 from models.events import Alternative, RoutedTicket, TicketRouted
-from models.tickets import Rejection, TicketIn, content_key, mask_phone, parse_ticket
+from models.tickets import Rejection, TicketIn, content_key, mask_caller_phone, parse_ticket
 from streams.app import app, events_topic, manual_topic, received_topic, routed_topic
 from streams.db import Ledger
 from streams.intake import dead_letter, last_resort
@@ -129,7 +129,7 @@ def routed_message(ticket: TicketIn | Any, d: Decision, *, attempt: int, decided
         received_at=ticket.received_at, routed_at=at or datetime.now(UTC), text=ticket.text, title=ticket.title,
         address=ticket.address, request_type=ticket.request_type, urgency=ticket.urgency, channel=ticket.channel,
         # the full number only on the handling agency's own queue
-        caller_phone=ticket.caller_phone if auto else mask_phone(ticket.caller_phone),
+        caller_phone=ticket.caller_phone if auto else mask_caller_phone(ticket.caller_phone),
         matter=d.matter, matter_name=d.matter_name, domain=d.domain, agency=d.agency,
         agency_name=d.agency_name, agency_kind=d.agency_kind, jurisdiction=d.jurisdiction, street=d.street,
         address_resolved=d.address_resolved, confidence=round(d.confidence, 4), basis=d.basis,

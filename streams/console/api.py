@@ -18,7 +18,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
 from models.lifecycle import RETURN_REASONS
-from models.tickets import TicketIn, mask_phone
+from models.tickets import TicketIn, mask_caller_phone, mask_phone
 from streams.cli.agency import Action
 from streams.console import queries
 from streams.console.access import AGENCY, Principal, sees_full_phone
@@ -194,7 +194,8 @@ def list_tickets(request: Request, p: Principal = Depends(api_user),
         out.append(TicketBrief(id=tk.id, status=tk.status, current_agency=tk.current_agency, attempt=tk.attempt,
                                received_at=tk.received_at, matter=tk.matter, title=shown(tk.title),
                                text=shown(tk.text) or "", address=tk.address, request_type=tk.request_type,
-                               urgency=tk.urgency, caller_phone=shown(tk.caller_phone)))
+                               urgency=tk.urgency,
+                               caller_phone=tk.caller_phone if reveal else mask_caller_phone(tk.caller_phone)))
     return out
 
 

@@ -26,7 +26,7 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy import text
 
 from models.lifecycle import RATINGS, RETURN_REASONS, Status
-from models.tickets import mask_phone
+from models.tickets import mask_caller_phone, mask_phone
 from models.workcalendar import as_local
 from streams.cli.agency import Action
 from streams.console import queries
@@ -70,7 +70,7 @@ def pct(rate: float | None) -> str:
     return "—" if rate is None else f"{rate:.0%}"
 
 
-templates.env.filters.update(local=local, pct=pct, masked=mask_phone)
+templates.env.filters.update(local=local, pct=pct, masked=mask_phone, masked_phone=mask_caller_phone)
 templates.env.globals.update(
     STATUS_NAMES=STATUS_NAMES, ACTION_NAMES=ACTION_NAMES, EVENT_NAMES=EVENT_NAMES, ROLE_NAMES=ROLE_NAMES,
     RETURN_REASONS=RETURN_REASONS, RATINGS=RATINGS, RATING_NAMES=RATING_NAMES, SEVERITY_NAMES=SEVERITY_NAMES,

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 
 from models import ledger as t
 from models.lifecycle import Status
-from models.tickets import mask_phone
+from models.tickets import mask_caller_phone, mask_phone
 from streams.console.access import extension_pending
 from streams.db import Ledger
 
@@ -125,7 +125,7 @@ def ticket_json(d: TicketDetail, *, reveal_phone: bool) -> dict[str, Any]:
         "id": tk.id, "status": tk.status, "current_agency": tk.current_agency, "attempt": tk.attempt,
         "received_at": _iso(tk.received_at), "text": _shown(tk.text, reveal_phone),
         "title": _shown(tk.title, reveal_phone), "address": tk.address, "channel": tk.channel,
-        "request_type": tk.request_type, "urgency": tk.urgency, "caller_phone": _shown(tk.caller_phone, reveal_phone),
+        "request_type": tk.request_type, "urgency": tk.urgency, "caller_phone": tk.caller_phone if reveal_phone else mask_caller_phone(tk.caller_phone),
         "jurisdiction": tk.jurisdiction, "matter": tk.matter, "updated_at": _iso(tk.updated_at),
         "extension_pending": d.extension_pending,
         "decisions": [{
