@@ -78,7 +78,10 @@ _ZSTD_LEVEL = 1
 META_FILE = "metadata.json"
 CURRENT = "current"
 NONE_LABEL = "NONE"  # "not routable": praise, chatter, questions answered at intake
-MAX_CHARS = 3000  # the first 3,000 characters decide; longer texts are mostly repetition
+MAX_CHARS = 3000  # the first 3,000 normalised characters decide; longer texts are mostly repetition
+# What is normalised at most. The cut comes after normalising: markup and entities pasted from a web form
+# shrink to nothing there, and a cut before it left some long complaints with no text at all ("empty").
+RAW_CHARS = 4 * MAX_CHARS
 HEAD_CHARS = 60  # the opening that gets its own feature block (see ``head``)
 # Softmax temperatures of the SVM's decision values and of the retrieval cosines, and the retrieval's
 # share of the blend: measured together on the real letters (cold start 0.731 SVM alone -> 0.741).
@@ -94,8 +97,9 @@ class ModelError(RuntimeError):
 
 
 def normalize_all(texts: Sequence[str]) -> list[str]:
-    """The pipeline's first step: normalise each text once; every feature block reads the result."""
-    return [textmod.normalize(t) for t in texts]
+    """The pipeline's first step: normalise each text once, then cut it to ``MAX_CHARS``; every feature
+    block reads the result."""
+    return [textmod.normalize(t[:RAW_CHARS])[:MAX_CHARS] for t in texts]
 
 
 def head(text: str) -> str:
@@ -250,10 +254,10 @@ class MatterModel:
         return str(self.metadata.get("label_kind", "matter"))
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        return self.predict_proba_normalized(normalize_all([t[:MAX_CHARS] for t in texts]))
+        return self.predict_proba_normalized(normalize_all(texts))
 
     def predict_proba_normalized(self, normalized: Sequence[str], *, calibrated: bool = True) -> np.ndarray:
-        """:meth:`predict_proba` for texts already cut to ``MAX_CHARS`` and passed through ``normalize``.
+        """:meth:`predict_proba` for texts already passed through :func:`normalize_all`.
 
         ``calibrated=False`` leaves out the calibration power (used while fitting it).
         """
@@ -282,7 +286,7 @@ class MatterModel:
         return self._prior_vector
 
     def top(self, texts: Sequence[str], k: int = 4) -> list[list[tuple[str, float]]]:
-        return self.top_normalized(normalize_all([t[:MAX_CHARS] for t in texts]), k)
+        return self.top_normalized(normalize_all(texts), k)
 
     def top_normalized(self, normalized: Sequence[str], k: int = 4) -> list[list[tuple[str, float]]]:
         """The ``k`` best labels with their probabilities, for texts already normalised."""
@@ -305,7 +309,7 @@ def fit(texts: Sequence[str], labels: Sequence[str], *, label_texts: Mapping[str
     ``nbsvm``: add the NB-SVM; by default when there are at most ``NBSVM_MAX_LABELS`` labels.
     """
     pipeline = build_pipeline(C=C)
-    pipeline.fit([t[:MAX_CHARS] for t in texts], list(labels))
+    pipeline.fit(list(texts), list(labels))
     classes = [str(c) for c in pipeline.classes_]
     retrieval = Retrieval.fit(pipeline.named_steps["features"], classes, label_texts) if label_texts else None
     known = {lb: float(v) for lb, v in (priors or {}).items() if lb in set(classes)}
@@ -313,7 +317,7 @@ def fit(texts: Sequence[str], labels: Sequence[str], *, label_texts: Mapping[str
                         priors=known)
     if (len(classes) <= NBSVM_MAX_LABELS) if nbsvm is None else nbsvm:
         # the pipeline's fitted features, computed again: FeatureUnion.fit does not keep its output
-        X = model.features(normalize_all([t[:MAX_CHARS] for t in texts]))
+        X = model.features(normalize_all(texts))
         model.nbsvm = NBSVM(C=1.0).fit(X, [str(lb) for lb in labels])
         model.stacker = fit_stacker(pipeline.named_steps["clf"], X, labels, classes)
     return model
@@ -325,7 +329,7 @@ def fit_calibration(model: MatterModel, texts: Sequence[str], labels: Sequence[s
     One parameter, so a few hundred hold-out tickets fix it; it keeps every ranking, so accuracy is
     untouched and only the meaning of the confidence (and so the auto/manual split) changes.
     """
-    proba = model.predict_proba_normalized(normalize_all([t[:MAX_CHARS] for t in texts]), calibrated=False)
+    proba = model.predict_proba_normalized(normalize_all(texts), calibrated=False)
     index = {lb: i for i, lb in enumerate(model.labels)}
     rows = [(n, index[lb]) for n, lb in enumerate(labels) if lb in index]
     if not rows:
@@ -406,12 +410,15 @@ def read_metadata(folder: Path) -> dict[str, Any]:
         raise ModelError(f"no model metadata at {meta_path}; run `hotline train`")
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         raise ModelError(f"model metadata {meta_path} is unreadable ({exc}); run `hotline train`") from None
-    if isinstance(meta, dict) and str(meta.get("format", "")).startswith(FORMAT_FAMILY) and meta["format"] != FORMAT:
+    if not isinstance(meta, dict):  # valid JSON, but [] or "x" has no format to ask for
+        raise ModelError(f"{meta_path} is not a model made by `hotline train` (a JSON {type(meta).__name__}, "
+                         "not an object); run `hotline train`")
+    if str(meta.get("format", "")).startswith(FORMAT_FAMILY) and meta["format"] != FORMAT:
         raise ModelError(f"{meta_path} was made by an earlier version of `hotline train` (format "
                          f"{meta['format']!r}, this version reads {FORMAT!r}); run `hotline train` to rebuild it")
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+    if meta.get("format") != FORMAT:
         raise ModelError(f"{meta_path} is not a model made by `hotline train` (format {meta.get('format')!r})")
     return meta
 
@@ -458,9 +465,16 @@ def _read_payload(path: Path) -> dict[str, Any]:
 
 
 def remove_old_versions(model_dir: Path, keep: int = 3) -> None:
-    """Keep the newest ``keep`` versions besides the current one."""
+    """Keep the newest ``keep`` versions besides the current one.
+
+    Only folders named as :func:`save` names them (``20250301T080500Z-1a2b3c4d``) and holding our metadata
+    count as versions: the model directory may hold other things (a cache, an operator's archive)."""
+    import re
+
+    version_name = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{8}")
     current = (model_dir / CURRENT).resolve() if (model_dir / CURRENT).exists() else None
-    versions = sorted((p for p in model_dir.iterdir() if p.is_dir() and not p.is_symlink()), reverse=True)
+    versions = sorted((p for p in model_dir.iterdir() if version_name.fullmatch(p.name) and p.is_dir()
+                       and not p.is_symlink() and (p / META_FILE).is_file()), reverse=True)
     for old in versions[keep:]:
         if old.resolve() != current:
             shutil.rmtree(old, ignore_errors=True)

@@ -6,16 +6,40 @@ Loaded once per process (CLI, worker); the routing agent and ``hotline classify`
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from classifier import model as mm
+from classifier import text as textmod
 from classifier.decision import Decision, OwnerCache, decide
-from classifier.training import configure_text
+from classifier.training import catalogue_terms
 from config.catalogue import load_catalogue
 from config.settings import Settings
 from models.directory import Catalogue
+
+log = logging.getLogger(__name__)
+
+
+def configure_tokenizer(model: mm.MatterModel, catalogue: Catalogue) -> None:
+    """Cut tickets into words as the model was trained to read them.
+
+    ``mm.load`` taught the tokenizer the terms the model recorded. The catalogue's current terms are added
+    only for a model that recorded none: a term added to the catalogue since training would cut tickets into
+    words the model never saw (油烟扰民 read as 饭店油烟 / 油 / 烟扰民), worse than not knowing the term. The
+    catalogue's place names are always added: they are masked, not learnt.
+    """
+    words, places = catalogue_terms(catalogue)
+    recorded = model.metadata.get("user_words")
+    if not recorded:
+        textmod.configure(words, places)
+        return
+    textmod.configure((), places)
+    if new := textmod.terms(words) - set(recorded):
+        log.warning("the catalogue has %d term(s) model %s was not trained with (e.g. %s): they are not used "
+                    "until `hotline train` builds a model that knows them", len(new), model.version,
+                    "、".join(sorted(new)[:5]))
 
 
 @dataclass(frozen=True)
@@ -32,7 +56,7 @@ class Router:
         self.catalogue = catalogue
         self.settings = settings
         self.owners = OwnerCache()  # this router's catalogue only (see OwnerCache)
-        configure_text(catalogue)
+        configure_tokenizer(model, catalogue)
 
     @classmethod
     def load(cls, settings: Settings) -> Router:
@@ -43,7 +67,7 @@ class Router:
         if not requests:
             return []
         # Normalised once: the model's features and the decision's "is there any text" both read it.
-        normalized = mm.normalize_all([r.text[:mm.MAX_CHARS] for r in requests])
+        normalized = mm.normalize_all([r.text for r in requests])
         rankings = self.model.top_normalized(normalized, k=8)
         now = datetime.now(UTC)
         return [

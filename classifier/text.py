@@ -67,16 +67,18 @@ def configure(user_words: Iterable[str] = (), place_names: Iterable[str] = ()) -
     global _places, _place_re, _words_generation
     with _lock:
         before = len(_user_words)
-        for word in user_words:
-            word = normalize_basic(word).strip()
-            if 2 <= len(word) <= 12:
-                _user_words.add(word)
+        _user_words.update(terms(user_words))
         if len(_user_words) != before:
             _words_generation += 1
         names = sorted({p for p in place_names if len(p) >= 2} | set(_places), key=len, reverse=True)
         if tuple(names) != _places:
             _places = tuple(names)
             _place_re = re.compile("|".join(re.escape(p) for p in _places)) if _places else None
+
+
+def terms(words: Iterable[str]) -> set[str]:
+    """The words :func:`configure` keeps of ``words``: normalised, of 2 to 12 characters."""
+    return {w for w in (normalize_basic(word).strip() for word in words) if 2 <= len(w) <= 12}
 
 
 def teach_jieba() -> None:

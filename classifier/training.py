@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import logging
 import multiprocessing
@@ -61,8 +62,8 @@ class Dataset:
         return h.hexdigest()
 
 
-def configure_text(catalogue: Catalogue) -> None:
-    """Teach the tokenizer the catalogue's terms and our place names (before fitting or predicting)."""
+def catalogue_terms(catalogue: Catalogue) -> tuple[list[str], list[str]]:
+    """The catalogue's terms (matter names and keywords: kept whole by the tokenizer) and our place names."""
     words: list[str] = []
     for m in catalogue.matters.values():
         words.extend(m.keywords)
@@ -72,7 +73,12 @@ def configure_text(catalogue: Catalogue) -> None:
         places.extend([j.name, *j.aliases])
         for s in j.streets:
             places.extend([s.name, *s.aliases])
-    textmod.configure(words, places)
+    return words, places
+
+
+def configure_text(catalogue: Catalogue) -> None:
+    """Teach the tokenizer the catalogue's terms and our place names (before fitting)."""
+    textmod.configure(*catalogue_terms(catalogue))
 
 
 def label_texts(catalogue: Catalogue) -> dict[str, str]:
@@ -105,31 +111,46 @@ def detect_label_kind(labels: Iterable[str], catalogue: Catalogue) -> str:
         f"but these are unknown: {', '.join(unknown)}")
 
 
-def read_labelled(path: Path, text_col: str, label_col: str, catalogue: Catalogue) -> Dataset:
+# A cell may hold a whole letter with its attachments pasted in; csv's default limit (131,072 characters)
+# made such a file unreadable. The model reads the first few thousand characters of a text anyway.
+MAX_CELL_CHARS = 1 << 24
+
+
+def read_labelled(path: Path, text_col: str, label_col: str, catalogue: Catalogue, *,
+                  encoding: str = "utf-8-sig") -> Dataset:
     """Read CSV or JSONL (by extension; ``-`` not supported here) into a dataset, skipping empty rows."""
     if not path.is_file():
         raise TrainingDataError(f"{path}: no such file")
+    content = _decoded(path, encoding).removeprefix("\ufeff")  # a BOM, also when --encoding utf-8
     rows: list[dict[str, Any]] = []
     if path.suffix.lower() in {".jsonl", ".ndjson", ".json"}:
-        with open(path, encoding="utf-8") as fh:
-            for n, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise TrainingDataError(f"{path}:{n}: not JSON ({exc})") from None
-                if not isinstance(obj, dict):
-                    raise TrainingDataError(f"{path}:{n}: not a JSON object")
-                rows.append(obj)
+        for n, line in enumerate(io.StringIO(content), 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise TrainingDataError(f"{path}:{n}: not JSON ({exc})") from None
+            except RecursionError:
+                raise TrainingDataError(f"{path}:{n}: not JSON (nested too deeply)") from None
+            if not isinstance(obj, dict):
+                raise TrainingDataError(f"{path}:{n}: not a JSON object")
+            rows.append(obj)
     else:
-        with open(path, encoding="utf-8-sig", newline="") as fh:
-            reader = csv.DictReader(fh)
+        reader = csv.DictReader(io.StringIO(content, newline=""))
+        limit = csv.field_size_limit(MAX_CELL_CHARS)
+        try:
             missing = [c for c in (text_col, label_col) if c not in (reader.fieldnames or [])]
             if missing:
                 raise TrainingDataError(f"{path}: no column(s) {', '.join(missing)}; "
                                         f"columns are {', '.join(reader.fieldnames or [])}")
             rows = list(reader)
+        except csv.Error as exc:
+            # the csv reader's own count: DictReader's lags a row behind and misses a row's inner line breaks
+            raise TrainingDataError(f"{path}:{reader.reader.line_num}: unreadable CSV ({exc}); check the quoting "
+                                    "of that line") from None
+        finally:
+            csv.field_size_limit(limit)  # a process-wide setting: leave it as found
     texts, labels = [], []
     for row in rows:
         t, lb = row.get(text_col), row.get(label_col)
@@ -139,6 +160,19 @@ def read_labelled(path: Path, text_col: str, label_col: str, catalogue: Catalogu
     if len(texts) < 10:
         raise TrainingDataError(f"{path}: only {len(texts)} usable rows with {text_col!r} and {label_col!r}")
     return Dataset(texts, labels, detect_label_kind(labels, catalogue), str(path))
+
+
+def _decoded(path: Path, encoding: str) -> str:
+    """The file's text; a wrong encoding is a TrainingDataError naming the line, not a traceback."""
+    data = path.read_bytes()
+    try:
+        return data.decode(encoding)
+    except LookupError:
+        raise TrainingDataError(f"unknown --encoding {encoding!r}") from None
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].decode(encoding, errors="replace").count("\n") + 1
+        raise TrainingDataError(f"{path}:{line}: not {exc.encoding} text ({exc.reason}); pass --encoding "
+                                "(e.g. gbk) or save the file as UTF-8") from None
 
 
 def fit_dataset(ds: Dataset, catalogue: Catalogue, *,

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from streams.cli import app
@@ -27,6 +29,7 @@ def train(
     per_matter: int = typer.Option(40, help="team corpus: tickets per matter"),
     corrections: bool = typer.Option(True, "--corrections/--no-corrections",
                                      help="add the dispatchers' corrections stored in the ledger"),
+    encoding: str = typer.Option("utf-8-sig", "--encoding", help="--data: text encoding of the file (e.g. gbk)"),
 ) -> None:
     """Train the matter classifier (default: the team's corpus) and make it the current model.
 
@@ -39,7 +42,8 @@ def train(
     settings = load_settings()
     catalogue = catalogue_or_exit(settings)
     try:
-        ds = read_labelled(data, text_col, label_col, catalogue) if data else team_dataset(catalogue, per_matter)
+        ds = (read_labelled(data, text_col, label_col, catalogue, encoding=encoding) if data
+              else team_dataset(catalogue, per_matter))
     except TrainingDataError as exc:
         console.print(f"[red]cannot train:[/red] {exc}")
         raise typer.Exit(2) from None
@@ -97,21 +101,23 @@ def evaluate(
     label_col: str = typer.Option("label"),
     threshold: float | None = typer.Option(None, help="default: HOTLINE_CONFIDENCE_THRESHOLD"),
     as_json: bool = typer.Option(False, "--json", help="print the report as one JSON object"),
+    encoding: str = typer.Option("utf-8-sig", "--encoding", help="text encoding of the file (e.g. gbk)"),
 ) -> None:
     """Evaluate the current model on labelled tickets (labels: matter codes, domains or agency kinds)."""
     from classifier.model import ModelError, load
-    from classifier.training import TrainingDataError, configure_text, read_labelled
+    from classifier.router import configure_tokenizer
+    from classifier.training import TrainingDataError, read_labelled
     from classifier.training import evaluate as run_eval
 
     settings = load_settings()
     catalogue = catalogue_or_exit(settings)
     try:
         model = load(settings.resolved_model_dir)
-        ds = read_labelled(data, text_col, label_col, catalogue)
+        ds = read_labelled(data, text_col, label_col, catalogue, encoding=encoding)
     except (ModelError, TrainingDataError) as exc:
         console.print(f"[red]cannot evaluate:[/red] {exc}")
         raise typer.Exit(2) from None
-    configure_text(catalogue)
+    configure_tokenizer(model, catalogue)  # the model's own terms, as the router does
     report = run_eval(model, ds.texts, ds.labels, catalogue,
                       threshold=settings.confidence_threshold if threshold is None else threshold,
                       label_kind=ds.label_kind)
@@ -136,12 +142,18 @@ def evaluate(
 
 
 def _parse_time(value: Any) -> datetime | None:
+    """A received time in Shanghai time; ValueError (saying what is wrong) for a malformed or impossible one."""
     if value in (None, ""):
         return None
+    from models.tickets import SHANGHAI, plausible_time
     from models.workcalendar import as_local
 
-    dt = as_local(datetime.fromisoformat(str(value)))
-    return dt
+    try:
+        dt = datetime.fromisoformat(str(value))
+    except ValueError:
+        raise ValueError("is not an ISO 8601 time") from None
+    # checked before converting: year 9999 at -10:00 is past datetime.max in Shanghai (OverflowError)
+    return as_local(plausible_time(dt if dt.tzinfo else dt.replace(tzinfo=SHANGHAI)))
 
 
 def decision_line(ticket_id: Any, d) -> dict[str, Any]:  # type: ignore[no-untyped-def]
@@ -184,8 +196,8 @@ def classify(
         raise typer.Exit(2)
     try:
         received = _parse_time(at)
-    except ValueError:
-        console.print(f"[red]--at {at!r} is not an ISO 8601 time[/red]")
+    except ValueError as exc:
+        console.print(f"[red]--at {escape(repr(at))} {exc}[/red]")
         raise typer.Exit(2) from None
     d = router.route(text, address, received)
     out = Console()
@@ -209,23 +221,23 @@ def _classify_stream(router, batch: int) -> None:  # type: ignore[no-untyped-def
     """One output line per input line, in order; a bad line gets an ``error`` and the stream goes on."""
     from classifier.router import RouteRequest
 
-    pending: list[tuple[Any, RouteRequest | None, str | None]] = []
+    pending: list[tuple[int, Any, RouteRequest | None, str | None]] = []
 
     def flush() -> None:
-        good = [(i, r) for i, (_, r, _) in enumerate(pending) if r is not None]
+        good = [(i, r) for i, (_, _, r, _) in enumerate(pending) if r is not None]
         decisions = dict(zip([i for i, _ in good], router.route_many([r for _, r in good]), strict=True))
-        for i, (tid, _, err) in enumerate(pending):
-            line = {"id": tid, "error": err} if err else decision_line(tid, decisions[i])
-            sys.stdout.write(json.dumps(line, ensure_ascii=False) + "\n")
-        sys.stdout.flush()
+        for i, (n, tid, _, err) in enumerate(pending):
+            _write_line(n, {"id": tid, "error": err} if err else decision_line(tid, decisions[i]))
+        _flush_stdout()
         pending.clear()
 
-    for n, raw in enumerate(sys.stdin, 1):
+    for n, raw in enumerate(_stdin_lines(), 1):
         if not raw.strip():
             continue
         tid: Any = None
         try:
-            obj = json.loads(raw)
+            # decoded here, line by line: one bad byte makes one error line, not the end of the stream
+            obj = json.loads(raw.removeprefix(b"\xef\xbb\xbf" if n == 1 else b"").decode("utf-8"))
             if not isinstance(obj, dict):
                 raise ValueError("not a JSON object")
             tid = obj.get("id")
@@ -237,10 +249,60 @@ def _classify_stream(router, batch: int) -> None:  # type: ignore[no-untyped-def
             address = obj.get("address")
             if address is not None and not isinstance(address, str):
                 raise ValueError("'address' must be a string")
-            req = RouteRequest(text, address, _parse_time(obj.get("received_at")))
-            pending.append((tid, req, None))
-        except (ValueError, TypeError) as exc:
-            pending.append((tid, None, f"line {n}: {exc}"))
+            try:
+                received = _parse_time(obj.get("received_at"))
+            except ValueError as exc:
+                raise ValueError(f"'received_at' {exc}") from None
+            pending.append((n, tid, RouteRequest(text, address, received), None))
+        except UnicodeDecodeError as exc:
+            pending.append((n, None, None, f"line {n}: not UTF-8 text ({exc.reason} at byte {exc.start})"))
+        except RecursionError:
+            pending.append((n, tid, None, f"line {n}: not JSON (nested too deeply)"))
+        except json.JSONDecodeError as exc:
+            pending.append((n, tid, None, f"line {n}: not JSON ({exc})"))
+        except (ValueError, TypeError, OverflowError) as exc:
+            pending.append((n, tid, None, f"line {n}: {exc}"))
         if len(pending) >= batch:
             flush()
     flush()
+
+
+def _stdin_lines() -> Iterator[bytes]:
+    """Stdin's lines as bytes (a text stdin without a byte buffer, e.g. in a test, is encoded back)."""
+    binary = getattr(sys.stdin, "buffer", None)
+    if binary is not None:
+        yield from binary
+    else:
+        for line in sys.stdin:
+            yield line.encode("utf-8", "surrogatepass")
+
+
+def _write_line(n: int, line: dict[str, Any]) -> None:
+    """Write one JSON line as UTF-8 bytes. A lone surrogate (``"\\ud800"`` is valid JSON) has no UTF-8 form:
+    such a line is written ASCII-escaped, which reads back the same. An id that cannot be written back at
+    all (nested deeper than the encoder goes) gets an error line without it."""
+    try:
+        text = json.dumps(line, ensure_ascii=False)
+    except (RecursionError, ValueError, TypeError):
+        text = json.dumps({"id": None, "error": f"line {n}: the id cannot be written back (nested too deeply)"})
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError:
+        data = json.dumps(line).encode("ascii")
+    _write_bytes(data + b"\n")
+
+
+def _write_bytes(data: bytes) -> None:
+    binary = getattr(sys.stdout, "buffer", None)
+    if binary is None:  # a text-only stdout (e.g. in a test): our bytes are UTF-8 or ASCII
+        sys.stdout.write(data.decode("utf-8"))
+    else:
+        sys.stdout.flush()  # anything written as text goes out before our bytes
+        binary.write(data)
+
+
+def _flush_stdout() -> None:
+    sys.stdout.flush()
+    binary = getattr(sys.stdout, "buffer", None)
+    if binary is not None:
+        binary.flush()
