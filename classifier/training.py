@@ -19,6 +19,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from classifier import model as mm
 from classifier import text as textmod
 from models.directory import Catalogue
 from models.domain import DOMAINS
+from models.tickets import SHANGHAI
 
 log = logging.getLogger(__name__)
 SEED = 12345
@@ -273,6 +275,14 @@ def predicted_in(kind: str, label: str, catalogue: Catalogue, model_kind: str) -
     return label
 
 
+def owner_code(matter: str, jurisdiction: str, at: date, catalogue: Catalogue) -> str:
+    """The code of the agency that owns ``matter`` there and then; the matter code itself when none does."""
+    try:
+        return catalogue.owner(matter, jurisdiction, at).agency.code
+    except LookupError:  # NONE, or a matter the list gives nobody there: never equal to an agency code
+        return matter
+
+
 def evaluate(model: mm.MatterModel, texts: Sequence[str], labels: Sequence[str], catalogue: Catalogue, *,
              threshold: float, label_kind: str | None = None, curve: Iterable[float] = ()) -> dict[str, Any]:
     """Accuracy, macro-F1, per-class report, top confusions, and precision/coverage at the threshold.
@@ -283,8 +293,15 @@ def evaluate(model: mm.MatterModel, texts: Sequence[str], labels: Sequence[str],
     proba = model.predict_proba(list(texts))
     idx = np.argmax(proba, axis=1)
     conf = proba[np.arange(len(texts)), idx]
-    pred = [predicted_in(kind, model.labels[i], catalogue, model.label_kind) for i in idx]
     gold = list(labels)
+    if kind == "agency" and model.label_kind == "matter":
+        # an agency is the owner the responsibility list names for the matter, in the gold agency's own
+        # jurisdiction (the files carry no address) and as in force today
+        today = datetime.now(UTC).astimezone(SHANGHAI).date()
+        pred = [owner_code(model.labels[i], catalogue.agencies[g].jurisdiction, today, catalogue)
+                for i, g in zip(idx, gold, strict=True)]
+    else:
+        pred = [predicted_in(kind, model.labels[i], catalogue, model.label_kind) for i in idx]
     correct = np.array([p == g for p, g in zip(pred, gold, strict=True)])
     at_threshold = _operating_point(conf, correct, threshold)
     pairs = Counter((g, p) for g, p in zip(gold, pred, strict=True) if g != p)

@@ -28,6 +28,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from models.supervision.alerts import INFO, JOINT_ENFORCEMENT, REPEATED_COMPLAINT, WARNING, Alert, alert_key
+from models.tickets import phone_digits
 from models.workcalendar import as_local
 
 _NOT_WORD = re.compile(r"[^0-9a-z\u4e00-\u9fff]+")
@@ -43,9 +44,9 @@ def normalise_phone(phone: str | None) -> str | None:
     """Digits of a caller's number without the country code; None when unknown or masked."""
     if not phone or "*" in phone:
         return None
-    digits = re.sub(r"\D", "", phone)
-    if digits.startswith("86") and len(digits) == 13:
-        digits = digits[2:]
+    # the same digits masking reads (models.tickets): full-width digits folded, +86 / 0086 / 86 dropped, a
+    # landline's trunk 0 restored, so one caller is one key however the platform wrote the number
+    digits = phone_digits(unicodedata.normalize("NFKC", phone))
     return digits if len(digits) >= 7 else None
 
 

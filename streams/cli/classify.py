@@ -103,7 +103,7 @@ def evaluate(
     as_json: bool = typer.Option(False, "--json", help="print the report as one JSON object"),
     encoding: str = typer.Option("utf-8-sig", "--encoding", help="text encoding of the file (e.g. gbk)"),
 ) -> None:
-    """Evaluate the current model on labelled tickets (labels: matter codes, domains or agency kinds)."""
+    """Evaluate the current model on labelled tickets (labels: matter codes, domains or agency codes)."""
     from classifier.model import ModelError, load
     from classifier.router import configure_tokenizer
     from classifier.training import TrainingDataError, read_labelled

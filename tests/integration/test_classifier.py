@@ -229,3 +229,18 @@ def test_decision_shortcuts_are_scikit_learns_to_the_bit(router):
     # the transposed copy the retrieval keeps is a cache, not part of a saved model
     assert "_transposed" in vars(model.retrieval)
     assert "_transposed" not in vars(pickle.loads(pickle.dumps(model.retrieval)))
+
+
+def test_a_matter_model_is_scored_against_agency_codes_through_the_responsibility_list(router):
+    # Given tickets labelled with the agency that handled them (as `hotline evaluate --data` accepts)
+    from classifier.training import evaluate
+
+    texts = ["小区门口的路灯坏了一个星期了", "楼下饭店油烟太大，熏得窗户都不敢开", "公司拖欠我三个月工资"]
+    agencies = [router.route(t, address="滨海新区新港街道").agency for t in texts]
+    assert all(agencies)
+    # When the matter model is evaluated on them, Then each predicted matter counts through its owner there
+    report = evaluate(router.model, texts, agencies, router.catalogue, threshold=0.5, label_kind="agency")
+    assert report["accuracy"] == 1.0
+    wrong = evaluate(router.model, texts, [*agencies[:2], agencies[0]], router.catalogue, threshold=0.5,
+                     label_kind="agency")
+    assert wrong["accuracy"] == round(2 / 3, 4)

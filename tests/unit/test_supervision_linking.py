@@ -38,6 +38,8 @@ def t(tid: str, days: float, **kw: Any) -> SimpleNamespace:
 
 def test_normalisation() -> None:
     assert normalise_phone("+86 138-0000-1234") == normalise_phone("13800001234") == "13800001234"
+    assert normalise_phone("008613800001234") == normalise_phone("１３８００００１２３４") == "13800001234"
+    assert normalise_phone("+86 22 2580 1234") == normalise_phone("022-25801234") == "02225801234"
     assert normalise_phone("138****1234") is None and normalise_phone(None) is None
     assert normalise_place("天津市滨海新区 解放路１００号，") == normalise_place("滨海新区解放路100号") == "滨海新区解放路100号"
     assert normalise_place("滨海新区") is None  # an area, not a place
