@@ -51,7 +51,7 @@ def load_histories(ledger: Ledger, since: datetime | None = None) -> list[tuple[
             rows = {r.id: r for r in s.scalars(select(t.Ticket).where(t.Ticket.id.in_(chunk)))}
             events: dict[str, list[Any]] = {tid: [] for tid in rows}
             for e in s.scalars(select(t.TicketEvent).where(t.TicketEvent.ticket_id.in_(chunk), t.TicketEvent.accepted)
-                               .order_by(t.TicketEvent.occurred_at, t.TicketEvent.recorded_at)):
+                               .order_by(t.TicketEvent.recorded_at, t.TicketEvent.occurred_at)):
                 parsed = parse_event(e.payload)
                 if e.ticket_id in events and not isinstance(parsed, Rejection):
                     events[e.ticket_id].append(parsed)

@@ -250,8 +250,10 @@ def _replay(intake: TicketFacts, events: Sequence[Any], catalogue: Catalogue, no
 
 
 def history_of(intake: TicketFacts, events: Iterable[Any]) -> tuple[TicketFacts, list[Any]]:
-    """(intake, events ordered by time) — the events' ``occurred_at`` decides, ties keep their order."""
-    return intake, sorted(events, key=lambda e: as_local(e.occurred_at))
+    """(intake, events in the order the lifecycle accepted them). Not sorted by ``occurred_at``: an agency
+    supplies that time, and a clock running behind put its sign-for before the dispatch it answered, which
+    the replay then refused (0% on time for a ticket signed in time)."""
+    return intake, list(events)
 
 
 __all__ = ["AgencyFigures", "OverdueTicket", "agency_figures", "history_of"]

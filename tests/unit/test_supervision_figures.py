@@ -122,3 +122,14 @@ def test_illegal_or_duplicate_events_in_a_history_change_nothing(cat: Catalogue)
     t.resolve("2025-10-09T12:00", "BH-ZJW")  # resolving a resolved ticket is refused by the state machine
     figs = agency_figures([t.history], cat, now=at("2025-10-24T12:00"))
     assert figs["BH-ZJW"].signed_on_time == 1 and figs["BH-ZJW"].resolved_late == 1
+
+
+def test_an_agency_clock_running_behind_does_not_turn_a_timely_sign_for_into_a_refusal(cat: Catalogue) -> None:
+    # Given a dispatch at 09:00:00 on the router's clock, signed at once by an agency whose clock is 2 s behind
+    t = (Ticket("T9", "2025-09-01T08:00", request_type="投诉").route("2025-09-01T09:00:00", "BH-CGW")
+         .sign("2025-09-01T08:59:58", "BH-CGW").resolve("2025-09-03T10:00", "BH-CGW"))
+    # When the figures replay the history in the order the lifecycle accepted it
+    figs = agency_figures([t.history], cat, now=at("2025-10-24T12:00"))
+    # Then it was signed and resolved on time, and nothing is overdue
+    cgw = figs["BH-CGW"]
+    assert (cgw.signed_on_time, cgw.signed_late, cgw.resolved_on_time) == (1, 0, 1) and cgw.overdue == 0
