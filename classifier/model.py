@@ -35,6 +35,7 @@ and whose metadata carries our format marker are ever unpickled.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import os
@@ -435,12 +436,14 @@ def load(model_dir: Path, version: str = CURRENT) -> MatterModel:
     model_path = folder / model_name
     if not model_path.is_file():
         raise ModelError(f"model file {model_path} is missing; run `hotline train`")
-    if _sha256(model_path) != meta.get("model_sha256"):
+    _refuse_writable_by_all(model_dir, folder, folder / META_FILE, model_path)
+    data = model_path.read_bytes()  # hashed and unpickled from the same bytes: no swap in between
+    if hashlib.sha256(data).hexdigest() != meta.get("model_sha256"):
         raise ModelError(f"model file {model_path} does not match its metadata (corrupt or replaced); "
                          "run `hotline train` to rebuild it")
     started = time.perf_counter()
     try:
-        payload = _read_payload(model_path)
+        payload = _read_payload(model_name, data)
         pipeline, retrieval, nbsvm = payload["pipeline"], payload["retrieval"], payload.get("nbsvm")
         stacker = payload.get("stacker")  # absent from models saved before it: NB-SVM and SVM averaged
     except Exception as exc:  # hash matched but unpickling failed: incompatible libraries
@@ -457,10 +460,20 @@ def load(model_dir: Path, version: str = CURRENT) -> MatterModel:
     return model
 
 
-def _read_payload(path: Path) -> dict[str, Any]:
-    if path.name == JOBLIB_MODEL_FILE:
-        return joblib.load(path)  # type: ignore[no-any-return]
-    with open(path, "rb") as fh, zstandard.ZstdDecompressor().stream_reader(fh) as src:
+def _refuse_writable_by_all(*paths: Path) -> None:
+    """The hash beside a model proves it intact, not ours: whoever can write the folder can write both, and
+    unpickling runs code. A model any user of the machine could have replaced is not loaded."""
+    for path in paths:
+        if path.stat().st_mode & 0o002:
+            raise ModelError(f"{path} is writable by every user of this machine, so anyone could have replaced "
+                             f"the model (and loading a model runs its code): `chmod o-w {path}`, and keep models "
+                             "where only the service's own users can write")
+
+
+def _read_payload(name: str, data: bytes) -> dict[str, Any]:
+    if name == JOBLIB_MODEL_FILE:
+        return joblib.load(io.BytesIO(data))  # type: ignore[no-any-return]
+    with zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data)) as src:
         return pickle.load(src)  # type: ignore[no-any-return]
 
 

@@ -123,6 +123,20 @@ def test_foreign_or_missing_artifacts_are_refused(trained_model_dir, tmp_path):
         mm.load(tmp_path / "nothing-here")
 
 
+def test_a_model_any_user_could_have_replaced_is_not_loaded(trained_model_dir, tmp_path):
+    models = _copy(trained_model_dir, tmp_path)
+    folder = (models / mm.CURRENT).resolve()
+    folder.chmod(0o777)
+    with pytest.raises(mm.ModelError, match="writable by every user"):
+        mm.load(models)
+    folder.chmod(0o755)
+    (folder / mm.MODEL_FILE).chmod(0o666)
+    with pytest.raises(mm.ModelError, match="chmod o-w"):
+        mm.load(models)
+    (folder / mm.MODEL_FILE).chmod(0o644)
+    assert mm.load(models).labels
+
+
 def test_an_artifact_of_the_previous_format_asks_for_a_rebuild(trained_model_dir, tmp_path):
     models = _copy(trained_model_dir, tmp_path)
     meta_path = models / mm.CURRENT / mm.META_FILE
@@ -139,7 +153,8 @@ def test_an_artifact_saved_with_joblib_still_loads_and_decides_the_same(trained_
 
     models = _copy(trained_model_dir, tmp_path)
     folder = (models / mm.CURRENT).resolve()
-    joblib.dump(mm._read_payload(folder / mm.MODEL_FILE), folder / mm.JOBLIB_MODEL_FILE, compress=3)
+    joblib.dump(mm._read_payload(mm.MODEL_FILE, (folder / mm.MODEL_FILE).read_bytes()), folder / mm.JOBLIB_MODEL_FILE,
+                compress=3)
     (folder / mm.MODEL_FILE).unlink()
     meta = json.loads((folder / mm.META_FILE).read_text(encoding="utf-8"))
     del meta["model_file"]
