@@ -41,6 +41,7 @@ import logging
 import os
 import pickle
 import platform
+import re
 import shutil
 import time
 from collections import Counter
@@ -77,6 +78,7 @@ MODEL_FILE = "model.pkl.zst"
 JOBLIB_MODEL_FILE = "model.joblib"  # what artifacts saved before the change hold; still loaded
 _ZSTD_LEVEL = 1
 META_FILE = "metadata.json"
+_VERSION_NAME = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{8}")  # a folder :func:`save` made: stamp and corpus hash
 CURRENT = "current"
 NONE_LABEL = "NONE"  # "not routable": praise, chatter, questions answered at intake
 MAX_CHARS = 3000  # the first 3,000 normalised characters decide; longer texts are mostly repetition
@@ -482,11 +484,8 @@ def remove_old_versions(model_dir: Path, keep: int = 3) -> None:
 
     Only folders named as :func:`save` names them (``20250301T080500Z-1a2b3c4d``) and holding our metadata
     count as versions: the model directory may hold other things (a cache, an operator's archive)."""
-    import re
-
-    version_name = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{8}")
     current = (model_dir / CURRENT).resolve() if (model_dir / CURRENT).exists() else None
-    versions = sorted((p for p in model_dir.iterdir() if version_name.fullmatch(p.name) and p.is_dir()
+    versions = sorted((p for p in model_dir.iterdir() if _VERSION_NAME.fullmatch(p.name) and p.is_dir()
                        and not p.is_symlink() and (p / META_FILE).is_file()), reverse=True)
     for old in versions[keep:]:
         if old.resolve() != current:

@@ -238,7 +238,7 @@ class _Dictionary:
         d.long = dict(zip(long_words, freqs, strict=True))
         d.freq_get = d.long.get
         d.values, d._keys, d._where = values, keys, where
-        d._shift, d._mask = np.uint64(64 - bits), len(keys) - 1
+        d._set_size(bits)
         return d
 
     def _build_table(self, codes: np.ndarray) -> None:
@@ -248,11 +248,9 @@ class _Dictionary:
         most of the lookup time (measured); here a question reads one slot, sometimes the next few.
         """
         bits = max(10, int(len(codes) * 2.5).bit_length())
-        size = 1 << bits
-        self._shift = np.uint64(64 - bits)
-        self._mask = size - 1
-        keys = np.zeros(size, dtype=np.int64)  # 0: empty (no code is 0)
-        where = np.full(size, len(codes), dtype=np.int32)  # index into values
+        self._set_size(bits)
+        keys = np.zeros(1 << bits, dtype=np.int64)  # 0: empty (no code is 0)
+        where = np.full(1 << bits, len(codes), dtype=np.int32)  # index into values
         slot = self._home(codes)
         pending = np.arange(len(codes))
         while len(pending):  # place what lands on a free slot; the rest moves one slot on
@@ -264,6 +262,11 @@ class _Dictionary:
             where[slot[first]] = pending[first]
             pending, slot = pending[~first], (slot[~first] + 1) & self._mask
         self._keys, self._where = keys, where
+
+    def _set_size(self, bits: int) -> None:
+        """The hashing of a table of ``2**bits`` slots, as built and as loaded."""
+        self._shift = np.uint64(64 - bits)
+        self._mask = (1 << bits) - 1
 
     def _home(self, codes: np.ndarray) -> np.ndarray:
         return ((codes.astype(np.uint64) * _GOLDEN) >> self._shift).astype(np.int64)

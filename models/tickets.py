@@ -156,9 +156,12 @@ def without_nul(value: Any) -> Any:
 
 def shown_payload(raw: bytes | str | dict[str, Any]) -> str:
     """The input as text for a rejection record: undecodable bytes and NULs replaced, never raising."""
-    text = raw if isinstance(raw, str) else (
-        raw.decode("utf-8", "replace") if isinstance(raw, bytes) else json.dumps(raw, ensure_ascii=False,
-                                                                                   default=str))
+    try:
+        text = raw if isinstance(raw, str) else (
+            raw.decode("utf-8", "replace") if isinstance(raw, bytes) else json.dumps(raw, ensure_ascii=False,
+                                                                                       default=str))
+    except RecursionError:  # a value nested hundreds deep: too deep to write out, and nothing to read in it
+        return "(a JSON value nested too deeply to show)"
     return text.replace("\x00", "\ufffd")
 
 
@@ -170,7 +173,8 @@ def parse_ticket(raw: bytes | str | dict[str, Any], *, now: datetime | None = No
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         return Rejection(content_key(raw), f"not JSON: {exc}", payload_text[:2000])
     except RecursionError:  # [[[[...]]]] thousands deep: one bad message must not fail its whole batch
-        return Rejection(content_key(payload_text), "not JSON: nested too deeply", payload_text[:2000])
+        reason = "a value is nested too deeply" if isinstance(raw, dict) else "not JSON: nested too deeply"
+        return Rejection(content_key(payload_text), reason, payload_text[:2000])
     if not isinstance(data, dict):
         return Rejection(content_key(payload_text), f"not a JSON object but {type(data).__name__}",
                          payload_text[:2000])
@@ -196,8 +200,9 @@ MIN_PHONE_DIGITS = 7  # as models.supervision.linking.normalise_phone: fewer dig
 
 
 def phone_digits(number: str) -> str:
-    """The digits of a number-shaped value without the country code (+86, 0086; or 86 before an 11-digit
-    number, as ``normalise_phone`` strips it), with a landline's trunk 0 restored after "+86"."""
+    """The digits of a number-shaped value (full-width ones folded) without the country code (+86, 0086; or
+    86 before an 11-digit number), with a landline's trunk 0 restored after "+86"."""
+    number = unicodedata.normalize("NFKC", number)
     digits = re.sub(r"\D", "", number)
     if digits.startswith("0086") or (number.lstrip().startswith("+") and digits.startswith("86")):
         digits = digits.removeprefix("00")[2:]
@@ -252,9 +257,7 @@ def mask_caller_phone(phone: str | None) -> str | None:
     """
     if phone is None:
         return None
-    if (shaped := _number_shaped(phone)) is not None:
-        return _mask_number(shaped)
-    return _NUMBER_RUN.sub(_hide_long_run, mask_phone(phone) or "")
+    return _NUMBER_RUN.sub(_hide_long_run, mask_phone(phone) or "")  # what mask_phone left of 7+ digits
 
 
 _NUMBER_RUN = re.compile(r"\d[\d\s().\-]*\d")  # digits, maybe with separators: one number, as written

@@ -46,7 +46,7 @@ def normalise_phone(phone: str | None) -> str | None:
         return None
     # the same digits masking reads (models.tickets): full-width digits folded, +86 / 0086 / 86 dropped, a
     # landline's trunk 0 restored, so one caller is one key however the platform wrote the number
-    digits = phone_digits(unicodedata.normalize("NFKC", phone))
+    digits = phone_digits(phone)
     return digits if len(digits) >= 7 else None
 
 

@@ -212,10 +212,7 @@ def check_row(record: Record, columns: ColumnMap) -> TicketIn | Rejection:
     """Turn one record into a ticket, or a Rejection whose reason names what is wrong."""
     if record.values is None:
         return Rejection(content_key(record.raw), record.error or "unreadable", shown_payload(record.raw)[:2000])
-    try:
-        result = parse_ticket(columns.to_ticket(record.values))
-    except RecursionError:  # a value nested hundreds deep: JSON reads it, walking it does not
-        return Rejection(content_key(record.raw), "a value is nested too deeply", shown_payload(record.raw)[:2000])
+    result = parse_ticket(columns.to_ticket(record.values))
     if isinstance(result, Rejection):  # report the row as it was in the file, not our mapped version
         return Rejection(result.key, result.reason, shown_payload(record.raw)[:2000])
     return result
