@@ -101,6 +101,11 @@ class Settings(BaseSettings):
         default=10.0, ge=0, le=3600,
         description="how often (real seconds) a worker checks that every offset of tickets.received below the "
                     "group's committed offset reached the ledger, and routes any that did not; 0 = never")
+    stuck_dispatch_seconds: float = Field(
+        default=30.0, ge=0, le=3600,
+        description="how often (real seconds) a worker looks for follow-up dispatches (re-routing after a return, "
+                    "designation, a dispatcher's reassignment) that have not landed; one still pending at the "
+                    "next look is done again (idempotent by routing id); 0 = never")
     review_confidence: float = Field(
         default=0.8, ge=0.0, le=1.0,
         description="an agency signing a ticket the classifier gave another agency with at least this "

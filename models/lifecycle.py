@@ -89,10 +89,12 @@ class TicketState:
     seen_events: tuple[str, ...] = field(default=())
     # The dispatch (attempt n+1) decided but not landed yet, i.e. its 'routed' event has not come back:
     # "reroute" | "designate" | "dispatch" (to pending_agency). Kept in the state, not only in memory, so
-    # that a redelivery of pending_event runs the follow-up again after a crash or a failed follow-up.
+    # that a redelivery of pending_event, or the stage's sweep of stuck dispatches, runs the follow-up again
+    # after a crash or a failed follow-up; pending_actor is who caused it (a dispatch is decided in their name).
     pending: str | None = None
     pending_agency: str | None = None
     pending_event: str | None = None
+    pending_actor: str | None = None
 
     def pending_effect(self) -> Effect | None:
         """What the stage must still do for the pending dispatch (idempotent: routing id ``<ticket>#<n+1>``)."""
@@ -226,7 +228,8 @@ def _routed(state: TicketState, event: Any, max_attempts: int, known: Collection
         return refusal
     # A new attempt starts a new handling: the previous handler's signature, clock and extensions go.
     fresh = {"signed_at": None, "handling_started_at": None, "extension_pending_days": 0,
-             "extension_days_granted": 0, "pending": None, "pending_agency": None, "pending_event": None}
+             "extension_days_granted": 0, "pending": None, "pending_agency": None, "pending_event": None,
+             "pending_actor": None}
     decision = getattr(event, "decision", "")
     if decision == "auto" and event.agency:
         return Outcome(_remember(state, event, status=Status.DISPATCHED, agency=event.agency, attempt=attempt,
@@ -259,7 +262,7 @@ def _returned(state: TicketState, event: Any, max_attempts: int, _k: Collection[
     returns = state.returns + 1
     new = _remember(state, event, status=Status.RETURNED, returned_by=returned_by, returns=returns, agency=None,
                     extension_pending_days=0, pending="designate" if returns >= max_attempts else "reroute",
-                    pending_agency=None, pending_event=event.event_id)
+                    pending_agency=None, pending_event=event.event_id, pending_actor=event.actor)
     return Outcome(new, (new.pending_effect(),))
 
 
@@ -279,7 +282,7 @@ def _reassigned(state: TicketState, event: Any, _m: int, known: Collection[str])
         # as the handler. The dispatcher reassigns again once it has landed.
         if state.pending == "dispatch" and target == state.pending_agency:
             # the same choice again (a stuck dispatch, a double click): send the same dispatch again
-            return Outcome(_remember(state, event, pending_event=event.event_id),
+            return Outcome(_remember(state, event, pending_event=event.event_id, pending_actor=event.actor),
                            (Dispatch(target, state.attempt + 1),))
         going = {"dispatch": f"to {state.pending_agency}", "reroute": "re-routing after a return",
                  "designate": "to the manual queue for designation"}.get(state.pending, state.pending)
@@ -289,7 +292,7 @@ def _reassigned(state: TicketState, event: Any, _m: int, known: Collection[str])
     # A pending extension was the old handler's request: it must not be approved for the new one.
     new = _remember(state, event, status=Status.MANUAL, agency=None, manual_reason="reassigned",
                     extension_pending_days=0, pending="dispatch", pending_agency=target,
-                    pending_event=event.event_id)
+                    pending_event=event.event_id, pending_actor=event.actor)
     return Outcome(new, (Dispatch(target, state.attempt + 1),))
 
 

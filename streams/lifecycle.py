@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,10 +22,10 @@ from models.events import LifecycleEvent, parse_event
 from models.lifecycle import Designate, Dispatch, Outcome, Reroute, TicketState, apply
 from models.tickets import Rejection, content_key, without_nul
 from streams import supervision, ticket_table
-from streams.app import app, changelog_written, events_topic
+from streams.app import app, changelog_written, events_topic, every
 from streams.corrections import candidates_of, correction_label
 from streams.intake import dead_letter, last_resort
-from streams.routing import decision_key, decision_row, message_json, publish, routed_message
+from streams.routing import announce, decision_key, decision_row, message_json, publish, routed_message
 from streams.wiring import services
 
 log = logging.getLogger(__name__)
@@ -132,7 +133,7 @@ async def handle_batch(events: Sequence[Any]) -> None:
     for effect, event, state_after in effects:
         if (event.ticket_id, effect.attempt) not in done:
             done.add((event.ticket_id, effect.attempt))
-            await follow_up(effect, event, state_after)
+            await follow_up(effect, state_after, event.actor)
 
 
 def dispatched_matter(agency: str, messages: list[Any], ticket: Any) -> dict[str, Any]:
@@ -157,28 +158,29 @@ def dispatched_matter(agency: str, messages: list[Any], ticket: Any) -> dict[str
     return out
 
 
-async def follow_up(effect: Reroute | Designate | Dispatch, event: LifecycleEvent, state: TicketState) -> None:
-    """Decide and publish the dispatch of attempt ``effect.attempt``. Run again when the event that caused it
-    is redelivered (the dispatch still pending), so a decision stored under its routing id is what goes
-    out: the same message, never a second decision for the same id."""
+async def follow_up(effect: Reroute | Designate | Dispatch, state: TicketState, actor: str) -> None:
+    """Decide and publish the dispatch of attempt ``effect.attempt``, which ``actor``'s event caused. Run again
+    when that event is redelivered or the sweep finds the dispatch stuck (still pending), so a decision
+    stored under its routing id is what goes out: the same message, never a second decision for the same id."""
     svc = services()
-    key = decision_key(event.ticket_id, effect.attempt)
+    ticket_id = state.ticket_id
+    key = decision_key(ticket_id, effect.attempt)
     stored = (await svc.db(svc.ledger.decisions, [key])).get(key)
     if stored is not None and stored.message:
-        log.info("ticket %s: dispatch %s was decided before; publishing it again", event.ticket_id, key)
+        log.info("ticket %s: dispatch %s was decided before; publishing it again", ticket_id, key)
         await publish([stored.message])
         return
-    tickets = await svc.db(svc.ledger.tickets, [event.ticket_id])
-    ticket = tickets.get(event.ticket_id)
+    tickets = await svc.db(svc.ledger.tickets, [ticket_id])
+    ticket = tickets.get(ticket_id)
     if ticket is None:
-        log.error("ticket %s has lifecycle state but is not in the ledger; cannot act on %s", event.ticket_id,
+        log.error("ticket %s has lifecycle state but is not in the ledger; cannot act on %s", ticket_id,
                   type(effect).__name__)
         return
     if isinstance(effect, Reroute):
         (d,) = await svc.route_many([RouteRequest(ticket.text, ticket.address, ticket.received_at, effect.exclude)])
         msg = routed_message(ticket, d, attempt=effect.attempt, at=svc.clock.now())
-        log.info("ticket %s returned by %s: attempt %d -> %s", ticket.id, event.agency, effect.attempt,
-                 d.agency if d.decision == AUTO else "manual queue")
+        log.info("ticket %s returned (by %s): attempt %d -> %s", ticket.id, "、".join(state.returned_by),
+                 effect.attempt, d.agency if d.decision == AUTO else "manual queue")
     elif isinstance(effect, Designate):
         d = Decision(MANUAL, f"已派{effect.attempts}次均被退回（{'、'.join(effect.returned_by)}），"
                              f"需热线指定承办单位", 0.0, excluded_agencies=effect.returned_by)
@@ -188,10 +190,10 @@ async def follow_up(effect: Reroute | Designate | Dispatch, event: LifecycleEven
         agency = svc.catalogue.agency(effect.agency)
         earlier = await svc.db(svc.ledger.decisions, [decision_key(ticket.id, a) for a in range(1, effect.attempt)])
         matter = dispatched_matter(agency.code, [d.message for d in earlier.values()], ticket)
-        d = Decision(AUTO, f"调度员{event.actor}指派至{agency.name}", 1.0, agency=agency.code,
+        d = Decision(AUTO, f"调度员{actor}指派至{agency.name}", 1.0, agency=agency.code,
                      agency_name=agency.name, agency_kind=agency.kind, jurisdiction=agency.jurisdiction,
                      excluded_agencies=state.returned_by, **matter)
-        msg = routed_message(ticket, d, attempt=effect.attempt, decided_by=event.actor, at=svc.clock.now())
+        msg = routed_message(ticket, d, attempt=effect.attempt, decided_by=actor, at=svc.clock.now())
     data = message_json(msg)
     if key not in await svc.db(svc.ledger.record_decisions, [decision_row(data)]):
         # decided first by a concurrent run (as in routing.route_batch): that stored message is the dispatch
@@ -201,7 +203,69 @@ async def follow_up(effect: Reroute | Designate | Dispatch, event: LifecycleEven
         return
     if isinstance(effect, Dispatch):  # the dispatcher's choice is a labelled example, once it is the dispatch
         await svc.db(svc.ledger.record_training_example, ticket_id=ticket.id, label=effect.agency,
-                     predicted=ticket.current_agency, created_by=event.actor)
+                     predicted=ticket.current_agency, created_by=actor)
     await publish([data])
 
 
+
+
+# --- stuck dispatches ---------------------------------------------------------------------------------------
+# A follow-up that fails in its batch and again alone dead-letters its event; the state keeps the dispatch
+# pending. Nothing would redeliver that event, so a sweep does the dispatch again instead.
+_recovered = False  # no sweep before the table is recovered: a half-read state may be an old one
+_pending_since: dict[tuple[str, str | None], float] = {}  # (ticket, pending event) -> first seen pending
+
+
+@ticket_table.table.on_recover
+async def _table_recovered() -> None:
+    global _recovered
+    _recovered = True
+
+
+async def sweep_stuck_dispatches(now: float | None = None) -> int:
+    """Do again each follow-up dispatch this worker's tickets have had pending since the previous sweep (at
+    least ``settings.stuck_dispatch_seconds``): decide, store and publish it, or publish the stored decision
+    (:func:`follow_up`); a decision already published whose 'routed' event never came back (a crash between
+    the two) is only announced again. Returns how many dispatches were done again.
+
+    A dispatch in flight lands within milliseconds, so one seen pending on two sweeps is stuck; should it
+    merely be slow (a backlog on ``tickets.events``), doing it again repeats an identical message that its
+    routing id makes idempotent. A failure is logged, and the next sweep tries again."""
+    svc = services()
+    now = time.monotonic() if now is None else now
+    pending = {(s.ticket_id, s.pending_event): s
+               for s in map(TicketState.from_dict, ticket_table.pending_states())}
+    for gone in _pending_since.keys() - pending.keys():
+        del _pending_since[gone]
+    due = []
+    for mark, state in pending.items():
+        if now - _pending_since.setdefault(mark, now) >= svc.settings.stuck_dispatch_seconds:
+            _pending_since[mark] = now
+            due.append(state)
+    for state in due:
+        effect = state.pending_effect()
+        if effect is None:
+            continue
+        key = decision_key(state.ticket_id, effect.attempt)
+        try:
+            stored = (await svc.db(svc.ledger.decisions, [key])).get(key)
+            if stored is not None and stored.message and stored.published_at is not None:
+                log.warning("ticket %s: dispatch %s is on its queue but its routing never came back; "
+                            "announcing it again", state.ticket_id, key)
+                await announce([stored.message])
+            else:
+                log.warning("ticket %s: dispatch %s (%s, caused by %s) has not landed; doing it again",
+                            state.ticket_id, key, state.pending, state.pending_event)
+                await follow_up(effect, state, state.pending_actor or "dispatcher")
+        except Exception:
+            log.exception("ticket %s: dispatch %s failed again; the next sweep retries it", state.ticket_id, key)
+    return len(due)
+
+
+@app.task
+async def sweep_stuck() -> None:
+    """The sweep's timer (a task: the interval is a setting); quiet while the group rebalances."""
+    interval = services().settings.stuck_dispatch_seconds
+    if interval:
+        await every(interval, sweep_stuck_dispatches, name="stuck-dispatch sweep",
+                    skip=lambda: not _recovered or app.rebalancing)

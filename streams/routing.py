@@ -179,6 +179,14 @@ async def publish(messages: list[dict[str, Any]]) -> None:
         futures.append(await queue_for(data).send(key=data["ticket_id"], value=value))
     await asyncio.gather(*futures)  # delivery reports: the broker has them
     await svc.db(svc.ledger.mark_published, [d["routing_id"] for d in messages])
+    await announce(messages)
+    log.info("published %d routing decision(s)", len(messages))
+
+
+async def announce(messages: list[dict[str, Any]]) -> None:
+    """Tell the lifecycle stage (``tickets.events``) that these published decisions are on their queues; the
+    event id is the routing id's, so an announcement made twice is applied once."""
+    svc = services()
     for data in messages:
         ev = TicketRouted(
             event_id=f"routed:{data['routing_id']}", ticket_id=data["ticket_id"], type="routed", actor="router",
@@ -187,4 +195,3 @@ async def publish(messages: list[dict[str, Any]]) -> None:
             confidence=data.get("confidence"), reason=data.get("reason"),
             designation=bool(data.get("designation")), decided_by=data.get("decided_by", "router"))
         await events_topic.send(key=data["ticket_id"].encode(), value=ev.dumps())
-    log.info("published %d routing decision(s)", len(messages))

@@ -88,6 +88,11 @@ def write(ticket_id: str, partition: int, *, state: Any = KEEP, facts: Any = KEE
     return written
 
 
+def pending_states() -> list[dict[str, Any]]:
+    """The states of this worker's tickets whose follow-up dispatch has not landed (``pending`` set)."""
+    return [found for ticket_id in _keys() if (found := state(ticket_id)) and found.get("pending")]
+
+
 def all_facts() -> Iterator[dict[str, Any]]:
     """Every ticket's facts this worker holds."""
     for ticket_id in _keys():

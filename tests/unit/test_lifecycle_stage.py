@@ -1,5 +1,6 @@
 """The lifecycle stage (streams.lifecycle) with fakes for the table, the ledger and the broker: follow-ups of
-returns and reassignments survive failures, and a routing id is only ever dispatched with one decision."""
+returns and reassignments survive failures (a redelivery or the stuck-dispatch sweep does them again), and a
+routing id is only ever dispatched with one decision."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ class Ledger:
 
     def __init__(self) -> None:
         self.decided: dict[str, dict[str, Any]] = {}
+        self.published: set[str] = set()
         self.events: list[dict[str, Any]] = []
         self.training: list[str] = []
 
@@ -36,7 +38,8 @@ class Ledger:
                                    current_agency=None) for i in ids}
 
     def decisions(self, keys: list[str]) -> dict[str, Any]:
-        return {k: SimpleNamespace(message=self.decided[k], published_at=None) for k in keys if k in self.decided}
+        return {k: SimpleNamespace(message=self.decided[k], published_at=AT if k in self.published else None)
+                for k in keys if k in self.decided}
 
     def record_decisions(self, rows: list[dict[str, Any]]) -> set[str]:
         new = {r["decision_key"]: r["message"] for r in rows if r["decision_key"] not in self.decided}
@@ -56,6 +59,7 @@ class Services:
         self.route = route
         self.routed = 0
         self.clock = SimpleNamespace(now=lambda: datetime(2025, 9, 26, 2, tzinfo=UTC))
+        self.settings = SimpleNamespace(stuck_dispatch_seconds=30.0)
         self.catalogue = SimpleNamespace(
             sla=SimpleNamespace(max_dispatch_attempts=3), agencies=set(AGENCIES),
             agency=lambda code: SimpleNamespace(code=code, name=AGENCIES[code], kind="market_regulation",
@@ -80,6 +84,7 @@ class World:
         self.svc = Services(route)
         self.states: dict[str, dict[str, Any]] = {}
         self.published: list[dict[str, Any]] = []
+        self.announced: list[str] = []
         self.refused: list[str] = []
         self.last_resort: list[str] = []
 
@@ -95,6 +100,10 @@ class World:
 
         async def publish(messages: list[dict[str, Any]]) -> None:
             self.published.extend(messages)
+            self.svc.ledger.published.update(m["routing_id"] for m in messages)
+
+        async def announce(messages: list[dict[str, Any]]) -> None:
+            self.announced.extend(m["routing_id"] for m in messages)
 
         async def dead_letter(rejection: Any, **_: Any) -> None:
             self.refused.append(rejection.reason)
@@ -104,10 +113,14 @@ class World:
 
         monkeypatch.setattr(ticket_table, "write", write)
         monkeypatch.setattr(ticket_table, "state", self.states.get)
+        monkeypatch.setattr(ticket_table, "pending_states",
+                            lambda: [s for s in self.states.values() if s.get("pending")])
+        monkeypatch.setattr(stage, "_pending_since", {})
         monkeypatch.setattr(ticket_table, "lock", asyncio.Lock())
         monkeypatch.setattr(supervision, "observe_many", observe_many)
         monkeypatch.setattr(stage, "services", lambda: self.svc)
         monkeypatch.setattr(stage, "publish", publish)
+        monkeypatch.setattr(stage, "announce", announce)
         monkeypatch.setattr(stage, "dead_letter", dead_letter)
         monkeypatch.setattr(stage, "last_resort", last_resort)
         monkeypatch.setattr(stage, "dispatched_matter", lambda *_: {})
@@ -129,6 +142,10 @@ class World:
                     await stage.handle_alone(ev)
 
         asyncio.run(run())
+
+    def sweep(self, at: float) -> int:
+        """One run of the stuck-dispatch sweep at monotonic time ``at``."""
+        return asyncio.run(stage.sweep_stuck_dispatches(now=at))
 
 
 def event(event_id: str, type_: str, role: str, agency: str | None = None, **fields: Any) -> dict[str, Any]:
@@ -194,8 +211,7 @@ def test_a_decision_stored_meanwhile_is_the_one_published(monkeypatch: pytest.Mo
     monkeypatch.setattr(ledger, "record_decisions", record_after_the_other)
     state = TicketState("T1", status=Status.MANUAL, attempt=1)
     # When the follow-up runs
-    asyncio.run(stage.follow_up(Dispatch("BH-CGW", 2), SimpleNamespace(ticket_id="T1", actor="dispatcher-2",
-                                                                     agency=None), state))
+    asyncio.run(stage.follow_up(Dispatch("BH-CGW", 2), state, "dispatcher-2"))
     # Then the stored message is published, and the losing choice is no training example
     assert world.published == [first] and ledger.training == []
 
@@ -211,3 +227,61 @@ def test_two_reassignments_before_the_dispatch_lands_dispatch_once(monkeypatch: 
     assert [(m["routing_id"], m["agency"]) for m in world.published] == [("T1#2", "BH-SCJG")]
     assert len(world.refused) == 1 and "has not landed yet" in world.refused[0]
     assert [r["accepted"] for r in world.svc.ledger.events] == [True, False]
+
+
+def test_a_return_whose_re_routing_failed_twice_is_re_routed_by_the_sweep(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a ticket signed by BH-SCJG, and a classifier that fails in the batch and again in the retry
+    failures = [RuntimeError("classifier child died"), RuntimeError("classifier child died")]
+
+    def route(r: Any) -> Decision:
+        if failures:
+            raise failures.pop()
+        return to("BH-CGW")(r)
+
+    world = World(monkeypatch, route)
+    world.states["T1"] = TicketState("T1", status=Status.SIGNED, agency="BH-SCJG", attempt=1).to_dict()
+    world.deliver(RETURN)
+    assert len(world.last_resort) == 1 and world.published == []  # the return is dead-lettered
+    # When the sweep looks twice, 30 s apart
+    assert world.sweep(at=100.0) == 0  # first seen pending: it may still be on its way
+    assert world.sweep(at=130.0) == 1
+    # Then attempt 2 goes out, once, and a later sweep (the dispatch has not landed yet) repeats that message
+    assert [(m["routing_id"], m["agency"]) for m in world.published] == [("T1#2", "BH-CGW")]
+    assert world.sweep(at=160.0) == 1 and world.announced == ["T1#2"] and world.svc.routed == 3
+
+
+def test_the_sweep_leaves_alone_a_dispatch_that_landed(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a reassignment whose dispatch was published, seen pending by one sweep
+    world = World(monkeypatch, to("BH-CGW"))
+    world.states["T1"] = TicketState("T1", status=Status.MANUAL, attempt=1).to_dict()
+    world.deliver(event("d1", "reassigned", "dispatcher", target_agency="BH-SCJG"))
+    assert world.sweep(at=0.0) == 0
+    # When its routed event lands before the next sweep
+    world.deliver(event("routed:T1#2", "routed", "system", "BH-SCJG", attempt=2, decision="auto"))
+    # Then the sweep has nothing to do
+    assert world.state().pending is None and world.sweep(at=30.0) == 0
+    assert [m["routing_id"] for m in world.published] == ["T1#2"] and world.announced == []
+
+
+def test_a_stuck_reassignment_is_dispatched_in_the_dispatchers_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a reassignment whose follow-up failed twice (the ledger was unreachable for the decision)
+    world = World(monkeypatch, to("BH-CGW"))
+    world.states["T1"] = TicketState("T1", status=Status.MANUAL, attempt=1).to_dict()
+    record = world.svc.ledger.record_decisions
+    outages = [ConnectionError("database down"), ConnectionError("database down")]
+
+    def record_unless_down(rows: list[dict[str, Any]]) -> set[str]:
+        if outages:
+            raise outages.pop()
+        return record(rows)
+
+    monkeypatch.setattr(world.svc.ledger, "record_decisions", record_unless_down)
+    world.deliver(event("d1", "reassigned", "dispatcher", target_agency="BH-SCJG"))
+    assert world.published == [] and world.state().pending_actor == "dispatcher-1"
+    # When the sweep finds it stuck
+    world.sweep(at=0.0)
+    world.sweep(at=45.0)
+    # Then it goes to the agency the dispatcher chose, decided by that dispatcher, and becomes a labelled example
+    (sent,) = world.published
+    assert (sent["routing_id"], sent["agency"], sent["decided_by"]) == ("T1#2", "BH-SCJG", "dispatcher-1")
+    assert world.svc.ledger.training == ["BH-SCJG"]
