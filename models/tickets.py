@@ -245,8 +245,22 @@ def mask_phone(text: str | None) -> str | None:
         return None
     if (shaped := _number_shaped(text)) is not None:
         return _mask_number(shaped)
-    text = _PHONE.sub(r"\1****\2", text)
-    return _LANDLINE.sub(r"\1****\2", text)
+    return _mask_in_text(_LANDLINE, _mask_in_text(_PHONE, text))
+
+
+# Full-width digits and separators, as a Chinese IME types them, folded one character for one, so that a
+# match found in the folded text has the same positions in the text as written.
+_FULL_WIDTH = str.maketrans("０１２３４５６７８９＋－（）\u3000", "0123456789+-() ")
+
+
+def _mask_in_text(pattern: re.Pattern[str], text: str) -> str:
+    """The middle digits of each ``pattern`` match (between its groups 1 and 2) replaced by ****; matched on
+    the text with full-width digits folded, the rest left as written."""
+    out, last = [], 0
+    for m in pattern.finditer(text.translate(_FULL_WIDTH)):
+        out += [text[last:m.end(1)], "****"]
+        last = m.start(2)
+    return "".join(out) + text[last:]
 
 
 def mask_caller_phone(phone: str | None) -> str | None:

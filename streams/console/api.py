@@ -17,7 +17,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
-from models.lifecycle import RETURN_REASONS
+from models.lifecycle import RETURN_REASONS, Status
 from models.tickets import TicketIn, mask_caller_phone, mask_phone
 from streams.cli.agency import Action
 from streams.console import queries
@@ -180,7 +180,7 @@ async def intake(request: Request, p: Principal = Depends(api_user)) -> Accepted
 
 @router.get("/tickets", response_model=list[TicketBrief], responses=ERRORS, summary="工单列表")
 def list_tickets(request: Request, p: Principal = Depends(api_user),
-                 status: str | None = Query(None, max_length=24, description="按状态筛选，如 dispatched、manual"),
+                 status: Status | None = Query(None, description="按状态筛选，如 dispatched、manual"),
                  limit: int = Query(100, ge=1, le=500)) -> list[TicketBrief]:
     """最新受理的工单在前。承办单位只得到当前由本单位承办的工单。"""
     agency = p.agency if p.role == AGENCY else None

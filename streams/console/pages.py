@@ -224,8 +224,10 @@ def home(p: Principal = Depends(page_user)) -> Response:
 @router.get("/agency")
 def agency_page(request: Request, p: Principal = Depends(page_user)) -> HTMLResponse:
     require(p, AGENCY)
-    inbox = queries.agency_inbox(console_of(request).ledger, p.agency or "")
-    return render(request, "agency.html", p, inbox=inbox, actions=lambda c: _actions(p, c))
+    ledger = console_of(request).ledger
+    inbox = queries.agency_inbox(ledger, p.agency or "")
+    return render(request, "agency.html", p, inbox=inbox, counts=queries.status_counts(ledger, agency=p.agency or ""),
+                  actions=lambda c: _actions(p, c))
 
 
 def _actions(p: Principal, card: queries.Card) -> list[Action]:
@@ -260,6 +262,7 @@ def dispatcher_page(request: Request, p: Principal = Depends(page_user)) -> HTML
     returned = queries.recently_returned(console.ledger, since=console.now() - timedelta(days=7))
     corrections, latest = queries.training_examples(console.ledger, limit=8)
     return render(request, "dispatcher.html", p, manual=[(c, _suggest(console, c)) for c in manual],
+                  manual_count=queries.status_counts(console.ledger).get(Status.MANUAL, 0),
                   returned=[(c, _suggest(console, c)) for c in returned], corrections=corrections,
                   latest_corrections=latest, agency_options=_agency_options(console),
                   can_dispatch=p.role == DISPATCHER)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 
 from models import ledger as t
 from models.lifecycle import Status
@@ -191,6 +191,16 @@ def agency_inbox(ledger: Ledger, agency: str, *, limit: int = 100) -> dict[str, 
         }
 
 
+def status_counts(ledger: Ledger, *, agency: str | None = None) -> dict[str, int]:
+    """How many tickets are in each status (those the agency handles, when ``agency``): the queues and inboxes
+    list at most ``limit`` tickets, the counts above them must not stop there."""
+    with ledger.session() as s:
+        q = select(t.Ticket.status, func.count()).group_by(t.Ticket.status)
+        if agency is not None:
+            q = q.where(t.Ticket.current_agency == agency)
+        return {status: n for status, n in s.execute(q)}
+
+
 def manual_queue(ledger: Ledger, *, limit: int = 100) -> list[Card]:
     """The dispatchers' queue: tickets the router did not dispatch (low confidence, no owner, designation)."""
     with ledger.session() as s:
@@ -218,12 +228,11 @@ def recently_returned(ledger: Ledger, *, since: datetime, limit: int = 50) -> li
 def agency_tickets(ledger: Ledger, agency: str, *, limit: int = 200) -> list[Card]:
     """Every ticket ever dispatched to the agency, newest first (the supervisor's drill-down)."""
     with ledger.session() as s:
-        ids = set(s.scalars(select(t.RoutingDecision.ticket_id).where(t.RoutingDecision.agency == agency)))
-        ids |= set(s.scalars(select(t.Ticket.id).where(t.Ticket.current_agency == agency)))
-        if not ids:
-            return []
-        rows = list(s.scalars(select(t.Ticket).where(t.Ticket.id.in_(sorted(ids)[:5000]))
-                              .order_by(t.Ticket.received_at.desc()).limit(limit)))
+        # selected and ordered in one query: a cut of the ids before ordering by time would drop the newest
+        dispatched = select(t.RoutingDecision.ticket_id).where(t.RoutingDecision.agency == agency)
+        rows = list(s.scalars(select(t.Ticket).where(or_(t.Ticket.current_agency == agency,
+                                                         t.Ticket.id.in_(dispatched)))
+                              .order_by(t.Ticket.received_at.desc(), t.Ticket.id.desc()).limit(limit)))
         return _cards(s, rows)
 
 

@@ -185,7 +185,9 @@ class Console:
         recorded in the ledger (keyed by its content, so a retried bad body counts once) and dead-lettered."""
         if p.role != DISPATCHER:
             raise ConsoleError(403, "forbidden", "只有派单员（热线平台账号）可以提交工单。")
-        result = parse_ticket(body)
+        # a ticket without received_at was received now on the deployment's clock, as the router would stamp
+        # it (a simulated clock in the demo and tests): not the wall clock
+        result = parse_ticket(body, now=self.now())
         if isinstance(result, Rejection):
             self.ledger.record_rejection(dedup_key=f"http:{content_key(body)}", key=result.key, source="http",
                                          reason=result.reason, payload=result.payload)

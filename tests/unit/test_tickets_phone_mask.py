@@ -62,6 +62,11 @@ def test_a_number_alone_is_normalised_and_masked(phone: str, shown: str) -> None
     ("座机(022)25801234", "座机(022)****1234"),
     ("座机 022 2580 1234", "座机 022 **** 1234"),
     ("座机+86 22 2580 1234", "座机+86 22 **** 1234"),
+    # full-width digits (a Chinese IME): masked in place too, the text otherwise left as written
+    ("来电人１３８１２３４５６７８，请回电", "来电人１３８****５６７８，请回电"),
+    ("电话１３８－１２３４－５６７８", "电话１３８－****－５６７８"),
+    ("座机（０２２）２５８０１２３４", "座机（０２２）****１２３４"),
+    ("工单号２０２５１００１１２３４５６７８９", "工单号２０２５１００１１２３４５６７８９"),
 ])
 def test_numbers_in_free_text_are_masked_in_place(text: str, shown: str) -> None:
     assert mask_phone(text) == shown
