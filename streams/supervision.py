@@ -55,6 +55,7 @@ from models.supervision import (
     link,
     link_facts,
 )
+from models.supervision.facts import same_lifecycle
 from streams import ticket_table
 from streams.app import (
     SUPERVISION_LINKS,
@@ -444,10 +445,21 @@ def _expire_links(now: datetime) -> int:
     return expired
 
 
+def _current(raw: dict[str, Any]) -> TicketFacts:
+    """Stored facts with the lifecycle fields of the ticket's stored state. The two are written together,
+    except after :func:`observe_many` failed on a batch: the lifecycle then stored the new state beside the
+    old facts, and their stopped clocks (a sign-for already signed, a handling resolved) must not run on."""
+    facts = TicketFacts.from_dict(raw)
+    state = ticket_table.state(facts.ticket_id)
+    if not state or same_lifecycle(raw, state):
+        return facts
+    return facts.with_state(TicketState.from_dict(state))
+
+
 def _lookup(ticket_id: str) -> TicketFacts | None:
     """Facts for the core's tick; reads the store directly (called on the CPU thread, under the lock)."""
     raw = ticket_table.facts(ticket_id)
-    return TicketFacts.from_dict(raw) if raw else None
+    return _current(raw) if raw else None
 
 
 # --- time -------------------------------------------------------------------------------------------------
@@ -458,7 +470,16 @@ async def tick_once() -> tuple[int, int, float]:
         now, started = svc.clock.now(), time.perf_counter()
         tick = await svc.cpu(supervisor().tick, now, _lookup)
         elapsed = time.perf_counter() - started
-        raised = await emit(tick.alerts)
+        try:
+            raised = await emit(tick.alerts)
+        except Exception:
+            # The tick took these tickets' due checkpoints off the index and scheduled their next ones; put
+            # them back on the stored progress, so that the next tick sends these alerts again rather than
+            # the next checkpoint (an overdue alert would otherwise wait for the first 催办, a day later).
+            for tid in tick.updated:
+                if (stored := _lookup(tid)) is not None:
+                    supervisor().track(stored)
+            raise
         written = []
         for tid, facts in tick.updated.items():
             raw = ticket_table.facts(tid)
@@ -513,7 +534,7 @@ async def supervise() -> None:
 def rebuild(stored: list[dict[str, Any]]) -> Supervisor:
     """A fresh supervisor scheduling every stored ticket (the linkers' state is in their own table)."""
     sup = _new_supervisor()
-    sup.rebuild(TicketFacts.from_dict(v) for v in stored)
+    sup.rebuild(_current(v) for v in stored)
     return sup
 
 

@@ -126,6 +126,8 @@ def _at_fraction(limit: TimeLimit, start: datetime, due: datetime, fraction: flo
     # Working time from the start to the due moment (same clock time on the last day of the span).
     total = days * _DAY if first_working else (days - 1) * _DAY + into_day
     offset = (into_day if first_working else timedelta(0)) + total * fraction
+    if offset > len(span) * _DAY:  # past the due day (overdue_fraction > 1): beyond the memoised days
+        return calendar.add_working_time(start, total * fraction)
     i, rest = divmod(offset, _DAY)
     if rest == timedelta(0) and i > 0:  # exactly at a day's end, as WorkCalendar.add_working_time returns it
         return datetime.combine(span[i - 1], time.min, tzinfo=TZ) + _DAY

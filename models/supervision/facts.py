@@ -21,6 +21,12 @@ _LIFECYCLE_FIELDS = ("status", "agency", "attempt", "returns", "returned_by", "d
 _TIMES = ("received_at", "dispatched_at", "signed_at", "handling_started_at", "resolved_at", "closed_at")
 
 
+def same_lifecycle(facts: Mapping[str, Any], state: Mapping[str, Any]) -> bool:
+    """Whether stored facts already hold the stored lifecycle state's fields (both as ``to_dict`` wrote them):
+    the usual case, told without decoding either."""
+    return all(facts.get(name) == state.get(name) for name in _LIFECYCLE_FIELDS)
+
+
 @dataclass(frozen=True, slots=True)
 class TicketFacts:
     ticket_id: str

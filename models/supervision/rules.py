@@ -117,15 +117,17 @@ def return_alerts(before: TicketFacts, event: Any, catalogue: Catalogue) -> list
     if before.returned_by:  # this is the second (or later) return of the same ticket
         alerts.append(Alert(
             alert_key(tid, PING_PONG, f"returns@{attempt}"), PING_PONG, "returns", WARNING, tid, agency, None,
-            f"工单{tid}已被退单{len(before.returned_by) + 1}次（{_names(catalogue, returners)}），"
+            # returns, not returning agencies: one agency may have returned it twice (A, B, A, then C)
+            f"工单{tid}已被退单{max(before.returns, len(before.returned_by)) + 1}次（{_names(catalogue, returners)}），"
             f"在单位间来回推诿，请协调明确承办单位。", at,
             {"attempt": attempt, "returned_by": list(returners),
              "same_agency_again": agency in before.returned_by},
         ))
     returns = before.returns + 1  # this one included; routings to the manual queue are no dispatch
     if returns >= catalogue.sla.max_dispatch_attempts:  # the lifecycle designates on the same count
+        # keyed per attempt: a designated handler that returns it too makes the lifecycle designate again
         alerts.append(Alert(
-            alert_key(tid, DESIGNATION, "required"), DESIGNATION, "required", CRITICAL, tid, agency, None,
+            alert_key(tid, DESIGNATION, f"required@{attempt}"), DESIGNATION, "required", CRITICAL, tid, agency, None,
             f"工单{tid}经{returns}次派发均被退回（{_names(catalogue, returners)}），需热线指定承办单位，请督办。",
             at, {"attempts": returns, "returned_by": list(returners)},
         ))
@@ -177,6 +179,8 @@ def sign_alerts(before: TicketFacts, event: Any, catalogue: Catalogue, *, thresh
     predicted, confidence = before.predicted_agency, before.predicted_confidence
     if not predicted or confidence is None or confidence < threshold or event.agency == predicted:
         return []
+    if predicted in before.returned_by or before.designation:
+        return []  # the predicted agency refused it with a legal basis, or the hotline designated on purpose
     tid, at, attempt = before.ticket_id, as_local(event.occurred_at), before.attempt
     return [Alert(
         alert_key(tid, REVIEW_HINT, f"a{attempt}"), REVIEW_HINT, "signed_by_other", INFO, tid, event.agency, None,

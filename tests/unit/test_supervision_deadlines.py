@@ -196,3 +196,13 @@ def test_fast_path_agrees_with_the_sla_schedule_everywhere(cat: Catalogue) -> No
             assert [c.at for c in d.checkpoints[:3]] == [w for _, w in s.warnings]
             assert d.checkpoints[-1].at == s.censure_at
             assert reminder(d, 2, cat).at == cat.sla.reminder_due(s.due, 1, cat.calendar)
+
+
+def test_an_overdue_fraction_past_the_limit_is_a_grace_period_not_a_crash(cat: Catalogue,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given overdue_fraction 1.2 (the loader accepts any positive share) and a dispatch late on a Friday
+    monkeypatch.setattr(cat, "sla", replace(cat.sla, overdue_fraction=1.2))
+    (sign, _window) = deadlines(dispatched("2025-03-07T22:00"), cat)
+    # Then overdue comes after 120% of the working time: 24 h to Monday 22:00, plus 4.8 h of Tuesday
+    assert sign.due == at("2025-03-10T22:00")
+    assert [c.at for c in sign.checkpoints if c.level == "overdue"] == [at("2025-03-11T02:48")]

@@ -119,7 +119,7 @@ def test_a_return_on_the_last_attempt_escalates_for_designation(cat: Catalogue) 
     alerts = return_alerts(before, returned("2025-09-01T15:00", agency="BH-SCJG"), cat)
     assert [a.rule for a in alerts] == ["returned", "ping_pong", "designation"]
     d = alerts[-1]
-    assert (d.alert_key, d.severity) == ("T1:designation:required", CRITICAL)
+    assert (d.alert_key, d.severity) == ("T1:designation:required@3", CRITICAL)
     assert "需热线指定承办单位" in d.message_zh and "经3次派发均被退回" in d.message_zh and d.details["attempts"] == 3
 
 
@@ -180,3 +180,30 @@ def test_no_review_hint_for_the_predicted_agency_or_an_unsure_classifier(cat: Ca
                                                                           confidence: float | None) -> None:
     facts = ticket(agency=signer, predicted_agency="BH-CGW", predicted_confidence=confidence)
     assert sign_alerts(facts, event("signed", "2025-09-01T10:00", signer), cat, threshold=0.8) == []
+
+
+def test_ping_pong_counts_returns_not_returning_agencies(cat: Catalogue) -> None:
+    # returned by BH-CGW, BH-JD-XG, BH-CGW again: this is the fourth return
+    before = ticket(attempt=4, agency="BH-JD-XG", returns=3, returned_by=("BH-CGW", "BH-JD-XG"))
+    alerts = return_alerts(before, returned("2025-09-01T15:00", agency="BH-JD-XG"), cat)
+    (pp,) = [a for a in alerts if a.rule == "ping_pong"]
+    assert "已被退单4次" in pp.message_zh
+
+
+def test_a_designated_handler_returning_the_ticket_is_a_new_designation_alert(cat: Catalogue) -> None:
+    # the lifecycle designates again on every return from the third on: each one is a finding of its own
+    first = return_alerts(ticket(attempt=3, agency="BH-SCJG", returns=2, returned_by=("BH-CGW", "BH-JD-XG")),
+                          returned("2025-09-01T15:00", agency="BH-SCJG"), cat)
+    again = return_alerts(ticket(attempt=5, agency="BH-STHJ", returns=3, designation=True,
+                                 returned_by=("BH-CGW", "BH-JD-XG", "BH-SCJG")),
+                          returned("2025-09-02T15:00", agency="BH-STHJ"), cat)
+    (d1,) = [a for a in first if a.rule == "designation"]
+    (d2,) = [a for a in again if a.rule == "designation"]
+    assert d1.alert_key != d2.alert_key and d2.level == "required" and "经4次派发均被退回" in d2.message_zh
+
+
+@pytest.mark.parametrize("kw", [{"returned_by": ("BH-CGW",), "returns": 1}, {"designation": True}])
+def test_no_review_hint_against_an_agency_that_returned_it_or_a_designation(cat: Catalogue,
+                                                                            kw: dict[str, Any]) -> None:
+    facts = ticket(agency="BH-JD-XG", attempt=3, predicted_agency="BH-CGW", predicted_confidence=0.93, **kw)
+    assert sign_alerts(facts, event("signed", "2025-09-01T10:00", "BH-JD-XG"), cat, threshold=0.8) == []
