@@ -51,6 +51,7 @@ from typing import Any
 
 import yaml
 
+from models.address import normalize as normalize_address
 from models.directory import Catalogue
 from models.domain import (
     AGENCY_KINDS,
@@ -304,18 +305,20 @@ def _load_jurisdictions(path: Path, rep: _Report) -> dict[str, Jurisdiction]:
             rep.error(file, f"[{j.code}].parent", f"上级辖区 {j.parent} 不存在")
         if j.addressable and not j.streets:
             rep.error(file, f"[{j.code}].streets", "可定位的辖区至少要有一个街镇")
-    # An alias shared by two jurisdictions would make the resolver's answer depend on luck.
+    # A term shared by two places (two jurisdictions, or two streets of one) would make the resolver's
+    # answer depend on the order of this file: it keeps the first. Compared as the resolver reads them.
     owners: dict[str, str] = {}
     for j in out.values():
-        for term in (
-            j.name,
-            *j.aliases,
-            *(s.name for s in j.streets),
-            *(a for s in j.streets for a in s.aliases),
+        for term, target in (
+            (j.name, j.code),
+            *((a, j.code) for a in j.aliases),
+            *((s.name, s.code) for s in j.streets),
+            *((a, s.code) for s in j.streets for a in s.aliases),
         ):
-            if term in owners and owners[term] != j.code:
-                rep.error(file, f"[{j.code}].aliases", f"地名“{term}”同时属于 {owners[term]} 和 {j.code}")
-            owners.setdefault(term, j.code)
+            key = normalize_address(term)
+            if key in owners and owners[key] != target:
+                rep.error(file, f"[{j.code}].aliases", f"地名“{term}”同时属于 {owners[key]} 和 {target}")
+            owners.setdefault(key, target)
     return out
 
 
@@ -498,6 +501,9 @@ class _Period:
         return self.start <= day and (self.end is None or day <= self.end)
 
 
+_PERIOD_KEYS = ("from", "to", "holder", "delegated_by", "lead", "holders")
+
+
 def _visible(holder: Agency, jurisdiction: Jurisdiction, jurisdictions: dict[str, Jurisdiction]) -> bool:
     """A jurisdiction may name its own bodies, its parent's, and city-level ones."""
     if holder.jurisdiction == jurisdiction.code or holder.jurisdiction == jurisdiction.parent:
@@ -644,6 +650,9 @@ def _jurisdiction_items(
             if prow is None:
                 continue
             pf = f"{where}.periods[{k}]"
+            unknown = [str(key) for key in prow if key not in _PERIOD_KEYS]
+            if unknown:  # a misspelt "to" (until:, effective_to:) would leave the period open-ended
+                rep.error(file, pf, f"未知字段 {', '.join(unknown)}（可用 {', '.join(_PERIOD_KEYS)}）")
             start = _date(rep, file, f"{pf}.from", prow.get("from"))
             end = _date(rep, file, f"{pf}.to", prow.get("to"), required=False)
             if start and end and end < start:

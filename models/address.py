@@ -179,6 +179,10 @@ class AddressResolver:
         if outside and not street_hits:
             # "西青开发区" names another district plus a generic term of ours: do not guess.
             return AddressResolution(None, f"地址位于{'、'.join(outside)}，不属于本系统辖区")
+        if outside:
+            # "西青区新港街道" contradicts itself as "东丽区新港街道" does: another district is no ancestor
+            texts = "、".join(dict.fromkeys(h.text for h in street_hits))
+            return AddressResolution(None, f"街镇“{texts}”与地名“{'、'.join(outside)}”所属辖区矛盾")
 
         if street_hits:
             # A full name (XX街道/XX镇) outranks an alias when several streets are mentioned.

@@ -200,7 +200,8 @@ class OwnershipIndex:
                 note = f"由属地街镇承办，但未能确定街镇：{agency.name}接收后转属地街镇"
         else:
             agency = self._agencies[lead]
-        co_owners = tuple(self._agencies[h] for h in seg.holders if h != lead and h != STREET_HOLDER)
+        # the body that receives it is no co-owner of itself (a STREET lead's delegating department may co-own)
+        co_owners = tuple(self._agencies[h] for h in seg.holders if h not in (lead, STREET_HOLDER, agency.code))
         return Ownership(
             matter=m,
             jurisdiction=jurisdiction,

@@ -16,6 +16,7 @@ from models.directory import Catalogue
 from models.domain import REQUEST_TYPES, URGENCIES
 from models.ownership import NoOwner
 from models.sla import STAGES
+from models.tickets import plausible_time
 from models.workcalendar import TZ, as_local
 from streams.cli import app
 
@@ -60,9 +61,15 @@ def _catalogue(data_dir: Path | None) -> Catalogue:
 
 def _parse_moment(text: str, option: str) -> datetime:
     try:
-        return as_local(datetime.fromisoformat(text))
+        moment = datetime.fromisoformat(text)
     except ValueError:
         err.print(f"[red]{option}: not an ISO 8601 date or datetime: {text!r}[/red]")
+        raise typer.Exit(2) from None
+    try:
+        # checked before converting: year 9999 at -10:00 is past datetime.max in Shanghai (OverflowError)
+        return as_local(plausible_time(moment if moment.tzinfo else moment.replace(tzinfo=TZ)))
+    except ValueError as exc:
+        err.print(f"[red]{option}: {text!r} {exc}[/red]")
         raise typer.Exit(2) from None
 
 
@@ -149,7 +156,7 @@ def owner(
     out.print(f"地址    {address_line}")
     out.print(f"辖区    {jur.name}（{jur.code}）" + (f" {o.street.name}" if o.street else ""))
     out.print(f"承办单位 {o.agency.code} {o.agency.name}（{o.agency.kind}）")
-    if o.lead:
+    if o.lead and o.co_owners:
         out.print(f"牵头    是（首接负责）；协办：{'、'.join(a.name for a in o.co_owners)}")
     item = o.item
     period = f"{item.effective_from} 起" + (f"，至 {item.effective_to}" if item.effective_to else "")
@@ -196,10 +203,14 @@ def deadline(
     except CatalogueError as exc:
         _print_problems(exc.problems)
         raise typer.Exit(1) from None
-    if hours is not None:
-        due = calendar.deadline_hours(moment, hours)
-    else:
-        due = calendar.deadline_working_days(moment, working_days)
+    try:
+        if hours is not None:
+            due = calendar.deadline_hours(moment, hours)
+        else:
+            due = calendar.deadline_working_days(moment, working_days)
+    except (OverflowError, ValueError):  # --hours inf/nan or 1e308, or a deadline past year 9999
+        err.print("[red]no such deadline: the amount is too large (or not a number)[/red]")
+        raise typer.Exit(2) from None
     typer.echo(due.isoformat())
 
 

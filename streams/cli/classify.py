@@ -181,12 +181,16 @@ def classify(
     """Decide where a ticket goes: matter, agency, legal basis, confidence, alternatives."""
     from classifier.model import ModelError
     from classifier.router import Router
+    from config.catalogue import CatalogueError
 
     settings = load_settings()
     try:
         router = Router.load(settings)
     except ModelError as exc:
         console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    except CatalogueError as exc:  # the router loads the catalogue first: its errors, not a traceback
+        console.print(f"[red]the domain data has errors:[/red] {escape(str(exc))}\nrun: hotline catalogue check")
         raise typer.Exit(2) from None
     if jsonl:
         _classify_stream(router, batch)

@@ -87,7 +87,8 @@ def read_csv(stream: IO[str]) -> tuple[list[str], Iterator[Record]]:
     """The header and the records of a CSV stream; raises UnusableInput when there is no header."""
     reader = csv.DictReader(stream)
     try:
-        header = [h.strip() for h in (reader.fieldnames or [])]
+        # a BOM read as text (--encoding utf-8 on an Excel export) is no part of the first column's name
+        header = [h.replace("\ufeff", "").strip() for h in (reader.fieldnames or [])]
     except csv.Error as exc:
         raise UnusableInput(f"cannot read the CSV header: {exc}") from None
     if not any(header):

@@ -64,6 +64,7 @@ def broker(port: int = typer.Option(0, help="port on loopback; 0 = a free one"))
 def worker() -> None:
     """Run the router worker (faust): intake, routing, lifecycle, supervision, ledger."""
     from classifier.model import ModelError
+    from config.catalogue import CatalogueError
     from streams.broker import BrokerUnavailable, TransactionsUnsupported
     from streams.runner import NotMigrated, run_worker, setup_logging
 
@@ -73,6 +74,10 @@ def worker() -> None:
         run_worker(settings)
     except ModelError as exc:
         console.print(f"[red]cannot start: {exc}[/red]")
+        raise typer.Exit(1) from None
+    except CatalogueError as exc:  # raised by Router.load before anything else starts
+        console.print(f"[red]cannot start: the domain data has errors:[/red] {escape(str(exc))}\n"
+                      "run: hotline catalogue check")
         raise typer.Exit(1) from None
     except NotMigrated as exc:
         console.print(f"[red]{exc}[/red]")
@@ -181,17 +186,27 @@ def run_checks(settings: Settings) -> list[Check]:
 def _domain_checks(settings: Settings) -> list[Check]:
     out: list[Check] = []
     try:
-        from config.catalogue import check_catalogue  # type: ignore[attr-defined]
+        from config.catalogue import build_catalogue
     except ImportError:
         out.append(Check("domain data", False, "the catalogue loader is not installed",
                          "reinstall the project"))
     else:
-        problems = check_catalogue(settings.domain_data_dir)
-        if problems:
-            out.append(Check("domain data", False, f"{len(problems)} problem(s) in {settings.domain_data_dir}, "
-                             f"first: {problems[0]}", "run: hotline catalogue check"))
+        catalogue, problems = build_catalogue(settings.domain_data_dir)
+        errors = [p for p in problems if p.severity == "error"]
+        # warnings (e.g. next year's calendar not yet published) are reported, they do not fail the check
+        warned = f"; {len(problems) - len(errors)} warning(s)" if len(problems) > len(errors) else ""
+        default = settings.default_jurisdiction
+        if errors or catalogue is None:
+            out.append(Check("domain data", False, f"{len(errors)} error(s) in {settings.domain_data_dir}, "
+                             f"first: {errors[0] if errors else '-'}", "run: hotline catalogue check"))
+        elif default not in catalogue.jurisdictions or not catalogue.jurisdictions[default].addressable:
+            # every ticket whose address resolves to nothing would find no owner and go to the manual queue
+            usable = ", ".join(j.code for j in catalogue.jurisdictions.values() if j.addressable)
+            out.append(Check("domain data", False, f"HOTLINE_DEFAULT_JURISDICTION={default!r} is no jurisdiction "
+                             f"with a responsibility list in {settings.domain_data_dir}",
+                             f"set HOTLINE_DEFAULT_JURISDICTION to one of {usable}"))
         else:
-            out.append(Check("domain data", True, f"catalogue in {settings.domain_data_dir} is consistent"))
+            out.append(Check("domain data", True, f"catalogue in {settings.domain_data_dir} is consistent{warned}"))
     model_dir = settings.resolved_model_dir
     meta = model_dir / "current" / "metadata.json"
     if meta.is_file():

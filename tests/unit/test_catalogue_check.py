@@ -261,3 +261,24 @@ def test_wrong_shapes_do_not_crash(data: Path) -> None:
 
 def test_missing_data_dir(tmp_path: Path) -> None:
     assert [p.reason for p in check_catalogue(tmp_path / "nowhere")] == ["数据目录不存在"]
+
+
+def test_an_alias_shared_by_two_streets_of_one_jurisdiction(data: Path) -> None:
+    # the resolver keeps the first street listed: every "杭州道" address would go to 塘沽街道
+    def change(doc):
+        street = next(s for j in doc for s in j.get("streets", []) if s["code"] == "BH-TG")
+        street["aliases"] = [*street.get("aliases", []), "杭州道"]
+
+    edit(data / "jurisdictions.yaml", change)
+    assert "jurisdictions.yaml: [BH].aliases: 地名“杭州道”同时属于 BH-TG 和 BH-HZD" in messages(data)
+
+
+def test_a_misspelt_period_key_is_an_error(data: Path) -> None:
+    # "until" instead of "to" would make the exception open-ended, silently
+    def change(doc):
+        doc["assignments"].append({"id": "T-BH-9", "matters": ["TST-004"],
+                                   "periods": [{"from": "2023-01-01", "until": "2024-12-31", "holder": "BH-ZFB"}]})
+
+    edit(data / "responsibility" / "BH.yaml", change)
+    msgs = messages(data)
+    assert any(m.startswith("responsibility/BH.yaml: assignments[T-BH-9].periods[0]: 未知字段 until") for m in msgs), msgs

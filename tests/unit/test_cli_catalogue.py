@@ -136,3 +136,35 @@ def test_sla_deadline_needs_exactly_one_clock() -> None:
     )
     r = run("sla", "deadline", "--from", "yesterday", "--hours", "1")
     assert r.exit_code == 2 and "ISO 8601" in r.output
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("catalogue", "owner", "TST-001", "--where", "塘沽街道", "--at", "9999-12-31T23:00:00-10:00"),
+        ("catalogue", "owner", "TST-001", "--where", "塘沽街道", "--at", "0001-01-01T01:00:00+14:00"),
+        ("sla", "deadline", "--from", "9999-12-30", "--working-days", "5"),
+        ("sla", "deadline", "--from", "2025-01-01", "--hours", "1e308"),
+        ("sla", "deadline", "--from", "2025-01-01", "--hours", "inf"),
+    ],
+)
+def test_out_of_range_times_are_messages_not_tracebacks(args: tuple[str, ...], tmp_path: Path) -> None:
+    extra = ("--data-dir", str(fx.build(tmp_path))) if args[0] == "catalogue" else ()
+    r = run(*args, *extra)
+    assert r.exit_code == 2, r.output
+    assert r.exception is None or isinstance(r.exception, SystemExit), repr(r.exception)
+
+
+def test_owner_does_not_list_the_receiving_body_as_its_own_co_owner(tmp_path: Path) -> None:
+    # STREET leads with its delegating department as co-owner; street unknown -> that department receives it
+    data = fx.build(tmp_path)
+    doc = fx.read(data / "responsibility" / "BH.yaml")
+    doc["assignments"].append({"id": "T-BH-9", "matters": ["TST-004"], "periods": [
+        {"from": "2023-01-01", "holders": [{"holder": "STREET", "delegated_by": "BH-GA", "lead": True},
+                                           {"agency": "BH-GA"}]}]})
+    fx.write(data / "responsibility" / "BH.yaml", doc)
+    r = run("catalogue", "owner", "TST-004", "--where", "滨海新区", "--at", "2025-01-02", "--json",
+            "--data-dir", str(data))
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["agency"] == "BH-GA" and out["co_owners"] == []

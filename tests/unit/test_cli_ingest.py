@@ -61,6 +61,15 @@ def test_read_csv_rows_are_line_numbers_and_blank_lines_are_skipped() -> None:
     assert rows[2].row == 6 and rows[2].values is None and "3 cells but the header has 2" in (rows[2].error or "")
 
 
+def test_read_csv_header_ignores_a_bom_read_as_text() -> None:
+    # --encoding utf-8 on an Excel "CSV UTF-8" export: the id column must still be the id column, or every
+    # ticket would get a generated id and be routed a second time beside the platform's copy
+    header, records = read_csv(io.StringIO("\ufeffid,text\nT-1,噪音扰民\n"))
+    assert header == ["id", "text"]
+    ticket = check_row(next(records), ColumnMap())
+    assert isinstance(ticket, TicketIn) and ticket.id == "T-1"
+
+
 def test_read_csv_without_header_is_unusable() -> None:
     with pytest.raises(UnusableInput, match="empty"):
         read_csv(io.StringIO(""))

@@ -114,3 +114,10 @@ def test_resolver_with_an_empty_term_still_searches_everywhere() -> None:
     j = Jurisdiction("AA", "甲区", "district", aliases=("天津市",), streets=(Street("AA-1", "一号街道", "AA", "X"),))
     r = AddressResolver([j], outside=())
     assert r.resolve("某路甲区一号街道").match.street == "AA-1"
+
+
+@pytest.mark.parametrize("text", ["西青区新港街道", "河东区万新街", "北辰区小王庄某村"])
+def test_another_district_with_one_of_our_streets_is_a_contradiction(cat: Catalogue, text: str) -> None:
+    # refused like "东丽区新港街道": the address does not say which of the two it is
+    r = cat.explain_address(text)
+    assert r.match is None and "矛盾" in r.reason

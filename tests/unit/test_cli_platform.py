@@ -1,0 +1,54 @@
+"""``hotline doctor``'s domain-data check, ``classify`` and ``worker`` on broken domain data: messages, no
+tracebacks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from config.settings import get_settings
+from streams.cli import app
+from streams.cli.platform import _domain_checks
+from tests.unit import domain_fixtures as fx
+
+runner = CliRunner()
+
+
+def domain_check(**overrides: object):  # type: ignore[no-untyped-def]
+    return next(c for c in _domain_checks(get_settings(**overrides)) if c.name == "domain data")
+
+
+def test_doctor_passes_data_with_warnings_only(tmp_path: Path) -> None:
+    data = fx.build(tmp_path)
+    (data / "calendar" / "2026.yaml").unlink()  # a missing year is a warning, as `catalogue check` says
+    check = domain_check(domain_data_dir=data, data_dir=tmp_path / "var")
+    assert check.ok, check
+    assert "warning" in check.detail
+
+
+def test_doctor_fails_on_errors(tmp_path: Path) -> None:
+    data = fx.build(tmp_path)
+    (data / "agencies.yaml").unlink()
+    check = domain_check(domain_data_dir=data, data_dir=tmp_path / "var")
+    assert not check.ok and "agencies.yaml" in check.detail
+
+
+@pytest.mark.parametrize("default", ["bh", "TJ", "XX"])
+def test_doctor_fails_on_a_default_jurisdiction_without_a_list(tmp_path: Path, default: str) -> None:
+    # every ticket whose address does not resolve would find no owner there
+    check = domain_check(default_jurisdiction=default, data_dir=tmp_path / "var")
+    assert not check.ok and "HOTLINE_DEFAULT_JURISDICTION" in check.detail
+
+
+@pytest.mark.parametrize("args", [["classify", "楼下饭店油烟扰民"], ["worker"]])
+def test_broken_domain_data_is_a_message_not_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str]
+) -> None:
+    monkeypatch.setenv("HOTLINE_DATA_DIR", str(tmp_path / "var"))
+    monkeypatch.setenv("HOTLINE_DOMAIN_DATA_DIR", str(tmp_path / "nowhere"))
+    r = runner.invoke(app, args)
+    assert r.exit_code in (1, 2), r.output
+    assert isinstance(r.exception, SystemExit), repr(r.exception)
+    assert "hotline catalogue check" in r.output
