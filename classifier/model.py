@@ -29,12 +29,16 @@ An artifact is a folder ``<model_dir>/<version>/`` with ``model.pkl.zst`` (the f
 compressed with Zstandard) and ``metadata.json`` (library versions, corpus hash, labels, evaluation report,
 the model file's name and SHA-256). Artifacts saved with joblib (``model.joblib``) load as before.
 ``<model_dir>/current`` points at the version in use. Only files whose hash matches their metadata
-and whose metadata carries our format marker are ever unpickled.
+and whose metadata carries our format marker are ever unpickled. With a signing key (settings:
+``model_signing_key``) the metadata also carries an HMAC-SHA256 of itself, model hash included, and only
+models whose signature matches the key are loaded: the hash proves a file intact, the signature that whoever
+wrote it held the deployment's key.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import io
 import json
 import logging
@@ -97,6 +101,32 @@ STACK_FOLDS = 5  # inner folds of the stacker's training values; a label needs t
 
 class ModelError(RuntimeError):
     """A model artifact is missing, corrupt, or not ours."""
+
+
+SIGNATURE = "signature"  # the metadata field holding "hmac-sha256:<hex>"
+_SIGNED_WITH = "hmac-sha256:"
+
+
+def _signature(meta: Mapping[str, Any], key: bytes) -> str:
+    """The HMAC of the metadata without its signature, as canonical JSON (sorted keys, no spaces)."""
+    body = {k: v for k, v in meta.items() if k != SIGNATURE}
+    text = json.dumps(body, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    return _SIGNED_WITH + hmac.new(key, text.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def verify_signature(meta: Mapping[str, Any], key: bytes | None, where: Path) -> None:
+    """Refuse metadata not signed with ``key`` (nothing is checked without a key). Raises ModelError."""
+    if not key:
+        return
+    found = meta.get(SIGNATURE)
+    if not isinstance(found, str) or not found.startswith(_SIGNED_WITH):
+        raise ModelError(f"model {meta.get('version', where)} in {where} is not signed, and a signing key is set "
+                         "(HOTLINE_MODEL_SIGNING_KEY): only models trained with that key are loaded; run "
+                         "`hotline train` with it")
+    if not hmac.compare_digest(found, _signature(meta, key)):
+        raise ModelError(f"model {meta.get('version', where)} in {where} is not signed with this deployment's key "
+                         "(HOTLINE_MODEL_SIGNING_KEY), or its metadata was changed after signing: it is not "
+                         "loaded (loading a model runs its code); run `hotline train` with the key")
 
 
 def normalize_all(texts: Sequence[str]) -> list[str]:
@@ -370,8 +400,8 @@ def _sha256(path: Path) -> str:
 
 
 def save(model: MatterModel, model_dir: Path, *, corpus_hash: str, evaluation: dict[str, Any],
-         extra: dict[str, Any] | None = None, make_current: bool = True) -> Path:
-    """Write a new versioned artifact and (by default) point ``current`` at it."""
+         extra: dict[str, Any] | None = None, make_current: bool = True, signing_key: bytes | None = None) -> Path:
+    """Write a new versioned artifact, signed when a key is given, and (by default) point ``current`` at it."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     version = f"{stamp}-{corpus_hash[:8]}"
     folder = model_dir / version
@@ -392,6 +422,9 @@ def save(model: MatterModel, model_dir: Path, *, corpus_hash: str, evaluation: d
     with open(folder / MODEL_FILE, "wb") as fh, zstandard.ZstdCompressor(level=_ZSTD_LEVEL).stream_writer(fh) as out:
         pickle.dump(payload, out, protocol=5)
     meta = dict(model.metadata, model_file=MODEL_FILE, model_sha256=_sha256(folder / MODEL_FILE))
+    if signing_key:  # signed as it will be read back (JSON turns tuples into lists, int keys into strings)
+        meta = json.loads(json.dumps(meta, ensure_ascii=False))
+        meta[SIGNATURE] = _signature(meta, signing_key)
     (folder / META_FILE).write_text(json.dumps(meta, ensure_ascii=False, indent=2), encoding="utf-8")
     if make_current:
         point_current(model_dir, version)
@@ -426,12 +459,14 @@ def read_metadata(folder: Path) -> dict[str, Any]:
     return meta
 
 
-def load(model_dir: Path, version: str = CURRENT) -> MatterModel:
-    """Load an artifact after checking it is ours and intact; never unpickles anything else."""
+def load(model_dir: Path, version: str = CURRENT, *, signing_key: bytes | None = None) -> MatterModel:
+    """Load an artifact after checking it is ours (signed with ``signing_key``, when given) and intact; never
+    unpickles anything else."""
     folder = (model_dir / version).resolve()
     if not folder.is_relative_to(model_dir.resolve()):
         raise ModelError(f"model version {version!r} points outside {model_dir}")
     meta = read_metadata(folder)
+    verify_signature(meta, signing_key, folder)  # the signature covers model_sha256, checked below
     model_name = meta.get("model_file", JOBLIB_MODEL_FILE)
     if model_name not in (MODEL_FILE, JOBLIB_MODEL_FILE):
         raise ModelError(f"{folder / META_FILE} names an unknown model file {model_name!r}; run `hotline train`")

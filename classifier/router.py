@@ -61,7 +61,7 @@ class Router:
     @classmethod
     def load(cls, settings: Settings) -> Router:
         catalogue = load_catalogue(settings.domain_data_dir)
-        return cls(mm.load(settings.resolved_model_dir), catalogue, settings)
+        return cls(mm.load(settings.resolved_model_dir, signing_key=settings.signing_key), catalogue, settings)
 
     def route_many(self, requests: Sequence[RouteRequest]) -> list[Decision]:
         if not requests:

@@ -234,9 +234,11 @@ def run_beside(part: HoldOut, main: Callable[[], mm.MatterModel]) -> tuple[mm.Ma
 
 
 def train(ds: Dataset, catalogue: Catalogue, model_dir: Path, *, threshold: float,
-          holdout: float = 0.2, retrieval_weight: float = mm.RETRIEVAL_WEIGHT) -> tuple[Path, dict[str, Any]]:
+          holdout: float = 0.2, retrieval_weight: float = mm.RETRIEVAL_WEIGHT,
+          signing_key: bytes | None = None) -> tuple[Path, dict[str, Any]]:
     """Fit on 80%, calibrate the confidence on the other 20% and evaluate there; fit on everything (both
-    at once, see :func:`run_beside`), keep that calibration, and save a new version."""
+    at once, see :func:`run_beside`), keep that calibration, and save a new version (signed with
+    ``signing_key`` when given)."""
     configure_text(catalogue)
     started = time.perf_counter()
     counts = Counter(ds.labels)
@@ -255,7 +257,7 @@ def train(ds: Dataset, catalogue: Catalogue, model_dir: Path, *, threshold: floa
     seconds = time.perf_counter() - started
     path = mm.save(final, model_dir, corpus_hash=ds.hash, evaluation=report,
                    extra={"source": ds.source, "examples": len(ds.texts), "train_seconds": round(seconds, 1),
-                          "threshold_at_training": threshold})
+                          "threshold_at_training": threshold}, signing_key=signing_key)
     mm.remove_old_versions(model_dir)
     return path, report
 

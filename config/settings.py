@@ -84,6 +84,11 @@ class Settings(BaseSettings):
     confidence_threshold: float = Field(
         default=0.5, ge=0.0, le=1.0, description="below this the ticket goes to the manual queue"
     )
+    model_signing_key: SecretStr | None = Field(
+        default=None,
+        description="key that signs the models `hotline train` writes (HMAC-SHA256 of their metadata and hash); "
+                    "when set, a model not signed with it is refused. Empty = unsigned: any model of ours whose "
+                    "hash matches loads")
     default_jurisdiction: str = Field(
         default="BH", description="jurisdiction used when a ticket's address resolves to none"
     )
@@ -167,6 +172,12 @@ class Settings(BaseSettings):
     @property
     def resolved_model_dir(self) -> Path:
         return self.model_dir or (self.data_dir / "models")
+
+    @property
+    def signing_key(self) -> bytes | None:
+        """The model signing key as bytes, or None when models are not signed (unset or empty)."""
+        key = self.model_signing_key.get_secret_value() if self.model_signing_key else ""
+        return key.encode("utf-8") or None
 
 
 def get_settings(**overrides: object) -> Settings:

@@ -57,7 +57,7 @@ def train(
             "agency": "agency codes (the model names the agency directly; no matter or legal basis)"}
     console.print(f"training on {len(ds.texts)} tickets from {ds.source}; labels are {mode[ds.label_kind]}")
     path, report = run_training(ds, catalogue, settings.resolved_model_dir,
-                                threshold=settings.confidence_threshold)
+                                threshold=settings.confidence_threshold, signing_key=settings.signing_key)
     meta = json.loads((path / "metadata.json").read_text(encoding="utf-8"))
     console.print(f"model {meta['version']} saved in {path} ({meta['train_seconds']}s); hold-out accuracy "
                   f"{report['accuracy']:.3f}, macro-F1 {report['macro_f1']:.3f}, auto share "
@@ -112,7 +112,7 @@ def evaluate(
     settings = load_settings()
     catalogue = catalogue_or_exit(settings)
     try:
-        model = load(settings.resolved_model_dir)
+        model = load(settings.resolved_model_dir, signing_key=settings.signing_key)
         ds = read_labelled(data, text_col, label_col, catalogue, encoding=encoding)
     except (ModelError, TrainingDataError) as exc:
         console.print(f"[red]cannot evaluate:[/red] {exc}")

@@ -210,8 +210,16 @@ def _domain_checks(settings: Settings) -> list[Check]:
     model_dir = settings.resolved_model_dir
     meta = model_dir / "current" / "metadata.json"
     if meta.is_file():
-        info = json.loads(meta.read_text(encoding="utf-8"))
-        out.append(Check("classifier", True, f"model {info.get('version', '?')} in {meta.parent}"))
+        from classifier.model import ModelError, read_metadata, verify_signature
+
+        try:
+            info = read_metadata(meta.parent)
+            verify_signature(info, settings.signing_key, meta.parent)
+        except ModelError as exc:
+            out.append(Check("classifier", False, str(exc), "run: hotline train"))
+        else:
+            signed = ", signed with this deployment's key" if settings.signing_key else ""
+            out.append(Check("classifier", True, f"model {info.get('version', '?')} in {meta.parent}{signed}"))
     else:
         out.append(Check("classifier", False, f"no trained model in {model_dir}",
                          "run: hotline train (takes under a minute)"))

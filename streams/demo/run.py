@@ -200,13 +200,14 @@ def ensure_model(base: Settings, console: Console) -> Path:
     (``QUICK_MODEL_PER_MATTER`` texts per matter) trains in a fraction of that, routes the scripted
     tickets well, and lives in ``<data dir>/demo-model`` so it never replaces a model you trained.
     """
-    from classifier.model import ModelError, read_metadata
+    from classifier.model import ModelError, read_metadata, verify_signature
     from classifier.training import team_dataset, train
     from config.catalogue import load_catalogue
 
     for folder in (base.resolved_model_dir, base.data_dir / DEMO_MODEL_DIR):
         try:
             meta = read_metadata(folder / "current")
+            verify_signature(meta, base.signing_key, folder)  # one the worker would refuse is not usable
         except ModelError:
             continue
         console.print(f"  model: {meta['version']} ({folder})")
@@ -217,7 +218,7 @@ def ensure_model(base: Settings, console: Console) -> Path:
     started = time.monotonic()
     catalogue = load_catalogue(base.domain_data_dir)
     path, report = train(team_dataset(catalogue, per_matter=QUICK_MODEL_PER_MATTER), catalogue, folder,
-                         threshold=base.confidence_threshold)
+                         threshold=base.confidence_threshold, signing_key=base.signing_key)
     console.print(f"  model: {path.name} trained in {time.monotonic() - started:.0f}s "
                   f"(hold-out accuracy {report['accuracy']:.3f})")
     return folder

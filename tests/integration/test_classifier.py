@@ -137,6 +137,37 @@ def test_a_model_any_user_could_have_replaced_is_not_loaded(trained_model_dir, t
     assert mm.load(models).labels
 
 
+def test_with_a_signing_key_only_models_signed_with_it_are_loaded(trained_model_dir, tmp_path):
+    # Given the team model saved again, signed with the deployment's key, beside an unsigned copy
+    key = b"deployment-key-1"
+    signed = tmp_path / "signed"
+    mm.save(mm.load(trained_model_dir), signed, corpus_hash="0" * 16, evaluation={"accuracy": 0.9, "per": {1: 2}},
+            signing_key=key)
+    unsigned = _copy(trained_model_dir, tmp_path)
+    # Then it loads with that key, and without one (nothing is checked then)
+    assert mm.load(signed, signing_key=key).labels and mm.load(signed).labels
+    # and is refused with another key; an unsigned model is refused once a key is set
+    with pytest.raises(mm.ModelError, match="not signed with this deployment's key"):
+        mm.load(signed, signing_key=b"someone-else")
+    with pytest.raises(mm.ModelError, match="is not signed"):
+        mm.load(unsigned, signing_key=key)
+    # When someone without the key swaps the model and writes its hash into the metadata
+    folder = (signed / mm.CURRENT).resolve()
+    shutil.copy((unsigned / mm.CURRENT / mm.MODEL_FILE), folder / mm.MODEL_FILE)
+    (folder / mm.MODEL_FILE).write_bytes((folder / mm.MODEL_FILE).read_bytes() + b"\0")
+    meta = json.loads((folder / mm.META_FILE).read_text(encoding="utf-8"))
+    meta["model_sha256"] = mm._sha256(folder / mm.MODEL_FILE)
+    (folder / mm.META_FILE).write_text(json.dumps(meta), encoding="utf-8")
+    # Then the signature gives it away before anything is unpickled
+    with pytest.raises(mm.ModelError, match="changed after signing"):
+        mm.load(signed, signing_key=key)
+    # and the worker's and the CLI's doors say so too
+    env = {"HOTLINE_MODEL_DIR": str(signed), "HOTLINE_MODEL_SIGNING_KEY": key.decode()}
+    result = CliRunner().invoke(app, ["classify", "路灯不亮"], env=env)
+    assert result.exit_code == 2 and "HOTLINE_MODEL_SIGNING_KEY" in result.output
+    assert key.decode() not in result.output
+
+
 def test_an_artifact_of_the_previous_format_asks_for_a_rebuild(trained_model_dir, tmp_path):
     models = _copy(trained_model_dir, tmp_path)
     meta_path = models / mm.CURRENT / mm.META_FILE

@@ -52,3 +52,28 @@ def test_broken_domain_data_is_a_message_not_a_traceback(
     assert r.exit_code in (1, 2), r.output
     assert isinstance(r.exception, SystemExit), repr(r.exception)
     assert "hotline catalogue check" in r.output
+
+
+def test_doctor_fails_a_model_not_signed_with_the_deployments_key(tmp_path: Path) -> None:
+    import json
+
+    from classifier import model as mm
+
+    # Given a model's metadata (doctor reads nothing else) signed with key A
+    folder = tmp_path / "models" / "20260101T000000Z-00000000"
+    folder.mkdir(parents=True)
+    meta = {"format": mm.FORMAT, "version": folder.name, "model_sha256": "0" * 64}
+    meta[mm.SIGNATURE] = mm._signature(meta, b"key-A")
+    (folder / mm.META_FILE).write_text(json.dumps(meta), encoding="utf-8")
+    (tmp_path / "models" / mm.CURRENT).symlink_to(folder.name)
+
+    def classifier_check(key: str | None):  # type: ignore[no-untyped-def]
+        checks = _domain_checks(get_settings(model_dir=tmp_path / "models", data_dir=tmp_path / "var",
+                                             model_signing_key=key))
+        return next(c for c in checks if c.name == "classifier")
+
+    # Then doctor passes it with key A (and with none), and fails it with key B, never showing a key
+    assert classifier_check("key-A").ok and "signed" in classifier_check("key-A").detail
+    assert classifier_check(None).ok
+    other = classifier_check("key-B")
+    assert not other.ok and "HOTLINE_MODEL_SIGNING_KEY" in other.detail and "key-" not in other.detail

@@ -29,6 +29,15 @@ def test_database_password_is_secret_and_hidden(monkeypatch):
     assert "s3cr3t-pw" not in s.safe_database_url and "***" in s.safe_database_url
 
 
+def test_model_signing_key_is_secret_and_empty_means_unsigned(monkeypatch):
+    monkeypatch.setenv("HOTLINE_MODEL_SIGNING_KEY", "")
+    assert Settings().signing_key is None
+    monkeypatch.setenv("HOTLINE_MODEL_SIGNING_KEY", "k3y-of-the-district")
+    s = Settings()
+    assert s.signing_key == b"k3y-of-the-district"
+    assert "k3y-of-the-district" not in repr(s) and "k3y-of-the-district" not in str(s.model_dump())
+
+
 @pytest.mark.parametrize("var,value", [("HOTLINE_LOG_LEVEL", "debug"), ("HOTLINE_TOPIC_PARTITIONS", "4")])
 def test_values_are_normalised(monkeypatch, var, value):
     monkeypatch.setenv(var, value)
