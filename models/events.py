@@ -151,6 +151,7 @@ class RoutedTicket(Event):
     urgency: str | None = None
     channel: str | None = None
     caller_phone: str | None = None  # full number for the handling agency; masked on the manual queue
+    complex_case: bool = False  # 复杂件: the longer time limits apply
     matter: str | None = None
     matter_name: str | None = None
     domain: str | None = None

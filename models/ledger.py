@@ -24,6 +24,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -78,6 +79,7 @@ class Ticket(Base):
     request_type: Mapped[str | None] = mapped_column(String(8))
     urgency: Mapped[str | None] = mapped_column(String(8))
     caller_phone: Mapped[str | None] = mapped_column(String(40))  # shown masked except to the handler
+    complex_case: Mapped[bool] = mapped_column(default=False, server_default=false())  # 复杂件, said at intake
     jurisdiction: Mapped[str | None] = mapped_column(String(16))
     street: Mapped[str | None] = mapped_column(String(64))
     matter: Mapped[str | None] = mapped_column(String(16))

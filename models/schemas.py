@@ -121,6 +121,8 @@ _FIELD_NOTES: dict[str, dict[str, dict[str, Any]]] = {
         "request_type": {"enum": [t.value for t in RequestType]},
         "urgency": {"enum": [u.value for u in Urgency]},
         "caller_phone": {"description": "full number on the agency's own queue, masked on tickets.manual"},
+        "complex_case": {"description": "复杂件, as the hotline judged it at intake: the complex cases' longer "
+                                        "time limits apply (to return, to handle)"},
         "agency_kind": {"enum": list(AGENCY_KINDS)},
         "basis": {"description": "legal basis of the responsibility item that makes the agency the owner"},
         "excluded_agencies": {"description": "agencies that returned the ticket before"},
@@ -279,6 +281,9 @@ def ticket_schema() -> dict[str, Any]:
     body["properties"]["id"]["description"] = "the platform's ticket id; also the message key"
     body["properties"]["received_at"]["description"] = (
         "ISO 8601; without an offset Asia/Shanghai is assumed; missing -> the time of intake")
+    body["properties"]["complex_case"]["description"] = (
+        "复杂件 as the hotline judged it: the complex cases' longer time limits apply. Also accepted: 是/否, "
+        "复杂/普通, 1/0")
     return _document(TICKETS_RECEIVED, "A citizen's request (工单) from the hotline platform, `hotline ingest` "
                      "or HTTP intake. Message key: the ticket id. Fields not listed are ignored.", body, {})
 

@@ -68,6 +68,9 @@ class TicketIn(BaseModel):
     request_type: RequestType | None = None
     urgency: Urgency | None = None
     caller_phone: str | None = Field(default=None, max_length=TICKET_CHARS["caller_phone"])
+    # 复杂件, as the hotline judged it at intake: longer time limits (sla.yaml's complex rules, e.g. 2 working
+    # days to return, 15 to handle). Nothing else can tell; the router never guesses it.
+    complex_case: bool = False
 
     @field_validator("id", mode="before")
     @classmethod
@@ -99,12 +102,23 @@ class TicketIn(BaseModel):
             v = v.replace(tzinfo=SHANGHAI)  # the hotline's local time when no offset is given
         return plausible_time(v)
 
+    @field_validator("complex_case", mode="before")
+    @classmethod
+    def _complex_as_written(cls, v: Any) -> Any:
+        # what a platform's export or a CSV says, besides JSON's true/false and pydantic's 1/0, yes/no
+        if v is None or (isinstance(v, str) and not v.strip()):
+            return False
+        if isinstance(v, str):
+            return COMPLEX_WORDS.get(v.strip(), v)
+        return v
+
     @field_validator("request_type", "urgency", "address", "title", "channel", "caller_phone", mode="before")
     @classmethod
     def _empty_is_none(cls, v: Any) -> Any:
         return None if isinstance(v, str) and not v.strip() else v
 
 
+COMPLEX_WORDS = {"是": True, "复杂": True, "复杂件": True, "否": False, "普通": False, "一般": False, "普通件": False}
 EARLIEST, LATEST = datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC)
 
 

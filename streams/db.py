@@ -296,7 +296,7 @@ class Ledger:
         if not ids:
             return {}
         cols = (t.Ticket.id, t.Ticket.request_type, t.Ticket.urgency, t.Ticket.matter, t.Ticket.address,
-                t.Ticket.caller_phone, t.Ticket.received_at)
+                t.Ticket.caller_phone, t.Ticket.received_at, t.Ticket.complex_case)
         with self.engine.connect() as conn:
             return {r.id: r for r in conn.execute(select(*cols).where(t.Ticket.id.in_(ids)))}
 
@@ -321,7 +321,7 @@ def _ticket_row(tk: TicketIn, topic: str | None, partition: int | None, offset: 
     return {
         "id": tk.id, "received_at": tk.received_at, "text": tk.text, "title": tk.title, "address": tk.address,
         "channel": tk.channel, "request_type": tk.request_type, "urgency": tk.urgency,
-        "caller_phone": tk.caller_phone, "status": "received", "attempt": 0, "source_topic": topic,
+        "caller_phone": tk.caller_phone, "complex_case": tk.complex_case, "status": "received", "attempt": 0, "source_topic": topic,
         "source_partition": partition, "source_offset": offset, "first_seen_at": now, "updated_at": now,
     }
 

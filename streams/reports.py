@@ -34,7 +34,7 @@ def _chunks(items: list[str], n: int = CHUNK) -> Iterator[list[str]]:
 def intake_facts(row: t.Ticket) -> TicketFacts:
     return TicketFacts(ticket_id=row.id, received_at=row.received_at, request_type=row.request_type,
                        urgency=row.urgency or "一般", matter=row.matter, address=row.address,
-                       caller_phone=row.caller_phone)
+                       caller_phone=row.caller_phone, complex_case=bool(row.complex_case))
 
 
 def load_histories(ledger: Ledger, since: datetime | None = None) -> list[tuple[TicketFacts, list[Any]]]:

@@ -130,6 +130,7 @@ def routed_message(ticket: TicketIn | Any, d: Decision, *, attempt: int, decided
         address=ticket.address, request_type=ticket.request_type, urgency=ticket.urgency, channel=ticket.channel,
         # the full number only on the handling agency's own queue
         caller_phone=ticket.caller_phone if auto else mask_caller_phone(ticket.caller_phone),
+        complex_case=bool(getattr(ticket, "complex_case", False)),
         matter=d.matter, matter_name=d.matter_name, domain=d.domain, agency=d.agency,
         agency_name=d.agency_name, agency_kind=d.agency_kind, jurisdiction=d.jurisdiction, street=d.street,
         address_resolved=d.address_resolved, confidence=round(d.confidence, 4), basis=d.basis,

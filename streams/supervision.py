@@ -175,7 +175,8 @@ def _first_facts(before_state: TicketState | None, event: LifecycleEvent, row: A
         received_at = event.occurred_at
     else:
         intake = {"request_type": row.request_type, "urgency": row.urgency or "一般", "matter": row.matter,
-                  "address": row.address, "caller_phone": row.caller_phone}
+                  "address": row.address, "caller_phone": row.caller_phone,
+                  "complex_case": bool(row.complex_case)}
         received_at = row.received_at
     if before_state is None:
         return TicketFacts(ticket_id=event.ticket_id, received_at=received_at, **intake)

@@ -45,7 +45,8 @@ console = Console(stderr=True, highlight=False, soft_wrap=True)
 FORMATS = ("csv", "jsonl")
 EXTENSIONS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
 # Ticket fields in the order of the flags; the default column name of each is the field name itself.
-FIELDS = ("id", "text", "address", "received_at", "title", "request_type", "urgency", "caller_phone", "channel")
+FIELDS = ("id", "text", "address", "received_at", "title", "request_type", "urgency", "caller_phone", "channel",
+          "complex_case")
 MAX_REPORTED = 50  # rejected rows listed one by one; past that only the summary counts them
 
 EXIT_OK, EXIT_REJECTED, EXIT_UNUSABLE, EXIT_BROKER = 0, 1, 2, 3
@@ -286,6 +287,8 @@ def ingest(
     urgency_col: str | None = typer.Option(None, "--urgency-col", help="column of the urgency (紧急/水电气热/一般) (default: urgency)"),
     phone_col: str | None = typer.Option(None, "--phone-col", help="column of the caller's phone (default: caller_phone)"),
     channel_col: str | None = typer.Option(None, "--channel-col", help="column of the channel (default: channel)"),
+    complex_col: str | None = typer.Option(None, "--complex-col", help="column saying whether it is a complex case "
+                                           "(复杂件: 是/否, true/false, 1/0) (default: complex_case)"),
     id_prefix: str = typer.Option("", "--id-prefix", help="prepended to every ticket id (given or generated)"),
     rate: float | None = typer.Option(None, "--rate", min=0.001, help="at most N tickets per second"),
     limit: int | None = typer.Option(None, "--limit", min=1, help="read at most N records"),
@@ -300,7 +303,7 @@ def ingest(
     columns = ColumnMap.from_flags({
         "id": id_col, "text": text_col, "address": address_col, "received_at": received_at_col,
         "title": title_col, "request_type": request_type_col, "urgency": urgency_col,
-        "caller_phone": phone_col, "channel": channel_col}, id_prefix)
+        "caller_phone": phone_col, "channel": channel_col, "complex_case": complex_col}, id_prefix)
     if id_prefix and not ID_PATTERN.match(id_prefix):
         _unusable(f"--id-prefix {id_prefix!r} may contain only letters, digits and _ . : - "
                   "(and start with a letter or digit)")

@@ -26,8 +26,8 @@ def produce(bootstrap: str, messages: list[tuple[bytes | None, bytes]]) -> None:
     producer.close()
 
 
-def ticket(tid: str, text: str = "小区门口的烧烤摊每天晚上油烟很大，请有关部门管一管。") -> bytes:
-    return json.dumps({"id": tid, "text": text, "address": "滨海新区新港街道", "request_type": "投诉"},
+def ticket(tid: str, text: str = "小区门口的烧烤摊每天晚上油烟很大，请有关部门管一管。", **more: str) -> bytes:
+    return json.dumps({"id": tid, "text": text, "address": "滨海新区新港街道", "request_type": "投诉", **more},
                       ensure_ascii=False).encode()
 
 
@@ -49,7 +49,7 @@ def test_tickets_recorded_once_and_bad_input_dead_lettered(kafka_bootstrap, data
     ])
     produce(kafka_bootstrap, [(tid.encode(), ticket(tid)) for tid in good])
     late = f"T{run}-after-bad"
-    produce(kafka_bootstrap, [(late.encode(), ticket(late))])
+    produce(kafka_bootstrap, [(late.encode(), ticket(late, complex_case="是"))])  # 复杂件, as a platform says it
 
     # Then every good ticket is in the ledger exactly once, including the one after the bad input
     def recorded() -> int:
@@ -61,7 +61,12 @@ def test_tickets_recorded_once_and_bad_input_dead_lettered(kafka_bootstrap, data
         ids = s.scalars(select(t.Ticket.id).where(t.Ticket.id.like(f"T{run}-%"))).all()
         assert sorted(ids) == sorted([*good, late])
         row = s.get(t.Ticket, good[0])
-        assert row.received_at.tzinfo is not None and row.request_type == "投诉"
+        assert row.received_at.tzinfo is not None and row.request_type == "投诉" and not row.complex_case
+        assert s.get(t.Ticket, late).complex_case
+    # a complex case says so on its queue, where the agency learns it has the longer time limits
+    assert wait_until(lambda: f"{late}#1" in ledger.decisions([f"{late}#1"]), timeout=20)
+    assert ledger.decisions([f"{late}#1"])[f"{late}#1"].message["complex_case"] is True
+    assert ledger.intake_facts([late])[late].complex_case
 
     # And the malformed ones are recorded with their reasons
     assert wait_until(lambda: len(_rejections(ledger, run)) >= 2, timeout=20)

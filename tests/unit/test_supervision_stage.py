@@ -143,3 +143,21 @@ def test_a_failed_supervision_batch_leaves_no_clock_running_that_the_lifecycle_s
     asyncio.run(stage.run_until(T0 + timedelta(days=10), step=timedelta(hours=1)))
     # Then the resolved ticket raises no handling alerts
     assert [a.alert_key for a in stage.sent if a.ticket_id == "T1"] == []
+
+
+def test_a_complex_case_from_intake_is_supervised_with_the_complex_limits(cat) -> None:
+    from models.supervision.deadlines import deadlines
+
+    # Given a ticket the hotline marked a complex case (复杂件) at intake, as its ledger row holds it
+    row = SimpleNamespace(request_type="投诉", urgency=None, matter=None, address=None, caller_phone=None,
+                          received_at=T0, complex_case=True)
+    routed = event(1, "T1", "routed", "system", "BH-SCJG", T0, attempt=1, decision="auto")
+    # When supervision first sees it, dispatched on Monday 10:00
+    facts = supervision._first_facts(None, routed, row).with_state(apply(None, routed).state)  # type: ignore[union-attr]
+    # Then it keeps the mark, and the agency has 2 working days to return it
+    assert facts.complex_case
+    assert {d.stage: d.due for d in deadlines(facts, cat)}["return"] == datetime(2025, 3, 5, 10, 0, tzinfo=TZ)
+    # and, once signed for, 15 working days to handle it (a plain 投诉 has 15 too, a 求助 3: see sla.yaml)
+    signed = event(2, "T1", "signed", "agency", "BH-SCJG", T0 + timedelta(hours=1))
+    help_wanted = facts.with_state(apply(apply(None, routed).state, signed).state, request_type="求助")  # type: ignore[union-attr, arg-type]
+    assert {d.stage: d.due for d in deadlines(help_wanted, cat)}["handle"] == datetime(2025, 3, 24, 11, 0, tzinfo=TZ)

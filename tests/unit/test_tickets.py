@@ -65,6 +65,20 @@ def test_mask_phone():
     assert mask_phone(None) is None
 
 
+@pytest.mark.parametrize("value,expected", [(True, True), ("是", True), ("复杂件", True), ("1", True), (1, True),
+                                            ("否", False), ("普通", False), ("", False), (None, False),
+                                            ("false", False)])
+def test_complex_case_as_platforms_write_it(value, expected):
+    t = parse_ticket(json.dumps({"id": "T1", "text": "情况复杂的拆迁补偿问题", "complex_case": value}))
+    assert isinstance(t, TicketIn) and t.complex_case is expected
+    assert parse_ticket(json.dumps({"id": "T1", "text": "x"})).complex_case is False  # type: ignore[union-attr]
+
+
+def test_complex_case_that_says_neither_is_rejected_with_the_field():
+    r = parse_ticket(json.dumps({"id": "T1", "text": "拆迁补偿", "complex_case": "也许"}))
+    assert isinstance(r, Rejection) and "complex_case" in r.reason
+
+
 def test_unknown_fields_ignored():
     t = parse_ticket({"id": "A1", "text": "x", "extra": {"nested": 1}, "received_at": datetime(2025, 1, 1).isoformat()})
     assert isinstance(t, TicketIn)
