@@ -156,15 +156,34 @@ async def observe_many(items: list[Observation]) -> dict[str, dict[str, Any]]:
             except Exception:
                 log.exception("supervision failed on %s %s of ticket %s", event.type, event.event_id,
                               event.ticket_id)
-        await emit(alerts)
-        # Published (and acknowledged) before the facts are stored, like alerts: a crash in between
-        # publishes them again, and the linker ignores a ticket it already holds under that key.
-        await publish_links(links)
+        await _send(alerts, links)
     except Exception:
         log.exception("supervision failed on a batch of %d event(s) (tickets %s)", len(items),
                       ", ".join(sorted({ev.ticket_id for _, ev, _ in items})[:5]))
         return {}
     return batch
+
+
+SEND_RETRY_DELAYS = (0.5, 1.0, 2.0)  # seconds before each new attempt: a broker away for a moment
+
+
+async def _send(alerts: list[Alert], links: list[LinkFact]) -> None:
+    """Publish a batch's alerts and link facts, trying again a few times: a batch that cannot send is stored
+    with its tickets' old facts, and its rule alerts (a return, a misdispatch, ping-pong) are then lost.
+    Sending twice is harmless: consumers dedupe alerts on their key, the linker holds each ticket once."""
+    for delay in (*SEND_RETRY_DELAYS, None):
+        try:
+            await emit(alerts)
+            # Published (and acknowledged) before the facts are stored, like alerts: a crash in between
+            # publishes them again, and the linker ignores a ticket it already holds under that key.
+            await publish_links(links)
+            return
+        except Exception as exc:
+            if delay is None:
+                raise
+            log.warning("supervision could not publish %d alert(s) and %d link fact(s) (%s); retry in %.1fs",
+                        len(alerts), len(links), exc, delay)
+            await asyncio.sleep(delay)
 
 
 def _first_facts(before_state: TicketState | None, event: LifecycleEvent, row: Any) -> TicketFacts:

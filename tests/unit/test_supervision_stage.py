@@ -43,7 +43,8 @@ class Stage:
             return None
 
         async def emit(alerts: list[Alert]) -> int:
-            if alerts and self.broker_away:
+            if alerts and (self.broker_away or self.away_for):
+                self.away_for = max(0, self.away_for - 1)
                 raise ConnectionError("broker not reachable")
             self.sent.extend(alerts)
             return len(alerts)
@@ -76,6 +77,8 @@ class Stage:
         monkeypatch.setattr(ticket_table, "all_facts",
                             lambda: (v["facts"] for v in self.table.values() if v["facts"]))
         monkeypatch.setattr(ticket_table, "lock", asyncio.Lock())
+        monkeypatch.setattr(supervision, "SEND_RETRY_DELAYS", (0.0,))
+        self.away_for = 0  # sends that fail before the broker is back (besides broker_away)
 
     def receive(self, facts: TicketFacts) -> None:
         self.table[facts.ticket_id] = {"state": None, "facts": {**facts.to_dict(), "_events": []}}
@@ -161,3 +164,17 @@ def test_a_complex_case_from_intake_is_supervised_with_the_complex_limits(cat) -
     signed = event(2, "T1", "signed", "agency", "BH-SCJG", T0 + timedelta(hours=1))
     help_wanted = facts.with_state(apply(apply(None, routed).state, signed).state, request_type="求助")  # type: ignore[union-attr, arg-type]
     assert {d.stage: d.due for d in deadlines(help_wanted, cat)}["handle"] == datetime(2025, 3, 24, 11, 0, tzinfo=TZ)
+
+
+def test_a_return_whose_alert_met_the_broker_away_for_a_moment_is_alerted_and_remembered(monkeypatch, cat) -> None:
+    stage = Stage(monkeypatch, cat, T0)
+    stage.receive(TicketFacts("T1", T0, request_type="投诉"))
+    asyncio.run(stage.events(event(1, "T1", "routed", "system", "BH-SCJG", T0, attempt=1, decision="auto")))
+    # Given a broker that refuses the next send only
+    stage.away_for = 1
+    # When the agency returns the ticket
+    asyncio.run(stage.events(event(2, "T1", "returned", "agency", "BH-SCJG", T0 + timedelta(hours=1),
+                                   reason_code="NOT_OUR_DUTY", basis="《某法》第十条")))
+    # Then the return's alert goes out on the retry, and the facts know the return (ping-pong counts on them)
+    assert [a.rule for a in stage.sent if a.ticket_id == "T1"] == ["returned"]
+    assert stage.table["T1"]["facts"]["returned_by"] == ["BH-SCJG"]
