@@ -833,6 +833,9 @@ def _load_sla(path: Path, rep: _Report) -> SlaRules:
     if isinstance(overdue, bool) or not isinstance(overdue, int | float) or overdue <= 0:
         rep.error(file, "overdue_fraction", "应为正数")
         overdue = 1.0
+    elif fractions and overdue <= max(fractions):
+        # a warning due after the overdue notice (checkpoints are ranked in time order) would never be sent
+        rep.error(file, "overdue_fraction", f"应大于最后一次预警的比例 {max(fractions)}，实为 {overdue}")
     rules = SlaRules(
         limits=tuple(limits),
         warning_fractions=tuple(float(f) for f in fractions),

@@ -93,6 +93,15 @@ class TicketIn(BaseModel):
             raise ValueError("is blank")
         return v
 
+    @field_validator("received_at", mode="before")
+    @classmethod
+    def _offset_with_colon(cls, v: Any) -> Any:
+        # PostgreSQL's text output and many exports write the offset as +08 or +0800, which ISO 8601 parsers
+        # other than the standard library's refuse: "2025-03-01 08:05:00+08"
+        if isinstance(v, str) and (m := _SHORT_OFFSET.search(v.strip())):
+            return f"{v.strip()[:m.start(1)]}{m[1]}:{m[2] or '00'}"
+        return v
+
     @field_validator("received_at")
     @classmethod
     def _aware(cls, v: datetime | None) -> datetime | None:
@@ -118,6 +127,7 @@ class TicketIn(BaseModel):
         return None if isinstance(v, str) and not v.strip() else v
 
 
+_SHORT_OFFSET = re.compile(r"(?<=\d:\d\d)(?::\d\d(?:\.\d+)?)?([+-]\d{2})(\d{2})?$")  # 08:05[:00[.1]]+08 / +0800
 COMPLEX_WORDS = {"是": True, "复杂": True, "复杂件": True, "否": False, "普通": False, "一般": False, "普通件": False}
 EARLIEST, LATEST = datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC)
 

@@ -154,6 +154,13 @@ class WorkCalendar:
             d += _DAY
         return count
 
+    def whole_working_days(self, start: datetime, end: datetime) -> int:
+        """Whole working days from ``start`` to ``end``, counted as deadlines are: the largest n whose
+        :meth:`deadline_working_days` (same clock time, nth working day after) is not after ``end``. A ticket
+        due Monday 17:00 is 0 working days overdue on Tuesday 09:00, and 1 from Tuesday 17:00."""
+        n = self.working_days_between(start, end)
+        return n - 1 if n and self.deadline_working_days(start, n) > end else n
+
     # --- deadlines -------------------------------------------------------------------------
     def deadline_working_days(self, start: datetime, n: int) -> datetime:
         """Same Shanghai clock time on the Nth working day after the start's date."""

@@ -102,7 +102,7 @@ def digest_text(figs: dict[str, AgencyFigures], catalogue: Catalogue, day: date)
             stage = {"sign": "签收", "handle": "办理"}
             for o in f.open_overdue[:20]:
                 lines.append(f"    {o.ticket_id} {stage.get(o.stage, o.stage)}截止 {o.due:%m-%d %H:%M}，"
-                             f"已逾期 {o.overdue_working_days} 个工作日")
+                             f"已逾期{f' {o.overdue_working_days} 个工作日' if o.overdue_working_days else '不足1个工作日'}")
             if len(f.open_overdue) > 20:
                 lines.append(f"    ……另有 {len(f.open_overdue) - 20} 件")
         lines.append("")

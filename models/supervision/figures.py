@@ -232,7 +232,7 @@ def _replay(intake: TicketFacts, events: Sequence[Any], catalogue: Catalogue, no
         if due is not None and now > due:
             judge_unsigned(dispatch, now)
             fig(dispatch.agency).open_overdue.append(OverdueTicket(
-                intake.ticket_id, dispatch.agency, "sign", due, calendar.working_days_between(due, now)))
+                intake.ticket_id, dispatch.agency, "sign", due, calendar.whole_working_days(due, now)))
     if state is not None and state.status == Status.SIGNED and handling is not None:
         due = _due(facts, "handle", catalogue)
         if due is not None and now > due:
@@ -240,7 +240,7 @@ def _replay(intake: TicketFacts, events: Sequence[Any], catalogue: Catalogue, no
                 fig(handling.agency).resolved_late += 1
                 late(handling.agency, True)
             fig(handling.agency).open_overdue.append(OverdueTicket(
-                intake.ticket_id, handling.agency, "handle", due, calendar.working_days_between(due, now)))
+                intake.ticket_id, handling.agency, "handle", due, calendar.whole_working_days(due, now)))
     # First-time right: judged once the ticket is settled (resolved, or the first agency lost it)
     if first is not None and first.counted:
         settled = first_broken or resolved_by is not None

@@ -121,7 +121,8 @@ def read_csv(stream: IO[str]) -> tuple[list[str], Iterator[Record]]:
 def read_jsonl(stream: IO[str]) -> Iterator[Record]:
     """One record per non-blank line; lines that are not a JSON object become unreadable records."""
     for number, line in enumerate(stream, start=1):
-        text = line.strip()
+        # a byte-order mark read as text (--encoding utf-8 on a file saved "with BOM") is no part of the JSON
+        text = (line.removeprefix("\ufeff") if number == 1 else line).strip()
         if not text:
             continue
         try:

@@ -246,6 +246,11 @@ def test_sla_without_catch_all(data: Path) -> None:
     assert "sla.yaml: limits.handle[0].hours: 应为正数，实为 -1" in msgs
 
 
+def test_overdue_before_the_last_warning_is_an_error(data: Path) -> None:
+    edit(data / "sla.yaml", lambda doc: doc.update(warning_fractions=[0.5, 0.75, 0.9], overdue_fraction=0.8))
+    assert "sla.yaml: overdue_fraction: 应大于最后一次预警的比例 0.9，实为 0.8" in messages(data)
+
+
 def test_wrong_shapes_do_not_crash(data: Path) -> None:
     (data / "jurisdictions.yaml").write_text("just a string\n", encoding="utf-8")
     (data / "responsibility" / "BH.yaml").write_text("- a\n- b\n", encoding="utf-8")

@@ -70,6 +70,12 @@ def test_read_csv_header_ignores_a_bom_read_as_text() -> None:
     assert isinstance(ticket, TicketIn) and ticket.id == "T-1"
 
 
+def test_read_jsonl_ignores_a_bom_read_as_text() -> None:
+    (first, second) = read_jsonl(io.StringIO('\ufeff{"id": "T-1", "text": "噪音扰民"}\n{"id": "T-2", "text": "\ufeff"}\n'))
+    assert first.values == {"id": "T-1", "text": "噪音扰民"}
+    assert second.values == {"id": "T-2", "text": "\ufeff"}  # only the file's first characters are a BOM
+
+
 def test_read_csv_without_header_is_unusable() -> None:
     with pytest.raises(UnusableInput, match="empty"):
         read_csv(io.StringIO(""))

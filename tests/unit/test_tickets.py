@@ -79,6 +79,19 @@ def test_complex_case_that_says_neither_is_rejected_with_the_field():
     assert isinstance(r, Rejection) and "complex_case" in r.reason
 
 
+@pytest.mark.parametrize("written,expected", [
+    ("2025-03-01 08:05:00+08", "2025-03-01T08:05:00+08:00"),  # PostgreSQL's text output
+    ("2025-03-01 08:05:00.5+0800", "2025-03-01T08:05:00.500000+08:00"),
+    ("2025-03-01T08:05-05", "2025-03-01T08:05:00-05:00"),
+    ("2025-03-01", "2025-03-01T00:00:00+08:00"),  # a date, not a date with an offset of -01
+    ("2025-03-01T08:05:00+08:30", "2025-03-01T08:05:00+08:30"),
+])
+def test_received_at_offsets_as_exports_write_them(written, expected):
+    t = parse_ticket(json.dumps({"id": "T1", "text": "路灯不亮", "received_at": written}))
+    assert isinstance(t, TicketIn) and t.received_at == datetime.fromisoformat(expected)
+    assert t.received_at.utcoffset() == datetime.fromisoformat(expected).utcoffset()
+
+
 def test_unknown_fields_ignored():
     t = parse_ticket({"id": "A1", "text": "x", "extra": {"nested": 1}, "received_at": datetime(2025, 1, 1).isoformat()})
     assert isinstance(t, TicketIn)

@@ -106,6 +106,16 @@ def test_working_days_between(cal: WorkCalendar) -> None:
     assert cal.working_days_between(date(2025, 10, 11), date(2025, 9, 30)) == 0
 
 
+def test_whole_working_days_count_as_deadlines_do(cal: WorkCalendar) -> None:
+    # due Mon 2025-09-29 17:00 (Tue 9/30 is a working day, then the National Day week, then 10/9)
+    due = at("2025-09-29T17:00")
+    assert cal.whole_working_days(due, at("2025-09-30T09:00")) == 0  # 16 hours late: less than a working day
+    assert cal.whole_working_days(due, at("2025-09-30T17:00")) == 1
+    assert cal.whole_working_days(due, at("2025-10-08T23:00")) == 1  # the holidays add nothing
+    assert cal.whole_working_days(due, at("2025-10-09T17:00")) == 2
+    assert cal.whole_working_days(due, at("2025-09-29T16:00")) == 0  # not due yet
+
+
 def test_working_time_skips_holidays(cal: WorkCalendar) -> None:
     # Tue 9/30 10:00 -> Thu 10/9 10:00: 14 h on 9/30 + 10 h on 10/9; the holiday week counts nothing
     assert cal.working_time_between(at("2025-09-30T10:00"), at("2025-10-09T10:00")) == timedelta(hours=24)
