@@ -210,6 +210,8 @@ class User(Base):
     agency: Mapped[str | None] = mapped_column(String(32), index=True)
     display_name: Mapped[str | None] = mapped_column(String(64))
     password_hash: Mapped[str] = mapped_column(String(256))
+    # part of every console session's stamp: bumped when the user is disabled, so re-enabling revives none
+    session_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_login_at: Mapped[datetime | None]

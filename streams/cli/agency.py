@@ -27,7 +27,7 @@ from rich.text import Text
 
 from models.directory import Catalogue
 from models.lifecycle import RATINGS, RETURN_REASONS, Role
-from models.tickets import ID_PATTERN, SHANGHAI
+from models.tickets import ID_PATTERN, SHANGHAI, mask_caller_phone, mask_phone
 from models.workcalendar import as_local
 from streams.cli import app
 from streams.cli.platform import load_settings
@@ -100,6 +100,18 @@ def local_time(value: Any) -> str:
 def _short(value: Any, width: int) -> str:
     text = " ".join(str(value or "").split())
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def masked_for_dispatchers(ticket: dict[str, Any]) -> dict[str, Any]:
+    """A routed ticket as the dispatchers may see it: the caller's number masked in the field and wherever it is
+    written in the title or text, as the console shows them (only the handling agency sees the full number)."""
+    out = dict(ticket)
+    for name in ("text", "title"):
+        if isinstance(out.get(name), str):
+            out[name] = mask_phone(out[name])
+    if isinstance(out.get("caller_phone"), str):
+        out["caller_phone"] = mask_caller_phone(out["caller_phone"])
+    return out
 
 
 def queue_table(tickets: list[dict[str, Any]], *, manual: bool, title: str) -> Table:
@@ -248,9 +260,11 @@ class QueueReader:
 def queue(
     agency_code: str | None = typer.Argument(None, metavar="[AGENCY_CODE]",
                                              help="agency whose queue to read (omit with --manual)"),
-    manual: bool = typer.Option(False, "--manual", help="read the dispatchers' queue tickets.manual instead"),
+    manual: bool = typer.Option(False, "--manual", help="read the dispatchers' queue tickets.manual instead "
+                                "(callers' numbers masked, as in the console)"),
     follow: bool = typer.Option(False, "--follow", "-f", help="keep waiting for new tickets (Ctrl-C stops)"),
-    as_json: bool = typer.Option(False, "--json", help="one RoutedTicket JSON line per ticket, as published"),
+    as_json: bool = typer.Option(False, "--json", help="one RoutedTicket JSON line per ticket, as published "
+                                 "(--manual: with the caller's number masked)"),
     from_beginning: bool = typer.Option(False, "--from-beginning",
                                         help="show every ticket still on the queue, not only unseen ones"),
     limit: int | None = typer.Option(None, "--limit", min=1, help="show at most N tickets"),
@@ -259,6 +273,7 @@ def queue(
 
     Reads in the consumer group agency.<code> (dispatchers: "dispatchers") and commits what it has
     shown, so the next call shows only what is new. Without --follow it reads what is there and exits.
+    The dispatchers' queue shows callers' numbers masked (138****5678), also inside the text.
     """
     from streams.app import TICKETS_MANUAL, routed_topic_name
     from streams.broker import BrokerUnavailable, client_bootstrap
@@ -313,6 +328,9 @@ def queue(
                 if routing_id in seen:  # at-least-once delivery: a republication is shown once
                     continue
                 seen.add(routing_id)
+                if manual:  # dispatchers never see a caller's full number, here as in the console
+                    data = masked_for_dispatchers(data)
+                    raw = json.dumps(data, ensure_ascii=False)
                 fresh.append((raw, data))
             shown += len(fresh)
             if as_json:

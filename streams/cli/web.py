@@ -171,32 +171,39 @@ def users_list(as_json: bool = typer.Option(False, "--json", help="one JSON obje
 @users_app.command("disable")
 def users_disable(username: str = typer.Argument(...),
                   enable: bool = typer.Option(False, "--enable", help="enable the user again")) -> None:
-    """Disable a user: their sessions and API tokens stop working at once (--enable undoes it)."""
+    """Disable a user: their console sessions end and their API tokens are revoked at once.
+
+    --enable lets the user log in again; the ended sessions and revoked tokens stay ended (issue new tokens).
+    """
     from streams.console.accounts import AccountError, set_active
 
     settings = load_settings()
     ledger = _migrated_ledger(settings)
     try:
-        set_active(ledger, username, enable)
+        revoked = set_active(ledger, username, enable)
     except AccountError as exc:
         _exit(f"[red]refused:[/red] {esc(str(exc))}")
     finally:
         ledger.dispose()
-    err.print(f"user {username} {'enabled' if enable else 'disabled'}")
+    if enable:
+        err.print(f"user {username} enabled")
+    else:
+        err.print(f"user {username} disabled: console sessions ended, {revoked} API token(s) revoked")
 
 
 @users_app.command("password")
 def users_password(username: str = typer.Argument(...),
                    password_stdin: bool = typer.Option(False, "--password-stdin")) -> None:
-    """Set a new password for the user."""
+    """Set a new password for the user: their console sessions end and their API tokens are revoked."""
     from streams.console.accounts import AccountError, set_password
 
     settings = load_settings()
     ledger = _migrated_ledger(settings)
     try:
-        set_password(ledger, username, _read_password(password_stdin))
+        revoked = set_password(ledger, username, _read_password(password_stdin))
     except AccountError as exc:
         _exit(f"[red]refused:[/red] {esc(str(exc))}")
     finally:
         ledger.dispose()
-    err.print(f"password of {username} changed")
+    err.print(f"password of {username} changed: console sessions ended, {revoked} API token(s) revoked"
+              + (f" (new one: hotline users token {username})" if revoked else ""))

@@ -71,7 +71,7 @@ class Principal:
 
 @dataclass(frozen=True, slots=True)
 class Denial:
-    """Why a request is refused: ``status`` is the HTTP status (403 not yours, 409 not now)."""
+    """Why an action is refused: ``status`` is the HTTP status (403 not yours to take, 409 not now)."""
 
     status: int
     message: str
@@ -84,8 +84,12 @@ def can_view_ticket(p: Principal, current_agency: str | None, dispatched_to: Col
     return p.agency is not None and (p.agency == current_agency or p.agency in dispatched_to)
 
 
-def view_denial(ticket_id: str) -> Denial:
-    return Denial(403, f"无权查看工单 {ticket_id}：承办单位只能查看派给本单位的工单。")
+def not_found_message(p: Principal, ticket_id: str) -> str:
+    """The answer for a ticket ``p`` cannot see: the same for a missing one and, for an agency, another agency's
+    (a 404 either way, so that ticket numbers cannot be probed for what other agencies handle)."""
+    if p.role == AGENCY:
+        return f"没有编号为 {ticket_id} 的工单，或该工单未派给本单位（承办单位只能查看派给本单位的工单）。"
+    return f"没有编号为 {ticket_id} 的工单。"
 
 
 def sees_full_phone(p: Principal, current_agency: str | None) -> bool:

@@ -3,6 +3,12 @@
 Passwords are hashed with scrypt (stdlib ``hashlib.scrypt``, a random salt per user); API tokens are
 random, shown once when issued, and stored only as their SHA-256. Everything here is synchronous ledger
 I/O: the console calls it off the event loop (FastAPI runs sync endpoints in a thread pool).
+
+A console session carries a *stamp* of the user's stored password hash (:func:`session_stamp`), checked on
+every request: a new password (a new salt, so a new hash) ends every session issued before it, and so does
+disabling the user, which bumps the user's ``session_generation``, part of the stamp. Both also revoke the
+user's API tokens, so re-enabling a user revives neither. Failed log-ins are throttled per user name
+(:class:`LoginThrottle`), in the memory of each console process.
 """
 
 from __future__ import annotations
@@ -12,8 +18,12 @@ import hashlib
 import hmac
 import re
 import secrets
-from dataclasses import dataclass
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, select, update
 
@@ -28,6 +38,12 @@ MIN_PASSWORD_CHARS = 8
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 TOKEN_PREFIX = "hk_"
 TOKEN_TOUCH_EVERY = timedelta(minutes=5)  # last_used_at is informative: don't write on every API call
+# Failed log-ins: after this many for one user name within the window, that name may not try again for the
+# lock-out time (scrypt makes a guess slow; this makes guessing one account's password hopeless online).
+LOGIN_MAX_FAILURES = 5
+LOGIN_WINDOW_S = 15 * 60
+LOGIN_LOCKOUT_S = 15 * 60
+LOGIN_TRACKED = 10_000  # user names remembered at most (a flood of made-up names must not grow memory)
 
 DEMO_PASSWORD = "demo12345"
 # The agencies most demo tickets go to (city management, environment, labour, market regulation in
@@ -57,6 +73,13 @@ def verify_password(password: str, stored: str) -> bool:
     except (ValueError, TypeError):
         return False
     return hmac.compare_digest(digest, expected)
+
+
+def session_stamp(password_hash: str, generation: int) -> str:
+    """What a session remembers of the credentials it was issued for: the stored hash and the user's session
+    generation (the cookie is signed, not encrypted, so only a digest: nothing to test a password guess
+    against)."""
+    return hashlib.sha256(f"hotline-session:{generation}:{password_hash}".encode()).hexdigest()[:32]
 
 
 # A real hash to check against when the user does not exist: a failed log-in costs the same either way.
@@ -109,24 +132,46 @@ def add_user(ledger: Ledger, username: str, role: str, password: str, *, agency:
         return _principal(user)
 
 
-def set_password(ledger: Ledger, username: str, password: str) -> None:
+def _revoke_all(s: Any, user_id: int) -> int:
+    return int(s.execute(update(t.ApiToken).where(t.ApiToken.user_id == user_id, t.ApiToken.revoked_at.is_(None))
+                         .values(revoked_at=t.utcnow())).rowcount)
+
+
+def set_password(ledger: Ledger, username: str, password: str) -> int:
+    """Set a new password: the user's console sessions end (their stamp no longer matches) and every API token
+    is revoked, so a stolen session or token does not outlive a reset. Returns how many tokens were live."""
     validate_password(password)
     with ledger.session() as s:
-        done = s.execute(update(t.User).where(t.User.username == username)
-                         .values(password_hash=hash_password(password))).rowcount
-    if not done:
-        raise AccountError(f"no user {username!r}")
+        user = s.scalar(select(t.User).where(t.User.username == username))
+        if user is None:
+            raise AccountError(f"no user {username!r}")
+        user.password_hash = hash_password(password)
+        return _revoke_all(s, user.id)
 
 
-def set_active(ledger: Ledger, username: str, active: bool) -> None:
-    """Enable or disable a user; a disabled user's sessions and tokens stop working at once."""
+def set_active(ledger: Ledger, username: str, active: bool) -> int:
+    """Enable or disable a user. Disabling ends the user's sessions and revokes the API tokens for good (enabling
+    again revives neither: log in again, issue new tokens). Returns how many tokens disabling revoked."""
     with ledger.session() as s:
-        done = s.execute(update(t.User).where(t.User.username == username).values(active=active)).rowcount
-    if not done:
-        raise AccountError(f"no user {username!r}")
+        user = s.scalar(select(t.User).where(t.User.username == username))
+        if user is None:
+            raise AccountError(f"no user {username!r}")
+        user.active = active
+        if active:
+            return 0
+        user.session_generation += 1
+        return _revoke_all(s, user.id)
 
 
-def authenticate(ledger: Ledger, username: str, password: str) -> Principal | None:
+@dataclass(frozen=True, slots=True)
+class Login:
+    """A successful log-in: the user, and the stamp its session must carry (:func:`principal_for_session`)."""
+
+    principal: Principal
+    stamp: str
+
+
+def authenticate(ledger: Ledger, username: str, password: str) -> Login | None:
     """The active user with this name and password, or None (no hint which of the two was wrong)."""
     with ledger.session() as s:
         user = s.scalar(select(t.User).where(t.User.username == username.strip().lower()))
@@ -136,14 +181,19 @@ def authenticate(ledger: Ledger, username: str, password: str) -> Principal | No
         if not verify_password(password, user.password_hash):
             return None
         user.last_login_at = t.utcnow()
-        return _principal(user)
+        return Login(_principal(user), session_stamp(user.password_hash, user.session_generation))
 
 
-def principal_by_id(ledger: Ledger, user_id: int) -> Principal | None:
-    """The session's user, if still active (a disabled user is logged out on the next request)."""
+def principal_for_session(ledger: Ledger, user_id: int, stamp: str) -> Principal | None:
+    """The session's user, if still active and the session was issued for the current credentials: a disabled
+    user, or one whose password changed since, is logged out on the next request."""
     with ledger.session() as s:
         user = s.get(t.User, user_id)
-        return _principal(user) if user is not None and user.active else None
+        if user is None or not user.active:
+            return None
+        if not hmac.compare_digest(stamp.encode(), session_stamp(user.password_hash, user.session_generation).encode()):
+            return None
+        return _principal(user)
 
 
 def issue_token(ledger: Ledger, username: str, name: str | None = None) -> str:
@@ -165,8 +215,7 @@ def revoke_tokens(ledger: Ledger, username: str) -> int:
         user_id = s.scalar(select(t.User.id).where(t.User.username == username))
         if user_id is None:
             raise AccountError(f"no user {username!r}")
-        return s.execute(update(t.ApiToken).where(t.ApiToken.user_id == user_id, t.ApiToken.revoked_at.is_(None))
-                         .values(revoked_at=t.utcnow())).rowcount
+        return _revoke_all(s, user_id)
 
 
 def principal_for_token(ledger: Ledger, token: str, *, now: datetime | None = None) -> Principal | None:
@@ -242,3 +291,68 @@ def ensure_demo_users(ledger: Ledger, catalogue: Catalogue) -> list[DemoLogin]:
             out.append(DemoLogin(username, DEMO_PASSWORD, role, agency,
                                  catalogue.agencies[agency].name if agency else None))
     return out
+
+
+@dataclass(slots=True)
+class _Attempts:
+    failures: list[float] = field(default_factory=list)  # monotonic times within the window
+    locked_until: float = 0.0
+
+
+class LoginThrottle:
+    """Failed log-ins per user name, in this process's memory (the ledger has no table for them, and a console
+    restart forgetting a lock-out is acceptable): after ``max_failures`` within ``window_s`` the name is locked
+    for ``lockout_s``, also for the right password; a successful log-in clears its record. Keyed by name, not
+    by address, so guessing from many addresses is throttled too; the price is that anyone can lock a known
+    name out for a while, which the message tells the user.
+
+    Monotonic time, not the deployment's clock: a demo's simulated clock runs fast."""
+
+    def __init__(self, *, max_failures: int = LOGIN_MAX_FAILURES, window_s: float = LOGIN_WINDOW_S,
+                 lockout_s: float = LOGIN_LOCKOUT_S, tracked: int = LOGIN_TRACKED,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.max_failures, self.window_s, self.lockout_s, self.tracked = max_failures, window_s, lockout_s, tracked
+        self._clock = clock
+        self._by_name: dict[str, _Attempts] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _key(username: str) -> str:
+        return username.strip().lower()[:64]
+
+    def retry_after(self, username: str) -> int:
+        """Seconds until ``username`` may try again; 0 when it may now."""
+        with self._lock:
+            entry = self._by_name.get(self._key(username))
+            left = entry.locked_until - self._clock() if entry is not None else 0.0
+        return max(0, int(left + 0.999))
+
+    def failed(self, username: str) -> int:
+        """Count a failed log-in; the seconds of the lock-out it started, or 0."""
+        now = self._clock()
+        with self._lock:
+            if len(self._by_name) >= self.tracked:
+                self._forget_stale(now)
+            entry = self._by_name.setdefault(self._key(username), _Attempts())
+            entry.failures = [f for f in entry.failures if now - f < self.window_s] + [now]
+            if len(entry.failures) < self.max_failures:
+                return 0
+            entry.failures.clear()
+            entry.locked_until = now + self.lockout_s
+        return max(1, int(self.lockout_s + 0.999))
+
+    def succeeded(self, username: str) -> None:
+        with self._lock:
+            self._by_name.pop(self._key(username), None)
+
+    def _forget_stale(self, now: float) -> None:
+        stale = [k for k, e in self._by_name.items()
+                 if e.locked_until <= now and all(now - f >= self.window_s for f in e.failures)]
+        for k in stale:
+            del self._by_name[k]
+        # still full: forget names that are not locked out first (a flood of made-up names must not lift a
+        # lock-out while others can go), the oldest-tracked first
+        for k in [k for k, e in self._by_name.items() if e.locked_until <= now] + list(self._by_name):
+            if len(self._by_name) < self.tracked:
+                break
+            self._by_name.pop(k, None)

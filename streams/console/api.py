@@ -2,23 +2,32 @@
 
 Documented by the OpenAPI document FastAPI builds from these declarations (``/api/openapi.json``; a
 readable page at ``/api-reference``; ``hotline web --openapi`` prints it). Errors are JSON
-``{"error": <code>, "message": <中文说明>}``: 400 invalid input, 401 no or bad token, 403 not yours,
-404 unknown, 409 not in the ticket's current state, 413 body over 64 KiB, 503 broker unavailable.
+``{"error": <code>, "message": <中文说明>}``: 400 invalid input, 401 no or bad token, 403 not allowed to,
+404 unknown (for an agency also another agency's ticket: existence is not revealed), 409 not in the ticket's
+current state, 413 body over 64 KiB, 503 broker unavailable.
+
+``GET /api/tickets`` pages with a keyset cursor: the body stays a plain list (as before paging existed), and
+when more tickets follow, a ``Link: <...>; rel="next"`` header gives the next page's address, whose opaque
+``before`` cursor encodes the (received_at, id) of the page's last ticket.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
+from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
 from models.lifecycle import RETURN_REASONS, Status
-from models.tickets import TicketIn, mask_caller_phone, mask_phone
+from models.tickets import ID_PATTERN, TicketIn, mask_caller_phone, mask_phone
 from streams.cli.agency import Action
 from streams.console import queries
 from streams.console.access import AGENCY, Principal, sees_full_phone
@@ -36,10 +45,13 @@ class ErrorOut(BaseModel):
     message: str = Field(description="给人看的中文说明")
 
 
+AUTH: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorOut, "description": "没有令牌，或令牌无效、已吊销、用户已停用"}}
 ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorOut, "description": "没有令牌，或令牌无效、已吊销、用户已停用"},
-    403: {"model": ErrorOut, "description": "无权访问（如承办单位访问非本单位的工单）"},
-}
+    **AUTH, 403: {"model": ErrorOut, "description": "无权执行（角色不允许，或承办单位要办理、查看非本单位的工单、预警、指标）"}}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorOut, "description": "没有这张工单；承办单位查询非本单位的工单也得到 404（不透露工单是否存在）"}}
+MAX_CURSOR_CHARS = 200
 
 
 class Me(BaseModel):
@@ -129,6 +141,38 @@ class AlertOut(BaseModel):
     deadline: datetime | None
 
 
+def encode_cursor(received_at: datetime, ticket_id: str) -> str:
+    """The opaque ``before`` cursor after a ticket: base64url of ``[received_at ISO, id]``, unpadded."""
+    raw = json.dumps([received_at.isoformat(), ticket_id], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    """The (received_at, id) of a cursor from :func:`encode_cursor`; 400 with the reason when it is not one.
+
+    Only a position: whoever asks, the listing's own filter (an agency's tickets) applies on every page, so a
+    forged cursor can skip tickets but show no others."""
+    def bad(reason: str) -> ConsoleError:
+        return ConsoleError(400, "invalid_cursor", f"分页游标 before 无效（{reason}）：请原样使用上一页响应 Link "
+                                                   "头（rel=\"next\"）中的地址，或去掉 before 从第一页开始。",
+                            reasons=f"before: {reason}")
+
+    try:
+        raw = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True)
+    except (binascii.Error, ValueError):
+        raise bad("不是 base64url 编码") from None
+    try:
+        received, ticket_id = json.loads(raw)
+        at = datetime.fromisoformat(received)
+    except (ValueError, TypeError):  # not JSON, not a pair, not a time
+        raise bad("内容不是 [受理时间, 工单编号]") from None
+    if at.tzinfo is None:
+        raise bad("受理时间缺少时区")
+    if not isinstance(ticket_id, str) or len(ticket_id) > 64 or not ID_PATTERN.match(ticket_id):
+        raise bad("工单编号格式不对")
+    return at, ticket_id
+
+
 def console_of(request: Request) -> Console:
     return request.app.state.console  # type: ignore[no-any-return]
 
@@ -158,7 +202,7 @@ async def read_limited(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
     return b"".join(chunks)
 
 
-@router.get("/me", response_model=Me, responses=ERRORS, summary="当前令牌的用户")
+@router.get("/me", response_model=Me, responses=AUTH, summary="当前令牌的用户")
 def me(request: Request, p: Principal = Depends(api_user)) -> Me:
     agency = console_of(request).catalogue.agencies.get(p.agency or "")
     return Me(username=p.username, role=p.role, agency=p.agency, agency_name=agency.name if agency else None,
@@ -178,15 +222,32 @@ async def intake(request: Request, p: Principal = Depends(api_user)) -> Accepted
     return Accepted(id=ticket.id, status="accepted")
 
 
-@router.get("/tickets", response_model=list[TicketBrief], responses=ERRORS, summary="工单列表")
-def list_tickets(request: Request, p: Principal = Depends(api_user),
+@router.get("/tickets", response_model=list[TicketBrief], summary="工单列表", responses={
+    **AUTH, 200: {"description": "一页工单（最新受理的在前）", "headers": {"Link": {
+        "description": '还有更多工单时给出下一页：`</api/tickets?...&before=<游标>>; rel="next"`；没有此头即已是最后一页',
+        "schema": {"type": "string"}}}},
+    400: {"model": ErrorOut, "description": "参数有误（如 status 未知、before 游标无效）"}})
+def list_tickets(request: Request, response: Response, p: Principal = Depends(api_user),
                  status: Status | None = Query(None, description="按状态筛选，如 dispatched、manual"),
-                 limit: int = Query(100, ge=1, le=500)) -> list[TicketBrief]:
-    """最新受理的工单在前。承办单位只得到当前由本单位承办的工单。"""
+                 limit: int = Query(100, ge=1, le=500, description="每页最多多少张"),
+                 before: str | None = Query(None, max_length=MAX_CURSOR_CHARS,
+                                            description="分页游标：取上一页响应 Link 头（rel=\"next\"）中的地址即可，"
+                                                        "不必自己构造")) -> list[TicketBrief]:
+    """最新受理的工单在前（受理时间相同的按编号），每页至多 `limit` 张；后面还有时，响应的 `Link` 头给出下一页的地址
+    （`rel="next"`，带 `before` 游标），逐页取完不会漏掉或重复工单。承办单位只得到当前由本单位承办的工单。"""
+    position = decode_cursor(before) if before is not None else None
     agency = p.agency if p.role == AGENCY else None
     if p.role == AGENCY and agency is None:
         return []
-    rows = queries.list_tickets(console_of(request).ledger, agency=agency, status=status, limit=limit)
+    # one more than asked for: whether a next page exists, without a count
+    rows = queries.list_tickets(console_of(request).ledger, agency=agency, status=status, limit=limit + 1,
+                                before=position)
+    if len(rows) > limit:
+        rows = rows[:limit]
+        query = {"limit": limit, **({"status": status.value} if status is not None else {}),
+                 "before": encode_cursor(rows[-1].received_at, rows[-1].id)}
+        # a relative reference (RFC 8288): right behind a proxy that rewrites the host, too
+        response.headers["Link"] = f'<{request.url.path}?{urlencode(query)}>; rel="next"'
     out = []
     for tk in rows:
         reveal = sees_full_phone(p, tk.current_agency)
@@ -200,15 +261,15 @@ def list_tickets(request: Request, p: Principal = Depends(api_user),
 
 
 @router.get("/tickets/{ticket_id}", response_model=TicketView, summary="一张工单的全部记录",
-            responses={**ERRORS, 404: {"model": ErrorOut, "description": "没有这张工单"}})
+            responses={**AUTH, **NOT_FOUND})
 def get_ticket(ticket_id: str, request: Request, p: Principal = Depends(api_user)) -> dict[str, Any]:
-    """状态、分拨决定（事项、法律依据、置信度、备选）、全部办理事件（含被拒绝的及原因）和督办预警。"""
+    """状态、分拨决定（事项、法律依据、置信度、备选）、全部办理事件（含被拒绝的及原因）和督办预警。
+    承办单位只能查看派给过本单位的工单；其他工单与不存在的工单一样得到 404。"""
     return console_of(request).ticket_json(p, ticket_id)
 
 
 @router.post("/tickets/{ticket_id}/actions", status_code=202, response_model=Submitted, summary="办理工单",
-             responses={**ERRORS, 400: {"model": ErrorOut, "description": "缺少或错误的字段"},
-                        404: {"model": ErrorOut, "description": "没有这张工单"},
+             responses={**ERRORS, **NOT_FOUND, 400: {"model": ErrorOut, "description": "缺少或错误的字段"},
                         409: {"model": ErrorOut, "description": "工单当前状态不允许此操作"},
                         503: {"model": ErrorOut, "description": "消息总线不可用，未提交"}})
 def act(ticket_id: str, body: ActionIn, request: Request, p: Principal = Depends(api_user)) -> dict[str, Any]:

@@ -42,7 +42,7 @@ from streams.console.access import (
     allowed_actions,
     sees_full_phone,
 )
-from streams.console.accounts import authenticate, principal_by_id
+from streams.console.accounts import authenticate, principal_for_session
 from streams.console.app import HERE, LoginRequired
 from streams.console.charts import bar_chart, line_chart
 from streams.console.service import MAX_BODY_BYTES, Console, ConsoleError
@@ -90,12 +90,13 @@ def csrf_token(request: Request) -> str:
 
 
 def page_user(request: Request) -> Principal:
-    """The logged-in user of this session (still active), or LoginRequired."""
-    uid = request.session.get("uid")
-    if not isinstance(uid, int):
+    """The logged-in user of this session (still active, same credentials as at log-in), or LoginRequired."""
+    uid, stamp = request.session.get("uid"), request.session.get("cred")
+    if not isinstance(uid, int) or not isinstance(stamp, str):  # no stamp: a session from before stamps
+        request.session.clear()
         raise LoginRequired()
-    p = principal_by_id(console_of(request).ledger, uid)
-    if p is None:  # disabled or deleted since the log-in
+    p = principal_for_session(console_of(request).ledger, uid, stamp)
+    if p is None:  # disabled, deleted, or the password changed since the log-in
         request.session.clear()
         raise LoginRequired()
     return p
@@ -195,15 +196,31 @@ async def login(request: Request) -> Response:
     form = await read_form(request)
     check_csrf(request, form)
     username, password = form.get("username", "").strip().lower(), form.get("password", "")
-    p = await run_in_threadpool(authenticate, console_of(request).ledger, username, password) \
+    throttle = console_of(request).login_throttle
+    if username and (wait := throttle.retry_after(username)):  # locked: not even checked (scrypt costs)
+        return _locked_out(request, form, username, wait)
+    signed_in = await run_in_threadpool(authenticate, console_of(request).ledger, username, password) \
         if username and password else None
-    if p is None:
+    if signed_in is None:
+        if username and password and (wait := throttle.failed(username)):
+            return _locked_out(request, form, username, wait)
         return render(request, "login.html", None, status=401, next=safe_next(form.get("next"), ""),
                       username=username[:32], error="用户名或密码错误，或账号已停用。")
+    throttle.succeeded(username)
+    p = signed_in.principal
     request.session.clear()
-    request.session.update(uid=p.user_id, csrf=secrets.token_urlsafe(24), user={
+    request.session.update(uid=p.user_id, cred=signed_in.stamp, csrf=secrets.token_urlsafe(24), user={
         "username": p.username, "role": p.role, "agency": p.agency, "display_name": p.display_name})
     return RedirectResponse(safe_next(form.get("next"), HOME.get(p.role, "/")), status_code=303)
+
+
+def _locked_out(request: Request, form: dict[str, str], username: str, wait: int) -> HTMLResponse:
+    minutes = max(1, -(-wait // 60))
+    response = render(request, "login.html", None, status=429, next=safe_next(form.get("next"), ""),
+                      username=username[:32], error=f"该账号登录失败次数过多，已暂停登录，请 {minutes} 分钟后再试"
+                                                    "（如忘记密码，请联系管理员重置）。")
+    response.headers["Retry-After"] = str(wait)
+    return response
 
 
 @router.post("/logout")
@@ -345,7 +362,7 @@ async def ticket_action(ticket_id: str, request: Request, p: Principal = Depends
     try:
         result = await run_in_threadpool(console_of(request).act, p, ticket_id, action, options)
     except ConsoleError as exc:
-        if exc.status == 403:
+        if exc.status in (403, 404):  # not this user's (or no such) ticket: nothing to go back to
             raise
         flash(request, "error", exc.message)
         return RedirectResponse(back, status_code=303)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import and_, func, or_, select
 
 from models import ledger as t
 from models.lifecycle import Status
@@ -236,10 +236,15 @@ def agency_tickets(ledger: Ledger, agency: str, *, limit: int = 200) -> list[Car
         return _cards(s, rows)
 
 
-def list_tickets(ledger: Ledger, *, agency: str | None = None, status: str | None = None,
-                 limit: int = 100) -> list[t.Ticket]:
+def list_tickets(ledger: Ledger, *, agency: str | None = None, status: str | None = None, limit: int = 100,
+                 before: tuple[datetime, str] | None = None) -> list[t.Ticket]:
+    """Newest first, by (received_at, id): a total order, so that pages cut at ``before`` (the last ticket of
+    the previous page) neither skip nor repeat tickets received at the same instant."""
     with ledger.session() as s:
-        q = select(t.Ticket).order_by(t.Ticket.received_at.desc()).limit(limit)
+        q = select(t.Ticket).order_by(t.Ticket.received_at.desc(), t.Ticket.id.desc()).limit(limit)
+        if before is not None:
+            at, ticket_id = before
+            q = q.where(or_(t.Ticket.received_at < at, and_(t.Ticket.received_at == at, t.Ticket.id < ticket_id)))
         if agency is not None:
             q = q.where(t.Ticket.current_agency == agency)
         if status is not None:

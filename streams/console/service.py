@@ -30,9 +30,10 @@ from streams.console.access import (
     Principal,
     can_view_ticket,
     check_action,
+    not_found_message,
     sees_full_phone,
-    view_denial,
 )
+from streams.console.accounts import LoginThrottle
 from streams.console.publisher import BusUnavailable, Publisher
 from streams.console.trends import DailySeries, WeeklyHotspots, daily_series, weekly_hotspots
 from streams.db import Ledger
@@ -127,6 +128,7 @@ class Console:
     def __init__(self, settings: Settings, ledger: Ledger, catalogue: Catalogue, publisher: Publisher) -> None:
         self.settings, self.ledger, self.catalogue, self.publisher = settings, ledger, catalogue, publisher
         self._clock: Clock | None = None  # built on first use: that is when a shared clock file is read
+        self.login_throttle = LoginThrottle()
 
     def now(self) -> datetime:
         """The deployment's "now": real time, or the simulated clock shared with the worker (demo, tests)."""
@@ -138,15 +140,13 @@ class Console:
 
     # --- tickets --------------------------------------------------------------------------------
     def ticket(self, p: Principal, ticket_id: str) -> queries.TicketDetail:
-        """The ticket's history if ``p`` may see it: 404 unknown, 403 another agency's."""
+        """The ticket's history if ``p`` may see it; 404 when unknown and also when it is another agency's, with
+        the same words: an agency learns nothing of tickets that are not its own, not even that they exist."""
         if not ID_PATTERN.match(ticket_id) or len(ticket_id) > 64:
-            raise ConsoleError(404, "not_found", f"没有编号为 {ticket_id[:64]} 的工单。")
+            raise ConsoleError(404, "not_found", not_found_message(p, ticket_id[:64]))
         detail = queries.ticket_detail(self.ledger, ticket_id)
-        if detail is None:
-            raise ConsoleError(404, "not_found", f"没有编号为 {ticket_id} 的工单。")
-        if not can_view_ticket(p, detail.ticket.current_agency, detail.dispatched_to):
-            denial = view_denial(ticket_id)
-            raise _denied(denial.status, denial.message)
+        if detail is None or not can_view_ticket(p, detail.ticket.current_agency, detail.dispatched_to):
+            raise ConsoleError(404, "not_found", not_found_message(p, ticket_id))
         return detail
 
     def ticket_json(self, p: Principal, ticket_id: str) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """The console in a real browser, on the real stack (broker, worker, ledger, web server): an agency logs in,
 sees only its own tickets, returns one with a reason and legal basis; a dispatcher re-dispatches it with
 one click; the supervisor sees the return alert arrive live and the agency's return rate change. Another
-agency's ticket answers 403. Screenshots of the views go to docs/screenshots/ for the README."""
+agency's ticket answers 404. Screenshots of the views go to docs/screenshots/ for the README."""
 
 from __future__ import annotations
 
@@ -111,9 +111,9 @@ def test_return_redispatch_and_supervision_in_the_browser(stack: Stack, browser:
     assert agency.locator(f"#t-{foreign}").count() == 0 and foreign not in agency.content()
     shot(agency, "agency")
 
-    # Agency B's ticket by URL: 403 with a clear message
+    # Agency B's ticket by URL: 404, like a missing ticket (its existence is not revealed), with a clear message
     response = agency.goto(f"{stack.base_url}/tickets/{foreign}")
-    assert response.status == 403 and "无权查看" in agency.inner_text("main")
+    assert response.status == 404 and "未派给本单位" in agency.inner_text("main")
 
     # A returns its ticket: the form insists on a legal basis, then says it was submitted
     agency.goto(f"{stack.base_url}/agency")

@@ -66,14 +66,14 @@ def test_an_agency_sees_only_its_tickets_and_only_the_handler_sees_the_phone(wor
     assert mine["caller_phone"] == PHONE and PHONE in mine["text"]
     assert mine["current_agency"] == "BH-SCJG" and mine["decisions"][0]["basis"] == "《测试依据》第一条"
 
-    # Another agency's ticket: 403 through the API, by listing, and as a page
+    # Another agency's ticket: answered like a missing one (404) through the API, by listing, and as a page
     r = world.api("GET", f"/api/tickets/{world.theirs}", "scjg")
-    assert r.status_code == 403 and r.json()["error"] == "forbidden" and "本单位" in r.json()["message"]
+    assert r.status_code == 404 and r.json()["error"] == "not_found" and "本单位" in r.json()["message"]
     listed = {tk["id"] for tk in world.api("GET", "/api/tickets", "scjg").json()}
     assert world.mine in listed and world.theirs not in listed and world.manual not in listed
     assert login(world.client, "scjg").headers["location"] == "/agency"
     page = world.client.get(f"/tickets/{world.theirs}")
-    assert page.status_code == 403 and "无权查看" in page.text
+    assert page.status_code == 404 and "未派给本单位" in page.text
     inbox = world.client.get("/agency")
     assert world.mine in inbox.text and world.theirs not in inbox.text and PHONE in inbox.text
 
@@ -103,7 +103,7 @@ def test_actions_are_checked_then_written_to_tickets_events(world: World, kafka_
     assert r.status_code == 400 and r.json()["error"] == "invalid_request"
     # Not its ticket, not its role, not in this state
     r = world.api("POST", f"/api/tickets/{world.theirs}/actions", "scjg", json={"action": "sign"})
-    assert r.status_code == 403
+    assert r.status_code == 404
     r = world.api("POST", path, "scjg", json={"action": "reassign", "to": "BH-CGW"})
     assert r.status_code == 403 and "派单员" in r.json()["message"]
     r = world.api("POST", path, "scjg", json={"action": "resolve", "reply": "已处理"})

@@ -116,3 +116,53 @@ def test_queue_table_shows_the_explanation() -> None:
     console.print(queue_table([msg], manual=False, title="BH-JD-XG"))
     text = console.export_text()
     assert "2025-03-01 09:00" in text and "0.81" in text and "第一百一十八条" in text
+
+
+def test_the_manual_queue_masks_callers_numbers_like_the_console(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                                  ) -> None:
+    """`hotline queue --manual` (dispatchers) shows the caller's number masked, in the text too; an agency's own
+    queue keeps it (the handling agency sees it in full, as in the console)."""
+    from types import SimpleNamespace
+
+    import streams.broker
+    import streams.cli.agency as agency_cli
+
+    msg = {"routing_id": "T-1#1", "ticket_id": "T-1", "attempt": 1, "decision": "manual", "reason": "置信度低",
+           "received_at": "2025-03-01T01:00:00+00:00", "routed_at": "2025-03-01T01:00:01+00:00",
+           "title": "来电 13812345678", "text": "烧烤油烟扰民，请回电13812345678或０２２-６６２２３３４４",
+           "caller_phone": "13812345678"}
+
+    class FakeReader:
+        def __init__(self, *args: object) -> None:
+            pass
+
+        def topic_exists(self) -> bool:
+            return True
+
+        def join(self, **_: object) -> bool:
+            return True
+
+        def batches(self, **_: object) -> object:
+            yield [SimpleNamespace(value=json.dumps(msg, ensure_ascii=False).encode(), topic="t", partition=0,
+                                   offset=0)]
+
+        def shown(self, message: object) -> None:
+            pass
+
+        def commit(self) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(agency_cli, "QueueReader", FakeReader)
+    monkeypatch.setattr(streams.broker, "client_bootstrap", lambda settings: "localhost:1")
+    for extra in ([], ["--json"]):
+        r = runner.invoke(app, ["queue", "--manual", *extra], env={**env(tmp_path), "COLUMNS": "200"})
+        assert r.exit_code == 0, r.output
+        assert "138****5678" in r.stdout and "13812345678" not in r.stdout and "66223344" not in r.stdout
+    (shown,) = [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
+    assert (shown["caller_phone"], shown["title"]) == ("138****5678", "来电 138****5678")
+    assert shown["routing_id"] == "T-1#1" and shown["reason"] == "置信度低"
+    r = runner.invoke(app, ["queue", "BH-STHJ", "--json"], env=env(tmp_path))
+    assert r.exit_code == 0 and json.loads(r.stdout)["text"] == msg["text"]  # the agency's queue: as published

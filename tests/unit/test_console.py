@@ -1,9 +1,11 @@
 """The console's pure parts: who may see and do what, password and token hashing, the dispatcher's
 suggestions with legal bases, action checks, SVG charts, weekly hot spots and daily series, turning
-corrections into training labels, the session secret, and the published OpenAPI document."""
+corrections into training labels, the session secret, session stamps and the log-in throttle, the ticket list's
+paging cursor, and the published OpenAPI document."""
 
 from __future__ import annotations
 
+import base64
 import json
 import stat
 from datetime import date, datetime, timedelta
@@ -31,7 +33,14 @@ from streams.console.access import (
     extension_pending,
     sees_full_phone,
 )
-from streams.console.accounts import hash_password, token_digest, verify_password
+from streams.console.accounts import (
+    LoginThrottle,
+    hash_password,
+    session_stamp,
+    token_digest,
+    verify_password,
+)
+from streams.console.api import decode_cursor, encode_cursor
 from streams.console.charts import bar_chart, line_chart
 from streams.console.service import ConsoleError, action_options
 from streams.console.suggest import suggestions
@@ -228,3 +237,63 @@ def test_published_openapi_document_matches_the_code(tmp_path: Path) -> None:
     assert "text" in intake["requestBody"]["content"]["application/json"]["schema"]["properties"]
     published = json.loads((ROOT / "docs" / "openapi.json").read_text(encoding="utf-8"))
     assert published == json.loads(json.dumps(spec)), "docs/openapi.json is stale: hotline web --openapi > it"
+
+
+def test_a_session_stamp_changes_with_the_password_and_with_each_new_generation() -> None:
+    stored = hash_password("correct horse")
+    # sessions issued for the old hash no longer match, nor those of an older generation (a disabled user)
+    stamps = {session_stamp(stored, 0), session_stamp(stored, 1), session_stamp(hash_password("correct horse"), 0)}
+    assert len(stamps) == 3
+    assert session_stamp(stored, 0) == session_stamp(stored, 0) and stored not in session_stamp(stored, 0)
+    assert verify_password("correct horse", stored) and not verify_password("correct horse", stored + "$g2")
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_login_throttle_locks_a_name_after_repeated_failures_and_forgets_on_success() -> None:
+    clock = FakeClock()
+    throttle = LoginThrottle(max_failures=3, window_s=60, lockout_s=300, clock=clock)
+    assert throttle.failed("wang") == 0 and throttle.failed(" WANG ") == 0  # one name, however typed
+    assert throttle.retry_after("wang") == 0
+    clock.t += 61  # the first two fell out of the window
+    assert throttle.failed("wang") == 0 and throttle.failed("wang") == 0
+    assert throttle.failed("wang") == 300 and throttle.retry_after("wang") == 300
+    assert throttle.retry_after("li") == 0  # another name is not affected
+    clock.t += 299.5
+    assert throttle.retry_after("wang") == 1
+    clock.t += 1
+    assert throttle.retry_after("wang") == 0  # the lock-out is over; the count starts again
+    assert throttle.failed("wang") == 0 and throttle.failed("wang") == 0
+    throttle.succeeded("wang")
+    assert throttle.failed("wang") == 0 and throttle.failed("wang") == 0 and throttle.retry_after("wang") == 0
+
+
+def test_login_throttle_memory_is_bounded_without_lifting_a_lock_out() -> None:
+    clock = FakeClock()
+    throttle = LoginThrottle(max_failures=2, window_s=60, lockout_s=300, tracked=10, clock=clock)
+    throttle.failed("victim")
+    throttle.failed("victim")
+    for i in range(50):  # a flood of made-up names
+        throttle.failed(f"x{i}")
+    assert len(throttle._by_name) <= 10 and throttle.retry_after("victim") > 0
+
+
+def test_the_ticket_cursor_round_trips_and_refuses_anything_else() -> None:
+    at = datetime(2025, 6, 2, 1, 2, 3, 456789, tzinfo=TZ)
+    cursor = encode_cursor(at, "T-1:a.b")
+    assert "=" not in cursor and decode_cursor(cursor) == (at, "T-1:a.b")
+    b64 = lambda raw: base64.urlsafe_b64encode(raw).decode()  # noqa: E731
+    bad = {"not base64!": "base64url", b64(b"{nope"): "受理时间", b64(b"[1, 2, 3]"): "受理时间",
+           b64(b'["yesterday", "T-1"]'): "受理时间", b64(b'["2025-06-02T01:00:00", "T-1"]'): "时区",
+           b64(b'["2025-06-02T01:00:00+08:00", "bad id!"]'): "编号", b64(b'["2025-06-02T01:00:00+08:00", 7]'): "编号"}
+    for value, reason in bad.items():
+        with pytest.raises(ConsoleError) as caught:
+            decode_cursor(value)
+        assert caught.value.status == 400 and caught.value.code == "invalid_cursor", value
+        assert reason in caught.value.message and "Link" in caught.value.message, value

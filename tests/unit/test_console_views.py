@@ -1,6 +1,8 @@
 """The console's pages and API on a SQLite ledger with a recording publisher (no broker): what a dispatcher or
 supervisor sees of the caller's number, the counts above capped lists, the supervisor's drill-down of a busy
-agency, intake on the deployment's clock, and the ticket list's status filter."""
+agency, intake on the deployment's clock, the ticket list's status filter and its pages, another agency's
+ticket answered like a missing one, sessions and tokens ended by a new password or disabling, and the
+throttle on failed log-ins."""
 
 from __future__ import annotations
 
@@ -14,13 +16,15 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from config.catalogue import load_catalogue
 from config.settings import Settings
 from models import ledger as t
 from models.workcalendar import TZ
 from streams.console import create_app, queries
-from streams.console.accounts import add_user, issue_token
+from streams.console.accounts import LoginThrottle, add_user, issue_token, set_active, set_password
+from streams.console.api import encode_cursor
 from streams.db import Ledger, make_engine, upgrade
 
 PHONE = "13812345678"
@@ -133,3 +137,177 @@ def test_the_ticket_list_refuses_a_status_it_does_not_know(site: Site) -> None:
     assert [tk["id"] for tk in site.api("GET", "/api/tickets?status=dispatched", "boss").json()] == ["D000000"]
     r = site.api("GET", "/api/tickets?status=pending", "boss")
     assert r.status_code == 400 and "dispatched" in r.json()["message"]
+
+
+def next_link(response: Any) -> str | None:
+    link = response.headers.get("link")
+    if link is None:
+        return None
+    m = re.fullmatch(r'<([^>]+)>; rel="next"', link)
+    assert m, link
+    return m.group(1)
+
+
+def all_pages(site: Site, user: str, path: str) -> tuple[list[str], int]:
+    """Every ticket id the list gives ``user``, following the Link headers; and how many pages it took."""
+    ids: list[str] = []
+    pages = 0
+    url: str | None = path
+    while url is not None:
+        r = site.api("GET", url, user)
+        assert r.status_code == 200, r.text
+        ids += [tk["id"] for tk in r.json()]
+        pages += 1
+        url = next_link(r)
+        assert pages < 100
+    return ids, pages
+
+
+def test_the_ticket_list_pages_through_everything_once_and_an_agency_only_its_own(site: Site) -> None:
+    same = BASE + timedelta(hours=1)
+    rows = [{"id": f"S{i:02d}", "received_at": same, "text": "x", "status": "dispatched",
+             "current_agency": "BH-SCJG" if i % 3 else "BH-STHJ", "attempt": 1, "first_seen_at": BASE,
+             "updated_at": BASE} for i in range(20)]  # twenty received in the same instant, two agencies
+    with site.ledger.session() as s:
+        s.execute(t.Ticket.__table__.insert(), rows)
+    tickets(site.ledger, 7, prefix="A", status="dispatched", agency="BH-SCJG")  # older ones
+    tickets(site.ledger, 5, prefix="B", status="signed", agency="BH-SCJG")
+    tickets(site.ledger, 6, prefix="C", status="dispatched", agency="BH-STHJ")
+    with site.ledger.session() as s:
+        everything = [(tk.received_at, tk.id, tk.current_agency, tk.status) for tk in s.scalars(select(t.Ticket))]
+    newest_first = [tid for _, tid, _, _ in sorted(everything, reverse=True)]
+    ours = [tid for at, tid, agency, _ in sorted(everything, reverse=True) if agency == "BH-SCJG"]
+
+    # An agency: every one of its tickets, newest first, none twice, none of another agency's, page after page
+    ids, pages = all_pages(site, "scjg", "/api/tickets?limit=4")
+    assert ids == ours and pages == -(-len(ours) // 4)
+    # The supervisor: everything; a page size that cuts inside the tickets sharing a received_at
+    ids, _ = all_pages(site, "boss", "/api/tickets?limit=3")
+    assert ids == newest_first
+    # The status filter stays on the next pages
+    ids, _ = all_pages(site, "scjg", "/api/tickets?status=dispatched&limit=2")
+    assert ids == [tid for at, tid, agency, status in sorted(everything, reverse=True)
+                   if agency == "BH-SCJG" and status == "dispatched"]
+    # Within the limit: one page, no Link; the old shape, a plain list with the same fields
+    r = site.api("GET", "/api/tickets", "scjg")
+    assert "link" not in r.headers and [tk["id"] for tk in r.json()] == ours
+    assert set(r.json()[0]) >= {"id", "status", "current_agency", "received_at", "text", "caller_phone"}
+    # A cursor positioned on another agency's ticket shows still only the agency's own
+    theirs = next(tk for tk in sorted(everything, reverse=True) if tk[2] == "BH-STHJ")
+    r = site.api("GET", f"/api/tickets?before={encode_cursor(theirs[0], theirs[1])}", "scjg")
+    assert r.status_code == 200 and r.json() and {tk["current_agency"] for tk in r.json()} == {"BH-SCJG"}
+
+
+@pytest.mark.parametrize("cursor", ["!!!", "e25vcGU", "WzEsMl0", "x" * 201])
+def test_a_malformed_cursor_is_a_400_with_the_reason(site: Site, cursor: str) -> None:
+    r = site.api("GET", "/api/tickets", "scjg", params={"before": cursor})
+    assert r.status_code == 400, r.text
+    body = r.json()
+    assert body["error"] in ("invalid_cursor", "invalid_request") and "before" in body["message"]
+    assert body["reasons"]
+
+
+def test_another_agencys_ticket_is_answered_like_a_missing_one(site: Site) -> None:
+    tickets(site.ledger, 1, prefix="OTHER", status="dispatched", agency="BH-STHJ")
+    tickets(site.ledger, 1, prefix="MINE", status="dispatched", agency="BH-SCJG")
+    foreign, missing = site.api("GET", "/api/tickets/OTHER000000", "scjg"), site.api("GET", "/api/tickets/NONE1", "scjg")
+    assert foreign.status_code == missing.status_code == 404
+    assert foreign.json()["error"] == missing.json()["error"] == "not_found"
+    assert foreign.json()["message"].replace("OTHER000000", "<id>") == missing.json()["message"].replace("NONE1", "<id>")
+    r = site.api("POST", "/api/tickets/OTHER000000/actions", "scjg", json={"action": "sign"})
+    assert r.status_code == 404 and r.json()["message"] == foreign.json()["message"]
+    assert site.api("GET", "/api/tickets/OTHER000000", "disp").status_code == 200  # dispatchers see every ticket
+    assert site.api("GET", "/api/tickets/MINE000000", "scjg").status_code == 200
+    # The pages alike: a 404 page, and a form post on it is not turned into a flash and a redirect
+    site.login("scjg")
+    page = site.client.get("/tickets/OTHER000000")
+    assert page.status_code == 404 and "未派给本单位" in page.text
+    csrf = re.search(r'name="csrf" value="([^"]+)"', site.client.get("/agency").text).group(1)  # type: ignore[union-attr]
+    r = site.client.post("/tickets/OTHER000000/actions", data={"csrf": csrf, "action": "sign"}, follow_redirects=False)
+    assert r.status_code == 404 and site.publisher.sent == []
+
+
+def test_a_new_password_or_disabling_ends_sessions_and_revokes_tokens(site: Site) -> None:
+    site.login("scjg")
+    assert site.client.get("/agency").status_code == 200
+    stolen = dict(site.client.cookies)
+    assert site.api("GET", "/api/me", "scjg").status_code == 200
+
+    assert set_password(site.ledger, "scjg", "new-pass-123") == 1  # its one token
+    assert site.client.get("/agency", follow_redirects=False).status_code == 303  # the session is over
+    site.client.cookies.clear()
+    site.client.cookies.update(stolen)
+    assert site.client.get("/agency", follow_redirects=False).headers["location"].startswith("/login")
+    assert site.api("GET", "/api/me", "scjg").status_code == 401
+
+    # Logging in again with the new password works, and a new token does
+    site.client.cookies.clear()
+    csrf = re.search(r'name="csrf" value="([^"]+)"', site.client.get("/login").text).group(1)  # type: ignore[union-attr]
+    r = site.client.post("/login", data={"username": "scjg", "password": "new-pass-123", "csrf": csrf},
+                         follow_redirects=False)
+    assert r.status_code == 303 and site.client.get("/agency").status_code == 200
+    site.tokens["scjg"] = issue_token(site.ledger, "scjg")
+    assert site.api("GET", "/api/me", "scjg").status_code == 200
+
+    # Disabling ends that session and revokes the token for good: enabling again revives neither
+    before = dict(site.client.cookies)
+    assert set_active(site.ledger, "scjg", False) == 1
+    set_active(site.ledger, "scjg", True)
+    site.client.cookies.clear()
+    site.client.cookies.update(before)
+    assert site.client.get("/agency", follow_redirects=False).status_code == 303
+    assert site.api("GET", "/api/me", "scjg").status_code == 401
+    # other users' sessions are untouched
+    site.login("boss")
+    set_password(site.ledger, "scjg", "another-pass-1")
+    assert site.client.get("/supervisor").status_code == 200
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_repeated_failed_logins_are_refused_for_a_while(site: Site) -> None:
+    clock = Clock()
+    site.client.app.state.console.login_throttle = LoginThrottle(max_failures=3, window_s=600, lockout_s=900,  # type: ignore[attr-defined]
+                                                                 clock=clock)
+
+    def attempt(username: str, password: str) -> Any:
+        site.client.cookies.clear()
+        csrf = re.search(r'name="csrf" value="([^"]+)"', site.client.get("/login").text).group(1)  # type: ignore[union-attr]
+        return site.client.post("/login", data={"username": username, "password": password, "csrf": csrf},
+                                follow_redirects=False)
+
+    assert attempt("scjg", "wrong-1").status_code == 401 and attempt("SCJG", "wrong-2").status_code == 401
+    r = attempt("scjg", "wrong-3")
+    assert r.status_code == 429 and "15 分钟后再试" in r.text and r.headers["retry-after"] == "900"
+    r = attempt("scjg", PASSWORD)  # the right password too, while locked
+    assert r.status_code == 429 and "登录失败次数过多" in r.text
+    assert attempt("disp", PASSWORD).status_code == 303  # other names are not affected
+    assert site.api("GET", "/api/me", "scjg").status_code == 200  # nor the user's API tokens
+    clock.t += 900
+    assert attempt("scjg", PASSWORD).status_code == 303
+    # a success forgets the earlier failures
+    assert attempt("scjg", "wrong-1").status_code == 401 and attempt("scjg", "wrong-2").status_code == 401
+    assert attempt("scjg", PASSWORD).status_code == 303
+    assert attempt("scjg", "wrong-3").status_code == 401
+
+
+def test_the_users_cli_says_what_a_password_change_or_disabling_ended(site: Site, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from streams.cli import app as cli
+
+    env = {"HOTLINE_DATABASE_URL": f"sqlite:///{tmp_path / 'ledger.sqlite3'}", "HOTLINE_DATA_DIR": str(tmp_path)}
+    runner = CliRunner()
+    r = runner.invoke(cli, ["users", "password", "scjg", "--password-stdin"], input="new-pass-123\n", env=env)
+    assert r.exit_code == 0 and "sessions ended, 1 API token(s) revoked" in r.output, r.output
+    assert site.api("GET", "/api/me", "scjg").status_code == 401
+    r = runner.invoke(cli, ["users", "disable", "disp"], env=env)
+    assert r.exit_code == 0 and "disabled: console sessions ended, 1 API token(s) revoked" in r.output, r.output
+    r = runner.invoke(cli, ["users", "disable", "disp", "--enable"], env=env)
+    assert r.exit_code == 0 and site.api("GET", "/api/me", "disp").status_code == 401  # still revoked
