@@ -102,6 +102,7 @@ class TicketBrief(BaseModel):
     address: str | None
     request_type: str | None
     urgency: str | None
+    complex_case: bool = Field(description="复杂件：时限按复杂件计（受理时由热线认定）")
     caller_phone: str | None = Field(description="仅当前承办单位可见全号，其他人为掩码")
 
 
@@ -119,6 +120,7 @@ class TicketView(BaseModel):
     channel: str | None
     request_type: str | None
     urgency: str | None
+    complex_case: bool = Field(description="复杂件：时限按复杂件计（受理时由热线认定）")
     caller_phone: str | None
     jurisdiction: str | None
     matter: str | None
@@ -255,7 +257,7 @@ def list_tickets(request: Request, response: Response, p: Principal = Depends(ap
         out.append(TicketBrief(id=tk.id, status=tk.status, current_agency=tk.current_agency, attempt=tk.attempt,
                                received_at=tk.received_at, matter=tk.matter, title=shown(tk.title),
                                text=shown(tk.text) or "", address=tk.address, request_type=tk.request_type,
-                               urgency=tk.urgency,
+                               urgency=tk.urgency, complex_case=tk.complex_case,
                                caller_phone=tk.caller_phone if reveal else mask_caller_phone(tk.caller_phone)))
     return out
 

@@ -125,7 +125,7 @@ def ticket_json(d: TicketDetail, *, reveal_phone: bool) -> dict[str, Any]:
         "id": tk.id, "status": tk.status, "current_agency": tk.current_agency, "attempt": tk.attempt,
         "received_at": _iso(tk.received_at), "text": _shown(tk.text, reveal_phone),
         "title": _shown(tk.title, reveal_phone), "address": tk.address, "channel": tk.channel,
-        "request_type": tk.request_type, "urgency": tk.urgency, "caller_phone": tk.caller_phone if reveal_phone else mask_caller_phone(tk.caller_phone),
+        "request_type": tk.request_type, "urgency": tk.urgency, "complex_case": tk.complex_case, "caller_phone": tk.caller_phone if reveal_phone else mask_caller_phone(tk.caller_phone),
         "jurisdiction": tk.jurisdiction, "matter": tk.matter, "updated_at": _iso(tk.updated_at),
         "extension_pending": d.extension_pending,
         "decisions": [{

@@ -132,6 +132,18 @@ def test_http_intake_stamps_a_missing_received_at_on_the_deployments_clock(tmp_p
         assert abs(received_at - origin) < timedelta(hours=1)  # the simulated "now", not the wall clock
 
 
+def test_a_complex_case_is_marked_on_the_agencys_card_the_ticket_page_and_in_the_api(site: Site) -> None:
+    tickets(site.ledger, 2, prefix="X", status="dispatched", agency="BH-SCJG")
+    with site.ledger.session() as s:
+        s.get(t.Ticket, "X000001").complex_case = True  # type: ignore[union-attr]
+    site.login("scjg")
+    inbox = site.client.get("/agency").text
+    assert inbox.count("复杂件") == 1
+    assert "时限按复杂件计" in site.client.get("/tickets/X000001").text
+    assert "复杂件" not in site.client.get("/tickets/X000000").text
+    assert site.api("GET", "/api/tickets/X000001", "scjg").json()["complex_case"] is True
+
+
 def test_the_ticket_list_refuses_a_status_it_does_not_know(site: Site) -> None:
     tickets(site.ledger, 1, prefix="D", status="dispatched", agency="BH-SCJG")
     assert [tk["id"] for tk in site.api("GET", "/api/tickets?status=dispatched", "boss").json()] == ["D000000"]
