@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import date, datetime, time, timedelta
+from itertools import groupby
 from typing import Any
 
 from sqlalchemy import select
@@ -16,7 +17,7 @@ from sqlalchemy import select
 from models import ledger as t
 from models.directory import Catalogue
 from models.events import parse_event
-from models.lifecycle import Status
+from models.lifecycle import Outcome, Status, TicketState, apply
 from models.supervision import TicketFacts
 from models.supervision.figures import AgencyFigures, agency_figures, history_of
 from models.tickets import Rejection
@@ -49,22 +50,45 @@ def load_histories(ledger: Ledger, since: datetime | None = None) -> list[tuple[
         out = []
         for chunk in _chunks(sorted(ids)):
             rows = {r.id: r for r in s.scalars(select(t.Ticket).where(t.Ticket.id.in_(chunk)))}
-            events: dict[str, list[Any]] = {tid: [] for tid in rows}
+            events: dict[str, list[tuple[datetime, Any]]] = {tid: [] for tid in rows}
             for e in s.scalars(select(t.TicketEvent).where(t.TicketEvent.ticket_id.in_(chunk), t.TicketEvent.accepted)
                                .order_by(t.TicketEvent.recorded_at, t.TicketEvent.occurred_at)):
                 parsed = parse_event(e.payload)
                 if e.ticket_id in events and not isinstance(parsed, Rejection):
-                    events[e.ticket_id].append(parsed)
-            out.extend(history_of(intake_facts(rows[tid]), evs) for tid, evs in events.items())
+                    events[e.ticket_id].append((e.recorded_at, parsed))
+            out.extend(history_of(intake_facts(rows[tid]), accepted_order(evs)) for tid, evs in events.items())
         return out
 
 
-def load_alert_rules(ledger: Ledger, since: datetime | None = None) -> list[tuple[str | None, str, datetime]]:
+def accepted_order(events: list[tuple[datetime, Any]]) -> list[Any]:
+    """A ticket's events in the order the lifecycle accepted them, from (recorded_at, event) in recorded order.
+
+    One lifecycle batch stores its events with one ``recorded_at``, and the ledger keeps no sequence within
+    it: ordered by ``occurred_at``, a sign-for stamped by an agency whose clock runs behind comes before the
+    routing it answers, and the replay refuses it (a ticket signed in time reported unsigned and overdue).
+    Within one batch, the next event is the earliest (by ``occurred_at``) that the state machine accepts."""
+    out: list[Any] = []
+    state: TicketState | None = None
+    for _at, group in groupby(events, key=lambda item: item[0]):
+        todo = [ev for _, ev in group]
+        while todo:
+            fits = next(((i, o) for i, ev in enumerate(todo) if isinstance(o := apply(state, ev), Outcome)), None)
+            if fits is None:  # none fits any more: left in their order, for the replay to refuse as before
+                out.extend(todo)
+                break
+            out.append(todo.pop(fits[0]))
+            state = fits[1].state
+    return out
+
+
+def load_alert_rules(ledger: Ledger, since: datetime | None = None
+                     ) -> list[tuple[str | None, str, datetime, str | None]]:
+    """(agency, rule, raised_at, ticket_id) of the alerts raised since ``since``."""
     with ledger.session() as s:
-        q = select(t.Alert.agency, t.Alert.rule, t.Alert.raised_at)
+        q = select(t.Alert.agency, t.Alert.rule, t.Alert.raised_at, t.Alert.ticket_id)
         if since is not None:
             q = q.where(t.Alert.raised_at >= since)
-        return [(a, r, at) for a, r, at in s.execute(q)]
+        return [(a, r, at, tid) for a, r, at, tid in s.execute(q)]
 
 
 def figures(ledger: Ledger, catalogue: Catalogue, *, now: datetime, since: datetime | None = None,
@@ -94,7 +118,7 @@ def digest_text(figs: dict[str, AgencyFigures], catalogue: Catalogue, day: date)
         lines.append(f"  派单 {f.dispatched}，按时签收率 {percent(f.sign_on_time_rate)}，按时办结率 "
                      f"{percent(f.resolution_on_time_rate)}，退单率 {percent(f.return_rate)}，一次派准率 "
                      f"{percent(f.first_time_right_rate)}，逾期 {f.overdue} 件，重复件 "
-                     f"{f.alerts.get('repeated_complaint', 0)} 件")
+                     f"{f.repeated_complaints} 件")
         if f.alerts:
             lines.append("  预警：" + "，".join(f"{rule} {n}" for rule, n in sorted(f.alerts.items())))
         if f.open_overdue:

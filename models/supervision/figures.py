@@ -18,7 +18,8 @@ the agency it went to, and to the period its dispatch falls in):
   including stages still open past their deadline); ``open_overdue`` lists the ones still open now;
 * **handling time** — working days (``WorkCalendar.working_time_between``) from signature (or reopen) to
   resolution, averaged;
-* **alerts** — alerts raised about the agency, by rule.
+* **alerts** — alerts raised about the agency, by rule; **repeated complaints** (重复件) — the tickets among
+  them that raised a repeated_complaint alert (one ticket may raise two: same caller, same place+matter).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from typing import Any
 
 from models.directory import Catalogue
 from models.lifecycle import Outcome, Status, TicketState, apply
+from models.supervision.alerts import REPEATED_COMPLAINT
 from models.supervision.deadlines import deadlines
 from models.supervision.facts import TicketFacts
 from models.workcalendar import as_local
@@ -60,6 +62,9 @@ class AgencyFigures:
     open_overdue: list[OverdueTicket] = field(default_factory=list)
     handling_days: list[float] = field(default_factory=list)
     alerts: Counter[str] = field(default_factory=Counter)
+    # 重复件 are tickets: one that repeats both its caller and its place+matter raises two alerts
+    repeated_tickets: set[str] = field(default_factory=set)
+    repeated_unnamed: int = 0  # repeated_complaint alerts given without their ticket
 
     @staticmethod
     def _rate(part: int, whole: int) -> float | None:
@@ -86,6 +91,10 @@ class AgencyFigures:
         return len(self.overdue_tickets)
 
     @property
+    def repeated_complaints(self) -> int:
+        return len(self.repeated_tickets) + self.repeated_unnamed
+
+    @property
     def average_handling_days(self) -> float | None:
         return round(sum(self.handling_days) / len(self.handling_days), 2) if self.handling_days else None
 
@@ -98,7 +107,7 @@ class AgencyFigures:
             "first_time_right_rate": self.first_time_right_rate, "first_time_right": self.first_time_right,
             "first_dispatched": self.first_dispatched, "overdue": self.overdue,
             "average_handling_working_days": self.average_handling_days,
-            "repeated_complaints": self.alerts.get("repeated_complaint", 0), "alerts": dict(sorted(self.alerts.items())),
+            "repeated_complaints": self.repeated_complaints, "alerts": dict(sorted(self.alerts.items())),
             "open_overdue": [{"ticket_id": o.ticket_id, "stage": o.stage, "due": o.due.isoformat(),
                               "overdue_working_days": o.overdue_working_days} for o in self.open_overdue],
         }
@@ -131,9 +140,9 @@ def _in(moment: datetime, since: datetime | None, until: datetime | None) -> boo
 
 def agency_figures(history: Iterable[tuple[TicketFacts, Sequence[Any]]], catalogue: Catalogue, *, now: datetime,
                    since: datetime | None = None, until: datetime | None = None,
-                   alerts: Iterable[tuple[str | None, str, datetime]] = ()) -> dict[str, AgencyFigures]:
+                   alerts: Iterable[tuple[Any, ...]] = ()) -> dict[str, AgencyFigures]:
     """Figures per agency code. ``history``: (intake facts, the ticket's accepted events in order);
-    ``alerts``: (agency, rule, raised_at). Only dispatches and alerts in [since, until) count; the list of
+    ``alerts``: (agency, rule, raised_at[, ticket_id]). Only dispatches and alerts in [since, until) count; the list of
     tickets open past a deadline (``open_overdue``) is as of ``now``, whatever the period."""
     out: dict[str, AgencyFigures] = {}
 
@@ -145,9 +154,15 @@ def agency_figures(history: Iterable[tuple[TicketFacts, Sequence[Any]]], catalog
 
     for intake, events in history:
         _replay(intake, events, catalogue, now, since, until, fig)
-    for agency, rule, raised_at in alerts:
+    for agency, rule, raised_at, *ticket in alerts:
         if agency and _in(raised_at, since, until):
-            fig(agency).alerts[rule] += 1
+            f = fig(agency)
+            f.alerts[rule] += 1
+            if rule == REPEATED_COMPLAINT:
+                if ticket and ticket[0]:
+                    f.repeated_tickets.add(ticket[0])
+                else:
+                    f.repeated_unnamed += 1
     for f in out.values():
         f.open_overdue.sort(key=lambda o: o.due)
     return out

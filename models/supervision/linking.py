@@ -31,7 +31,8 @@ from models.supervision.alerts import INFO, JOINT_ENFORCEMENT, REPEATED_COMPLAIN
 from models.tickets import phone_digits
 from models.workcalendar import as_local
 
-_NOT_WORD = re.compile(r"[^0-9a-z\u4e00-\u9fff]+")
+_WORDS = re.compile(r"[0-9a-z]+|[\u4e00-\u9fff]+")  # runs of digits/latin, runs of Chinese; the rest goes
+_MASKED = re.compile(r"[*×●•]|[xX]{2}")  # 138****1234, 138＊＊＊＊1234 (NFKC: *), 138××××1234, 138xxxx1234
 _CITY_PREFIX = re.compile(r"^(天津市|天津)")
 MIN_PLACE_KEY = 6  # shorter normalised addresses ("滨海新区") name an area, not a place
 
@@ -42,8 +43,8 @@ BUSINESS, ADDRESS = "biz", "addr"
 
 def normalise_phone(phone: str | None) -> str | None:
     """Digits of a caller's number without the country code; None when unknown or masked."""
-    if not phone or "*" in phone:
-        return None
+    if not phone or _MASKED.search(unicodedata.normalize("NFKC", phone)):
+        return None  # what is left of a masked number is a prefix and a suffix, shared by many callers
     # the same digits masking reads (models.tickets): full-width digits folded, +86 / 0086 / 86 dropped, a
     # landline's trunk 0 restored, so one caller is one key however the platform wrote the number
     digits = phone_digits(phone)
@@ -51,10 +52,14 @@ def normalise_phone(phone: str | None) -> str | None:
 
 
 def normalise_place(text: str | None) -> str | None:
-    """A comparable place key: NFKC, lower case, no punctuation or spaces, without the city prefix."""
+    """A comparable place key: NFKC, lower case, no punctuation or spaces (one "-" between two numbers), without
+    the city prefix."""
     if not text:
         return None
-    key = _NOT_WORD.sub("", unicodedata.normalize("NFKC", text).lower())
+    words = _WORDS.findall(unicodedata.normalize("NFKC", text).lower())
+    # Two digit/latin runs in a row were split by punctuation or a space, which then tells numbers apart
+    # (3-2-101 is not 32-1-01); anywhere else it is dropped.
+    key = "".join("-" + w if i and words[i - 1].isascii() and w.isascii() else w for i, w in enumerate(words))
     key = _CITY_PREFIX.sub("", key)
     return key if len(key) >= MIN_PLACE_KEY else None
 

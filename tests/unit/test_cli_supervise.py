@@ -65,3 +65,31 @@ def test_report_and_digest(ledger_env: dict[str, str]) -> None:
     assert digest.exit_code == 0, digest.output
     assert "督办日报" in digest.stdout and "T-1 签收截止" in digest.stdout  # open overdue, whatever the day
     assert runner.invoke(app, ["report", "--agency", "NOPE"], env=ledger_env).exit_code == 2
+
+
+def test_report_replays_a_batch_in_the_order_the_lifecycle_accepted_it(tmp_path: Path) -> None:
+    # Given a routing and its sign-for accepted in one lifecycle batch (one recorded_at), the agency's clock
+    # 5 s behind the router's: by occurred_at the sign-for came first and the replay refused it
+    url = f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
+    upgrade(url)
+    ledger = Ledger(make_engine(url))
+    routed_at = datetime.now(SHANGHAI) - timedelta(days=6)
+    signed_at = routed_at - timedelta(seconds=5)
+    ledger.record_tickets([(TicketIn(id="T-2", text="油烟扰民" * 5, received_at=routed_at, request_type="投诉"),
+                            None, None, None)])
+    routed = {"event_id": "routed:T-2#1", "ticket_id": "T-2", "type": "routed", "actor": "router",
+              "role": "system", "occurred_at": routed_at.isoformat(), "agency": "BH-STHJ", "attempt": 1,
+              "decision": "auto"}
+    signed = {"event_id": "s-1", "ticket_id": "T-2", "type": "signed", "actor": "a", "role": "agency",
+              "occurred_at": signed_at.isoformat(), "agency": "BH-STHJ"}
+    ledger.record_events([{"event_id": e["event_id"], "ticket_id": "T-2", "type": e["type"], "actor": e["actor"],
+                           "agency": "BH-STHJ", "occurred_at": datetime.fromisoformat(e["occurred_at"]),
+                           "accepted": True, "reason": None, "payload": e, "status": status,
+                           "current_agency": "BH-STHJ"} for e, status in ((routed, "dispatched"), (signed, "signed"))])
+    ledger.dispose()
+    env = {"HOTLINE_DATABASE_URL": url, "HOTLINE_DATA_DIR": str(tmp_path / "var"), "HOTLINE_KAFKA_BOOTSTRAP": ""}
+    result = runner.invoke(app, ["report", "--json"], env=env)
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(result.stdout)["agencies"]
+    # Then it was signed on time, and it is not open past its sign-for deadline
+    assert row["sign_on_time_rate"] == 1.0 and row["open_overdue"] == [] and row["overdue"] == 0

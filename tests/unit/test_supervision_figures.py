@@ -116,6 +116,16 @@ def test_period_counts_dispatches_in_it_but_lists_every_open_overdue(cat: Catalo
     assert later["BH-ZJW"].dispatched == 0 and [o.ticket_id for o in later["BH-ZJW"].open_overdue] == ["T4"]
 
 
+def test_a_ticket_repeating_its_caller_and_its_place_is_one_repeated_complaint(cat: Catalogue) -> None:
+    # T7 raised both repeated_complaint alerts (same caller; same place and matter): one 重复件, not two
+    alerts = [("BH-ZJW", "repeated_complaint", at("2025-10-22T09:00"), "T7"),
+              ("BH-ZJW", "repeated_complaint", at("2025-10-22T09:00"), "T7"),
+              ("BH-ZJW", "repeated_complaint", at("2025-10-23T09:00"), "T8")]
+    zjw = agency_figures([], cat, now=at("2025-10-24T12:00"), alerts=alerts)["BH-ZJW"]
+    assert zjw.repeated_complaints == 2 and zjw.to_dict()["repeated_complaints"] == 2
+    assert zjw.alerts["repeated_complaint"] == 3  # the alerts themselves, by rule, are all counted
+
+
 def test_illegal_or_duplicate_events_in_a_history_change_nothing(cat: Catalogue) -> None:
     t = tickets()[1]
     t.events.insert(2, t.events[1])  # the signature delivered twice

@@ -77,6 +77,25 @@ def test_redelivered_tickets_are_not_counted_twice_and_masked_numbers_not_linked
         assert linker.observe(t(tid, 2, caller_phone="138****1234")) == []
 
 
+def test_numbers_masked_with_other_characters_link_nobody() -> None:
+    # 138＊＊＊＊1234 (full-width asterisks), 138××××1234, 138xxxx1234 left the key "1381234": every caller
+    # whose number starts 138 and ends 1234 was one caller
+    linker = RepeatLinker()
+    for tid, phone in (("X", "138＊＊＊＊1234"), ("Y", "138××××1234"), ("Z", "138xxxx1234"), ("W", "138XXXX1234")):
+        assert normalise_phone(phone) is None
+        assert linker.observe(t(tid, 1, caller_phone=phone)) == []
+
+
+def test_place_keys_keep_the_separator_between_two_numbers() -> None:
+    # 3-2-101 (building 3, unit 2, flat 101) and 32-1-01 were both "32101": one place for the linkers
+    assert normalise_place("滨海新区金街小区3-2-101") != normalise_place("滨海新区金街小区32-1-01")
+    assert normalise_place("滨海新区万达广场1-101") != normalise_place("滨海新区万达广场11-01")
+    # however the separator is written, and nothing kept where a number meets a Chinese character
+    assert normalise_place("滨海新区金街小区3－2－101") == normalise_place("滨海新区金街小区 3 / 2 - 101。") \
+        == "滨海新区金街小区3-2-101"
+    assert normalise_place("滨海新区A座 12-01室") == normalise_place("滨海新区Ａ座12—01 室") == "滨海新区a座12-01室"
+
+
 def test_same_address_and_matter_link_different_callers() -> None:
     linker = RepeatLinker()
     place = {"address": "滨海新区解放路100号", "matter": "ZJ-003"}
