@@ -8,7 +8,9 @@ COPY streams ./streams
 COPY models ./models
 COPY classifier ./classifier
 COPY config ./config
-RUN pip install --no-cache-dir . && mkdir -p /var/lib/hotline
+# the data directory (and the volumes compose mounts on it, which start with its owner) belongs to the user
+# the services run as: a root-owned one refused web.secret, faust's datadir and clock.json to `nobody`
+RUN pip install --no-cache-dir . && mkdir -p /var/lib/hotline/models && chown -R nobody:nogroup /var/lib/hotline
 USER nobody
 ENTRYPOINT ["hotline"]
 CMD ["worker"]

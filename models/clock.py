@@ -217,7 +217,8 @@ def _write_state(state_file: Path, state: ClockState, *, replace: bool) -> None:
 
 def load_clock_state(speed: float, origin: datetime | None, state_file: Path) -> ClockState:
     """The shared state for this speed and origin: the file's when it matches, else a new one written
-    now (first use, or the configuration changed since the file was written: that resets the clock)."""
+    now (first use; or the configuration changed since the file was written: a new origin restarts the
+    clock there, a new speed alone keeps the simulated time where it is and runs on at that speed)."""
     current = _read_state(state_file, quiet=True)
     if current is not None and current.matches(speed, origin):
         return current  # the common case, and the only one for a reader that may not write the folder
@@ -227,10 +228,15 @@ def load_clock_state(speed: float, origin: datetime | None, state_file: Path) ->
             return existing
         anchor = time.time()
         start = as_local(origin) if origin is not None else datetime.fromtimestamp(anchor, UTC).astimezone(TZ)
+        if existing is not None and existing.matches(existing.speed, origin):
+            # Only the speed changed: simulated time goes on from where it is. Restarting it (at the origin,
+            # or at real now, which a sped-up clock has long passed) put "now" behind every ticket, event
+            # and deadline the ledger already held.
+            start = existing.clock().now()
         state = ClockState(float(speed), start, anchor, as_local(origin) if origin is not None else None)
         if existing is not None:
             log.warning("clock state %s was written for speed %s, origin %s; configured speed %s, origin %s: "
-                        "simulated time restarts at %s", state_file, existing.speed,
+                        "simulated time goes on from %s", state_file, existing.speed,
                         existing.configured_origin.isoformat() if existing.configured_origin else "first use",
                         speed, origin.isoformat() if origin else "first use", start.isoformat())
         try:

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import os
+import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +35,20 @@ def free_port(host: str) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return s.getsockname()[1]
+
+
+def die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` (Linux) after which the child gets SIGTERM when its parent dies, even by kill -9: no
+    orphan broker or worker holding ports. libc's prctl is looked up here, in the parent: loading a library
+    between fork and exec can hang on a lock another thread held. The signal follows the *thread* that
+    started the child, so start children from the main thread (every caller does)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    return lambda: prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
 
 
 def broker_binary() -> str:
@@ -140,6 +157,8 @@ class EmbeddedBroker:
     def start(self, timeout: float = 20.0) -> EmbeddedBroker:
         if self.port == 0:
             self.port = free_port(self.host)
+        else:
+            self._check_port_free()
         url = f"tcp://{self.host}:{self.port}"
         # The binary also reads LISTENER_URL etc. from the environment; pass a clean, explicit set.
         env = {k: v for k, v in os.environ.items() if k not in {
@@ -149,7 +168,9 @@ class EmbeddedBroker:
             [broker_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
              "--storage-engine", "memory://tansu/", "--cluster-id", "hotline"],
             env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            start_new_session=True,
+            # its own session (Ctrl-C reaches only us, who stop it last), yet it must not outlive us: a worker
+            # or demo killed with SIGKILL (or by the OOM killer) left the broker running, holding its port
+            start_new_session=True, preexec_fn=die_with_parent(),
         )
         try:
             waited = wait_for_metadata(self.bootstrap, timeout)
@@ -160,6 +181,21 @@ class EmbeddedBroker:
             raise BrokerUnavailable(f"embedded broker exited with code {self.process.returncode}")
         log.info("embedded broker answering at %s after %.2fs", self.bootstrap, waited)
         return self
+
+    def _check_port_free(self) -> None:
+        """A configured port someone listens on: Tansu could not bind it and would exit, while the address
+        answered for whoever holds it (another worker's broker, read as ours), or not at all (20 s, then a
+        timeout that does not say why)."""
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Tansu: a port in TIME_WAIT is free
+            try:
+                s.bind((self.host, self.port))
+            except OSError as exc:
+                raise BrokerUnavailable(
+                    f"cannot start the embedded broker on {self.host}:{self.port} (HOTLINE_EMBEDDED_PORT): "
+                    f"{exc.strerror or exc}; another process listens there (a second worker or demo?). "
+                    "Set HOTLINE_EMBEDDED_PORT=0 for a free port, or HOTLINE_KAFKA_BOOTSTRAP to share a broker"
+                ) from None
 
     def stop(self) -> None:
         if self.process is None:

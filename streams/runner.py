@@ -16,6 +16,10 @@ class NotMigrated(RuntimeError):
     """The ledger schema is missing or older than the code."""
 
 
+class LedgerUnavailable(RuntimeError):
+    """The ledger database cannot be reached (or its URL is not one)."""
+
+
 def setup_logging(level: str) -> None:
     logging.basicConfig(
         level=level, stream=sys.stderr,
@@ -26,8 +30,20 @@ def setup_logging(level: str) -> None:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
 
-def ensure_topics(bootstrap: str, names: list[str], partitions: int, replicas: int) -> list[str]:
-    """Create the topics that do not exist yet; return the ones created."""
+class TopicsMismatch(RuntimeError):
+    """Existing topics have another partition count than the one configured."""
+
+
+def ensure_topics(bootstrap: str, names: list[str], partitions: int, replicas: int,
+                  must_match: tuple[str, ...] = ()) -> list[str]:
+    """Create the topics that do not exist yet; return the ones created.
+
+    ``must_match``: topics that, when they exist, must have ``partitions`` partitions. Their keys' state
+    (the ticket table's changelog, created by faust with the configured count) and the partition a link
+    fact is sent to (``streams.app.link_partition``) are computed from the configured count: a topic kept
+    from before a change of ``HOTLINE_TOPIC_PARTITIONS`` (or made by someone else) would take facts on
+    partitions it does not have, or spread one key's state over two.
+    """
     from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
     from kafka.errors import TopicAlreadyExistsError
@@ -35,6 +51,14 @@ def ensure_topics(bootstrap: str, names: list[str], partitions: int, replicas: i
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="hotline-admin")
     try:
         existing = set(admin.list_topics())
+        if present := [n for n in must_match if n in existing]:
+            counts = {t.get("name", t.get("topic")): len(t["partitions"]) for t in admin.describe_topics(present)}
+            if wrong := {t: n for t, n in counts.items() if n != partitions}:
+                listed = ", ".join(f"{t} has {n}" for t, n in sorted(wrong.items()))
+                raise TopicsMismatch(
+                    f"HOTLINE_TOPIC_PARTITIONS is {partitions}, but on {bootstrap} {listed} partitions. "
+                    f"Set HOTLINE_TOPIC_PARTITIONS to the topics' count; the partitions of existing topics "
+                    f"cannot change under running state")
         missing = [n for n in names if n not in existing]
         if missing:
             try:
@@ -56,9 +80,10 @@ def agency_codes(settings: Settings) -> list[str]:
 def run_worker(settings: Settings) -> None:
     """Run the faust worker until stopped (SIGINT/SIGTERM); start the embedded broker if configured."""
     import faust
+    from sqlalchemy.exc import ArgumentError, OperationalError
 
     from classifier.router import Router
-    from streams.app import configure, contract_topics
+    from streams.app import SUPERVISION_LINKS, TICKETS_EVENTS, configure, contract_topics
     from streams.broker import check_transactions, kafka_bootstrap
     from streams.db import Ledger, migration_status
     from streams.wiring import Services, wire
@@ -66,8 +91,16 @@ def run_worker(settings: Settings) -> None:
     started = time.monotonic()
     settings.data_dir.mkdir(parents=True, exist_ok=True)  # faust creates only the last level
     router = Router.load(settings)  # ModelError (missing, corrupt, not ours) stops us here, clearly
-    ledger = Ledger.from_settings(settings)
-    current, head = migration_status(ledger.engine)
+    try:
+        ledger = Ledger.from_settings(settings)
+    except ArgumentError as exc:  # not a URL, or a dialect that is not installed
+        raise LedgerUnavailable(f"HOTLINE_DATABASE_URL is not a usable database URL: {exc}") from None
+    try:
+        current, head = migration_status(ledger.engine)
+    except OperationalError as exc:  # down, unreachable, wrong password: a message, not a traceback
+        ledger.dispose()
+        raise LedgerUnavailable(f"cannot reach the ledger {settings.safe_database_url}: "
+                                f"{str(exc.orig).strip()}") from None
     if current != head:
         ledger.dispose()
         raise NotMigrated(f"the ledger {settings.safe_database_url} is at revision {current or 'none'}, "
@@ -76,7 +109,8 @@ def run_worker(settings: Settings) -> None:
         if settings.processing_guarantee == "exactly_once":
             check_transactions(bootstrap)
         created = ensure_topics(bootstrap, contract_topics(agency_codes(settings)),
-                                settings.topic_partitions, settings.topic_replicas)
+                                settings.topic_partitions, settings.topic_replicas,
+                                must_match=(TICKETS_EVENTS, SUPERVISION_LINKS))
         log.info("broker %s ready; %d topics created", bootstrap, len(created))
         services = wire(Services(settings=settings, ledger=ledger, router=router, catalogue=router.catalogue,
                                  bootstrap=bootstrap))

@@ -66,7 +66,7 @@ def worker() -> None:
     from classifier.model import ModelError
     from config.catalogue import CatalogueError
     from streams.broker import BrokerUnavailable, TransactionsUnsupported
-    from streams.runner import NotMigrated, run_worker, setup_logging
+    from streams.runner import LedgerUnavailable, NotMigrated, TopicsMismatch, run_worker, setup_logging
 
     settings = load_settings()
     setup_logging(settings.log_level)
@@ -82,7 +82,11 @@ def worker() -> None:
     except NotMigrated as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from None
-    except TransactionsUnsupported as exc:
+    except LedgerUnavailable as exc:
+        console.print(f"[red]cannot start: {escape(str(exc))}[/red]\n"
+                      "start the database or fix HOTLINE_DATABASE_URL (hotline doctor checks it)")
+        raise typer.Exit(1) from None
+    except (TransactionsUnsupported, TopicsMismatch) as exc:
         console.print(f"[red]cannot start: {escape(str(exc))}[/red]")
         raise typer.Exit(1) from None
     except BrokerUnavailable as exc:

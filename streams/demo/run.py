@@ -27,7 +27,6 @@ overdue: that is the clock, not the router. The week starts on Monday 08:30 of t
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import logging
 import os
@@ -55,6 +54,7 @@ from rich.text import Text
 
 from config.settings import Settings, get_settings
 from models.clock import Clock
+from streams.broker import die_with_parent
 from streams.demo.scenario import DEFAULT_SEED, DEFAULT_TICKETS
 
 log = logging.getLogger(__name__)
@@ -112,13 +112,6 @@ def signals_to(stop: Stop) -> Iterator[None]:
             signal.signal(s, h)
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    """Linux: the child gets SIGTERM when the demo process dies, even by kill -9 (no orphans)."""
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(Exception):
-            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
-
-
 class Child:
     """A child process with its output in a log file."""
 
@@ -127,7 +120,7 @@ class Child:
         self._log = open(log_path, "wb")  # kept open for the child's lifetime, closed in wait()
         self.proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=self._log,
                                      stderr=subprocess.STDOUT, start_new_session=True,
-                                     preexec_fn=_die_with_parent if os.name == "posix" else None)
+                                     preexec_fn=die_with_parent())
 
     @property
     def pid(self) -> int:

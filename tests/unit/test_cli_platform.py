@@ -77,3 +77,20 @@ def test_doctor_fails_a_model_not_signed_with_the_deployments_key(tmp_path: Path
     assert classifier_check(None).ok
     other = classifier_check("key-B")
     assert not other.ok and "HOTLINE_MODEL_SIGNING_KEY" in other.detail and "key-" not in other.detail
+
+
+@pytest.mark.parametrize("url, said", [
+    ("postgresql+psycopg://hotline:s3cret@127.0.0.1:1/hotline", "cannot reach the ledger"),
+    ("not a url", "HOTLINE_DATABASE_URL"),
+])
+def test_worker_with_an_unreachable_ledger_is_a_message_not_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str, said: str
+) -> None:
+    from classifier.router import Router
+
+    monkeypatch.setattr(Router, "load", classmethod(lambda cls, settings: object()))  # no model needed here
+    monkeypatch.setenv("HOTLINE_DATA_DIR", str(tmp_path / "var"))
+    monkeypatch.setenv("HOTLINE_DATABASE_URL", url)
+    r = runner.invoke(app, ["worker"])
+    assert r.exit_code == 1 and isinstance(r.exception, SystemExit), repr(r.exception)
+    assert said in r.output and "s3cret" not in r.output

@@ -59,3 +59,26 @@ def test_readme_documents_every_setting():
         var = f"HOTLINE_{name.upper()}"
         short = var.rsplit("_", 1)[0]  # rows like HOTLINE_WORKER_WEB_HOST / _PORT
         assert var in readme or (f"{short}_" in readme and f"_{name.upper().rsplit('_', 1)[1]}" in readme), var
+
+
+def test_kafka_keeps_its_log_in_its_volume():
+    # the apache/kafka image logs to /tmp/kraft-combined-logs unless told: the volume stayed empty, and topics,
+    # committed offsets and transaction state went with every re-created container
+    kafka = compose()["services"]["kafka"]
+    mounts = {v.split(":")[1] for v in kafka["volumes"]}
+    assert kafka["environment"].get("KAFKA_LOG_DIRS") in mounts
+
+
+def test_workers_get_a_model_and_a_data_dir_they_may_write():
+    services = compose()["services"]
+    # the image holds no model: a one-shot service trains one into the volume the workers read it from
+    model_dir = "/var/lib/hotline/models"
+    writers = [name for name, svc in services.items()
+               if any(v.split(":")[1] == model_dir and not v.endswith(":ro") for v in svc.get("volumes", []))]
+    assert writers and "train" in " ".join(str(x) for x in services[writers[0]].get("entrypoint", []))
+    assert any(v.split(":")[1] == model_dir for v in services["router"]["volumes"])
+    assert services["router"]["depends_on"][writers[0]]["condition"] == "service_completed_successfully"
+    # the services run as `nobody`: the data directory (and the volumes initialised from it) must be theirs
+    text = (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    user = text.split("\nUSER ", 1)[1].split()[0]
+    assert f"chown -R {user}" in text and "/var/lib/hotline" in text.split(f"chown -R {user}", 1)[1].splitlines()[0]

@@ -94,22 +94,34 @@ def test_a_restarted_process_continues_the_simulated_time(tmp_path: Path) -> Non
     assert after_restart - origin >= timedelta(minutes=6)  # not back at the origin
 
 
-def test_a_speed_or_origin_change_resets_the_state(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_an_origin_change_restarts_the_clock_there(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     state = tmp_path / "clock.json"
     origin = datetime(2025, 1, 27, 9, 0, tzinfo=TZ)
     shared_clock(3600, origin, state)
+    other = datetime(2025, 2, 1, 9, 0, tzinfo=TZ)
+    with caplog.at_level(logging.WARNING, logger="models.clock"):
+        assert shared_clock(3600, other, state).now() - other < timedelta(seconds=30)
+    assert "was written for speed 3600" in caplog.text
+    # no configured origin keeps whatever origin the file has
+    assert shared_clock(3600, None, state).now() - other < timedelta(minutes=5)
+
+
+@pytest.mark.parametrize("configured", [datetime(2025, 1, 27, 9, 0, tzinfo=TZ), None])
+def test_a_speed_change_goes_on_from_the_simulated_now(tmp_path: Path, caplog: pytest.LogCaptureFixture,
+                                                       configured: datetime | None) -> None:
+    state = tmp_path / "clock.json"
+    shared_clock(3600, configured, state)
     time.sleep(0.05)
     anchor = json.loads(state.read_text())["anchor"]
+    before = shared_clock(3600, configured, state).now()  # 3 simulated minutes (or more) in
     with caplog.at_level(logging.WARNING, logger="models.clock"):
-        slower = shared_clock(60, origin, state)
+        slower = shared_clock(60, configured, state)  # restarted with another speed
     assert "was written for speed 3600" in caplog.text
     saved = json.loads(state.read_text())
     assert saved["speed"] == 60 and saved["anchor"] > anchor
-    assert slower.now() - origin < timedelta(seconds=30)  # restarted at the origin, not 3 minutes in
-    other = datetime(2025, 2, 1, 9, 0, tzinfo=TZ)
-    assert shared_clock(60, other, state).now() - other < timedelta(seconds=30)
-    # no configured origin keeps whatever origin the file has
-    assert shared_clock(60, None, state).now() - other < timedelta(seconds=30)
+    after = slower.now()
+    assert before <= after < before + timedelta(seconds=30)  # never behind what the ledger may already hold
+    assert shared_clock(60, configured, state).now() >= after  # and the new state is kept
 
 
 def test_a_corrupt_state_file_is_replaced(tmp_path: Path) -> None:
