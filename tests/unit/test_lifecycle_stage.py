@@ -77,6 +77,18 @@ def to(agency: str) -> Callable[[Any], Decision]:
     return lambda _r: Decision(AUTO, "油烟", 0.9, agency=agency, agency_name=AGENCIES[agency])
 
 
+def failing_then_to(agency: str, *, times: int) -> Callable[[Any], Decision]:
+    """A classifier whose first ``times`` calls fail (its child process died), then routes to ``agency``."""
+    failures = [RuntimeError("classifier child died")] * times
+
+    def route(r: Any) -> Decision:
+        if failures:
+            raise failures.pop()
+        return to(agency)(r)
+
+    return route
+
+
 class World:
     """The stage wired to fakes: the stored states, what was published, what was dead-lettered."""
 
@@ -158,14 +170,7 @@ RETURN = event("ret1", "returned", "agency", "BH-SCJG", reason_code="NOT_OUR_DUT
 
 def test_a_return_whose_re_routing_failed_is_re_routed_on_the_retry(monkeypatch: pytest.MonkeyPatch) -> None:
     # Given a ticket signed by BH-SCJG, and a classifier that fails once
-    failures = [RuntimeError("classifier child died")]
-
-    def route(r: Any) -> Decision:
-        if failures:
-            raise failures.pop()
-        return to("BH-CGW")(r)
-
-    world = World(monkeypatch, route)
+    world = World(monkeypatch, failing_then_to("BH-CGW", times=1))
     world.states["T1"] = TicketState("T1", status=Status.SIGNED, agency="BH-SCJG", attempt=1).to_dict()
     # When BH-SCJG returns it: the batch's re-routing fails after the state was stored, and the batch is retried
     world.deliver(RETURN)
@@ -231,14 +236,7 @@ def test_two_reassignments_before_the_dispatch_lands_dispatch_once(monkeypatch: 
 
 def test_a_return_whose_re_routing_failed_twice_is_re_routed_by_the_sweep(monkeypatch: pytest.MonkeyPatch) -> None:
     # Given a ticket signed by BH-SCJG, and a classifier that fails in the batch and again in the retry
-    failures = [RuntimeError("classifier child died"), RuntimeError("classifier child died")]
-
-    def route(r: Any) -> Decision:
-        if failures:
-            raise failures.pop()
-        return to("BH-CGW")(r)
-
-    world = World(monkeypatch, route)
+    world = World(monkeypatch, failing_then_to("BH-CGW", times=2))
     world.states["T1"] = TicketState("T1", status=Status.SIGNED, agency="BH-SCJG", attempt=1).to_dict()
     world.deliver(RETURN)
     assert len(world.last_resort) == 1 and world.published == []  # the return is dead-lettered
