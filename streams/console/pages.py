@@ -256,7 +256,7 @@ def _actions(p: Principal, card: queries.Card) -> list[Action]:
 # --- dispatcher ----------------------------------------------------------------------------------------
 def _suggest(console: Console, card: queries.Card) -> list[Suggestion]:
     tk = card.ticket
-    message = card.decision.message if card.decision is not None else None
+    message = card.candidates.message if card.candidates is not None else None
     excluded = {r.agency for r in card.returns if r.agency}
     return suggestions(message, address=tk.address, received_at=tk.received_at, catalogue=console.catalogue,
                        default_jurisdiction=console.settings.default_jurisdiction, excluded=excluded)

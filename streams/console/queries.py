@@ -44,6 +44,9 @@ class Card:
     decision: t.RoutingDecision | None = None  # of the current attempt
     returns: list[Return] = field(default_factory=list)
     extension_pending: bool = False
+    # the latest decision that named candidate matters: a designation or a dispatcher's dispatch names none,
+    # and the dispatchers' suggestions come from the router's ranking of an earlier attempt then
+    candidates: t.RoutingDecision | None = None
 
 
 @dataclass(slots=True)
@@ -153,9 +156,13 @@ def _cards(s: Any, tickets: list[t.Ticket]) -> list[Card]:
     if not tickets:
         return []
     ids = [tk.id for tk in tickets]
-    keys = [f"{tk.id}#{tk.attempt}" for tk in tickets]
-    decisions = {d.decision_key: d for d in s.scalars(select(t.RoutingDecision)
-                                                      .where(t.RoutingDecision.decision_key.in_(keys)))}
+    decisions: dict[str, t.RoutingDecision] = {}
+    ranked: dict[str, t.RoutingDecision] = {}  # ticket id -> latest decision with candidates
+    for d in s.scalars(select(t.RoutingDecision).where(t.RoutingDecision.ticket_id.in_(ids))
+                       .order_by(t.RoutingDecision.attempt)):
+        decisions[d.decision_key] = d
+        if _has_candidates(d):
+            ranked[d.ticket_id] = d
     types: dict[str, list[str]] = defaultdict(list)
     returns: dict[str, list[Return]] = defaultdict(list)
     for e in s.scalars(select(t.TicketEvent).where(t.TicketEvent.ticket_id.in_(ids), t.TicketEvent.accepted)
@@ -166,7 +173,12 @@ def _cards(s: Any, tickets: list[t.Ticket]) -> list[Card]:
             returns[e.ticket_id].append(Return(e.agency, str(p.get("reason_code") or ""), p.get("basis"),
                                                p.get("explanation"), e.occurred_at))
     return [Card(tk, decisions.get(f"{tk.id}#{tk.attempt}"), returns.get(tk.id, []),
-                 extension_pending(types.get(tk.id, []))) for tk in tickets]
+                 extension_pending(types.get(tk.id, [])), ranked.get(tk.id)) for tk in tickets]
+
+
+def _has_candidates(d: t.RoutingDecision) -> bool:
+    message = d.message if isinstance(d.message, dict) else {}
+    return d.decided_by == "router" and bool(message.get("matter") or message.get("alternatives"))
 
 
 def agency_inbox(ledger: Ledger, agency: str, *, limit: int = 100) -> dict[str, list[Card]]:

@@ -144,6 +144,28 @@ def test_a_complex_case_is_marked_on_the_agencys_card_the_ticket_page_and_in_the
     assert site.api("GET", "/api/tickets/X000001", "scjg").json()["complex_case"] is True
 
 
+def test_a_designated_ticket_gets_the_routers_earlier_suggestions(site: Site) -> None:
+    # Given a ticket the router sent to BH-STHJ (油烟), returned three times and now waiting for designation
+    tickets(site.ledger, 1, prefix="D", status="manual", agency=None)
+    with site.ledger.session() as s:
+        tk = s.get(t.Ticket, "D000000")
+        assert tk is not None
+        tk.attempt = 4
+        first = {"routing_id": "D000000#1", "decision": "auto", "matter": "HB-001", "agency": "BH-STHJ",
+                 "confidence": 0.81, "alternatives": [{"matter": "HB-001", "agency": "BH-CGW", "confidence": 0.1}]}
+        designation = {"routing_id": "D000000#4", "decision": "designated", "matter": None, "agency": None,
+                       "alternatives": []}
+        for attempt, message in ((1, first), (4, designation)):
+            s.add(t.RoutingDecision(decision_key=f"D000000#{attempt}", ticket_id="D000000", attempt=attempt,
+                                    decision=message["decision"], matter=message["matter"],
+                                    agency=message["agency"], message=message))
+    # When a dispatcher opens the queue
+    site.login("disp")
+    page = site.client.get("/dispatcher").text
+    # Then the designation is shown with the router's earlier candidates to choose from, not an empty list
+    assert 'data-dispatch="BH-STHJ"' in page and "分类器没有可用的建议" not in page
+
+
 def test_the_ticket_list_refuses_a_status_it_does_not_know(site: Site) -> None:
     tickets(site.ledger, 1, prefix="D", status="dispatched", agency="BH-SCJG")
     assert [tk["id"] for tk in site.api("GET", "/api/tickets?status=dispatched", "boss").json()] == ["D000000"]
