@@ -64,7 +64,6 @@ class AgencyFigures:
     alerts: Counter[str] = field(default_factory=Counter)
     # 重复件 are tickets: one that repeats both its caller and its place+matter raises two alerts
     repeated_tickets: set[str] = field(default_factory=set)
-    repeated_unnamed: int = 0  # repeated_complaint alerts given without their ticket
 
     @staticmethod
     def _rate(part: int, whole: int) -> float | None:
@@ -92,7 +91,7 @@ class AgencyFigures:
 
     @property
     def repeated_complaints(self) -> int:
-        return len(self.repeated_tickets) + self.repeated_unnamed
+        return len(self.repeated_tickets)
 
     @property
     def average_handling_days(self) -> float | None:
@@ -140,9 +139,9 @@ def _in(moment: datetime, since: datetime | None, until: datetime | None) -> boo
 
 def agency_figures(history: Iterable[tuple[TicketFacts, Sequence[Any]]], catalogue: Catalogue, *, now: datetime,
                    since: datetime | None = None, until: datetime | None = None,
-                   alerts: Iterable[tuple[Any, ...]] = ()) -> dict[str, AgencyFigures]:
+                   alerts: Iterable[tuple[str | None, str, datetime, str | None]] = ()) -> dict[str, AgencyFigures]:
     """Figures per agency code. ``history``: (intake facts, the ticket's accepted events in order);
-    ``alerts``: (agency, rule, raised_at[, ticket_id]). Only dispatches and alerts in [since, until) count; the list of
+    ``alerts``: (agency, rule, raised_at, ticket_id). Only dispatches and alerts in [since, until) count; the list of
     tickets open past a deadline (``open_overdue``) is as of ``now``, whatever the period."""
     out: dict[str, AgencyFigures] = {}
 
@@ -154,15 +153,12 @@ def agency_figures(history: Iterable[tuple[TicketFacts, Sequence[Any]]], catalog
 
     for intake, events in history:
         _replay(intake, events, catalogue, now, since, until, fig)
-    for agency, rule, raised_at, *ticket in alerts:
+    for agency, rule, raised_at, ticket_id in alerts:
         if agency and _in(raised_at, since, until):
             f = fig(agency)
             f.alerts[rule] += 1
-            if rule == REPEATED_COMPLAINT:
-                if ticket and ticket[0]:
-                    f.repeated_tickets.add(ticket[0])
-                else:
-                    f.repeated_unnamed += 1
+            if rule == REPEATED_COMPLAINT and ticket_id:  # a 重复件 is about its ticket, always named
+                f.repeated_tickets.add(ticket_id)
     for f in out.values():
         f.open_overdue.sort(key=lambda o: o.due)
     return out

@@ -114,17 +114,18 @@ def return_alerts(before: TicketFacts, event: Any, catalogue: Catalogue) -> list
          "explanation": getattr(event, "explanation", None), "late": late},
     )]
     returners = tuple(dict.fromkeys((*before.returned_by, agency or "")))
+    # dispatches returned, this one included (one agency may return twice: A, B, A); routings to the manual
+    # queue are no dispatch. The lifecycle designates on the same count.
+    returns = before.returns + 1
     if before.returned_by:  # this is the second (or later) return of the same ticket
         alerts.append(Alert(
             alert_key(tid, PING_PONG, f"returns@{attempt}"), PING_PONG, "returns", WARNING, tid, agency, None,
-            # returns, not returning agencies: one agency may have returned it twice (A, B, A, then C)
-            f"工单{tid}已被退单{max(before.returns, len(before.returned_by)) + 1}次（{_names(catalogue, returners)}），"
+            f"工单{tid}已被退单{returns}次（{_names(catalogue, returners)}），"
             f"在单位间来回推诿，请协调明确承办单位。", at,
             {"attempt": attempt, "returned_by": list(returners),
              "same_agency_again": agency in before.returned_by},
         ))
-    returns = before.returns + 1  # this one included; routings to the manual queue are no dispatch
-    if returns >= catalogue.sla.max_dispatch_attempts:  # the lifecycle designates on the same count
+    if returns >= catalogue.sla.max_dispatch_attempts:
         # keyed per attempt: a designated handler that returns it too makes the lifecycle designate again
         alerts.append(Alert(
             alert_key(tid, DESIGNATION, f"required@{attempt}"), DESIGNATION, "required", CRITICAL, tid, agency, None,

@@ -30,7 +30,7 @@ from models.lifecycle import RATINGS, RETURN_REASONS, Role
 from models.tickets import ID_PATTERN, SHANGHAI, mask_caller_phone, mask_phone
 from models.workcalendar import as_local
 from streams.cli import app
-from streams.cli.platform import load_settings
+from streams.cli.platform import domain_data_errors, load_settings
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -58,7 +58,7 @@ def catalogue_or_exit(settings: Any) -> Catalogue:
     try:
         return load_catalogue(settings.domain_data_dir)
     except CatalogueError as exc:
-        _exit(f"[red]the domain data has errors:[/red] {esc(str(exc))}\nrun: hotline catalogue check")
+        _exit(domain_data_errors(exc))
 
 
 def near_matches(given: str, catalogue: Catalogue, n: int = 6) -> list[str]:

@@ -16,7 +16,7 @@ from rich.table import Table
 
 from streams.cli import app
 from streams.cli.agency import catalogue_or_exit
-from streams.cli.platform import load_settings
+from streams.cli.platform import domain_data_errors, load_settings
 
 console = Console(stderr=True)
 
@@ -190,7 +190,7 @@ def classify(
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
     except CatalogueError as exc:  # the router loads the catalogue first: its errors, not a traceback
-        console.print(f"[red]the domain data has errors:[/red] {escape(str(exc))}\nrun: hotline catalogue check")
+        console.print(domain_data_errors(exc))
         raise typer.Exit(2) from None
     if jsonl:
         _classify_stream(router, batch)

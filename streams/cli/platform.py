@@ -28,6 +28,11 @@ def load_settings() -> Settings:
         raise typer.Exit(2) from None
 
 
+def domain_data_errors(exc: Exception) -> str:
+    """What a command says when the domain data has errors: the errors, and the command that lists them."""
+    return f"[red]the domain data has errors:[/red] {escape(str(exc))}\nrun: hotline catalogue check"
+
+
 @app.command()
 def broker(port: int = typer.Option(0, help="port on loopback; 0 = a free one")) -> None:
     """Run the embedded Kafka-compatible broker (memory only) in the foreground."""
@@ -76,8 +81,7 @@ def worker() -> None:
         console.print(f"[red]cannot start: {exc}[/red]")
         raise typer.Exit(1) from None
     except CatalogueError as exc:  # raised by Router.load before anything else starts
-        console.print(f"[red]cannot start: the domain data has errors:[/red] {escape(str(exc))}\n"
-                      "run: hotline catalogue check")
+        console.print(f"[red]cannot start:[/red] {domain_data_errors(exc)}")
         raise typer.Exit(1) from None
     except NotMigrated as exc:
         console.print(f"[red]{exc}[/red]")

@@ -99,9 +99,10 @@ def test_rates_and_counts_per_agency(cat: Catalogue) -> None:
 
 
 def test_period_counts_dispatches_in_it_but_lists_every_open_overdue(cat: Catalogue) -> None:
-    alerts = [("BH-ZJW", "sign_deadline", at("2025-10-21T09:00")), ("BH-ZJW", "repeated_complaint",
-                                                                    at("2025-10-22T09:00")),
-              ("BH-CGW", "returned", at("2025-09-01T16:00")), (None, "joint_enforcement", at("2025-10-22T09:00"))]
+    alerts = [("BH-ZJW", "sign_deadline", at("2025-10-21T09:00"), "T4"), ("BH-ZJW", "repeated_complaint",
+                                                                          at("2025-10-22T09:00"), "T4"),
+              ("BH-CGW", "returned", at("2025-09-01T16:00"), "T1"),
+              (None, "joint_enforcement", at("2025-10-22T09:00"), None)]
     figs = agency_figures([t.history for t in tickets()], cat, now=at("2025-10-24T12:00"),
                           since=at("2025-10-01T00:00"), until=at("2025-11-01T00:00"), alerts=alerts)
     assert set(figs) == {"BH-ZJW"}

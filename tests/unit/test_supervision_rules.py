@@ -105,7 +105,7 @@ def test_a_return_after_the_window_is_flagged_late(cat: Catalogue) -> None:
 
 
 def test_a_second_return_is_ping_pong(cat: Catalogue) -> None:
-    before = ticket(attempt=2, agency="BH-JD-XG", returned_by=("BH-CGW",))
+    before = ticket(attempt=2, agency="BH-JD-XG", returns=1, returned_by=("BH-CGW",))
     alerts = return_alerts(before, returned("2025-09-01T15:00", agency="BH-JD-XG"), cat)
     assert [a.rule for a in alerts] == ["returned", "ping_pong"]
     pp = alerts[1]
