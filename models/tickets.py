@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sqlalchemy import String
 
 from models.ledger import Base, Ticket
+from models.workcalendar import as_local
 
 
 def column_chars(table: type[Base]) -> dict[str, int]:
@@ -138,6 +139,13 @@ def plausible_time(v: datetime) -> datetime:
     if not EARLIEST <= v <= LATEST:
         raise ValueError(f"is outside {EARLIEST.year}–{LATEST.year - 1}")
     return v
+
+
+def hotline_time(moment: datetime) -> datetime:
+    """``moment`` as the hotline means it, in Asia/Shanghai: a naive time is Shanghai wall-clock time;
+    ValueError when no hotline could have stamped it (:func:`plausible_time`). Checked before converting:
+    year 9999 at -10:00 is past datetime.max in Shanghai (OverflowError)."""
+    return as_local(plausible_time(moment if moment.tzinfo else moment.replace(tzinfo=SHANGHAI)))
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,8 @@ from models.directory import Catalogue
 from models.domain import REQUEST_TYPES, URGENCIES
 from models.ownership import NoOwner
 from models.sla import STAGES
-from models.tickets import plausible_time
-from models.workcalendar import TZ, as_local
+from models.tickets import hotline_time
+from models.workcalendar import TZ
 from streams.cli import app
 
 err = Console(stderr=True, soft_wrap=True)
@@ -66,8 +66,7 @@ def _parse_moment(text: str, option: str) -> datetime:
         err.print(f"[red]{option}: not an ISO 8601 date or datetime: {text!r}[/red]")
         raise typer.Exit(2) from None
     try:
-        # checked before converting: year 9999 at -10:00 is past datetime.max in Shanghai (OverflowError)
-        return as_local(plausible_time(moment if moment.tzinfo else moment.replace(tzinfo=TZ)))
+        return hotline_time(moment)
     except ValueError as exc:
         err.print(f"[red]{option}: {text!r} {exc}[/red]")
         raise typer.Exit(2) from None

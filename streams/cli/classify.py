@@ -145,15 +145,13 @@ def _parse_time(value: Any) -> datetime | None:
     """A received time in Shanghai time; ValueError (saying what is wrong) for a malformed or impossible one."""
     if value in (None, ""):
         return None
-    from models.tickets import SHANGHAI, plausible_time
-    from models.workcalendar import as_local
+    from models.tickets import hotline_time
 
     try:
         dt = datetime.fromisoformat(str(value))
     except ValueError:
         raise ValueError("is not an ISO 8601 time") from None
-    # checked before converting: year 9999 at -10:00 is past datetime.max in Shanghai (OverflowError)
-    return as_local(plausible_time(dt if dt.tzinfo else dt.replace(tzinfo=SHANGHAI)))
+    return hotline_time(dt)
 
 
 def decision_line(ticket_id: Any, d) -> dict[str, Any]:  # type: ignore[no-untyped-def]
