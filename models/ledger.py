@@ -123,7 +123,9 @@ class RoutingDecision(Base):
 
 
 class TicketEvent(Base):
-    """A lifecycle event (signed, returned, resolved ...) as received on ``tickets.events``."""
+    """A lifecycle event (signed, returned, resolved ...) as received on ``tickets.events``.
+
+    Read a ticket's history in :data:`ACCEPTED_ORDER`."""
 
     __tablename__ = "ticket_events"
 
@@ -137,8 +139,17 @@ class TicketEvent(Base):
     reason: Mapped[str | None] = mapped_column(Text)  # why it was rejected, when it was
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
     recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Place in the lifecycle batch that stored it: a batch shares one recorded_at, and occurred_at is the
+    # sender's clock, so (recorded_at, batch_position) is the only order the lifecycle accepted them in.
+    # None for rows stored before migration 0008.
+    batch_position: Mapped[int | None]
 
     __table_args__ = (Index("ix_ticket_events_ticket_time", "ticket_id", "occurred_at"),)
+
+
+# A ticket's events as the lifecycle accepted them: batch by batch, in each batch in the order it applied them
+# (rows from before migration 0008 have no position and fall back on their senders' occurred_at).
+ACCEPTED_ORDER = (TicketEvent.recorded_at, TicketEvent.batch_position, TicketEvent.occurred_at)
 
 
 class Alert(Base):

@@ -193,8 +193,8 @@ class Ledger:
             "status": status, "current_agency": current_agency}]) == 1
 
     def record_events(self, rows: list[dict[str, Any]]) -> int:
-        """Store a batch of lifecycle events in one transaction (each as :meth:`record_event`, in order);
-        returns how many were new.
+        """Store a batch of lifecycle events in one transaction (each as :meth:`record_event`, in the order
+        the lifecycle applied them, which their ``batch_position`` keeps); returns how many were new.
 
         Set-based: one SELECT for the ids already stored, one executemany INSERT, one executemany UPDATE for
         the ticket mirrors. A statement per event made this the worker's busiest call (a quarter of its
@@ -208,9 +208,9 @@ class Ledger:
             ids = list({row["event_id"] for row in rows})
             known = set(s.scalars(select(t.TicketEvent.event_id).where(t.TicketEvent.event_id.in_(ids))))
             fresh: dict[str, dict[str, Any]] = {}
-            for row in rows:  # the first of a repeated id in the batch wins, as one call per event would
+            for position, row in enumerate(rows):  # the first of a repeated id wins, as one call per event would
                 if row["event_id"] not in known and row["event_id"] not in fresh:
-                    fresh[row["event_id"]] = row
+                    fresh[row["event_id"]] = {**row, "batch_position": position}
             if not fresh:
                 return 0
             s.execute(_insert(s)(events).on_conflict_do_nothing(index_elements=["event_id"]), [

@@ -52,7 +52,7 @@ def load_histories(ledger: Ledger, since: datetime | None = None) -> list[tuple[
             rows = {r.id: r for r in s.scalars(select(t.Ticket).where(t.Ticket.id.in_(chunk)))}
             events: dict[str, list[tuple[datetime, Any]]] = {tid: [] for tid in rows}
             for e in s.scalars(select(t.TicketEvent).where(t.TicketEvent.ticket_id.in_(chunk), t.TicketEvent.accepted)
-                               .order_by(t.TicketEvent.recorded_at, t.TicketEvent.occurred_at)):
+                               .order_by(*t.ACCEPTED_ORDER)):
                 parsed = parse_event(e.payload)
                 if e.ticket_id in events and not isinstance(parsed, Rejection):
                     events[e.ticket_id].append((e.recorded_at, parsed))
@@ -63,10 +63,12 @@ def load_histories(ledger: Ledger, since: datetime | None = None) -> list[tuple[
 def accepted_order(events: list[tuple[datetime, Any]]) -> list[Any]:
     """A ticket's events in the order the lifecycle accepted them, from (recorded_at, event) in recorded order.
 
-    One lifecycle batch stores its events with one ``recorded_at``, and the ledger keeps no sequence within
-    it: ordered by ``occurred_at``, a sign-for stamped by an agency whose clock runs behind comes before the
-    routing it answers, and the replay refuses it (a ticket signed in time reported unsigned and overdue).
-    Within one batch, the next event is the earliest (by ``occurred_at``) that the state machine accepts."""
+    One lifecycle batch stores its events with one ``recorded_at``. Rows stored since migration 0008 keep
+    their place in the batch, so they arrive here in order and each is the first that fits. Older rows have
+    no place, and ordered by ``occurred_at`` a sign-for stamped by an agency whose clock runs behind comes
+    before the routing it answers, and the replay refuses it (a ticket signed in time reported unsigned and
+    overdue): within such a batch, the next event is the earliest (by ``occurred_at``) the state machine
+    accepts."""
     out: list[Any] = []
     state: TicketState | None = None
     for _at, group in groupby(events, key=lambda item: item[0]):

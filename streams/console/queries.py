@@ -79,10 +79,6 @@ class TicketDetail:
         return list(dict.fromkeys(e.agency for e in self.events if e.accepted and e.type == "returned" and e.agency))
 
 
-def _events_order() -> tuple[Any, ...]:
-    return (t.TicketEvent.occurred_at, t.TicketEvent.recorded_at)
-
-
 def ticket_detail(ledger: Ledger, ticket_id: str) -> TicketDetail | None:
     with ledger.session() as s:
         tk = s.get(t.Ticket, ticket_id)
@@ -93,7 +89,7 @@ def ticket_detail(ledger: Ledger, ticket_id: str) -> TicketDetail | None:
             list(s.scalars(select(t.RoutingDecision).where(t.RoutingDecision.ticket_id == ticket_id)
                            .order_by(t.RoutingDecision.attempt))),
             list(s.scalars(select(t.TicketEvent).where(t.TicketEvent.ticket_id == ticket_id)
-                           .order_by(*_events_order()))),
+                           .order_by(*t.ACCEPTED_ORDER))),
             list(s.scalars(select(t.Alert).where(t.Alert.ticket_id == ticket_id).order_by(t.Alert.raised_at))),
             s.scalar(select(t.TrainingExample).where(t.TrainingExample.ticket_id == ticket_id)),
         )
@@ -166,7 +162,7 @@ def _cards(s: Any, tickets: list[t.Ticket]) -> list[Card]:
     types: dict[str, list[str]] = defaultdict(list)
     returns: dict[str, list[Return]] = defaultdict(list)
     for e in s.scalars(select(t.TicketEvent).where(t.TicketEvent.ticket_id.in_(ids), t.TicketEvent.accepted)
-                       .order_by(*_events_order())):
+                       .order_by(*t.ACCEPTED_ORDER)):
         types[e.ticket_id].append(e.type)
         if e.type == "returned":
             p = e.payload if isinstance(e.payload, dict) else {}
