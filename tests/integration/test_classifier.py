@@ -37,8 +37,12 @@ def router(trained_model_dir: Path) -> Router:
 @pytest.mark.parametrize("name", sorted(BAD_TEXTS))
 def test_bad_inputs_never_crash_and_never_auto_route(router, name):
     d = router.route(BAD_TEXTS[name])
-    assert d.decision in {"manual", "unroutable"} or name in {"english", "huge"}
-    if name in {"empty", "punctuation", "emoji", "html"}:
+    if name == "huge":  # a real complaint, pasted 5,000 times: read as the complaint it repeats, not refused
+        once = router.route("楼下烧烤店油烟太大了，")
+        assert (d.decision, d.matter, d.agency) == (once.decision, once.matter, once.agency) and d.reason
+    elif name == "english":  # the catalogue and the corpus are Chinese: nothing to go by, a dispatcher decides
+        assert d.decision == "manual" and d.reason
+    else:
         assert d.decision == "unroutable" and d.reason
 
 

@@ -161,8 +161,11 @@ def test_the_manual_queue_masks_callers_numbers_like_the_console(tmp_path: Path,
         r = runner.invoke(app, ["queue", "--manual", *extra], env={**env(tmp_path), "COLUMNS": "200"})
         assert r.exit_code == 0, r.output
         assert "138****5678" in r.stdout and "13812345678" not in r.stdout and "66223344" not in r.stdout
+        # the landline in the text is written in full-width digits (as a Chinese IME types it): masked too
+        assert "６６２２３３４４" not in r.stdout and "２２３３４４" not in r.stdout
     (shown,) = [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
     assert (shown["caller_phone"], shown["title"]) == ("138****5678", "来电 138****5678")
+    assert shown["text"] == "烧烤油烟扰民，请回电138****5678或０２２-****３３４４"
     assert shown["routing_id"] == "T-1#1" and shown["reason"] == "置信度低"
     r = runner.invoke(app, ["queue", "BH-STHJ", "--json"], env=env(tmp_path))
     assert r.exit_code == 0 and json.loads(r.stdout)["text"] == msg["text"]  # the agency's queue: as published

@@ -38,11 +38,16 @@ def test_model_signing_key_is_secret_and_empty_means_unsigned(monkeypatch):
     assert "k3y-of-the-district" not in repr(s) and "k3y-of-the-district" not in str(s.model_dump())
 
 
-@pytest.mark.parametrize("var,value", [("HOTLINE_LOG_LEVEL", "debug"), ("HOTLINE_TOPIC_PARTITIONS", "4")])
-def test_values_are_normalised(monkeypatch, var, value):
+@pytest.mark.parametrize("var,value,field,expected", [
+    ("HOTLINE_LOG_LEVEL", "debug", "log_level", "DEBUG"), ("HOTLINE_LOG_LEVEL", "Warning", "log_level", "WARNING"),
+    ("HOTLINE_TOPIC_PARTITIONS", "4", "topic_partitions", 4), ("HOTLINE_TOPIC_PARTITIONS", "12", "topic_partitions", 12),
+])
+def test_values_are_normalised(monkeypatch, var, value, field, expected):
     monkeypatch.setenv(var, value)
     s = Settings()
-    assert s.log_level in {"DEBUG", "INFO"} and s.topic_partitions >= 1
+    assert s.log_level in {"DEBUG", "INFO", "WARNING"} and s.topic_partitions >= 1
+    # the value given, normalised: not the default in its place (INFO and 4 are the defaults)
+    assert getattr(s, field) == expected and type(getattr(s, field)) is type(expected)
 
 
 def test_bad_values_are_refused(monkeypatch):

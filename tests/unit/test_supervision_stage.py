@@ -146,6 +146,10 @@ def test_a_failed_supervision_batch_leaves_no_clock_running_that_the_lifecycle_s
     asyncio.run(stage.run_until(T0 + timedelta(days=10), step=timedelta(hours=1)))
     # Then the resolved ticket raises no handling alerts
     assert [a.alert_key for a in stage.sent if a.ticket_id == "T1"] == []
+    # while T2, dispatched in that same failed batch and never signed, is supervised by its stored state (its
+    # stored facts still say "received"): its sign-for clock runs, so the silence about T1 is no empty index's
+    keys = [a.alert_key for a in stage.sent if a.ticket_id == "T2"]
+    assert keys[:4] == [f"T2:sign_deadline:{level}@1" for level in ("warn_50", "warn_75", "warn_90", "overdue")]
 
 
 def test_a_complex_case_from_intake_is_supervised_with_the_complex_limits(cat) -> None:
