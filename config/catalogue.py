@@ -51,6 +51,7 @@ from typing import Any
 
 import yaml
 
+from models.address import jurisdiction_term
 from models.address import normalize as normalize_address
 from models.directory import Catalogue
 from models.domain import (
@@ -315,7 +316,7 @@ def _load_jurisdictions(path: Path, rep: _Report) -> dict[str, Jurisdiction]:
             *((s.name, s.code) for s in j.streets),
             *((a, s.code) for s in j.streets for a in s.aliases),
         ):
-            key = normalize_address(term)
+            key = jurisdiction_term(term) if term == j.name else normalize_address(term)
             if key in owners and owners[key] != target:
                 rep.error(file, f"[{j.code}].aliases", f"地名“{term}”同时属于 {owners[key]} 和 {target}")
             owners.setdefault(key, target)

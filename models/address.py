@@ -49,6 +49,20 @@ OTHER_TIANJIN_DISTRICTS: tuple[str, ...] = (
 
 _SPACE = re.compile(r"\s+")
 
+# Tianjin's districts, and the three merged into 滨海新区 in 2009 (addresses still name them): only before one of
+# these (or 市辖区) is 天津/天津市 the city part of an address. Elsewhere 天津 is part of a name (天津大道,
+# 天津港保税区, 天津滨海国际机场) and stripping it would merge or split places.
+TIANJIN_DISTRICTS: tuple[str, ...] = (
+    "滨海新区", "和平区", "河东区", "河西区", "南开区", "河北区", "红桥区", "东丽区", "西青区", "津南区", "北辰区",
+    "武清区", "宝坻区", "宁河区", "静海区", "蓟州区", "塘沽区", "汉沽区", "大港区",
+)
+_CITY_PREFIX = re.compile("^天津市?(?:市辖区|(?=" + "|".join(TIANJIN_DISTRICTS) + "))")
+
+
+def strip_city_prefix(text: str) -> str:
+    """``text`` without a leading 天津市/天津 (and 市辖区) that precedes a district name; any other 天津 kept."""
+    return _CITY_PREFIX.sub("", text, count=1)
+
 
 @dataclass(frozen=True, slots=True)
 class AddressMatch:
@@ -83,12 +97,16 @@ class _Hit:
 
 
 def normalize(text: str) -> str:
-    """NFKC (full-width -> half-width), no whitespace, upper-case Latin, no leading 天津/天津市."""
+    """NFKC (full-width -> half-width), no whitespace, upper-case Latin, no leading 中国 or city prefix
+    (:func:`strip_city_prefix`)."""
     t = _SPACE.sub("", unicodedata.normalize("NFKC", text or "")).upper()
-    for prefix in ("中国", "天津市", "天津"):
-        if t.startswith(prefix):
-            t = t[len(prefix) :]
-    return t
+    return strip_city_prefix(t.removeprefix("中国"))
+
+
+def jurisdiction_term(name: str) -> str:
+    """How the resolver reads a jurisdiction's official name: also written without its city (天津经济技术开发区
+    as 经济技术开发区), which :func:`normalize` keeps because no district name follows it."""
+    return normalize(name).removeprefix("天津")
 
 
 class AddressResolver:
@@ -101,7 +119,7 @@ class AddressResolver:
         self._streets: dict[str, Street] = {}
         terms: dict[str, tuple[str, str]] = {}  # term -> (target, what)
         for j in self._jurisdictions.values():
-            terms[normalize(j.name)] = (j.code, "jurisdiction")
+            terms[jurisdiction_term(j.name)] = (j.code, "jurisdiction")
             for alias in j.aliases:
                 terms.setdefault(normalize(alias), (j.code, "alias"))
             for s in j.streets:

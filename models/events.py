@@ -266,6 +266,11 @@ class LinkObserved(Event):
     at: datetime  # received (repeated_complaint) or dispatched (joint_enforcement)
     agency: str | None = None
     place: str | None = None  # joint_enforcement: the normalised address or business name
+    # place_matter facts of a re-routed ticket whose matter changed: the routing attempt that moved it, and
+    # whether the ticket leaves this key (the old matter's) rather than joins it; 0 and false on other facts
+    # (and absent from workers before session 19, read as such)
+    attempt: int = 0
+    left: bool = False
 
 
 class LinksObserved(Event):

@@ -13,8 +13,9 @@
   supervisor is rebuilt from the facts of the partitions this worker now holds; ticks wait while faust is
   rebalancing.
 * Linking (重复件, 联合执法): tickets of one caller or one place arrive on *different* partitions, so no
-  worker sees them all. :func:`observe_many` publishes each routed ticket's link facts (``linking.link_facts``)
-  to the internal topic ``supervision.links``, on the partition of their linking key (hashes of caller, of
+  worker sees them all. :func:`observe_many` publishes each routed ticket's link facts (``linking.link_facts``;
+  a re-route with another matter moves the ticket from its old place + matter key to the new one) to the
+  internal topic ``supervision.links``, on the partition of their linking key (hashes of caller, of
   place + matter, the place id): the faust way of repartitioning, with one message per partition and batch
   (``LinksObserved``) rather than per fact. The :func:`linker` agent folds them into one ``LinkState`` per
   key with the pure ``linking.link``. The states live in memory, per partition, and the topic itself is their

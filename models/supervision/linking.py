@@ -9,8 +9,11 @@ state in, state and alerts out; no clock of its own (time comes from the tickets
 
 Idempotence: folding a fact whose ticket the state already holds changes nothing and raises nothing, and
 an alert computed again after a crash (state not stored yet) has the same ``alert_key``, which the ledger
-and consumers dedupe. Bounded memory: a state keeps the tickets of one window and at most
-``max_per_key`` of them; a state whose newest ticket left the window is :meth:`LinkState.expired`.
+and consumers dedupe. A re-route with another matter moves the ticket between place + matter keys (a fact
+that leaves the old key, one that joins the new one, both carrying the routing attempt); a key remembers
+each ticket's latest move, so an older fact of that ticket, redelivered or replayed, changes nothing.
+Bounded memory: a state keeps the tickets of one window and at most ``max_per_key`` of them; a state whose
+newest ticket left the window is :meth:`LinkState.expired`.
 
 :class:`LinkIndex` (and its two faces :class:`RepeatLinker`, :class:`JointEnforcementLinker`) applies the
 same rules to an in-memory, LRU-bounded dict of states, for one process (tests, tools, benchmarks).
@@ -27,13 +30,17 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from models.address import strip_city_prefix
 from models.supervision.alerts import INFO, JOINT_ENFORCEMENT, REPEATED_COMPLAINT, WARNING, Alert, alert_key
 from models.tickets import phone_digits
 from models.workcalendar import as_local
 
-_WORDS = re.compile(r"[0-9a-z]+|[\u4e00-\u9fff]+")  # runs of digits/latin, runs of Chinese; the rest goes
+# runs of digits/latin, runs of Chinese; the rest goes. Chinese includes 〇 (一〇〇号 is not 一号) and the
+# extension blocks of rarer characters village and street names use (㙟, 𬇙): dropped, they merged places.
+_WORDS = re.compile(r"[0-9a-z]+|[\u3007\u3400-\u4dbf\u4e00-\u9fff\U00020000-\U000323af]+")
+_ZERO = str.maketrans({"○": "〇"})  # the circle typed for 〇 in 二○○号
+_BUILDING = re.compile(r"(?<=[0-9])(?:栋|幢)")  # 3栋, 3幢 and 3号楼 are one building (3号 alone may be a door number)
 _MASKED = re.compile(r"[*×●•]|[xX]{2}")  # 138****1234, 138＊＊＊＊1234 (NFKC: *), 138××××1234, 138xxxx1234
-_CITY_PREFIX = re.compile(r"^(天津市|天津)")
 MIN_PLACE_KEY = 6  # shorter normalised addresses ("滨海新区") name an area, not a place
 
 # Link kinds: the level of a 重复件 alert, or what a 联合执法 place key names.
@@ -56,11 +63,11 @@ def normalise_place(text: str | None) -> str | None:
     the city prefix."""
     if not text:
         return None
-    words = _WORDS.findall(unicodedata.normalize("NFKC", text).lower())
+    words = _WORDS.findall(_BUILDING.sub("号楼", unicodedata.normalize("NFKC", text).lower().translate(_ZERO)))
     # Two digit/latin runs in a row were split by punctuation or a space, which then tells numbers apart
     # (3-2-101 is not 32-1-01); anywhere else it is dropped.
     key = "".join("-" + w if i and words[i - 1].isascii() and w.isascii() else w for i, w in enumerate(words))
-    key = _CITY_PREFIX.sub("", key)
+    key = strip_city_prefix(key)  # 天津市滨海新区… is 滨海新区…, but 天津大道 is not 大道
     return key if len(key) >= MIN_PLACE_KEY else None
 
 
@@ -94,17 +101,23 @@ class LinkFact:
     at: datetime  # received (重复件) or dispatched (联合执法)
     agency: str | None = None
     place: str | None = None  # 联合执法: the normalised place, shown to supervisors
+    # 重复件 place + matter of a re-routed ticket whose matter changed: the routing attempt that moved it, and
+    # whether it leaves this key (the old matter's) rather than joins it. 0 for a first routing's facts.
+    attempt: int = 0
+    left: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {"rule": self.rule, "kind": self.kind, "key": self.key, "ticket_id": self.ticket_id,
-                "at": self.at.isoformat(), "agency": self.agency, "place": self.place}
+                "at": self.at.isoformat(), "agency": self.agency, "place": self.place, "attempt": self.attempt,
+                "left": self.left}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> LinkFact:
         at = d["at"]
         return cls(rule=d["rule"], kind=d["kind"], key=d["key"], ticket_id=d["ticket_id"],
                    at=as_local(datetime.fromisoformat(at) if isinstance(at, str) else at),
-                   agency=d.get("agency"), place=d.get("place"))
+                   agency=d.get("agency"), place=d.get("place"), attempt=int(d.get("attempt") or 0),
+                   left=bool(d.get("left")))
 
 
 def repeat_facts(facts: Any) -> list[LinkFact]:
@@ -113,9 +126,28 @@ def repeat_facts(facts: Any) -> list[LinkFact]:
     at, tid, agency = as_local(facts.received_at), facts.ticket_id, getattr(facts, "agency", None)
     if phone := normalise_phone(getattr(facts, "caller_phone", None)):
         out.append(LinkFact(REPEATED_COMPLAINT, CALLER, caller_key(phone), tid, at, agency))
+    if key := _place_matter(facts):
+        out.append(LinkFact(REPEATED_COMPLAINT, PLACE_MATTER, key, tid, at, agency))
+    return out
+
+
+def _place_matter(facts: Any) -> str | None:
     place, matter = normalise_place(getattr(facts, "address", None)), getattr(facts, "matter", None)
-    if place and matter:
-        out.append(LinkFact(REPEATED_COMPLAINT, PLACE_MATTER, place_matter_key(place, matter), tid, at, agency))
+    return place_matter_key(place, matter) if place and matter else None
+
+
+def moved_facts(before: Any, after: Any) -> list[LinkFact]:
+    """The 重复件 facts of a re-routed ticket: none while its place + matter key stays; when a dispatcher's
+    matter changed it, the ticket leaves the old key and joins the new one (the caller key stays)."""
+    old, new = _place_matter(before), _place_matter(after)
+    if old == new:
+        return []
+    at, tid, attempt = as_local(after.received_at), after.ticket_id, after.attempt
+    out = []
+    if old:
+        out.append(LinkFact(REPEATED_COMPLAINT, PLACE_MATTER, old, tid, at, before.agency, attempt=attempt, left=True))
+    if new:
+        out.append(LinkFact(REPEATED_COMPLAINT, PLACE_MATTER, new, tid, at, after.agency, attempt=attempt))
     return out
 
 
@@ -134,12 +166,13 @@ def joint_fact(facts: Any, agency: str | None, at: datetime) -> LinkFact | None:
 def link_facts(before: Any, after: Any, event: Any) -> list[LinkFact]:
     """What one accepted lifecycle event contributes to the linkers (``before``/``after``: TicketFacts).
 
-    A ticket's *first* routing links it with earlier complaints (a re-route is the same complaint); every
-    dispatch to an agency counts for joint enforcement, with the ticket's latest agency.
+    A ticket's *first* routing links it with earlier complaints (a re-route is the same complaint, but one
+    with another matter moves it to that matter's place + matter key); every dispatch to an agency counts
+    for joint enforcement, with the ticket's latest agency.
     """
     if event.type != "routed":
         return []
-    out = repeat_facts(after) if before.attempt == 0 else []
+    out = repeat_facts(after) if before.attempt == 0 else moved_facts(before, after)
     if after.agency and after.status == "dispatched":
         fact = joint_fact(after, after.agency, event.occurred_at)
         if fact is not None:
@@ -149,6 +182,7 @@ def link_facts(before: Any, after: Any, event: Any) -> list[LinkFact]:
 
 # --- the state of one key, and the rules ------------------------------------------------------------------
 Seen = tuple[datetime, str, str | None]  # (time, ticket, agency)
+Moved = tuple[datetime, str, int]  # (time, ticket, attempt of its latest move into or out of the key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,28 +199,37 @@ class LinkRules:
 
 @dataclass(frozen=True, slots=True)
 class LinkState:
-    """The recent tickets of one linking key, in time order; ``episode_until``: 联合执法 suggested until then."""
+    """The recent tickets of one linking key, in time order; ``episode_until``: 联合执法 suggested until then;
+    ``moves``: the latest move of each re-routed ticket that joined or left this key (see :func:`_repeat`)."""
 
     rule: str
     seen: tuple[Seen, ...] = ()
     episode_until: datetime | None = None
+    moves: tuple[Moved, ...] = ()
 
     def has(self, ticket_id: str, agency: str | None = None, *, any_agency: bool = True) -> bool:
         return any(t == ticket_id and (any_agency or a == agency) for _, t, a in self.seen)
 
+    def moved(self, ticket_id: str) -> int:
+        """The attempt of the ticket's latest move folded here; 0 when none."""
+        return next((n for _, t, n in self.moves if t == ticket_id), 0)
+
     def expired(self, now: datetime, window: timedelta) -> bool:
         """Nothing in it can link with a ticket from ``now`` on (an episode never outlives its window)."""
-        return not self.seen or self.seen[-1][0] < as_local(now) - window
+        newest = max([*(at for at, _, _ in self.seen[-1:]), *(at for at, _, _ in self.moves)], default=None)
+        return newest is None or newest < as_local(now) - window
 
     def to_dict(self) -> dict[str, Any]:
         return {"rule": self.rule, "seen": [[at.isoformat(), t, a] for at, t, a in self.seen],
-                "episode_until": self.episode_until.isoformat() if self.episode_until else None}
+                "episode_until": self.episode_until.isoformat() if self.episode_until else None,
+                "moves": [[at.isoformat(), t, n] for at, t, n in self.moves]}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> LinkState:
         until = d.get("episode_until")
         return cls(rule=d["rule"], seen=tuple((datetime.fromisoformat(at), t, a) for at, t, a in d.get("seen") or ()),
-                   episode_until=datetime.fromisoformat(until) if until else None)
+                   episode_until=datetime.fromisoformat(until) if until else None,
+                   moves=tuple((datetime.fromisoformat(at), t, int(n)) for at, t, n in d.get("moves") or ()))
 
 
 def _within(seen: tuple[Seen, ...], since: datetime) -> list[Seen]:
@@ -215,10 +258,20 @@ def _repeat(state: LinkState, fact: LinkFact, rules: LinkRules) -> tuple[LinkSta
     """重复件: the same caller, or the same address and matter, within the window; the ``threshold``-th
     ticket (and each one after it) raises an alert saying the problem is not being solved."""
     at, tid, window = as_local(fact.at), fact.ticket_id, rules.repeat_window
+    if (last := state.moved(tid)) and fact.attempt <= last:
+        # A fact older than the ticket's latest move here (a redelivered first routing after the ticket left,
+        # an earlier move): folding it would bring back, or remove, what that move settled.
+        return state, []
+    moves = state.moves
+    if fact.attempt:  # a re-route that changed the matter: remembered so that its older facts stay ignored
+        kept = [m for m in moves if m[1] != tid and m[0] >= at - window]
+        moves = (*kept, (at, tid, fact.attempt))[-rules.max_per_key:]
+    if fact.left:
+        return replace(state, seen=tuple(e for e in state.seen if e[1] != tid), moves=moves), []
     if state.has(tid):
-        return state, []  # redelivery or replay: counted already
+        return replace(state, moves=moves), []  # redelivery or replay: counted already
     seen = _insert(_within(state.seen, at - window), (at, tid, fact.agency), rules.max_per_key)
-    new = replace(state, seen=seen)
+    new = replace(state, seen=seen, moves=moves)
     # Every other ticket within the window either side: which of them raises follows processing order,
     # and tickets of one caller reach this key from several partitions in no guaranteed order.
     linked = [t for when, t, _a in seen if t != tid and abs(when - at) <= window]
