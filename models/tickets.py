@@ -11,6 +11,7 @@ import hashlib
 import json
 import re
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -304,6 +305,32 @@ def mask_caller_phone(phone: str | None) -> str | None:
     if phone is None:
         return None
     return _NUMBER_RUN.sub(_hide_long_run, mask_phone(phone) or "")  # what mask_phone left of 7+ digits
+
+
+# The free-text fields of a ticket a caller may write a number into.
+TICKET_TEXT_FIELDS = ("title", "text")
+
+
+def shown_text(value: Any, *, reveal: bool) -> Any:
+    """Free text (a ticket's text, a note of an event) as shown to a user: the phone numbers in it masked unless
+    ``reveal`` (the handling agency); anything but a string as it is."""
+    return mask_phone(value) if isinstance(value, str) and not reveal else value
+
+
+def shown_ticket(ticket: Mapping[str, Any], *, reveal: bool) -> dict[str, Any]:
+    """A ticket's fields (a dict, or a queue message) as shown to a user: only the handling agency (``reveal``)
+    sees the caller's full number; for everyone else ``caller_phone`` goes through :func:`mask_caller_phone`
+    and the numbers written in the title and text are masked. Other fields, and non-string values, as given.
+    The one rule for the console's pages and API and the dispatchers' queue."""
+    out = dict(ticket)
+    if reveal:
+        return out
+    for name in TICKET_TEXT_FIELDS:
+        if name in out:
+            out[name] = shown_text(out[name], reveal=False)
+    if isinstance(out.get("caller_phone"), str):
+        out["caller_phone"] = mask_caller_phone(out["caller_phone"])
+    return out
 
 
 _NUMBER_RUN = re.compile(r"\d[\d\s().\-]*\d")  # digits, maybe with separators: one number, as written

@@ -27,7 +27,7 @@ from rich.text import Text
 
 from models.directory import Catalogue
 from models.lifecycle import RATINGS, RETURN_REASONS, Role
-from models.tickets import ID_PATTERN, SHANGHAI, mask_caller_phone, mask_phone
+from models.tickets import ID_PATTERN, SHANGHAI, shown_ticket
 from models.workcalendar import as_local
 from streams.cli import app
 from streams.cli.platform import domain_data_errors, load_settings
@@ -105,13 +105,7 @@ def _short(value: Any, width: int) -> str:
 def masked_for_dispatchers(ticket: dict[str, Any]) -> dict[str, Any]:
     """A routed ticket as the dispatchers may see it: the caller's number masked in the field and wherever it is
     written in the title or text, as the console shows them (only the handling agency sees the full number)."""
-    out = dict(ticket)
-    for name in ("text", "title"):
-        if isinstance(out.get(name), str):
-            out[name] = mask_phone(out[name])
-    if isinstance(out.get("caller_phone"), str):
-        out["caller_phone"] = mask_caller_phone(out["caller_phone"])
-    return out
+    return shown_ticket(ticket, reveal=False)
 
 
 def queue_table(tickets: list[dict[str, Any]], *, manual: bool, title: str) -> Table:

@@ -7,8 +7,8 @@ I/O: the console calls it off the event loop (FastAPI runs sync endpoints in a t
 A console session carries a *stamp* of the user's stored password hash (:func:`session_stamp`), checked on
 every request: a new password (a new salt, so a new hash) ends every session issued before it, and so does
 disabling the user, which bumps the user's ``session_generation``, part of the stamp. Both also revoke the
-user's API tokens, so re-enabling a user revives neither. Failed log-ins are throttled per user name
-(:class:`LoginThrottle`), in the memory of each console process.
+user's API tokens, so re-enabling a user revives neither. Failed log-ins are throttled per user name and client
+address, and per client address (:class:`LoginThrottle`), in the memory of each console process.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import ipaddress
 import re
 import secrets
 import threading
@@ -38,12 +39,14 @@ MIN_PASSWORD_CHARS = 8
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 TOKEN_PREFIX = "hk_"
 TOKEN_TOUCH_EVERY = timedelta(minutes=5)  # last_used_at is informative: don't write on every API call
-# Failed log-ins: after this many for one user name within the window, that name may not try again for the
-# lock-out time (scrypt makes a guess slow; this makes guessing one account's password hopeless online).
+# Failed log-ins: after this many for one user name from one client address within the window, that name may
+# not try again from there for the lock-out time; after the second number from one address, whatever the
+# names, that address may not (scrypt makes a guess slow; this makes guessing online hopeless).
 LOGIN_MAX_FAILURES = 5
+LOGIN_MAX_FAILURES_PER_ADDRESS = 20  # several people behind one office NAT mistype now and then
 LOGIN_WINDOW_S = 15 * 60
 LOGIN_LOCKOUT_S = 15 * 60
-LOGIN_TRACKED = 10_000  # user names remembered at most (a flood of made-up names must not grow memory)
+LOGIN_TRACKED = 10_000  # keys remembered at most per table (a flood of made-up names must not grow memory)
 
 DEMO_PASSWORD = "demo12345"
 # The agencies most demo tickets go to (city management, environment, labour, market regulation in
@@ -299,60 +302,100 @@ class _Attempts:
     locked_until: float = 0.0
 
 
+def address_key(address: str | None) -> str:
+    """The client address a throttle counts by: an IPv6 address by its /64 (one host commonly holds a whole
+    /64, so counting single addresses would let it spray from billions of them); anything else as given."""
+    if not address:
+        return "-"
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:  # not an IP (a test client, a Unix socket): counted as given
+        return address[:64]
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:  # ::ffff:203.0.113.9 is 203.0.113.9
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
 class LoginThrottle:
-    """Failed log-ins per user name, in this process's memory (the ledger has no table for them, and a console
-    restart forgetting a lock-out is acceptable): after ``max_failures`` within ``window_s`` the name is locked
-    for ``lockout_s``, also for the right password; a successful log-in clears its record. Keyed by name, not
-    by address, so guessing from many addresses is throttled too; the price is that anyone can lock a known
-    name out for a while, which the message tells the user.
+    """Failed log-ins, in this process's memory (the ledger has no table for them, and a console restart
+    forgetting a lock-out is acceptable), counted two ways:
+
+    * per (user name, client address): after ``max_failures`` within ``window_s`` that name may not log in
+      from that address for ``lockout_s``, also with the right password. Not per name alone: then anyone
+      who knows a name could lock its user out from anywhere; the real user, elsewhere, is not affected.
+    * per client address, across all names: after ``address_max_failures`` within ``window_s`` the address
+      may not log in at all for ``lockout_s`` (one address trying a password on many names).
+
+    A successful log-in clears only its (name, address) count: a sprayer who knows one password must not
+    reset the address's. Guessing one name from many addresses is slowed by scrypt only, the usual price
+    of not letting strangers lock accounts. Each table keeps at most ``tracked`` keys.
 
     Monotonic time, not the deployment's clock: a demo's simulated clock runs fast."""
 
     def __init__(self, *, max_failures: int = LOGIN_MAX_FAILURES, window_s: float = LOGIN_WINDOW_S,
-                 lockout_s: float = LOGIN_LOCKOUT_S, tracked: int = LOGIN_TRACKED,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 lockout_s: float = LOGIN_LOCKOUT_S, address_max_failures: int = LOGIN_MAX_FAILURES_PER_ADDRESS,
+                 tracked: int = LOGIN_TRACKED, clock: Callable[[], float] = time.monotonic) -> None:
         self.max_failures, self.window_s, self.lockout_s, self.tracked = max_failures, window_s, lockout_s, tracked
+        self.address_max_failures = address_max_failures
         self._clock = clock
-        self._by_name: dict[str, _Attempts] = {}
+        self._by_name: dict[tuple[str, str], _Attempts] = {}  # (user name, address key)
+        self._by_address: dict[str, _Attempts] = {}
         self._lock = threading.Lock()
 
     @staticmethod
-    def _key(username: str) -> str:
-        return username.strip().lower()[:64]
+    def _key(username: str, address: str | None) -> tuple[str, str]:
+        return username.strip().lower()[:64], address_key(address)
 
-    def retry_after(self, username: str) -> int:
-        """Seconds until ``username`` may try again; 0 when it may now."""
-        with self._lock:
-            entry = self._by_name.get(self._key(username))
-            left = entry.locked_until - self._clock() if entry is not None else 0.0
+    def _left(self, entry: _Attempts | None) -> int:
+        left = entry.locked_until - self._clock() if entry is not None else 0.0
         return max(0, int(left + 0.999))
 
-    def failed(self, username: str) -> int:
-        """Count a failed log-in; the seconds of the lock-out it started, or 0."""
+    def address_retry_after(self, address: str | None) -> int:
+        """Seconds until any log-in from ``address`` may be tried again; 0 when now."""
+        with self._lock:
+            return self._left(self._by_address.get(address_key(address)))
+
+    def retry_after(self, username: str, address: str | None = None) -> int:
+        """Seconds until ``username`` may try again from ``address``; 0 when it may now."""
+        with self._lock:
+            return max(self._left(self._by_name.get(self._key(username, address))),
+                       self._left(self._by_address.get(address_key(address))))
+
+    def failed(self, username: str, address: str | None = None) -> int:
+        """Count a failed log-in; the seconds of the lock-out it started (of the name here, or of the whole
+        address), or 0."""
         now = self._clock()
         with self._lock:
-            if len(self._by_name) >= self.tracked:
-                self._forget_stale(now)
-            entry = self._by_name.setdefault(self._key(username), _Attempts())
-            entry.failures = [f for f in entry.failures if now - f < self.window_s] + [now]
-            if len(entry.failures) < self.max_failures:
-                return 0
-            entry.failures.clear()
-            entry.locked_until = now + self.lockout_s
-        return max(1, int(self.lockout_s + 0.999))
+            started = max(self._count(self._by_name, self._key(username, address), self.max_failures, now),
+                          self._count(self._by_address, address_key(address), self.address_max_failures, now))
+        return max(1, int(self.lockout_s + 0.999)) if started else 0
 
-    def succeeded(self, username: str) -> None:
+    def succeeded(self, username: str, address: str | None = None) -> None:
         with self._lock:
-            self._by_name.pop(self._key(username), None)
+            self._by_name.pop(self._key(username, address), None)
 
-    def _forget_stale(self, now: float) -> None:
-        stale = [k for k, e in self._by_name.items()
+    def _count(self, table: dict[Any, _Attempts], key: Any, limit: int, now: float) -> bool:
+        """Add a failure under ``key``; True when it started a lock-out."""
+        if key not in table and len(table) >= self.tracked:
+            self._forget_stale(table, now)
+        entry = table.setdefault(key, _Attempts())
+        entry.failures = [f for f in entry.failures if now - f < self.window_s] + [now]
+        if len(entry.failures) < limit:
+            return False
+        entry.failures.clear()
+        entry.locked_until = now + self.lockout_s
+        return True
+
+    def _forget_stale(self, table: dict[Any, _Attempts], now: float) -> None:
+        stale = [k for k, e in table.items()
                  if e.locked_until <= now and all(now - f >= self.window_s for f in e.failures)]
         for k in stale:
-            del self._by_name[k]
-        # still full: forget names that are not locked out first (a flood of made-up names must not lift a
+            del table[k]
+        # still full: forget keys that are not locked out first (a flood of made-up names must not lift a
         # lock-out while others can go), the oldest-tracked first
-        for k in [k for k, e in self._by_name.items() if e.locked_until <= now] + list(self._by_name):
-            if len(self._by_name) < self.tracked:
+        for k in [k for k, e in table.items() if e.locked_until <= now] + list(table):
+            if len(table) < self.tracked:
                 break
-            self._by_name.pop(k, None)
+            table.pop(k, None)

@@ -27,7 +27,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
 from models.lifecycle import RETURN_REASONS, Status
-from models.tickets import ID_PATTERN, TicketIn, mask_caller_phone, mask_phone
+from models.tickets import ID_PATTERN, TicketIn, shown_ticket
 from streams.cli.agency import Action
 from streams.console import queries
 from streams.console.access import AGENCY, Principal, sees_full_phone
@@ -252,13 +252,12 @@ def list_tickets(request: Request, response: Response, p: Principal = Depends(ap
         response.headers["Link"] = f'<{request.url.path}?{urlencode(query)}>; rel="next"'
     out = []
     for tk in rows:
-        reveal = sees_full_phone(p, tk.current_agency)
-        shown = (lambda v: v) if reveal else mask_phone
+        shown = shown_ticket({"title": tk.title, "text": tk.text, "caller_phone": tk.caller_phone},
+                             reveal=sees_full_phone(p, tk.current_agency))
         out.append(TicketBrief(id=tk.id, status=tk.status, current_agency=tk.current_agency, attempt=tk.attempt,
-                               received_at=tk.received_at, matter=tk.matter, title=shown(tk.title),
-                               text=shown(tk.text) or "", address=tk.address, request_type=tk.request_type,
-                               urgency=tk.urgency, complex_case=tk.complex_case,
-                               caller_phone=tk.caller_phone if reveal else mask_caller_phone(tk.caller_phone)))
+                               received_at=tk.received_at, matter=tk.matter, title=shown["title"],
+                               text=shown["text"] or "", address=tk.address, request_type=tk.request_type,
+                               urgency=tk.urgency, complex_case=tk.complex_case, caller_phone=shown["caller_phone"]))
     return out
 
 
@@ -287,6 +286,8 @@ def alerts(request: Request, p: Principal = Depends(api_user), agency: str | Non
     if p.role == AGENCY:
         if agency not in (None, p.agency):
             raise ConsoleError(403, "forbidden", "承办单位只能查看本单位的预警。")
+        if p.agency is None:  # a member of no agency (a hand-edited user): none, as in the ticket list, not all
+            return []
         agency = p.agency
     rows = queries.recent_alerts(console_of(request).ledger, limit=limit, agency=agency)
     return [AlertOut(alert_key=a.alert_key, rule=a.rule, level=a.level, severity=a.severity, ticket_id=a.ticket_id,
@@ -304,5 +305,7 @@ def figures(request: Request, p: Principal = Depends(api_user), agency: str | No
             raise ConsoleError(403, "forbidden", "承办单位只能查看本单位的指标。")
         agency = p.agency
     console = console_of(request)
+    if p.role == AGENCY and agency is None:  # a member of no agency: no agency's figures, rather than all
+        return {"generated_at": console.now().isoformat(), "days": days, "agencies": []}
     return {"generated_at": console.now().isoformat(), "days": days,
             "agencies": [f.to_dict() for f in console.agency_figures(agency, days).values()]}

@@ -117,8 +117,9 @@ def create_app(settings: Settings, *, ledger: Ledger | None = None, catalogue: C
 
     @app.exception_handler(LoginRequired)
     async def _login_required(request: Request, exc: LoginRequired) -> Response:
-        if request.method == "GET":
-            return RedirectResponse(f"/login?next={quote(request.url.path)}", status_code=303)
+        if request.method == "GET":  # back to the same view after log-in, filters and all
+            query = f"?{request.url.query}" if request.url.query else ""
+            return RedirectResponse(f"/login?next={quote(request.url.path + query)}", status_code=303)
         return error_response(request, 401, "unauthorized", "登录已过期或尚未登录，请重新登录后再操作。")
 
     @app.exception_handler(RequestValidationError)

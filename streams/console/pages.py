@@ -139,7 +139,8 @@ async def read_form(request: Request) -> dict[str, str]:
 
 def check_csrf(request: Request, form: dict[str, str]) -> None:
     expected = request.session.get("csrf")
-    if not isinstance(expected, str) or not hmac.compare_digest(expected, form.get("csrf", "")):
+    # as bytes: compare_digest refuses str with non-ASCII characters (TypeError, a 500 for a forged form)
+    if not isinstance(expected, str) or not hmac.compare_digest(expected.encode(), form.get("csrf", "").encode()):
         raise ConsoleError(403, "csrf", "页面已过期（安全校验未通过），请刷新页面后重试。")
 
 
@@ -191,22 +192,35 @@ def login_page(request: Request, next: str | None = None) -> Response:
     return render(request, "login.html", None, next=safe_next(next, ""))
 
 
+def client_address(request: Request) -> str | None:
+    """The address failed log-ins are counted by: the connection's peer as the ASGI server reports it. Behind a
+    reverse proxy that is the proxy's address for every user (everyone would share one address's ceiling):
+    uvicorn then takes the client from X-Forwarded-For, but only on connections from the addresses in its
+    ``FORWARDED_ALLOW_IPS`` environment variable (by default the loopback ones: a proxy on the same host); set
+    it to the proxy's address. The console has no setting of its own to trust X-Forwarded-For: from anyone
+    else the header is forged at will, and a throttle keyed by it is no throttle."""
+    return request.client.host if request.client is not None else None
+
+
 @router.post("/login")
 async def login(request: Request) -> Response:
     form = await read_form(request)
     check_csrf(request, form)
     username, password = form.get("username", "").strip().lower(), form.get("password", "")
-    throttle = console_of(request).login_throttle
-    if username and (wait := throttle.retry_after(username)):  # locked: not even checked (scrypt costs)
+    throttle, address = console_of(request).login_throttle, client_address(request)
+    if wait := throttle.address_retry_after(address):  # locked: not even checked (scrypt costs)
+        return _locked_out(request, form, username, wait, address_wide=True)
+    if username and (wait := throttle.retry_after(username, address)):
         return _locked_out(request, form, username, wait)
     signed_in = await run_in_threadpool(authenticate, console_of(request).ledger, username, password) \
         if username and password else None
     if signed_in is None:
-        if username and password and (wait := throttle.failed(username)):
-            return _locked_out(request, form, username, wait)
+        if username and password and (wait := throttle.failed(username, address)):
+            return _locked_out(request, form, username, wait,
+                               address_wide=throttle.address_retry_after(address) > 0)
         return render(request, "login.html", None, status=401, next=safe_next(form.get("next"), ""),
                       username=username[:32], error="用户名或密码错误，或账号已停用。")
-    throttle.succeeded(username)
+    throttle.succeeded(username, address)
     p = signed_in.principal
     request.session.clear()
     request.session.update(uid=p.user_id, cred=signed_in.stamp, csrf=secrets.token_urlsafe(24), user={
@@ -214,10 +228,12 @@ async def login(request: Request) -> Response:
     return RedirectResponse(safe_next(form.get("next"), HOME.get(p.role, "/")), status_code=303)
 
 
-def _locked_out(request: Request, form: dict[str, str], username: str, wait: int) -> HTMLResponse:
+def _locked_out(request: Request, form: dict[str, str], username: str, wait: int, *,
+                address_wide: bool = False) -> HTMLResponse:
     minutes = max(1, -(-wait // 60))
+    who = "从您当前网络地址的登录失败次数过多" if address_wide else "该账号登录失败次数过多"
     response = render(request, "login.html", None, status=429, next=safe_next(form.get("next"), ""),
-                      username=username[:32], error=f"该账号登录失败次数过多，已暂停登录，请 {minutes} 分钟后再试"
+                      username=username[:32], error=f"{who}，已暂停登录，请 {minutes} 分钟后再试"
                                                     "（如忘记密码，请联系管理员重置）。")
     response.headers["Retry-After"] = str(wait)
     return response

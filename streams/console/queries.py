@@ -16,7 +16,7 @@ from sqlalchemy import and_, func, or_, select
 
 from models import ledger as t
 from models.lifecycle import Status
-from models.tickets import mask_caller_phone, mask_phone
+from models.tickets import shown_text, shown_ticket
 from streams.console.access import extension_pending
 from streams.db import Ledger
 
@@ -111,7 +111,7 @@ def _iso(value: datetime | None) -> str | None:
 
 def _shown(value: Any, reveal: bool) -> Any:
     if isinstance(value, str):
-        return value if reveal else mask_phone(value)
+        return shown_text(value, reveal=reveal)
     return json.loads(json.dumps(value, default=str))
 
 
@@ -120,11 +120,12 @@ def ticket_json(d: TicketDetail, *, reveal_phone: bool) -> dict[str, Any]:
 
     The caller's number (also inside free text) is masked unless ``reveal_phone`` (the handling agency)."""
     tk = d.ticket
+    shown = shown_ticket({"text": tk.text, "title": tk.title, "caller_phone": tk.caller_phone}, reveal=reveal_phone)
     return {
         "id": tk.id, "status": tk.status, "current_agency": tk.current_agency, "attempt": tk.attempt,
-        "received_at": _iso(tk.received_at), "text": _shown(tk.text, reveal_phone),
-        "title": _shown(tk.title, reveal_phone), "address": tk.address, "channel": tk.channel,
-        "request_type": tk.request_type, "urgency": tk.urgency, "complex_case": tk.complex_case, "caller_phone": tk.caller_phone if reveal_phone else mask_caller_phone(tk.caller_phone),
+        "received_at": _iso(tk.received_at), "text": shown["text"], "title": shown["title"], "address": tk.address,
+        "channel": tk.channel, "request_type": tk.request_type, "urgency": tk.urgency,
+        "complex_case": tk.complex_case, "caller_phone": shown["caller_phone"],
         "jurisdiction": tk.jurisdiction, "matter": tk.matter, "updated_at": _iso(tk.updated_at),
         "extension_pending": d.extension_pending,
         "decisions": [{

@@ -11,7 +11,7 @@
       fetch(url, { credentials: "same-origin", headers: { "Accept": "text/html" } })
         .then(function (r) {
           if (r.redirected && r.url.indexOf("/login") >= 0) {  // the session ended: log in again, come back here
-            window.location.href = "/login?next=" + encodeURIComponent(window.location.pathname);
+            window.location.href = "/login?next=" + encodeURIComponent(window.location.pathname + window.location.search);
             return Promise.reject(401);
           }
           return r.ok ? r.text() : Promise.reject(r.status);
