@@ -12,6 +12,7 @@ import hashlib
 import io
 import json
 import logging
+import math
 import multiprocessing
 import os
 import time
@@ -242,9 +243,19 @@ def train(ds: Dataset, catalogue: Catalogue, model_dir: Path, *, threshold: floa
     configure_text(catalogue)
     started = time.perf_counter()
     counts = Counter(ds.labels)
-    stratify = ds.labels if min(counts.values()) >= 2 else None
+    if len(counts) < 2:
+        raise TrainingDataError(f"{ds.source}: every example has the label {ds.labels[0]!r}; a classifier "
+                                "needs examples of at least two labels")
+    # stratified only where every label fits in both parts: a small file with many labels has fewer
+    # hold-out rows than labels, which train_test_split refuses with a traceback
+    n_held = math.ceil(holdout * len(ds.labels))
+    stratify = ds.labels if min(counts.values()) >= 2 and n_held >= len(counts) else None
     tr_x, te_x, tr_y, te_y = train_test_split(ds.texts, ds.labels, test_size=holdout, random_state=SEED,
                                               stratify=stratify)
+    if len(set(tr_y)) < 2:  # unstratified, the few examples of the other labels all fell in the hold-out
+        raise TrainingDataError(f"{ds.source}: too few examples per label to hold {holdout:.0%} out for the "
+                                f"evaluation ({dict(counts.most_common(5))}); "
+                                "add examples of the rarer labels")
     part = HoldOut(Dataset(tr_x, tr_y, ds.label_kind, ds.source), list(te_x), list(te_y), catalogue, threshold,
                    retrieval_weight)
     final, calibration, report = run_beside(
@@ -292,10 +303,20 @@ def evaluate(model: mm.MatterModel, texts: Sequence[str], labels: Sequence[str],
     ``curve``: more thresholds to report precision and auto share for, from the same prediction pass.
     """
     kind = label_kind or model.label_kind
+    gold = list(labels)
+    if model.label_kind == "domain" and kind == "matter":
+        # a domain model scored on matter codes: each matter names its domain (NONE stays, and counts wrong)
+        gold = [catalogue.matters[g].domain if g in catalogue.matters else g for g in gold]
+        kind = "domain"
+    elif kind != model.label_kind and model.label_kind != "matter":
+        # no way from a domain or an agency to the other kinds: every prediction would count as wrong
+        said = {"matter": "matter codes", "domain": "domains", "agency": "agency codes"}
+        names, given = said.get(model.label_kind, model.label_kind), said.get(kind, kind)
+        raise TrainingDataError(f"the model names {names} and these labels are {given}: "
+                                f"evaluate it on {names}")
     proba = model.predict_proba(list(texts))
     idx = np.argmax(proba, axis=1)
     conf = proba[np.arange(len(texts)), idx]
-    gold = list(labels)
     if kind == "agency" and model.label_kind == "matter":
         # an agency is the owner the responsibility list names for the matter, in the gold agency's own
         # jurisdiction (the files carry no address) and as in force today

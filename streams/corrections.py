@@ -68,8 +68,11 @@ def load_corrections(ledger: Ledger, catalogue: Catalogue, wanted: str, default_
     """Every stored correction as (text, label of kind ``wanted``); the unusable ones counted as skipped."""
     out = Corrections()
     with ledger.session() as s:
+        # in a fixed order: the hold-out split and the fit depend on it, and PostgreSQL returns rows in the
+        # order they were last written (a re-dispatch to the same agency moved a row, and changed the model)
         rows = s.execute(select(t.TrainingExample, t.Ticket.address, t.Ticket.received_at)
-                         .join(t.Ticket, t.Ticket.id == t.TrainingExample.ticket_id)).all()
+                         .join(t.Ticket, t.Ticket.id == t.TrainingExample.ticket_id)
+                         .order_by(t.TrainingExample.id)).all()
         messages: dict[str, list[Any]] = {}
         ids = [ex.ticket_id for ex, _, _ in rows]
         for i in range(0, len(ids), 500):
@@ -77,14 +80,13 @@ def load_corrections(ledger: Ledger, catalogue: Catalogue, wanted: str, default_
                                .order_by(t.RoutingDecision.attempt)):
                 messages.setdefault(d.ticket_id, []).append(d.message)
     for ex, address, received_at in rows:
-        if ex.label_kind == wanted:
-            label: str | None = ex.label
-        elif ex.label_kind == "agency":
+        label: str | None = None
+        if ex.label_kind == "agency":  # also when agencies are wanted: skips one the catalogue no longer has
             label = correction_label(ex.label, wanted, candidates_of(messages.get(ex.ticket_id, [])), catalogue,
                                      address=address, received_at=received_at,
                                      default_jurisdiction=default_jurisdiction)
-        else:
-            label = None
+        elif ex.label_kind == wanted:
+            label = ex.label
         if label is None or not ex.text.strip():
             out.skipped += 1
             continue

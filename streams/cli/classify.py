@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from collections.abc import Iterator
 from datetime import datetime
@@ -45,7 +46,8 @@ def train(
         ds = (read_labelled(data, text_col, label_col, catalogue, encoding=encoding) if data
               else team_dataset(catalogue, per_matter))
     except TrainingDataError as exc:
-        console.print(f"[red]cannot train:[/red] {exc}")
+        # the message quotes the user's labels and path: printed as they are, not read as markup
+        console.print(f"[red]cannot train:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None
     if corrections:
         extra = _corrections(settings, catalogue, ds.label_kind)
@@ -55,9 +57,14 @@ def train(
     mode = {"matter": "matter codes (full routing through the responsibility list)",
             "domain": "first-level domains (the model names a domain; agencies are chosen by dispatchers)",
             "agency": "agency codes (the model names the agency directly; no matter or legal basis)"}
-    console.print(f"training on {len(ds.texts)} tickets from {ds.source}; labels are {mode[ds.label_kind]}")
-    path, report = run_training(ds, catalogue, settings.resolved_model_dir,
-                                threshold=settings.confidence_threshold, signing_key=settings.signing_key)
+    console.print(f"training on {len(ds.texts)} tickets from {escape(ds.source)}; "
+                  f"labels are {mode[ds.label_kind]}")
+    try:
+        path, report = run_training(ds, catalogue, settings.resolved_model_dir,
+                                    threshold=settings.confidence_threshold, signing_key=settings.signing_key)
+    except TrainingDataError as exc:  # one label only, or too few examples to hold some out
+        console.print(f"[red]cannot train:[/red] {escape(str(exc))}")
+        raise typer.Exit(2) from None
     meta = json.loads((path / "metadata.json").read_text(encoding="utf-8"))
     console.print(f"model {meta['version']} saved in {path} ({meta['train_seconds']}s); hold-out accuracy "
                   f"{report['accuracy']:.3f}, macro-F1 {report['macro_f1']:.3f}, auto share "
@@ -114,19 +121,20 @@ def evaluate(
     try:
         model = load(settings.resolved_model_dir, signing_key=settings.signing_key)
         ds = read_labelled(data, text_col, label_col, catalogue, encoding=encoding)
-    except (ModelError, TrainingDataError) as exc:
-        console.print(f"[red]cannot evaluate:[/red] {exc}")
+        configure_tokenizer(model, catalogue)  # the model's own terms, as the router does
+        report = run_eval(model, ds.texts, ds.labels, catalogue,
+                          threshold=settings.confidence_threshold if threshold is None else threshold,
+                          label_kind=ds.label_kind)
+    except (ModelError, TrainingDataError) as exc:  # also labels of a kind the model cannot be scored on
+        console.print(f"[red]cannot evaluate:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None
-    configure_tokenizer(model, catalogue)  # the model's own terms, as the router does
-    report = run_eval(model, ds.texts, ds.labels, catalogue,
-                      threshold=settings.confidence_threshold if threshold is None else threshold,
-                      label_kind=ds.label_kind)
     report["model_version"] = model.version
     if as_json:
         typer.echo(json.dumps(report, ensure_ascii=False))
         return
     out = Console()
-    out.print(f"model {model.version} on {ds.source}: {report['n']} tickets, labels are {ds.label_kind}")
+    out.print(f"model {model.version} on {escape(ds.source)}: {report['n']} tickets, "
+              f"labels are {report['label_kind']}")
     out.print(f"accuracy {report['accuracy']:.3f}   macro-F1 {report['macro_f1']:.3f}   "
               f"at threshold {report['threshold']}: auto share {report['auto_share']:.2f}, "
               f"precision of auto {report['auto_precision']}")
@@ -239,7 +247,8 @@ def _classify_stream(router, batch: int) -> None:  # type: ignore[no-untyped-def
         tid: Any = None
         try:
             # decoded here, line by line: one bad byte makes one error line, not the end of the stream
-            obj = json.loads(raw.removeprefix(b"\xef\xbb\xbf" if n == 1 else b"").decode("utf-8"))
+            obj = json.loads(raw.removeprefix(b"\xef\xbb\xbf" if n == 1 else b"").decode("utf-8"),
+                             parse_constant=_not_json, parse_float=_finite)
             if not isinstance(obj, dict):
                 raise ValueError("not a JSON object")
             tid = obj.get("id")
@@ -267,6 +276,19 @@ def _classify_stream(router, batch: int) -> None:  # type: ignore[no-untyped-def
         if len(pending) >= batch:
             flush()
     flush()
+
+
+def _not_json(token: str) -> Any:
+    """NaN and Infinity are Python's extensions, not JSON: an id holding one would be echoed back as a line
+    that strict readers (jq, JavaScript, Go) refuse, so such an input line is an error line instead."""
+    raise ValueError(f"not JSON ({token} is not a JSON number)")
+
+
+def _finite(token: str) -> float:
+    value = float(token)
+    if not math.isfinite(value):  # 1e999 is read as infinity, and would be written back as Infinity
+        raise ValueError(f"{token} is too large a number")
+    return value
 
 
 def _stdin_lines() -> Iterator[bytes]:
