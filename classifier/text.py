@@ -70,7 +70,9 @@ def configure(user_words: Iterable[str] = (), place_names: Iterable[str] = ()) -
         _user_words.update(terms(user_words))
         if len(_user_words) != before:
             _words_generation += 1
-        names = sorted({p for p in place_names if len(p) >= 2} | set(_places), key=len, reverse=True)
+        # longest first (the alternation takes the first that matches), then by name: a model's metadata
+        # lists them in the same order at every training (set order varied between runs)
+        names = sorted({p for p in place_names if len(p) >= 2} | set(_places), key=lambda p: (-len(p), p))
         if tuple(names) != _places:
             _places = tuple(names)
             _place_re = re.compile("|".join(re.escape(p) for p in _places)) if _places else None

@@ -172,3 +172,19 @@ def test_the_cache_directory_is_private(tmp_path, monkeypatch):
     monkeypatch.setattr(jieba, "dt", jieba.Tokenizer())
     folder.chmod(0o777)
     assert textmod._cache_dir() is None and jieba.dt.tmp_dir is None
+
+
+def test_place_names_come_out_in_one_order_whatever_order_they_came_in() -> None:
+    # (a model's metadata lists them: two identical trainings must write identical metadata)
+    import classifier.text as text
+
+    saved = text._places, text._place_re
+    try:
+        orders = []
+        for names in (["泰达", "新港", "杭州道", "胡家园"], ["胡家园", "新港", "杭州道", "泰达"]):
+            text._places, text._place_re = (), None
+            text.configure((), names)
+            orders.append(text.place_names())
+        assert orders[0] == orders[1] == ["杭州道", "胡家园", "新港", "泰达"]
+    finally:
+        text._places, text._place_re = saved
