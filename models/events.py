@@ -14,7 +14,7 @@ import faust
 
 from models.ledger import TicketEvent
 from models.lifecycle import Role
-from models.tickets import Rejection, column_chars, content_key, plausible_time, shown_payload, without_nul
+from models.tickets import Rejection, column_chars, content_key, plausible_time, shown_payload, storable
 from models.workcalendar import as_local
 
 
@@ -184,14 +184,15 @@ def parse_event(raw: bytes | str | dict[str, Any]) -> LifecycleEvent | Rejection
     """Validate one message of ``tickets.events``; bad input becomes a Rejection, never an exception."""
     payload = shown_payload(raw)
     try:
-        data = without_nul(raw if isinstance(raw, dict) else json.loads(raw))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        data = storable(raw if isinstance(raw, dict) else json.loads(raw))
+    except ValueError as exc:  # undecodable bytes, bad JSON, or an int of more than 4300 digits
         return Rejection(content_key(payload), f"not JSON: {exc}", payload[:2000])
     except RecursionError:  # thousands of nested brackets: rejected alone, not with the whole batch
         return Rejection(content_key(payload), "not JSON: nested too deeply", payload[:2000])
     if not isinstance(data, dict):
         return Rejection(content_key(payload), "not a JSON object", payload[:2000])
-    key = str(data.get("event_id") or data.get("ticket_id") or content_key(payload))[:80]
+    named = data.get("event_id") or data.get("ticket_id")  # a huge int has no str(): the content's hash then
+    key = (named if isinstance(named, str) else content_key(payload))[:80]
     missing = [f for f in _REQUIRED if not isinstance(data.get(f), str) or not data.get(f, "").strip()]
     if missing:
         return Rejection(key, f"missing or empty: {', '.join(missing)}", payload[:2000])

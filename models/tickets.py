@@ -172,51 +172,79 @@ def _explain(err: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def without_nul(value: Any) -> Any:
-    """``value`` with NUL characters removed from every string in it (keys too).
+# A lone UTF-16 surrogate: "\ud800" is valid JSON, but the string has no UTF-8 form, so neither the ledger
+# (SQLite, PostgreSQL) nor a Kafka key can hold it
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
-    JSON allows ``\\u0000`` inside strings, PostgreSQL text and JSONB do not: one such character in a
-    ticket would make every write of it fail. It carries no meaning in a citizen's message, so it goes.
+
+def storable(value: Any) -> Any:
+    """``value`` with every string in it (keys too) storable: NULs removed, lone surrogates replaced.
+
+    JSON allows ``\\u0000`` and a lone ``\\ud800`` inside strings; PostgreSQL text and JSONB refuse the first,
+    and the second has no UTF-8 form at all (neither ledger nor topic can hold it): one such character in a
+    message would make every write of it, and of its batch, fail. Neither carries meaning in a citizen's
+    message, so a NUL goes and a surrogate becomes U+FFFD (the ticket is kept, with a visible mark).
     """
     if isinstance(value, str):
-        return value.replace("\x00", "")
+        return _SURROGATE.sub("\ufffd", value.replace("\x00", "")) if not value.isascii() or "\x00" in value \
+            else value
     if isinstance(value, dict):
-        return {without_nul(k): without_nul(v) for k, v in value.items()}
+        return {storable(k): storable(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [without_nul(v) for v in value]
+        return [storable(v) for v in value]
     return value
 
 
+def storable_text(value: str) -> str:
+    """``value`` with NULs and lone surrogates replaced (U+FFFD): storable in the ledger and on a topic."""
+    return _SURROGATE.sub("\ufffd", value.replace("\x00", "\ufffd"))
+
+
 def shown_payload(raw: bytes | str | dict[str, Any]) -> str:
-    """The input as text for a rejection record: undecodable bytes and NULs replaced, never raising."""
+    """The input as text for a rejection record: undecodable bytes, NULs and lone surrogates replaced, never
+    raising."""
     try:
         text = raw if isinstance(raw, str) else (
             raw.decode("utf-8", "replace") if isinstance(raw, bytes) else json.dumps(raw, ensure_ascii=False,
                                                                                        default=str))
     except RecursionError:  # a value nested hundreds deep: too deep to write out, and nothing to read in it
         return "(a JSON value nested too deeply to show)"
-    return text.replace("\x00", "\ufffd")
+    except ValueError:  # an int of more than 4300 digits has no decimal form (sys.get_int_max_str_digits)
+        return "(a JSON value with a number too long to show)"
+    return storable_text(text)
+
+
+def _rejection_key(data: dict[str, Any], payload_text: str) -> str:
+    """The ticket's id as the rejection's key when it has a usable one (a string or an int), else the content
+    hash; storable whatever was sent (a lone surrogate in an id failed the write of the whole batch)."""
+    v = data.get("id")
+    if isinstance(v, str) and v:
+        return storable_text(v)[:MAX_ID_CHARS + 8]
+    if isinstance(v, int) and not isinstance(v, bool) and v.bit_length() <= 256:  # str() of a huge int raises
+        return str(v)[:MAX_ID_CHARS + 8]
+    return content_key(payload_text)
 
 
 def parse_ticket(raw: bytes | str | dict[str, Any], *, now: datetime | None = None) -> TicketIn | Rejection:
     """Validate one input; never raises for bad input."""
     payload_text = shown_payload(raw)
     try:
-        data: Any = without_nul(raw if isinstance(raw, dict) else json.loads(raw))
+        data: Any = storable(raw if isinstance(raw, dict) else json.loads(raw))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         return Rejection(content_key(raw), f"not JSON: {exc}", payload_text[:2000])
     except RecursionError:  # [[[[...]]]] thousands deep: one bad message must not fail its whole batch
         reason = "a value is nested too deeply" if isinstance(raw, dict) else "not JSON: nested too deeply"
         return Rejection(content_key(payload_text), reason, payload_text[:2000])
+    except ValueError as exc:  # json raises a bare ValueError for an int of more than 4300 digits: as above
+        return Rejection(content_key(payload_text), f"not usable JSON: {exc}", payload_text[:2000])
     if not isinstance(data, dict):
         return Rejection(content_key(payload_text), f"not a JSON object but {type(data).__name__}",
                          payload_text[:2000])
-    key = str(data.get("id")) if isinstance(data.get("id"), str | int) and str(data.get("id")) else \
-        content_key(payload_text)
+    key = _rejection_key(data, payload_text)
     try:
         ticket = TicketIn.model_validate(data)
     except ValidationError as exc:
-        return Rejection(key[:MAX_ID_CHARS + 8], _explain(exc), payload_text[:2000])
+        return Rejection(key, _explain(exc), payload_text[:2000])
     if ticket.received_at is None:
         ticket.received_at = (now or datetime.now(UTC)).astimezone(SHANGHAI)
     return ticket

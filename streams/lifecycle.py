@@ -20,7 +20,7 @@ from classifier.decision import AUTO, MANUAL, Decision
 from classifier.router import RouteRequest
 from models.events import LifecycleEvent, parse_event
 from models.lifecycle import Designate, Dispatch, Outcome, Reroute, TicketState, apply
-from models.tickets import Rejection, content_key, without_nul
+from models.tickets import Rejection, content_key, storable
 from streams import supervision, ticket_table
 from streams.app import app, changelog_written, events_topic, every
 from streams.corrections import candidates_of, correction_label
@@ -102,7 +102,7 @@ async def handle_batch(events: Sequence[Any]) -> None:
             state = TicketState.from_dict(raw_state) if raw_state else None
         outcome = apply(state, event, max_attempts=svc.catalogue.sla.max_dispatch_attempts,
                         known_agencies=svc.catalogue.agencies)
-        payload = without_nul(json.loads(value))  # as parse_event saw it: PostgreSQL refuses NULs
+        payload = storable(json.loads(value))  # as parse_event saw it: PostgreSQL refuses NULs
         if not isinstance(outcome, Outcome):
             log.warning("illegal %s on %s by %s (%s[%s]@%s): %s", event.type, event.ticket_id, event.actor,
                         m.topic, m.partition, m.offset, outcome.reason)

@@ -18,14 +18,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from sqlalchemy import select
 
 from classifier.decision import AUTO, Decision
 from classifier.router import RouteRequest
 from models.events import Alternative, RoutedTicket, TicketRouted
+from models.ledger import Ticket
 from models.tickets import Rejection, TicketIn, content_key, mask_caller_phone, parse_ticket
 from streams.app import app, events_topic, manual_topic, received_topic, routed_topic
 from streams.db import Ledger
-from streams.intake import dead_letter, last_resort
+from streams.intake import dead_letter, last_resort, ticket_json
 from streams.wiring import services
 
 log = logging.getLogger(__name__)
@@ -79,7 +81,7 @@ async def route(stream):  # type: ignore[no-untyped-def]
 
 async def route_batch(events: Sequence[Any]) -> None:
     svc = services()
-    accepted: dict[str, tuple[TicketIn, Any]] = {}
+    copies: dict[str, list[tuple[TicketIn, Any]]] = {}  # each id's copies in this batch, in order
     now = svc.clock.now()  # a ticket without received_at was received now, on our clock (one "now" per batch)
     for ev in events:
         m = ev.message
@@ -88,11 +90,23 @@ async def route_batch(events: Sequence[Any]) -> None:
             log.warning("rejected %s[%s]@%s key=%s: %s", m.topic, m.partition, m.offset, result.key, result.reason)
             await dead_letter(result, source="topic", topic=m.topic, partition=m.partition, offset=m.offset)
         else:
-            accepted.setdefault(result.id, (result, m))  # the same ticket twice in one batch: once
-    if not accepted:
+            copies.setdefault(result.id, []).append((result, m))
+    if not copies:
         return
-    existing = await svc.db(record_and_look_up, svc.ledger,
-                            [(tk, m.topic, m.partition, m.offset) for tk, m in accepted.values()])
+    accepted = {tid: same[0] for tid, same in copies.items()}  # the same ticket twice in one batch: once
+    existing, known = await svc.db(record_and_look_up, svc.ledger,
+                                   [(tk, m.topic, m.partition, m.offset) for tk, m in accepted.values()])
+    for tid, same in copies.items():
+        # First writer wins (docs/guarantees.md): the ledger's copy when it came before this batch, else the
+        # batch's first. Another ticket under a used id is no redelivery, though: dropped silently, nobody
+        # would learn that a citizen's request was never routed. It is dead-lettered, saying so.
+        first, first_m = same[0]
+        where, content = known.get(tid, ((first_m.topic, first_m.partition, first_m.offset), ticket_content(first)))
+        for tk, m in same:
+            if ticket_content(tk) != content:
+                if tk is first:
+                    del accepted[tid]  # (a stored decision of the ledger's copy, if unpublished, still goes out)
+                await refuse_copy(tk, m, where)
     fresh = [tk for tid, (tk, _) in accepted.items() if decision_key(tid, 1) not in existing]
     pending = [d.message for d in existing.values() if d.published_at is None and d.message]
     skipped = len(existing) - len(pending)
@@ -112,11 +126,41 @@ async def route_batch(events: Sequence[Any]) -> None:
     await publish(pending)
 
 
-def record_and_look_up(ledger: Ledger, items: list[tuple[TicketIn, str, int, int]]) -> dict[str, Any]:
-    """Record a batch's tickets and return the first-attempt decisions already taken on them, in one trip
-    to the ledger thread (each trip waits for that thread and the GIL: milliseconds on a busy worker)."""
+# What makes two copies under one id the same ticket: all but received_at (a copy without one is stamped on
+# arrival, so two copies of one ticket may differ there)
+CONTENT_FIELDS = ("text", "title", "address", "caller_phone", "request_type", "urgency", "channel", "complex_case")
+
+
+def ticket_content(ticket: TicketIn | Any) -> tuple[Any, ...]:
+    return tuple(getattr(ticket, f) for f in CONTENT_FIELDS)
+
+
+def record_and_look_up(ledger: Ledger, items: list[tuple[TicketIn, str, int, int]]
+                       ) -> tuple[dict[str, Any], dict[str, tuple[tuple[Any, ...], tuple[Any, ...]]]]:
+    """Record a batch's tickets and return the first-attempt decisions already taken on them, and for the ids
+    the ledger held before (recorded from another position) that position and the stored content, in one
+    trip to the ledger thread (each trip waits for that thread and the GIL: milliseconds on a busy worker)."""
     ledger.record_tickets(items)
-    return ledger.decisions([decision_key(tk.id, 1) for tk, *_ in items])
+    at = {tk.id: (topic, partition, offset) for tk, topic, partition, offset in items}
+    tk_ = Ticket
+    with ledger.engine.connect() as conn:  # positions only (small); the content only of ids known before
+        before = [r.id for r in conn.execute(select(tk_.id, tk_.source_topic, tk_.source_partition,
+                                                    tk_.source_offset).where(tk_.id.in_(list(at))))
+                  if (r.source_topic, r.source_partition, r.source_offset) != at[r.id]]
+    known = {row.id: ((row.source_topic, row.source_partition, row.source_offset), ticket_content(row))
+             for row in ledger.tickets(before).values()}
+    return ledger.decisions([decision_key(tk.id, 1) for tk, *_ in items]), known
+
+
+async def refuse_copy(ticket: TicketIn, m: Any, first: tuple[Any, ...]) -> None:
+    """Dead-letter a copy of a ticket id that came ``first`` (topic, partition, offset) with other content."""
+    topic, partition, offset = first
+    log.warning("%s[%s]@%s: ticket id %s was received before with other content; this copy is not routed",
+                m.topic, m.partition, m.offset, ticket.id)
+    await dead_letter(Rejection(ticket.id, f"id: already used by a ticket with other content (received at "
+                                           f"{topic}[{partition}]@{offset}); this copy was not routed",
+                                ticket_json(ticket).decode()[:2000]),
+                      source="topic", topic=m.topic, partition=m.partition, offset=m.offset)
 
 
 def routed_message(ticket: TicketIn | Any, d: Decision, *, attempt: int, decided_by: str = "router",

@@ -10,8 +10,34 @@ from pathlib import Path
 
 import pytest
 
+import models.clock as clock_module
 from models.clock import Clock, ManualClock, SimulatedClock, SystemClock, clock_for, shared_clock
 from models.workcalendar import TZ
+
+
+class Wall:
+    """The real clocks ``models.clock`` reads, moving only when a test sleeps: at 3600x one real millisecond
+    is 3.6 simulated seconds, so on a busy machine the real clocks made these tests' tolerances flaky."""
+
+    def __init__(self) -> None:
+        self._now, self._mono = float(int(time.time())), 1000.0  # whole seconds: sums stay exact
+
+    def time(self) -> float:
+        return self._now
+
+    def monotonic(self) -> float:
+        return self._mono
+
+    def sleep(self, seconds: float) -> None:
+        self._now += seconds
+        self._mono += seconds
+
+
+@pytest.fixture(autouse=True)
+def wall(monkeypatch: pytest.MonkeyPatch) -> Wall:
+    w = Wall()
+    monkeypatch.setattr(clock_module, "time", w)
+    return w
 
 
 def test_system_clock_is_aware_shanghai_time() -> None:
@@ -20,11 +46,11 @@ def test_system_clock_is_aware_shanghai_time() -> None:
     assert isinstance(SystemClock(), Clock)
 
 
-def test_simulated_clock_runs_speed_times_faster_from_its_origin() -> None:
+def test_simulated_clock_runs_speed_times_faster_from_its_origin(wall: Wall) -> None:
     origin = datetime(2025, 9, 30, 17, 0, tzinfo=TZ)
     clock = SimulatedClock(speed=600, origin=origin)
     assert clock.now() - origin < timedelta(minutes=1)
-    time.sleep(0.05)
+    wall.sleep(0.05)
     elapsed = clock.now() - origin
     # 0.05 s real at 600x is 30 s simulated (sleep may overshoot, never undershoot)
     assert timedelta(seconds=29) <= elapsed < timedelta(minutes=10)
@@ -59,11 +85,11 @@ def test_shared_clock_is_real_time_at_speed_one_without_an_origin(tmp_path: Path
     assert not (tmp_path / "clock.json").exists()  # nothing to share: no file
 
 
-def test_two_clocks_built_from_the_same_file_agree(tmp_path: Path) -> None:
+def test_two_clocks_built_from_the_same_file_agree(wall: Wall, tmp_path: Path) -> None:
     state = tmp_path / "var" / "clock.json"
     origin = datetime(2025, 9, 30, 17, 0, tzinfo=TZ)
     first = shared_clock(600, origin, state)
-    time.sleep(0.05)  # the second process starts later: it must not restart simulated time
+    wall.sleep(0.05)  # the second process starts later: it must not restart simulated time
     second = shared_clock(600, origin, state)
     a, b = first.now(), second.now()
     # both read time.time() a few microseconds apart: at 600x that is well under a simulated second
@@ -74,24 +100,24 @@ def test_two_clocks_built_from_the_same_file_agree(tmp_path: Path) -> None:
     assert not list(state.parent.glob(".clock.*.tmp"))  # the atomic write left no temporary file
 
 
-def test_without_an_origin_the_first_use_fixes_it_and_others_follow(tmp_path: Path) -> None:
+def test_without_an_origin_the_first_use_fixes_it_and_others_follow(wall: Wall, tmp_path: Path) -> None:
     state = tmp_path / "clock.json"
     before = SystemClock().now()
     first = shared_clock(3600, None, state)
     assert before - timedelta(seconds=1) <= first.now() <= before + timedelta(minutes=5)
-    time.sleep(0.02)
+    wall.sleep(0.02)
     # a process started later (worker, console, ticket player) with the same settings joins the same time
     assert abs(shared_clock(3600, None, state).now() - first.now()) < timedelta(seconds=2)
 
 
-def test_a_restarted_process_continues_the_simulated_time(tmp_path: Path) -> None:
+def test_a_restarted_process_continues_the_simulated_time(wall: Wall, tmp_path: Path) -> None:
     state = tmp_path / "clock.json"
     origin = datetime(2025, 1, 27, 9, 0, tzinfo=TZ)
     before_restart = shared_clock(3600, origin, state).now()
-    time.sleep(0.1)  # the worker is down: simulated time goes on (6 simulated minutes at 3600x)
+    wall.sleep(0.125)  # the worker is down: simulated time goes on (7.5 simulated minutes at 3600x)
     after_restart = shared_clock(3600, origin, state).now()
-    assert after_restart - before_restart >= timedelta(minutes=6)
-    assert after_restart - origin >= timedelta(minutes=6)  # not back at the origin
+    assert after_restart - before_restart == timedelta(minutes=7.5)
+    assert after_restart - origin == timedelta(minutes=7.5)  # not back at the origin
 
 
 def test_an_origin_change_restarts_the_clock_there(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -107,11 +133,11 @@ def test_an_origin_change_restarts_the_clock_there(tmp_path: Path, caplog: pytes
 
 
 @pytest.mark.parametrize("configured", [datetime(2025, 1, 27, 9, 0, tzinfo=TZ), None])
-def test_a_speed_change_goes_on_from_the_simulated_now(tmp_path: Path, caplog: pytest.LogCaptureFixture,
+def test_a_speed_change_goes_on_from_the_simulated_now(wall: Wall, tmp_path: Path, caplog: pytest.LogCaptureFixture,
                                                        configured: datetime | None) -> None:
     state = tmp_path / "clock.json"
     shared_clock(3600, configured, state)
-    time.sleep(0.05)
+    wall.sleep(0.05)
     anchor = json.loads(state.read_text())["anchor"]
     before = shared_clock(3600, configured, state).now()  # 3 simulated minutes (or more) in
     with caplog.at_level(logging.WARNING, logger="models.clock"):
