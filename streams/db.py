@@ -71,12 +71,42 @@ def alembic_config(url: str) -> Config:
 
 def upgrade(url: str, revision: str = "head") -> None:
     """Migrate the database at ``url`` (our engine, so SQLite's folder is created and pragmas apply)."""
+    _migrate(url, command.upgrade, revision)
+
+
+def downgrade(url: str, revision: str) -> None:
+    """Take the database at ``url`` back to ``revision`` (as :func:`upgrade`, with the same care on SQLite)."""
+    _migrate(url, command.downgrade, revision)
+
+
+def _migrate(url: str, step: Any, revision: str) -> None:
+    """Run an Alembic command on one connection of our engine.
+
+    On SQLite, foreign keys are off while it runs. Alembic's batch mode alters a SQLite table by copying it
+    and dropping the original, and with foreign keys on, dropping the original deletes the rows that refer to
+    it (ON DELETE CASCADE): migration 0006 (``tickets.complex_case``) deleted every routing decision that
+    way, and taking 0006 or 0007 back would delete every decision or every API token. The copies keep every
+    row, so the references hold again afterwards; ``PRAGMA foreign_key_check`` is logged if one does not."""
     engine = make_engine(url)
     try:
-        with engine.begin() as conn:
-            cfg = alembic_config(url)
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, revision)
+        with engine.connect() as conn:
+            sqlite_db = conn.dialect.name == "sqlite"
+            if sqlite_db:  # only outside a transaction does SQLite take this pragma
+                conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+                conn.commit()
+            try:
+                with conn.begin():
+                    cfg = alembic_config(url)
+                    cfg.attributes["connection"] = conn
+                    step(cfg, revision)
+                if sqlite_db and (broken := conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()):
+                    log.warning("the ledger %s has %d row(s) referring to rows that do not exist: %s", engine.url,
+                                len(broken), broken[:5])
+            finally:
+                if sqlite_db:
+                    conn.rollback()
+                    conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+                    conn.commit()
     finally:
         engine.dispose()
 

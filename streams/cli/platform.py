@@ -101,18 +101,40 @@ def worker() -> None:
 @db_app.command("upgrade")
 def db_upgrade(revision: str = typer.Argument("head")) -> None:
     """Create or migrate the ledger schema (Alembic)."""
+    from alembic.util import CommandError
     from sqlalchemy.exc import OperationalError
 
-    from streams.db import upgrade
+    from streams.db import make_engine, migration_status, upgrade
 
     settings = load_settings()
     try:
         upgrade(settings.resolved_database_url, revision)
+        engine = make_engine(settings.resolved_database_url)
+        try:
+            current, head = migration_status(engine)
+        finally:
+            engine.dispose()
     except OperationalError as exc:
         console.print(f"[red]cannot reach the database {settings.safe_database_url}:[/red] "
                       f"{str(exc.orig).strip()}")
         raise typer.Exit(1) from None
-    console.print(f"ledger at {settings.safe_database_url} is at revision {revision}")
+    except CommandError as exc:  # a revision Alembic does not know, or a database at one the code lacks
+        console.print(f"[red]cannot migrate the ledger {escape(settings.safe_database_url)}:[/red] "
+                      f"{escape(str(exc))} (the code's revisions end at its head, run `hotline db status`)")
+        raise typer.Exit(2) from None
+    if revision in _revisions() and revision != current:  # upgrade never goes back: nothing changed
+        console.print(f"[red]the ledger {escape(settings.safe_database_url)} is at revision {current}, past "
+                      f"{escape(revision)}[/red]: `hotline db upgrade` never takes a ledger back")
+        raise typer.Exit(2)
+    console.print(f"ledger at {settings.safe_database_url} is at revision {current} (code: {head})")
+
+
+def _revisions() -> set[str]:
+    from alembic.script import ScriptDirectory
+
+    from streams.db import alembic_config
+
+    return {s.revision for s in ScriptDirectory.from_config(alembic_config("sqlite://")).walk_revisions()}
 
 
 @db_app.command("status")
