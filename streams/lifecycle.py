@@ -202,8 +202,11 @@ async def follow_up(effect: Reroute | Designate | Dispatch, state: TicketState, 
         await publish([first[key].message])
         return
     if isinstance(effect, Dispatch):  # the dispatcher's choice is a labelled example, once it is the dispatch
+        # predicted: where the latest earlier decision sent it (None: to the manual queue). Not the ticket's
+        # current agency, which the reassignment has already cleared in the ledger.
+        latest = max(earlier.values(), key=lambda r: r.attempt, default=None)
         await svc.db(svc.ledger.record_training_example, ticket_id=ticket.id, label=effect.agency,
-                     predicted=ticket.current_agency, created_by=actor)
+                     predicted=latest.agency if latest is not None else None, created_by=actor)
     await publish([data])
 
 

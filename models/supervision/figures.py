@@ -9,7 +9,8 @@ the agency it went to, and to the period its dispatch falls in):
 * **sign-for on time** — signed by the sign-for deadline / dispatches whose sign-for is decided (signed, or
   the deadline passed unsigned — also when it was then returned or reassigned late). A dispatch returned or
   reassigned within the sign-for limit is not counted either way;
-* **resolution on time** — resolved by the handling deadline (approved extensions included) / handlings that
+* **resolution on time** — resolved by the handling deadline (approved extensions included, unless asked for
+  after the deadline had passed: the handling was overdue then, as supervision announced) / handlings that
   are decided (resolved, or still open past the deadline); each reopen is a new handling;
 * **return rate** — returns (退单) by the agency / dispatches to it;
 * **first-time right** — tickets whose *first* dispatch went to the agency and that it resolved without a
@@ -126,6 +127,10 @@ class _Handling:
     agency: str
     start: datetime
     counted: bool
+    # the deadline had passed when the extension was asked for: supervision announced it overdue, and moving
+    # the deadline afterwards does not make the handling on time (asked in time, a slow approval does)
+    late: bool = False
+    asked_in_time: bool | None = None  # of the latest extension request; None: none seen
 
 
 def _due(facts: TicketFacts, stage: str, catalogue: Catalogue) -> datetime | None:
@@ -219,15 +224,22 @@ def _replay(intake: TicketFacts, events: Sequence[Any], catalogue: Catalogue, no
                     first_broken = True
             if handling is not None:  # an open handling taken away: late if its deadline had passed
                 due = _due(before, "handle", catalogue)
-                if due is not None and at > due and handling.counted:
+                if (handling.late or (due is not None and at > due)) and handling.counted:
                     fig(handling.agency).resolved_late += 1
                     late(handling.agency, True)
             dispatch, handling = None, None
+        elif kind == "extension_requested" and handling is not None:
+            due = _due(before, "handle", catalogue)
+            handling.asked_in_time = due is None or at <= due
+        elif kind == "extension_approved" and handling is not None:
+            due = _due(before, "handle", catalogue)
+            in_time = handling.asked_in_time if handling.asked_in_time is not None else due is None or at <= due
+            handling.late = handling.late or not in_time  # too late to extend: the stage was already overdue
         elif kind == "resolved" and handling is not None:
             due = _due(before, "handle", catalogue)
             resolved_by = handling.agency
             if handling.counted:
-                on_time = due is None or at <= due
+                on_time = not handling.late and (due is None or at <= due)
                 fig(handling.agency).resolved_on_time += on_time
                 fig(handling.agency).resolved_late += not on_time
                 if not on_time:
@@ -246,6 +258,9 @@ def _replay(intake: TicketFacts, events: Sequence[Any], catalogue: Catalogue, no
                 intake.ticket_id, dispatch.agency, "sign", due, calendar.whole_working_days(due, now)))
     if state is not None and state.status == Status.SIGNED and handling is not None:
         due = _due(facts, "handle", catalogue)
+        if handling.late and handling.counted and not (due is not None and now > due):
+            fig(handling.agency).resolved_late += 1  # decided late already, though the extended deadline runs
+            late(handling.agency, True)
         if due is not None and now > due:
             if handling.counted:
                 fig(handling.agency).resolved_late += 1

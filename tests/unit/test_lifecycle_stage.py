@@ -30,6 +30,7 @@ class Ledger:
         self.published: set[str] = set()
         self.events: list[dict[str, Any]] = []
         self.training: list[str] = []
+        self.predicted: list[str | None] = []
 
     def tickets(self, ids: list[str]) -> dict[str, Any]:
         return {i: SimpleNamespace(id=i, text="饭店油烟扰民", title=None, address="滨海新区某路1号",
@@ -38,7 +39,8 @@ class Ledger:
                                    current_agency=None) for i in ids}
 
     def decisions(self, keys: list[str]) -> dict[str, Any]:
-        return {k: SimpleNamespace(message=self.decided[k], published_at=AT if k in self.published else None)
+        return {k: SimpleNamespace(message=self.decided[k], published_at=AT if k in self.published else None,
+                                   attempt=self.decided[k].get("attempt"), agency=self.decided[k].get("agency"))
                 for k in keys if k in self.decided}
 
     def record_decisions(self, rows: list[dict[str, Any]]) -> set[str]:
@@ -49,8 +51,9 @@ class Ledger:
     def record_events(self, rows: list[dict[str, Any]]) -> None:
         self.events.extend(rows)
 
-    def record_training_example(self, *, label: str, **_: Any) -> None:
+    def record_training_example(self, *, label: str, predicted: str | None = None, **_: Any) -> None:
         self.training.append(label)
+        self.predicted.append(predicted)
 
 
 class Services:
@@ -283,3 +286,14 @@ def test_a_stuck_reassignment_is_dispatched_in_the_dispatchers_name(monkeypatch:
     (sent,) = world.published
     assert (sent["routing_id"], sent["agency"], sent["decided_by"]) == ("T1#2", "BH-SCJG", "dispatcher-1")
     assert world.svc.ledger.training == ["BH-SCJG"]
+
+
+def test_a_reassignment_records_where_the_router_had_sent_the_ticket(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a ticket the router dispatched to BH-CGW
+    world = World(monkeypatch, to("BH-CGW"))
+    world.states["T1"] = TicketState("T1", status=Status.DISPATCHED, attempt=1, agency="BH-CGW").to_dict()
+    world.svc.ledger.decided["T1#1"] = {"routing_id": "T1#1", "attempt": 1, "agency": "BH-CGW"}
+    # When a dispatcher reassigns it to BH-SCJG
+    world.deliver(event("d1", "reassigned", "dispatcher", target_agency="BH-SCJG"))
+    # Then the labelled example says what the router predicted (the ledger's current agency is cleared by then)
+    assert world.svc.ledger.training == ["BH-SCJG"] and world.svc.ledger.predicted == ["BH-CGW"]
