@@ -125,11 +125,14 @@ def queue_table(tickets: list[dict[str, Any]], *, manual: bool, title: str) -> T
         table.add_column("legal basis")
     for t in tickets:
         conf = t.get("confidence")
-        row = [str(t.get("ticket_id", "")) + (f" #{t['attempt']}" if (t.get("attempt") or 1) > 1 else ""),
+        attempt = t.get("attempt")
+        row = [str(t.get("ticket_id", "")) + (f" #{attempt}" if isinstance(attempt, int) and attempt > 1 else ""),
                local_time(t.get("received_at"))]
         if manual:
-            alternatives = t.get("alternatives") or []
-            suggestion = t.get("agency") or next((a.get("agency") for a in alternatives if a.get("agency")), "")
+            # another producer's message may carry anything here: one bad field must not stop the queue
+            alternatives = t.get("alternatives") if isinstance(t.get("alternatives"), list) else []
+            suggestion = t.get("agency") or next(
+                (a.get("agency") for a in alternatives if isinstance(a, dict) and a.get("agency")), "")
             reason = ("指定承办 · " if t.get("designation") else "") + str(t.get("reason") or t.get("decision") or "")
             row += [_short(reason, 40), str(suggestion or "")]
         row += [str(t.get("matter_name") or t.get("matter") or ""), _short(t.get("address"), 30),
@@ -181,6 +184,7 @@ class QueueReader:
             bootstrap_servers=bootstrap, group_id=group, client_id=f"hotline-{group}", enable_auto_commit=False,
             auto_offset_reset="earliest", isolation_level=READ_COMMITTED, **GROUP_TUNING)
         self.pending: dict[Any, int] = {}  # partition -> next offset to commit
+        self.floor: dict[Any, int] = {}  # partition -> the group's position before --from-beginning rewound it
         self.buffered: list[Any] = []  # records a poll returned while we waited for the assignment
 
     def topic_exists(self) -> bool:
@@ -197,6 +201,9 @@ class QueueReader:
                 self.buffered.extend(records)
         if from_beginning:
             self.buffered = []
+            # re-showing old tickets must not move the group's position back: the next plain reading would
+            # show them again as new
+            self.floor = {tp: self.consumer.committed(tp) or 0 for tp in self.consumer.assignment()}
             self.consumer.seek_to_beginning(*self.consumer.assignment())
         return True
 
@@ -240,7 +247,8 @@ class QueueReader:
         if not self.pending:
             return
         try:
-            self.consumer.commit({tp: OffsetAndMetadata(off, "", -1) for tp, off in self.pending.items()})
+            self.consumer.commit({tp: OffsetAndMetadata(max(off, self.floor.get(tp, 0)), "", -1)
+                                  for tp, off in self.pending.items()})
             self.pending.clear()
         except KafkaError as exc:  # a rebalance took the partition: the next reader shows them again
             err.print(f"[yellow]could not commit the queue position ({esc(str(exc))}); these tickets may be shown "
@@ -296,6 +304,7 @@ def queue(
         _exit(f"[red]cannot connect to the broker at {bootstrap}:[/red] {esc(str(exc))}", EXIT_BROKER)
     out = Console(highlight=False, soft_wrap=False)
     shown = 0
+    unshown = False  # read and marked shown but not printed yet: Ctrl-C must not commit them
     try:
         if not reader.topic_exists():
             _exit(f"[red]the queue {topic} does not exist on the broker yet[/red]: start `hotline worker` "
@@ -306,6 +315,7 @@ def queue(
         seen: set[str] = set()
         collected: list[dict[str, Any]] = []
         for batch in reader.batches(follow=follow):
+            unshown = True
             fresh: list[tuple[str, dict[str, Any]]] = []
             for message in batch:
                 if limit is not None and shown + len(fresh) >= limit:
@@ -315,7 +325,11 @@ def queue(
                 try:
                     data = json.loads(raw)
                     routing_id = data["routing_id"]
-                except (json.JSONDecodeError, KeyError, TypeError):
+                    # anyone can write to the topic: a routing id that is no text would crash the set below,
+                    # before the commit, and the same message would stop every later reading of the queue
+                    if not isinstance(routing_id, str) or not routing_id:
+                        raise TypeError("routing_id")
+                except (json.JSONDecodeError, KeyError, TypeError, RecursionError):
                     err.print(f"[yellow]skipped a message that is not a routed ticket at "
                               f"{message.topic}[{message.partition}]@{message.offset}[/yellow]")
                     continue
@@ -336,16 +350,21 @@ def queue(
                 collected.extend(d for _, d in fresh)
             if as_json or follow:
                 reader.commit()
+                unshown = False
             if limit is not None and shown >= limit:
                 break
         if collected:
             render(out, collected, manual=manual, title=title)
+        unshown = False
         reader.commit()
         if not shown and not follow:
             err.print(f"nothing new on {topic} for group {group}"
                       + ("" if from_beginning else " (--from-beginning shows what was already seen)"))
     except KeyboardInterrupt:
-        reader.commit()
+        if not unshown:
+            reader.commit()
+        else:  # a table is printed only at the end: what was read but not printed stays new
+            err.print(f"stopped before the tickets read were shown; they stay new for group {group}")
     except KafkaError as exc:
         _exit(f"[red]lost the broker while reading {topic}:[/red] {esc(str(exc))}", EXIT_BROKER)
     finally:

@@ -211,6 +211,17 @@ def normalise_time(value: str) -> str:
     return f"{date}T{int(h):02d}:{mi}:{s or '00'}{rest}"
 
 
+def repeated_id(ticket: TicketIn, row: int, raw: str, first_rows: dict[str, int]) -> Rejection | None:
+    """A Rejection when an earlier record of this input already used the ticket's id, else None (and the id is
+    remembered). The router keeps the first ticket of an id and drops later ones without a word, so a second
+    row under the same id would count as sent and never be routed."""
+    first = first_rows.setdefault(ticket.id, row)
+    if first == row:
+        return None
+    return Rejection(ticket.id, f"ticket id {ticket.id!r} is already used by row {first} of this input; "
+                     "the router keeps only the first ticket of an id", shown_payload(raw)[:2000])
+
+
 def check_row(record: Record, columns: ColumnMap) -> TicketIn | Rejection:
     """Turn one record into a ticket, or a Rejection whose reason names what is wrong."""
     if record.values is None:
@@ -458,12 +469,15 @@ def _run(records: Iterator[Record], columns: ColumnMap, sink: _Sink, binary: IO[
     with progress:
         task = progress.add_task("ingest", total=size, counts="")
         seen = 0
+        first_rows: dict[str, int] = {}  # ticket id -> the row that used it first
         try:
             for record in records:
                 if limit is not None and seen >= limit:
                     break
                 seen += 1
                 result = check_row(record, columns)
+                if isinstance(result, TicketIn):
+                    result = repeated_id(result, record.row, record.raw, first_rows) or result
                 if isinstance(result, Rejection):
                     outcome.rejected.append((record.row, result))
                     if len(outcome.rejected) <= MAX_REPORTED:

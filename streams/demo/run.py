@@ -30,6 +30,7 @@ import contextlib
 import json
 import logging
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -265,6 +266,16 @@ def demo_settings(base: Settings, *, demo_dir: Path, bootstrap: str, model_dir: 
     return get_settings(**overrides)
 
 
+def client_env(settings: Settings) -> str:
+    """What a client command (``hotline queue``/``act``/``alerts``/``report``) needs to join this demo: its data
+    directory and its clock. With the data directory alone a command runs on real time beside the simulated
+    week (a digest of the wrong day, actions stamped weeks off); another speed or origin would restart the
+    shared clock, so both are spelled exactly."""
+    origin = settings.clock_origin.isoformat() if settings.clock_origin is not None else ""
+    return (f"HOTLINE_DATA_DIR={shlex.quote(str(settings.data_dir))} HOTLINE_CLOCK_SPEED={settings.clock_speed!r} "
+            f"HOTLINE_CLOCK_ORIGIN={origin}")
+
+
 def demo_speed(base: Settings, given: float | None) -> float:
     """``--speed``, else ``HOTLINE_CLOCK_SPEED`` when it was set to something other than real time."""
     if given is not None:
@@ -435,7 +446,7 @@ class _Session:
                   f"{7 * 86400 / self.speed / 60:.1f} real minutes")
         self._start_web(settings, env, logins, no_logins)
         con.print(f"  scenario: {self.summary}")
-        con.print(f"  try: HOTLINE_DATA_DIR={self.demo_dir} hotline alerts   (or hotline queue BH-SCJG, "
+        con.print(f"  try: {escape(client_env(settings))} hotline alerts   (or hotline queue BH-SCJG, "
                   "hotline report)\n  Ctrl-C stops everything.")
         self.player = Player(self.scenario, bootstrap=self.broker.bootstrap, ledger=Ledger.from_settings(settings),
                              clock=clock, catalogue=self.catalogue, stop=self.stop.event,
