@@ -112,14 +112,20 @@ def decide(
         return Decision(MANUAL, "模型没有给出任何候选", 0.0, **common)
 
     # An empty address field resolves to nothing: skip the resolver's call for it.
-    match = catalogue.explain_address(address).match if address and address.strip() else None
-    if match is None:  # callers often say where in the text itself ("塘沽新港街道某小区门口…")
+    given = catalogue.explain_address(address) if address and address.strip() else None
+    match = given.match if given is not None else None
+    # An address field naming another district, or places that contradict each other, is no unknown address:
+    # the default jurisdiction's agency would be a guess against what the caller said. A dispatcher decides
+    # (the suggestion below still names the default's owner). A place only in the text is no such statement.
+    doubt = given.reason if given is not None and given.doubtful else None
+    if match is None and doubt is None:  # callers often say where in the text itself ("塘沽新港街道某小区门口…")
         match = catalogue.explain_address(text[:500]).match
     jurisdiction = match.jurisdiction if match else default_jurisdiction
     street = match.street if match else None
     place = {"jurisdiction": jurisdiction, "street": match.street_name if match else None,
              "address_resolved": match is not None}
-    where = "" if match else f"（地址未能定位到辖区，按默认辖区{jurisdiction}处理）"
+    where = "" if match else (f"（{doubt}，需人工确认辖区；建议按默认辖区{jurisdiction}）" if doubt
+                              else f"（地址未能定位到辖区，按默认辖区{jurisdiction}处理）")
 
     if label_kind == "domain":
         label, p = ranking[0]
@@ -167,7 +173,9 @@ def decide(
     p = min(1.0, matter_p + sum(q for lb, q, o in window
                                 if lb != label and o is not None and o.agency == owner.agency))
     said = f"置信度{p:.2f}" if p - matter_p < 0.005 else f"置信度{p:.2f}（该单位承办的候选事项合计，本事项{matter_p:.2f}）"
-    if p >= threshold:
+    if p >= threshold and doubt is not None:
+        decision, reason = MANUAL, f"{doubt}，转人工派单；建议“{matter.name}”（{said}）→{owner.name}（按默认辖区{jurisdiction}）"
+    elif p >= threshold:
         decision, reason = AUTO, f"识别为“{matter.name}”，{said}，依权责清单派至{owner.name}{where}"
     else:
         decision, reason = MANUAL, f"{said}低于阈值{threshold:.2f}，转人工派单；建议“{matter.name}”→{owner.name}{where}"

@@ -77,10 +77,13 @@ class AddressMatch:
 
 @dataclass(frozen=True, slots=True)
 class AddressResolution:
-    """A match, or None with the reason why the address could not be placed."""
+    """A match, or None with the reason why the address could not be placed. ``doubtful``: not merely
+    unknown, the address names a place outside our districts or places that contradict each other, so no
+    default may be assumed for it (see ``classifier.decision.decide``)."""
 
     match: AddressMatch | None
     reason: str
+    doubtful: bool = False
 
     @property
     def resolved(self) -> bool:
@@ -196,11 +199,11 @@ class AddressResolver:
 
         if outside and not street_hits:
             # "西青开发区" names another district plus a generic term of ours: do not guess.
-            return AddressResolution(None, f"地址位于{'、'.join(outside)}，不属于本系统辖区")
+            return AddressResolution(None, f"地址位于{'、'.join(outside)}，不属于本系统辖区", doubtful=True)
         if outside:
             # "西青区新港街道" contradicts itself as "东丽区新港街道" does: another district is no ancestor
             texts = "、".join(dict.fromkeys(h.text for h in street_hits))
-            return AddressResolution(None, f"街镇“{texts}”与地名“{'、'.join(outside)}”所属辖区矛盾")
+            return AddressResolution(None, f"街镇“{texts}”与地名“{'、'.join(outside)}”所属辖区矛盾", doubtful=True)
 
         if street_hits:
             # A full name (XX街道/XX镇) outranks an alias when several streets are mentioned.
@@ -211,7 +214,7 @@ class AddressResolver:
                 code = self._most_specific(jurisdictions | named)
                 if code is None:
                     return AddressResolution(
-                        None, f"地址同时指向多个辖区的街镇：{'、'.join(sorted(candidates))}"
+                        None, f"地址同时指向多个辖区的街镇：{'、'.join(sorted(candidates))}", doubtful=True
                     )
                 texts = "、".join(h.text for h in street_hits)
                 return AddressResolution(
@@ -224,7 +227,7 @@ class AddressResolver:
             conflicting = named - allowed
             if conflicting:
                 names = "、".join(h.text for h in place_hits if h.target in conflicting)
-                return AddressResolution(None, f"街镇“{hit.text}”与地名“{names}”所属辖区矛盾")
+                return AddressResolution(None, f"街镇“{hit.text}”与地名“{names}”所属辖区矛盾", doubtful=True)
             method = "street" if hit.what == "street" else "street_alias"
             return AddressResolution(
                 AddressMatch(street.jurisdiction, street.code, method, hit.text, street.name),
@@ -235,7 +238,7 @@ class AddressResolver:
             code = self._most_specific(named)
             if code is None:
                 texts = "、".join(h.text for h in place_hits)
-                return AddressResolution(None, f"地址中的地名指向不同辖区：{texts}")
+                return AddressResolution(None, f"地址中的地名指向不同辖区：{texts}", doubtful=True)
             hit = max((h for h in place_hits if h.target == code), key=lambda h: h.end - h.start)
             return AddressResolution(
                 AddressMatch(code, None, hit.what, hit.text),

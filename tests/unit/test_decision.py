@@ -252,3 +252,22 @@ def test_a_full_owner_cache_starts_afresh_and_still_answers_right(catalogue: Cat
 def test_the_normalised_text_decides_whether_there_is_anything_to_route(catalogue: Catalogue) -> None:
     assert route(catalogue, [("HB-001", 0.9)], text="油烟", normalized="").decision == UNROUTABLE
     assert route(catalogue, [("HB-001", 0.9)], text="", normalized="油烟太大").decision == AUTO
+
+
+@pytest.mark.parametrize(("address", "says"), [
+    ("天津市西青区张家窝镇某路1号", "不属于本系统辖区"),  # another district of the city
+    ("东丽区新港街道某小区", "矛盾"),  # 新港街道 is in 滨海新区, not 东丽区
+])
+def test_an_address_outside_our_districts_or_contradicting_itself_goes_to_a_dispatcher(
+        catalogue: Catalogue, address: str, says: str) -> None:
+    # Given a confident matter, and an address field that places the ticket elsewhere or nowhere consistent
+    d = route(catalogue, [("HB-001", 0.95)], text="饭店油烟太大了", address=address)
+    # Then no agency of the default district is sent what the caller placed elsewhere: a dispatcher decides,
+    # told why, with the default district's owner as the suggestion
+    assert d.decision == MANUAL and not d.address_resolved and says in d.reason
+    assert (d.matter, d.agency) == ("HB-001", "BH-STHJ") and "转人工派单" in d.reason
+
+
+def test_a_district_named_only_in_the_text_does_not_stop_the_dispatch(catalogue: Catalogue) -> None:
+    d = route(catalogue, [("HB-001", 0.95)], text="我在西青区上班，家门口饭店油烟太大了", address="某某路1号")
+    assert d.decision == AUTO and d.agency == "BH-STHJ"
