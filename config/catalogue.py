@@ -837,6 +837,11 @@ def _load_sla(path: Path, rep: _Report) -> SlaRules:
     elif fractions and overdue <= max(fractions):
         # a warning due after the overdue notice (checkpoints are ranked in time order) would never be sent
         rep.error(file, "overdue_fraction", f"应大于最后一次预警的比例 {max(fractions)}，实为 {overdue}")
+    late_returns = doc.get("late_returns", "refuse")
+    if late_returns not in ("refuse", "flag"):
+        rep.error(file, "late_returns",
+                  f"应为 refuse（超过退单时限的退单不予接受）或 flag（接受并预警），实为 {late_returns!r}")
+        late_returns = "refuse"
     rules = SlaRules(
         limits=tuple(limits),
         warning_fractions=tuple(float(f) for f in fractions),
@@ -844,6 +849,7 @@ def _load_sla(path: Path, rep: _Report) -> SlaRules:
         reminder_every_working_days=positive_int("reminder_every_working_days", 1),
         censure_after_working_days=positive_int("censure_after_working_days", 5),
         max_dispatch_attempts=positive_int("max_dispatch_attempts", 3),
+        refuse_late_returns=late_returns == "refuse",
     )
     gaps = rules.gaps()
     if gaps:

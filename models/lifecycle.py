@@ -185,8 +185,12 @@ def _text(event: Any, name: str) -> str:
 
 
 def apply(state: TicketState | None, event: LifecycleEvent, *, max_attempts: int = 3,
-          known_agencies: Collection[str] = ()) -> Outcome | Refusal:
-    """The next state after ``event``, with the follow-up effects; or why the event is refused."""
+          known_agencies: Collection[str] = (), return_closes: datetime | None = None) -> Outcome | Refusal:
+    """The next state after ``event``, with the follow-up effects; or why the event is refused.
+
+    ``return_closes``: the end of the current dispatch's 退单 window, when returns after it are refused (the
+    agency must then handle the ticket; a dispatcher can still reassign it). The caller knows the time limits;
+    None accepts a return whenever it comes (supervision flags it late)."""
     if event.type not in EVENT_TYPES:
         return Refusal(f"unknown event type {event.type!r}; expected one of {', '.join(EVENT_TYPES)}")
     if state is None:
@@ -199,7 +203,12 @@ def apply(state: TicketState | None, event: LifecycleEvent, *, max_attempts: int
         pending = state.pending_effect() if state.pending_event == event.event_id else None
         return Outcome(state, (pending,) if pending else (), duplicate=True)
     handler = _HANDLERS[event.type]
-    return handler(state, event, max_attempts, known_agencies)
+    outcome = handler(state, event, max_attempts, known_agencies)
+    if (return_closes is not None and event.type == "returned" and isinstance(outcome, Outcome)
+            and event.occurred_at > return_closes):  # refused only once it would otherwise be accepted
+        return Refusal(f"the return window closed at {return_closes.isoformat()}: the agency must handle the "
+                       "ticket now (退单时限已过，应予办理); a dispatcher can still reassign it")
+    return outcome
 
 
 def _require_current_agency(state: TicketState, event: LifecycleEvent) -> Refusal | None:

@@ -81,6 +81,8 @@ class SlaRules:
     reminder_every_working_days: int = 1
     censure_after_working_days: int = 5
     max_dispatch_attempts: int = 3
+    # 退单 after its window: refused (the agency must handle the ticket), or accepted and flagged late
+    refuse_late_returns: bool = True
 
     def limit(
         self,

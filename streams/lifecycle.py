@@ -14,12 +14,15 @@ import json
 import logging
 import time
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from classifier.decision import AUTO, MANUAL, Decision
 from classifier.router import RouteRequest
 from models.events import LifecycleEvent, parse_event
 from models.lifecycle import Designate, Dispatch, Outcome, Reroute, TicketState, apply
+from models.supervision import TicketFacts
+from models.supervision.deadlines import return_window
 from models.tickets import Rejection, content_key, storable
 from streams import supervision, ticket_table
 from streams.app import app, changelog_written, events_topic, every
@@ -67,6 +70,20 @@ def _event_row(event: LifecycleEvent, payload: dict[str, Any], *, accepted: bool
             "current_agency": state.agency if state else None}
 
 
+def return_closes(state: TicketState | None, event: LifecycleEvent) -> datetime | None:
+    """When the current dispatch's 退单 window closes, for a return to be refused after it (``sla.yaml``
+    ``late_returns: refuse``); None when returns are only flagged, or when the window cannot be told here: the
+    ticket's facts are stored with its state after its routing's batch, so a return in that same batch, which
+    is within the window anyway, is accepted."""
+    svc = services()
+    if event.type != "returned" or state is None or state.dispatched_at is None \
+            or not svc.catalogue.sla.refuse_late_returns:
+        return None
+    raw = ticket_table.facts(event.ticket_id)
+    window = return_window(TicketFacts.from_dict(raw).with_state(state), svc.catalogue) if raw else None
+    return window.due if window is not None else None
+
+
 async def handle_batch(events: Sequence[Any]) -> None:
     """Apply a batch of events in order; then supervision, the states, the ledger and the follow-ups.
 
@@ -101,7 +118,7 @@ async def handle_batch(events: Sequence[Any]) -> None:
             raw_state = ticket_table.state(event.ticket_id)
             state = TicketState.from_dict(raw_state) if raw_state else None
         outcome = apply(state, event, max_attempts=svc.catalogue.sla.max_dispatch_attempts,
-                        known_agencies=svc.catalogue.agencies)
+                        known_agencies=svc.catalogue.agencies, return_closes=return_closes(state, event))
         payload = storable(json.loads(value))  # as parse_event saw it: PostgreSQL refuses NULs
         if not isinstance(outcome, Outcome):
             log.warning("illegal %s on %s by %s (%s[%s]@%s): %s", event.type, event.ticket_id, event.actor,

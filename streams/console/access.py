@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
+from datetime import datetime
 
 from models.lifecycle import Status
+from models.supervision.rules import when_zh
 from streams.cli.agency import Action
 
 DISPATCHER, AGENCY, SUPERVISOR = "dispatcher", "agency", "supervisor"
@@ -98,8 +100,12 @@ def sees_full_phone(p: Principal, current_agency: str | None) -> bool:
 
 
 def check_action(p: Principal, action: Action, *, ticket_id: str, status: str, current_agency: str | None,
-                 extension_pending: bool) -> Denial | None:
-    """None when ``p`` may take ``action`` on the ticket now; otherwise who-may (403) or not-now (409)."""
+                 extension_pending: bool, return_closes: datetime | None = None,
+                 now: datetime | None = None) -> Denial | None:
+    """None when ``p`` may take ``action`` on the ticket now; otherwise who-may (403) or not-now (409).
+
+    ``return_closes``: when the 退单 window of the current dispatch closes, if late returns are refused (the
+    lifecycle refuses them too; this only says so before anything is sent)."""
     allowed = _BY_ROLE.get(p.role, {})
     name = ACTION_NAMES[action]
     if action not in allowed:
@@ -112,6 +118,9 @@ def check_action(p: Principal, action: Action, *, ticket_id: str, status: str, c
     if status not in allowed[action]:
         state = STATUS_NAMES.get(status, status)
         return Denial(409, f"工单 {ticket_id} 当前状态为「{state}」，不能{name}。")
+    if action is Action.RETURN and return_closes is not None and now is not None and now > return_closes:
+        return Denial(409, f"工单 {ticket_id} 已超过退单时限（{when_zh(return_closes)}），应予办理；"
+                           "确非本单位职责的，请联系热线调度员改派。")
     if action is Action.EXTEND and extension_pending:
         return Denial(409, f"工单 {ticket_id} 已有延期申请等待审批。")
     if action in _EXTENSION_DECISIONS and not extension_pending:
@@ -120,11 +129,12 @@ def check_action(p: Principal, action: Action, *, ticket_id: str, status: str, c
 
 
 def allowed_actions(p: Principal, *, ticket_id: str, status: str, current_agency: str | None,
-                    extension_pending: bool) -> list[Action]:
+                    extension_pending: bool, return_closes: datetime | None = None,
+                    now: datetime | None = None) -> list[Action]:
     """The actions to offer ``p`` on this ticket now (the buttons of the ticket page)."""
     return [a for a in _BY_ROLE.get(p.role, {}) if check_action(
         p, a, ticket_id=ticket_id, status=status, current_agency=current_agency,
-        extension_pending=extension_pending) is None]
+        extension_pending=extension_pending, return_closes=return_closes, now=now) is None]
 
 
 def extension_pending(event_types: list[str]) -> bool:

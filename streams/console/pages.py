@@ -349,7 +349,8 @@ def ticket_page(ticket_id: str, request: Request, p: Principal = Depends(page_us
     detail = console.ticket(p, ticket_id)
     tk = detail.ticket
     actions = allowed_actions(p, ticket_id=tk.id, status=tk.status, current_agency=tk.current_agency,
-                              extension_pending=detail.extension_pending)
+                              extension_pending=detail.extension_pending,
+                              return_closes=console.return_closes(detail), now=console.now())
     card = queries.Card(tk, detail.current_decision, [], detail.extension_pending)
     card.returns = [queries.Return(e.agency, str(e.payload.get("reason_code") or ""), e.payload.get("basis"),
                                    e.payload.get("explanation"), e.occurred_at)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,7 +17,8 @@ from config.settings import Settings
 from models.clock import Clock
 from models.directory import Catalogue
 from models.events import InputRejected, parse_event
-from models.lifecycle import RATINGS, RETURN_REASONS
+from models.lifecycle import RATINGS, RETURN_REASONS, Status
+from models.supervision.deadlines import return_window
 from models.supervision.figures import AgencyFigures, agency_figures
 from models.tickets import ID_PATTERN, Rejection, TicketIn, content_key, parse_ticket
 from models.workcalendar import as_local
@@ -38,9 +39,10 @@ from streams.console.publisher import BusUnavailable, Publisher
 from streams.console.trends import DailySeries, WeeklyHotspots, daily_series, weekly_hotspots
 from streams.db import Ledger
 from streams.intake import ticket_json
-from streams.reports import load_alert_rules, load_histories
+from streams.reports import intake_facts, load_alert_rules, load_histories
 
 log = logging.getLogger(__name__)
+DISPATCHED_OR_SIGNED = (Status.DISPATCHED, Status.SIGNED)  # the states a return is taken in
 MAX_BODY_BYTES = 64 * 1024
 MAX_FIELD_CHARS = 2000
 BUS_DOWN = "消息总线暂时不可用，操作未提交，请稍后重试。"
@@ -149,6 +151,19 @@ class Console:
             raise ConsoleError(404, "not_found", not_found_message(p, ticket_id))
         return detail
 
+    def return_closes(self, detail: queries.TicketDetail) -> datetime | None:
+        """When the current dispatch's 退单 window closes, if ``sla.yaml`` refuses late returns (as the
+        lifecycle does, from the latest routing it accepted); None otherwise."""
+        if not self.catalogue.sla.refuse_late_returns or detail.ticket.status not in DISPATCHED_OR_SIGNED:
+            return None
+        routed = [e for e in detail.events if e.accepted and e.type == "routed"]
+        if not routed:
+            return None
+        facts = replace(intake_facts(detail.ticket), dispatched_at=as_local(routed[-1].occurred_at),
+                        attempt=detail.ticket.attempt)
+        window = return_window(facts, self.catalogue)
+        return window.due if window is not None else None
+
     def ticket_json(self, p: Principal, ticket_id: str) -> dict[str, Any]:
         detail = self.ticket(p, ticket_id)
         return queries.ticket_json(detail, reveal_phone=sees_full_phone(p, detail.ticket.current_agency))
@@ -158,7 +173,8 @@ class Console:
         detail = self.ticket(p, ticket_id)
         tk = detail.ticket
         denial = check_action(p, action, ticket_id=ticket_id, status=tk.status, current_agency=tk.current_agency,
-                              extension_pending=detail.extension_pending)
+                              extension_pending=detail.extension_pending, return_closes=self.return_closes(detail),
+                              now=self.now())
         if denial is not None:
             raise _denied(denial.status, denial.message)
         opts = action_options(action, options, self.catalogue)

@@ -251,6 +251,11 @@ def test_overdue_before_the_last_warning_is_an_error(data: Path) -> None:
     assert "sla.yaml: overdue_fraction: 应大于最后一次预警的比例 0.9，实为 0.8" in messages(data)
 
 
+def test_late_returns_is_refuse_or_flag(data: Path) -> None:
+    edit(data / "sla.yaml", lambda doc: doc.update(late_returns="reject"))
+    assert any(m.startswith("sla.yaml: late_returns: 应为 refuse") for m in messages(data))
+
+
 def test_wrong_shapes_do_not_crash(data: Path) -> None:
     (data / "jurisdictions.yaml").write_text("just a string\n", encoding="utf-8")
     (data / "responsibility" / "BH.yaml").write_text("- a\n- b\n", encoding="utf-8")

@@ -584,3 +584,22 @@ def run_on(state: TicketState, *events: Any) -> TicketState:
     for e in events:
         state = ok(state, e).state
     return state
+
+
+# --- the 退单 window ---------------------------------------------------------------------------------------
+def test_a_return_after_its_window_is_refused_and_the_agency_keeps_the_ticket(clock: Clock) -> None:
+    # Given a ticket signed by A, whose return window closes one minute after the next event
+    state = signed_state(clock)
+    closes = clock.now + timedelta(minutes=1)
+    # When A returns it in time, it is re-routed; when A returns it after the window, it is refused
+    assert ok(state, returned(clock), return_closes=closes).state.status == Status.RETURNED
+    late = apply(state, returned(clock, event_id="late"), known_agencies=KNOWN, return_closes=closes)
+    assert isinstance(late, Refusal) and "退单时限已过" in late.reason and "reassign" in late.reason
+    # And without a window (late returns only flagged), the same late return is accepted
+    assert ok(state, returned(clock, event_id="flagged")).state.status == Status.RETURNED
+
+
+def test_a_late_return_by_another_agency_is_refused_for_that_first(clock: Clock) -> None:
+    state = signed_state(clock)
+    refusal = apply(state, returned(clock, B), known_agencies=KNOWN, return_closes=T0)
+    assert isinstance(refusal, Refusal) and "not the current handler" in refusal.reason

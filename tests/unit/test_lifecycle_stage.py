@@ -128,6 +128,8 @@ class World:
 
         monkeypatch.setattr(ticket_table, "write", write)
         monkeypatch.setattr(ticket_table, "state", self.states.get)
+        self.facts: dict[str, dict[str, Any]] = {}
+        monkeypatch.setattr(ticket_table, "facts", self.facts.get)
         monkeypatch.setattr(ticket_table, "pending_states",
                             lambda: [s for s in self.states.values() if s.get("pending")])
         monkeypatch.setattr(stage, "_pending_since", {})
@@ -297,3 +299,25 @@ def test_a_reassignment_records_where_the_router_had_sent_the_ticket(monkeypatch
     world.deliver(event("d1", "reassigned", "dispatcher", target_agency="BH-SCJG"))
     # Then the labelled example says what the router predicted (the ledger's current agency is cleared by then)
     assert world.svc.ledger.training == ["BH-SCJG"] and world.svc.ledger.predicted == ["BH-CGW"]
+
+
+def test_a_return_after_its_window_is_refused_and_nothing_is_re_routed(monkeypatch: pytest.MonkeyPatch) -> None:
+    from config.catalogue import load_catalogue
+    from models.supervision import TicketFacts
+
+    # Given a 投诉 dispatched to BH-SCJG on Monday 2025-09-22 09:00 and signed, its facts stored (the shipped
+    # time limits: a return within 1 working day, so by Tuesday 09:00)
+    world = World(monkeypatch, to("BH-CGW"))
+    real = load_catalogue()
+    world.svc.catalogue.sla, world.svc.catalogue.time_limit = real.sla, real.time_limit
+    world.svc.catalogue.calendar = real.calendar
+    dispatched_at = datetime(2025, 9, 22, 1, tzinfo=UTC)
+    world.states["T1"] = TicketState("T1", status=Status.SIGNED, agency="BH-SCJG", attempt=1,
+                                     dispatched_at=dispatched_at).to_dict()
+    world.facts["T1"] = TicketFacts("T1", dispatched_at, request_type="投诉", agency="BH-SCJG").to_dict()
+    # When the agency returns it on Friday 09-26 (AT)
+    world.deliver(RETURN)
+    # Then the return is refused with the reason, the agency keeps the ticket, and nothing is re-routed
+    assert len(world.refused) == 1 and "退单时限已过" in world.refused[0]
+    assert world.state().status == Status.SIGNED and world.state().agency == "BH-SCJG"
+    assert world.published == [] and world.svc.routed == 0
