@@ -16,6 +16,7 @@ from config.settings import Settings
 from streams.console import create_app
 from streams.console.accounts import LoginThrottle, add_user, address_key
 from streams.db import Ledger, make_engine, upgrade
+from tests.unit.test_console_views import RecordingPublisher
 
 PASSWORD = "s3cret-pass"
 ATTACKER, VICTIM = ("203.0.113.9", 40000), ("198.51.100.7", 40000)
@@ -29,14 +30,6 @@ class Clock:
         return self.t
 
 
-class NoBus:
-    def send(self, topic: str, key: str, value: bytes) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
 @pytest.fixture
 def app(tmp_path: Path) -> Iterator[Any]:
     url = f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
@@ -45,7 +38,7 @@ def app(tmp_path: Path) -> Iterator[Any]:
     catalogue = load_catalogue()
     add_user(ledger, "scjg", "agency", PASSWORD, agency="BH-SCJG", catalogue=catalogue)
     yield create_app(Settings(data_dir=tmp_path / "data", database_url=url), ledger=ledger, catalogue=catalogue,
-                     publisher=NoBus())  # type: ignore[arg-type]
+                     publisher=RecordingPublisher())  # type: ignore[arg-type]
     ledger.dispose()
 
 

@@ -19,6 +19,7 @@ from streams.cli.agency import masked_for_dispatchers
 from streams.console import create_app
 from streams.console.accounts import add_user, issue_token
 from streams.db import Ledger, make_engine, upgrade
+from tests.unit.test_console_views import RecordingPublisher
 
 TICKET = {"title": "噪音 13812345678", "text": "请回电１３８１２３４５６７８或022-25801234", "caller_phone": "+86 138-1234-5678",
           "address": "新港街道"}
@@ -32,14 +33,6 @@ def test_shown_ticket_masks_the_number_everywhere_for_all_but_the_handler() -> N
     assert shown_ticket(TICKET, reveal=True) == TICKET
     assert shown_ticket({"text": None, "caller_phone": None}, reveal=False) == {"text": None, "caller_phone": None}
     assert shown_text(7, reveal=False) == 7 and shown_text("13812345678", reveal=False) == "138****5678"
-
-
-class NoBus:
-    def send(self, topic: str, key: str, value: bytes) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
 
 
 @pytest.fixture
@@ -56,7 +49,7 @@ def api(tmp_path: Path) -> Iterator[Any]:
                        caller_phone=TICKET["caller_phone"], address=TICKET["address"], status="dispatched",
                        current_agency="BH-SCJG", attempt=1, first_seen_at=now, updated_at=now))
     app = create_app(Settings(data_dir=tmp_path / "data", database_url=url), ledger=ledger, catalogue=catalogue,
-                     publisher=NoBus())  # type: ignore[arg-type]
+                     publisher=RecordingPublisher())  # type: ignore[arg-type]
     tokens = {n: issue_token(ledger, n) for n in ("scjg", "disp")}
     with TestClient(app) as client:
         yield lambda path, user: client.get(path, headers={"Authorization": f"Bearer {tokens[user]}"}).json()

@@ -21,17 +21,10 @@ from models import ledger as t
 from streams.console import create_app
 from streams.console.accounts import add_user, issue_token
 from streams.db import Ledger, make_engine, upgrade
+from tests.unit.test_console_views import RecordingPublisher
 
 PASSWORD = "s3cret-pass"
 NOW = datetime(2025, 1, 1, tzinfo=UTC)
-
-
-class NoBus:
-    def send(self, topic: str, key: str, value: bytes) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
 
 
 @dataclass
@@ -57,7 +50,7 @@ def site(tmp_path: Path) -> Iterator[Site]:
         s.add(t.Alert(alert_key="a1", rule="sign_deadline", level="overdue", severity="critical", ticket_id="T1",
                       agency="BH-STHJ", message="逾期未签收", raised_at=NOW))
     app = create_app(Settings(data_dir=tmp_path / "data", database_url=url), ledger=ledger, catalogue=catalogue,
-                     publisher=NoBus())  # type: ignore[arg-type]
+                     publisher=RecordingPublisher())  # type: ignore[arg-type]
     with TestClient(app) as client:
         yield Site(client, ledger)
     ledger.dispose()
