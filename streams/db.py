@@ -156,14 +156,16 @@ class Ledger:
                 "rejected_at": at or t.utcnow(), "source_topic": topic, "source_partition": partition,
                 "source_offset": offset}, ["dedup_key"])
 
-    def record_tickets(self, items: list[tuple[TicketIn, str | None, int | None, int | None]]) -> None:
-        """Insert a batch of (ticket, topic, partition, offset); known ids are left untouched."""
+    def record_tickets(self, items: list[tuple[TicketIn, str | None, int | None, int | None]]) -> set[str]:
+        """Insert a batch of (ticket, topic, partition, offset); known ids are left untouched. Returns the ids
+        this call inserted."""
         if not items:
-            return
+            return set()
         now = t.utcnow()
         rows = [_ticket_row(tk, topic, part, off, now) for tk, topic, part, off in items]
         with self.session() as s:
-            s.execute(_insert(s)(t.Ticket).on_conflict_do_nothing(index_elements=["id"]), rows)
+            stmt = _insert(s)(t.Ticket).on_conflict_do_nothing(index_elements=["id"]).returning(t.Ticket.id)
+            return set(s.scalars(stmt, rows))
 
     def decisions(self, keys: list[str]) -> dict[str, t.RoutingDecision]:
         if not keys:

@@ -137,19 +137,22 @@ def ticket_content(ticket: TicketIn | Any) -> tuple[Any, ...]:
 
 def record_and_look_up(ledger: Ledger, items: list[tuple[TicketIn, str, int, int]]
                        ) -> tuple[dict[str, Any], dict[str, tuple[tuple[Any, ...], tuple[Any, ...]]]]:
-    """Record a batch's tickets and return the first-attempt decisions already taken on them, and for the ids
-    the ledger held before (recorded from another position) that position and the stored content, in one
-    trip to the ledger thread (each trip waits for that thread and the GIL: milliseconds on a busy worker)."""
-    ledger.record_tickets(items)
-    at = {tk.id: (topic, partition, offset) for tk, topic, partition, offset in items}
-    tk_ = Ticket
-    with ledger.engine.connect() as conn:  # positions only (small); the content only of ids known before
-        before = [r.id for r in conn.execute(select(tk_.id, tk_.source_topic, tk_.source_partition,
-                                                    tk_.source_offset).where(tk_.id.in_(list(at))))
-                  if (r.source_topic, r.source_partition, r.source_offset) != at[r.id]]
+    """Record a batch's tickets, in one trip to the ledger thread (each trip waits for that thread and the GIL:
+    milliseconds on a busy worker). For the ids the ledger held before (a redelivery, or another message under
+    an id already used), also the first-attempt decisions already taken on them, and, for those recorded from
+    another position, that position and the stored content. A ticket this call inserted has neither, so a
+    batch of new tickets costs the one INSERT."""
+    inserted = ledger.record_tickets(items)
+    held = {tk.id: (topic, partition, offset) for tk, topic, partition, offset in items if tk.id not in inserted}
+    if not held:
+        return {}, {}
+    with ledger.session() as s:  # positions first (small); the content only of ids recorded from elsewhere
+        before = [r.id for r in s.execute(select(Ticket.id, Ticket.source_topic, Ticket.source_partition,
+                                                 Ticket.source_offset).where(Ticket.id.in_(list(held))))
+                  if (r.source_topic, r.source_partition, r.source_offset) != held[r.id]]
     known = {row.id: ((row.source_topic, row.source_partition, row.source_offset), ticket_content(row))
-             for row in ledger.tickets(before).values()}
-    return ledger.decisions([decision_key(tk.id, 1) for tk, *_ in items]), known
+             for row in ledger.tickets(before).values()} if before else {}
+    return ledger.decisions([decision_key(tid, 1) for tid in held]), known
 
 
 async def refuse_copy(ticket: TicketIn, m: Any, first: tuple[Any, ...]) -> None:
