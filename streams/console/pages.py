@@ -257,16 +257,19 @@ def home(p: Principal = Depends(page_user)) -> Response:
 @router.get("/agency")
 def agency_page(request: Request, p: Principal = Depends(page_user)) -> HTMLResponse:
     require(p, AGENCY)
-    ledger = console_of(request).ledger
+    console = console_of(request)
+    ledger, now = console.ledger, console.now()
     inbox = queries.agency_inbox(ledger, p.agency or "")
+    closes = console.return_closes_of([c.ticket for c in inbox["pending"] + inbox["handling"]])
     return render(request, "agency.html", p, inbox=inbox, counts=queries.status_counts(ledger, agency=p.agency or ""),
-                  actions=lambda c: _actions(p, c))
+                  actions=lambda c: _actions(p, c, closes.get(c.ticket.id), now))
 
 
-def _actions(p: Principal, card: queries.Card) -> list[Action]:
+def _actions(p: Principal, card: queries.Card, return_closes: datetime | None = None,
+             now: datetime | None = None) -> list[Action]:
     tk = card.ticket
     return allowed_actions(p, ticket_id=tk.id, status=tk.status, current_agency=tk.current_agency,
-                           extension_pending=card.extension_pending)
+                           extension_pending=card.extension_pending, return_closes=return_closes, now=now)
 
 
 # --- dispatcher ----------------------------------------------------------------------------------------

@@ -95,6 +95,15 @@ def ticket_detail(ledger: Ledger, ticket_id: str) -> TicketDetail | None:
         )
 
 
+def latest_routings(ledger: Ledger, ids: list[str]) -> dict[str, datetime]:
+    """Each ticket's latest accepted routing time, in the order the lifecycle accepted its events."""
+    with ledger.session() as s:
+        return {tid: at for tid, at in s.execute(
+            select(t.TicketEvent.ticket_id, t.TicketEvent.occurred_at)
+            .where(t.TicketEvent.ticket_id.in_(ids), t.TicketEvent.accepted, t.TicketEvent.type == "routed")
+            .order_by(*t.ACCEPTED_ORDER))}
+
+
 def dispatched_to(ledger: Ledger, ticket_id: str) -> tuple[t.Ticket | None, set[str]]:
     """The ticket and every agency it was ever dispatched to (for access checks without the full history)."""
     with ledger.session() as s:

@@ -157,10 +157,19 @@ class Console:
         if not self.catalogue.sla.refuse_late_returns or detail.ticket.status not in DISPATCHED_OR_SIGNED:
             return None
         routed = [e for e in detail.events if e.accepted and e.type == "routed"]
-        if not routed:
-            return None
-        facts = replace(intake_facts(detail.ticket), dispatched_at=as_local(routed[-1].occurred_at),
-                        attempt=detail.ticket.attempt)
+        return self._window_closes(detail.ticket, routed[-1].occurred_at) if routed else None
+
+    def return_closes_of(self, tickets: list[Any]) -> dict[str, datetime]:
+        """:meth:`return_closes` for a list of tickets (an inbox), with one query for their latest routings."""
+        ids = [tk.id for tk in tickets if tk.status in DISPATCHED_OR_SIGNED]
+        if not self.catalogue.sla.refuse_late_returns or not ids:
+            return {}
+        routed = queries.latest_routings(self.ledger, ids)
+        return {tk.id: at for tk in tickets if tk.id in routed
+                if (at := self._window_closes(tk, routed[tk.id])) is not None}
+
+    def _window_closes(self, ticket: Any, routed_at: datetime) -> datetime | None:
+        facts = replace(intake_facts(ticket), dispatched_at=as_local(routed_at), attempt=ticket.attempt)
         window = return_window(facts, self.catalogue)
         return window.due if window is not None else None
 
