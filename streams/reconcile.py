@@ -2,10 +2,11 @@
 
 The consumer group's committed offset says "everything below this was handled". The reconciler checks
 that claim against the ledger for each partition this worker owns: every offset below the committed one
-must be a recorded ticket or a recorded rejection. An offset that is neither was skipped (a broker or
-client fault around a rebalance: docs/guarantees.md records 6 of 600 tickets lost that way once, on the
-embedded broker). It is read again from the broker and routed like any delivery, idempotently, so a
-ticket that was in fact known (the same ticket sent twice) changes nothing. Progress is kept per
+must hold a ticket with a published decision or a rejection (``Ledger.accounted_offsets``). An offset
+that holds neither was skipped (a broker or client fault around a rebalance: docs/guarantees.md records 6
+of 600 tickets lost that way once, on the embedded broker). It is read again from the broker and routed like
+any delivery, idempotently, so a ticket that was in fact known (the same ticket sent twice) changes nothing
+and is not counted as recovered. Progress is kept per
 partition in the ledger (``offset_audits``), so each offset is checked once.
 
 A partition seen for the first time is adopted at its committed offset: what was handled before this
@@ -146,27 +147,40 @@ async def reconcile_once(reader: BrokerReader, topic: str = TICKETS_RECEIVED) ->
             continue
         if hi <= lo:
             continue
-        accounted = await svc.db(svc.ledger.accounted_offsets, topic, partition, lo, hi)
-        ranges = missing_ranges(lo, hi, accounted)
-        found: list[Redelivery] = []
-        if ranges:
-            found = await reader.call(reader.read, topic, partition, ranges)
-            if found:
-                log.warning("reconcile %s[%d]: %d offset(s) below the committed %d were never routed "
-                            "(%s); routing them now", topic, partition, len(found), hi,
-                            ", ".join(f"{a}-{b - 1}" if b - a > 1 else str(a) for a, b in ranges))
-                try:
-                    await route_batch(found)
-                except Exception:  # one partition's failure must not stop the others' audit
-                    log.exception("reconcile %s[%d]: routing offsets below %d failed; the next round tries "
-                                  "again", topic, partition, hi)
-                    continue
-        await svc.db(svc.ledger.advance_audit, topic, partition, hi, len(found))
-        recovered += len(found)
+        try:  # one partition's failure (a read, the ledger, the routing) must not stop the others' audit
+            routed = await _audit(reader, topic, partition, lo, hi)
+        except Exception:
+            log.exception("reconcile %s[%d]: auditing offsets %d-%d failed; the next round tries again", topic,
+                          partition, lo, hi - 1)
+            continue
+        recovered += routed
     interval = svc.settings.reconcile_seconds
     if interval:
         recovered += await catch_up(reader, topic, committed, owned, interval)
     return recovered
+
+
+async def _audit(reader: BrokerReader, topic: str, partition: int, lo: int, hi: int) -> int:
+    """Route the offsets in [lo, hi) the ledger does not account for, then move the mark; returns how many
+    tickets that recovered. An offset holding a copy of a ticket handled at another offset (a re-send, which
+    routing ignores) stays unaccounted: it is told apart after routing, not counted as recovered."""
+    svc = services()
+    accounted = await svc.db(svc.ledger.accounted_offsets, topic, partition, lo, hi)
+    ranges = missing_ranges(lo, hi, accounted)
+    found: list[Redelivery] = await reader.call(reader.read, topic, partition, ranges) if ranges else []
+    copies = 0
+    if found:
+        log.warning("reconcile %s[%d]: %d offset(s) below the committed %d have no routed ticket or rejection "
+                    "of their own (%s); routing them now", topic, partition, len(found), hi,
+                    ", ".join(f"{a}-{b - 1}" if b - a > 1 else str(a) for a, b in ranges))
+        await route_batch(found)
+        after = await svc.db(svc.ledger.accounted_offsets, topic, partition, lo, hi)
+        copies = sum(1 for r in found if r.message.offset not in after)
+        if copies:
+            log.info("reconcile %s[%d]: %d of them repeat tickets handled at other offsets; nothing to route",
+                     topic, partition, copies)
+    await svc.db(svc.ledger.advance_audit, topic, partition, hi, len(found) - copies)
+    return len(found) - copies
 
 
 _reader: BrokerReader | None = None

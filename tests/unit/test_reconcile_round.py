@@ -1,0 +1,82 @@
+"""One reconciler round on a real SQLite ledger with the routing stage's fakes: an identical re-send of a
+ticket at another offset is no recovered ticket, and one partition's failed read does not stop the others."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from models import ledger as t
+from streams import intake, reconcile, routing
+from streams.broker import Redelivery
+from streams.db import upgrade
+from tests.unit.test_review_routing_intake import Services, Topic, ticket
+
+TOPIC = "tickets.received"
+
+
+@pytest.fixture
+def svc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Services:
+    url = f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
+    upgrade(url)
+    svc, sent = Services(url), []
+    for module in (routing, intake, reconcile):
+        monkeypatch.setattr(module, "services", lambda: svc)
+    monkeypatch.setattr(routing, "routed_topic", lambda code: Topic(f"tickets.routed.{code}", sent))
+    monkeypatch.setattr(routing, "manual_topic", Topic("tickets.manual", sent))
+    monkeypatch.setattr(routing, "events_topic", Topic("tickets.events", sent))
+    monkeypatch.setattr(intake, "invalid_topic", Topic("tickets.invalid", sent))
+    svc.settings.reconcile_seconds = 0  # no catch-up in these rounds: the audit only
+    return svc
+
+
+class Reader:
+    """The broker as the reconciler reads it: committed offsets and messages by offset."""
+
+    def __init__(self, committed: dict[int, int], log: dict[int, dict[int, bytes]], down: set[int] = frozenset()):
+        self._committed, self._log, self._down = committed, log, down
+
+    async def call(self, fn: Any, *args: Any) -> Any:
+        return fn(*args)
+
+    def committed(self, topic: str) -> dict[int, int]:
+        return self._committed
+
+    def read(self, topic: str, partition: int, ranges: list[tuple[int, int]]) -> list[Redelivery]:
+        if partition in self._down:
+            raise ConnectionError("broker away")
+        return [Redelivery(topic, partition, o, b"k", self._log[partition][o]) for a, b in ranges for o in range(a, b)]
+
+
+def test_a_re_sent_ticket_is_not_counted_as_recovered(svc: Services, monkeypatch: pytest.MonkeyPatch,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    # Given T1 at offset 0 and an identical copy at offset 1, and T2 at 2 that nobody routed; committed at 3
+    monkeypatch.setattr(reconcile, "owned_partitions", lambda topic: {0})
+    svc.ledger.advance_audit(TOPIC, 0, 0)
+    log = {0: {0: ticket("T1", "饭店油烟"), 1: ticket("T1", "饭店油烟"), 2: ticket("T2", "路灯不亮")}}
+    # When a round audits the partition
+    with caplog.at_level(logging.INFO, logger="streams.reconcile"):
+        recovered = asyncio.run(reconcile.reconcile_once(Reader({0: 3}, log), TOPIC))
+    # Then T1 and T2 are routed once each, and the copy is told apart from the two recovered tickets
+    assert svc.ledger.count(t.RoutingDecision) == 2
+    assert recovered == 2 and "1 of them repeat tickets handled at other offsets" in caplog.text
+    with svc.ledger.session() as s:
+        audit = s.get(t.OffsetAudit, (TOPIC, 0))
+        assert (audit.audited_to, audit.recovered) == (3, 2)
+
+
+def test_a_partition_whose_read_fails_does_not_stop_the_others(svc: Services,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given two partitions with a ticket nobody routed each, and the broker unreadable for partition 0
+    monkeypatch.setattr(reconcile, "owned_partitions", lambda topic: {0, 1})
+    for partition in (0, 1):
+        svc.ledger.advance_audit(TOPIC, partition, 0)
+    log = {0: {0: ticket("A1", "饭店油烟")}, 1: {0: ticket("B1", "路灯不亮")}}
+    # When a round runs
+    recovered = asyncio.run(reconcile.reconcile_once(Reader({0: 1, 1: 1}, log, down={0}), TOPIC))
+    # Then partition 1 is audited and its ticket routed; partition 0 waits for the next round
+    assert recovered == 1 and svc.ledger.audit_marks(TOPIC) == {0: 0, 1: 1}
