@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import csv
+import math
+import shutil
 import statistics
 import sys
 import tempfile
@@ -27,11 +30,23 @@ def read_csv(name: str) -> list[dict[str, str]]:
 
 
 def median(xs: list[float]) -> float:
-    return statistics.median(xs)
+    """The median of the runs that produced a figure. A run that timed out or saw nothing reports NaN: it is
+    left out (print how many, see :func:`failed`), because ``statistics.median`` sorts NaN arbitrarily and
+    would answer a different figure for the same runs in another order. NaN when no run produced one."""
+    finite = [x for x in xs if not math.isnan(x)]
+    return statistics.median(finite) if finite else float("nan")
 
 
-def shipped_model_dir() -> Path:
-    """Train the shipped model (team corpus, deterministic) into a temporary folder; return it."""
+def failed(xs: list[float]) -> int:
+    """How many runs reported NaN (timed out, saw nothing): what :func:`median` left out."""
+    return sum(1 for x in xs if math.isnan(x))
+
+
+def shipped_model_dir(remove_at_exit: bool = False) -> Path:
+    """Train the shipped model (team corpus, deterministic) into a temporary folder; return it.
+
+    ``remove_at_exit``: delete the folder (~50 MB) when this process exits, for a script that trains its own
+    model; the A/B recipe of README.md keeps it (the default) to hand it to several runs."""
     from classifier.training import team_dataset, train
     from config.catalogue import load_catalogue
     from config.settings import Settings
@@ -39,6 +54,8 @@ def shipped_model_dir() -> Path:
     settings = Settings()
     catalogue = load_catalogue(settings.domain_data_dir)
     folder = Path(tempfile.mkdtemp(prefix="hotline-bench-model-"))
+    if remove_at_exit:
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
     train(team_dataset(catalogue), catalogue, folder, threshold=settings.confidence_threshold)
     return folder
 

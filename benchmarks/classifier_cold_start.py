@@ -68,7 +68,7 @@ def main() -> None:
     configure_text(catalogue)
     from pathlib import Path
 
-    model = mm.load(Path(args.model_dir) if args.model_dir else shipped_model_dir())
+    model = mm.load(Path(args.model_dir) if args.model_dir else shipped_model_dir(remove_at_exit=True))
 
     texts = [r["text"] for r in domain_rows]
     gold = [r["label"] for r in domain_rows]

@@ -154,7 +154,7 @@ def main() -> None:
     ap.add_argument("--model-dir", help="a trained model folder (default: train the shipped model afresh)")
     args = ap.parse_args()
     texts = [r["text"] for r in read_csv("messages_unlabeled.csv") if r["text"].strip()]
-    model_dir = Path(args.model_dir) if args.model_dir else shipped_model_dir()
+    model_dir = Path(args.model_dir) if args.model_dir else shipped_model_dir(remove_at_exit=True)
     results = []
     for run in range(args.runs):
         r = one_run(texts, model_dir, args.rate, args.seconds, args.burst, run)

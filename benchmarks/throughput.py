@@ -316,7 +316,7 @@ def main() -> None:
     env.update(dict(kv.split("=", 1) for kv in args.set))
     all_texts = [r["text"] for r in read_csv("messages_unlabeled.csv") if r["text"].strip()]
     texts = (all_texts * (args.n // len(all_texts) + 1))[:args.n]
-    model_dir = Path(args.model_dir) if args.model_dir else shipped_model_dir()
+    model_dir = Path(args.model_dir) if args.model_dir else shipped_model_dir(remove_at_exit=True)
     rows = []
     if args.latency_only:
         for run in range(args.runs):
