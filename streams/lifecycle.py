@@ -119,7 +119,7 @@ async def handle_batch(events: Sequence[Any]) -> None:
             state = TicketState.from_dict(raw_state) if raw_state else None
         outcome = apply(state, event, max_attempts=svc.catalogue.sla.max_dispatch_attempts,
                         known_agencies=svc.catalogue.agencies, return_closes=return_closes(state, event))
-        payload = storable(json.loads(value))  # as parse_event saw it: PostgreSQL refuses NULs
+        payload = storable(json.loads(value))  # as parse_event saw it: storable in the ledger
         if not isinstance(outcome, Outcome):
             log.warning("illegal %s on %s by %s (%s[%s]@%s): %s", event.type, event.ticket_id, event.actor,
                         m.topic, m.partition, m.offset, outcome.reason)
@@ -225,8 +225,6 @@ async def follow_up(effect: Reroute | Designate | Dispatch, state: TicketState, 
         await svc.db(svc.ledger.record_training_example, ticket_id=ticket.id, label=effect.agency,
                      predicted=latest.agency if latest is not None else None, created_by=actor)
     await publish([data])
-
-
 
 
 # --- stuck dispatches ---------------------------------------------------------------------------------------

@@ -18,12 +18,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import select
 
 from classifier.decision import AUTO, Decision
 from classifier.router import RouteRequest
 from models.events import Alternative, RoutedTicket, TicketRouted
-from models.ledger import Ticket
 from models.tickets import Rejection, TicketIn, content_key, mask_caller_phone, parse_ticket
 from streams.app import app, events_topic, manual_topic, received_topic, routed_topic
 from streams.db import Ledger
@@ -146,12 +144,8 @@ def record_and_look_up(ledger: Ledger, items: list[tuple[TicketIn, str, int, int
     held = {tk.id: (topic, partition, offset) for tk, topic, partition, offset in items if tk.id not in inserted}
     if not held:
         return {}, {}
-    with ledger.session() as s:  # positions first (small); the content only of ids recorded from elsewhere
-        before = [r.id for r in s.execute(select(Ticket.id, Ticket.source_topic, Ticket.source_partition,
-                                                 Ticket.source_offset).where(Ticket.id.in_(list(held))))
-                  if (r.source_topic, r.source_partition, r.source_offset) != held[r.id]]
-    known = {row.id: ((row.source_topic, row.source_partition, row.source_offset), ticket_content(row))
-             for row in ledger.tickets(before).values()} if before else {}
+    known = {row.id: (at, ticket_content(row)) for row in ledger.tickets(list(held)).values()
+             if (at := (row.source_topic, row.source_partition, row.source_offset)) != held[row.id]}
     return ledger.decisions([decision_key(tid, 1) for tid in held]), known
 
 

@@ -17,7 +17,7 @@ from config.settings import Settings
 from models.clock import Clock
 from models.directory import Catalogue
 from models.events import InputRejected, parse_event
-from models.lifecycle import RATINGS, RETURN_REASONS, Status
+from models.lifecycle import RATINGS, RETURN_REASONS
 from models.supervision.deadlines import return_window
 from models.supervision.figures import AgencyFigures, agency_figures
 from models.tickets import ID_PATTERN, Rejection, TicketIn, content_key, parse_ticket
@@ -42,7 +42,6 @@ from streams.intake import ticket_json
 from streams.reports import intake_facts, load_alert_rules, load_histories
 
 log = logging.getLogger(__name__)
-DISPATCHED_OR_SIGNED = (Status.DISPATCHED, Status.SIGNED)  # the states a return is taken in
 MAX_BODY_BYTES = 64 * 1024
 MAX_FIELD_CHARS = 2000
 BUS_DOWN = "消息总线暂时不可用，操作未提交，请稍后重试。"
@@ -153,18 +152,18 @@ class Console:
 
     def return_closes(self, detail: queries.TicketDetail) -> datetime | None:
         """When the current dispatch's 退单 window closes, if ``sla.yaml`` refuses late returns (as the
-        lifecycle does, from the latest routing it accepted); None otherwise."""
-        if not self.catalogue.sla.refuse_late_returns or detail.ticket.status not in DISPATCHED_OR_SIGNED:
+        lifecycle does, from the latest routing it accepted); None otherwise. Whatever the ticket's status:
+        ``check_action`` refuses a return in any status but dispatched or signed before it reads this."""
+        if not self.catalogue.sla.refuse_late_returns:
             return None
         routed = [e for e in detail.events if e.accepted and e.type == "routed"]
         return self._window_closes(detail.ticket, routed[-1].occurred_at) if routed else None
 
     def return_closes_of(self, tickets: list[Any]) -> dict[str, datetime]:
         """:meth:`return_closes` for a list of tickets (an inbox), with one query for their latest routings."""
-        ids = [tk.id for tk in tickets if tk.status in DISPATCHED_OR_SIGNED]
-        if not self.catalogue.sla.refuse_late_returns or not ids:
+        if not self.catalogue.sla.refuse_late_returns or not tickets:
             return {}
-        routed = queries.latest_routings(self.ledger, ids)
+        routed = queries.latest_routings(self.ledger, [tk.id for tk in tickets])
         return {tk.id: at for tk in tickets if tk.id in routed
                 if (at := self._window_closes(tk, routed[tk.id])) is not None}
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -22,6 +25,38 @@ def env(tmp_path: Path) -> dict[str, str]:
     return {"HOTLINE_DATA_DIR": str(tmp_path / "var"), "HOTLINE_KAFKA_BOOTSTRAP": ""}
 
 
+def fake_reader(batches: list[list[SimpleNamespace]], then: BaseException | None = None) -> tuple[type, dict]:
+    """A QueueReader stand-in: yields ``batches`` (then raises ``then``); records what was committed."""
+    state: dict[str, Any] = {"pending": {}, "committed": {}}
+
+    class FakeReader:
+        def __init__(self, *args: object) -> None:
+            pass
+
+        def topic_exists(self) -> bool:
+            return True
+
+        def join(self, **_: object) -> bool:
+            return True
+
+        def batches(self, **_: object) -> Iterator[list[SimpleNamespace]]:
+            yield from batches
+            if then is not None:
+                raise then
+
+        def shown(self, m: SimpleNamespace) -> None:
+            state["pending"][m.partition] = m.offset + 1
+
+        def commit(self) -> None:
+            state["committed"].update(state["pending"])
+            state["pending"].clear()
+
+        def close(self) -> None:
+            pass
+
+    return FakeReader, state
+
+
 COMPLETE = {
     Action.SIGN: {}, Action.RETURN: {"reason_code": "NOT_OUR_DUTY", "basis": "《某法》第三条"},
     Action.REASSIGN: {"to": "BH-SCJG"}, Action.EXTEND: {"days": 5, "explanation": "需现场核查"},
@@ -32,6 +67,7 @@ COMPLETE = {
 
 
 @pytest.mark.parametrize("action", list(Action))
+
 def test_every_action_builds_an_event_the_worker_accepts(action: Action) -> None:
     role = DEFAULT_ROLE[action].value
     agency = "BH-STHJ" if role == "agency" else None
@@ -122,7 +158,6 @@ def test_the_manual_queue_masks_callers_numbers_like_the_console(tmp_path: Path,
                                                                   ) -> None:
     """`hotline queue --manual` (dispatchers) shows the caller's number masked, in the text too; an agency's own
     queue keeps it (the handling agency sees it in full, as in the console)."""
-    from types import SimpleNamespace
 
     import streams.broker
     import streams.cli.agency as agency_cli
@@ -132,28 +167,8 @@ def test_the_manual_queue_masks_callers_numbers_like_the_console(tmp_path: Path,
            "title": "来电 13812345678", "text": "烧烤油烟扰民，请回电13812345678或０２２-６６２２３３４４",
            "caller_phone": "13812345678"}
 
-    class FakeReader:
-        def __init__(self, *args: object) -> None:
-            pass
-
-        def topic_exists(self) -> bool:
-            return True
-
-        def join(self, **_: object) -> bool:
-            return True
-
-        def batches(self, **_: object) -> object:
-            yield [SimpleNamespace(value=json.dumps(msg, ensure_ascii=False).encode(), topic="t", partition=0,
-                                   offset=0)]
-
-        def shown(self, message: object) -> None:
-            pass
-
-        def commit(self) -> None:
-            pass
-
-        def close(self) -> None:
-            pass
+    FakeReader, _ = fake_reader([[SimpleNamespace(value=json.dumps(msg, ensure_ascii=False).encode(), topic="t",
+                                                  partition=0, offset=0)]])
 
     monkeypatch.setattr(agency_cli, "QueueReader", FakeReader)
     monkeypatch.setattr(streams.broker, "client_bootstrap", lambda settings: "localhost:1")

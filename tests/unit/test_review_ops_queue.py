@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -14,6 +13,7 @@ from typer.testing import CliRunner
 import streams.broker
 import streams.cli.agency as agency_cli
 from streams.cli import app
+from tests.unit.test_cli_agency import fake_reader
 
 runner = CliRunner()
 
@@ -28,38 +28,6 @@ def message(value: Any, offset: int) -> SimpleNamespace:
 
 
 GOOD = {"routing_id": "T-9#1", "ticket_id": "T-9", "attempt": 1, "text": "烧烤油烟", "matter_name": "露天烧烤"}
-
-
-def fake_reader(batches: list[list[SimpleNamespace]], then: BaseException | None = None) -> tuple[type, dict]:
-    """A QueueReader stand-in: yields ``batches`` (then raises ``then``); records what was committed."""
-    state: dict[str, Any] = {"pending": {}, "committed": {}}
-
-    class FakeReader:
-        def __init__(self, *args: object) -> None:
-            pass
-
-        def topic_exists(self) -> bool:
-            return True
-
-        def join(self, **_: object) -> bool:
-            return True
-
-        def batches(self, **_: object) -> Iterator[list[SimpleNamespace]]:
-            yield from batches
-            if then is not None:
-                raise then
-
-        def shown(self, m: SimpleNamespace) -> None:
-            state["pending"][m.partition] = m.offset + 1
-
-        def commit(self) -> None:
-            state["committed"].update(state["pending"])
-            state["pending"].clear()
-
-        def close(self) -> None:
-            pass
-
-    return FakeReader, state
 
 
 @pytest.fixture
