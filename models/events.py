@@ -182,55 +182,70 @@ LEDGER_CHARS = column_chars(TicketEvent)
 
 def parse_event(raw: bytes | str | dict[str, Any]) -> LifecycleEvent | Rejection:
     """Validate one message of ``tickets.events``; bad input becomes a Rejection, never an exception."""
-    payload = shown_payload(raw)
+    return read_event(raw)[0]
+
+
+def read_event(raw: bytes | str | dict[str, Any]) -> tuple[LifecycleEvent | Rejection, dict[str, Any] | None]:
+    """:func:`parse_event`, with the storable JSON object it read (None when the input is not one).
+
+    The lifecycle stage keeps that object as the event's ledger payload, so a message is decoded once.
+    """
     try:
         data = storable(raw if isinstance(raw, dict) else json.loads(raw))
     except ValueError as exc:  # undecodable bytes, bad JSON, or an int of more than 4300 digits
-        return Rejection(content_key(payload), f"not JSON: {exc}", payload[:2000])
+        payload = shown_payload(raw)
+        return Rejection(content_key(payload), f"not JSON: {exc}", payload[:2000]), None
     except RecursionError:  # thousands of nested brackets: rejected alone, not with the whole batch
-        return Rejection(content_key(payload), "not JSON: nested too deeply", payload[:2000])
+        payload = shown_payload(raw)
+        return Rejection(content_key(payload), "not JSON: nested too deeply", payload[:2000]), None
     if not isinstance(data, dict):
-        return Rejection(content_key(payload), "not a JSON object", payload[:2000])
+        payload = shown_payload(raw)
+        return Rejection(content_key(payload), "not a JSON object", payload[:2000]), None
+    return _event_of(data, raw), data
+
+
+def _event_of(data: dict[str, Any], raw: bytes | str | dict[str, Any]) -> LifecycleEvent | Rejection:
+    """The event a decoded message describes, or why it describes none (the message shown only then)."""
     named = data.get("event_id") or data.get("ticket_id")  # a huge int has no str(): the content's hash then
-    key = (named if isinstance(named, str) else content_key(payload))[:80]
+    key = (named if isinstance(named, str) else content_key(shown_payload(raw)))[:80]
     missing = [f for f in _REQUIRED if not isinstance(data.get(f), str) or not data.get(f, "").strip()]
     if missing:
-        return Rejection(key, f"missing or empty: {', '.join(missing)}", payload[:2000])
+        return Rejection(key, f"missing or empty: {', '.join(missing)}", shown_payload(raw)[:2000])
     cls = EVENT_CLASSES.get(data["type"])
     if cls is None:
         return Rejection(key, f"unknown event type {data['type']!r}; expected one of {', '.join(EVENT_CLASSES)}",
-                         payload[:2000])
+                         shown_payload(raw)[:2000])
     if data["role"] not in {r.value for r in Role}:
         return Rejection(key, f"unknown role {data['role']!r}; expected one of {', '.join(r.value for r in Role)}",
-                         payload[:2000])
+                         shown_payload(raw)[:2000])
     occurred = data.get("occurred_at")
     try:
         when = datetime.fromisoformat(occurred) if isinstance(occurred, str) else datetime.now(UTC)
         when = as_local(plausible_time(as_local(when) if when.tzinfo is None else when))
     except (ValueError, OverflowError):
         return Rejection(key, f"occurred_at {occurred!r} is not an ISO 8601 time between 2000 and 2099",
-                         payload[:2000])
+                         shown_payload(raw)[:2000])
     fields = cls._options.fields  # type: ignore[attr-defined]
     kwargs = {k: v for k, v in data.items() if k in fields}
     kwargs["occurred_at"] = when
     for name in ("days", "attempt"):
         if name in kwargs and not (isinstance(kwargs[name], int) and not isinstance(kwargs[name], bool)):
-            return Rejection(key, f"{name} must be an integer", payload[:2000])
+            return Rejection(key, f"{name} must be an integer", shown_payload(raw)[:2000])
         if name in kwargs and not 0 <= kwargs[name] <= MAX_COUNT:  # also keeps state within 64-bit JSON
-            return Rejection(key, f"{name} must be between 0 and {MAX_COUNT}", payload[:2000])
+            return Rejection(key, f"{name} must be between 0 and {MAX_COUNT}", shown_payload(raw)[:2000])
     for name, value in kwargs.items():
         if name not in ("occurred_at", "days", "attempt", "confidence", "designation", "schema_version",
                         "alternatives") and value is not None and not isinstance(value, str):
-            return Rejection(key, f"{name} must be a string", payload[:2000])
+            return Rejection(key, f"{name} must be a string", shown_payload(raw)[:2000])
         if isinstance(value, str) and len(value) > MAX_CHARS:
-            return Rejection(key, f"{name} is longer than {MAX_CHARS} characters", payload[:2000])
+            return Rejection(key, f"{name} is longer than {MAX_CHARS} characters", shown_payload(raw)[:2000])
         if isinstance(value, str) and len(value) > (limit := LEDGER_CHARS.get(name, MAX_CHARS)):
             return Rejection(key, f"{name} 超长（最多 {limit} 个字符）/ {name} is longer than {limit} characters",
-                             payload[:2000])
+                             shown_payload(raw)[:2000])
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as exc:
-        return Rejection(key, f"invalid {data['type']} event: {exc}", payload[:2000])
+        return Rejection(key, f"invalid {data['type']} event: {exc}", shown_payload(raw)[:2000])
 
 
 class AlertRaised(Event):

@@ -10,7 +10,6 @@ dispatcher's dispatch); illegal ones are recorded with the reason and dead-lette
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Sequence
@@ -19,11 +18,11 @@ from typing import Any
 
 from classifier.decision import AUTO, MANUAL, Decision
 from classifier.router import RouteRequest
-from models.events import LifecycleEvent, parse_event
+from models.events import LifecycleEvent, read_event
 from models.lifecycle import Designate, Dispatch, Outcome, Reroute, TicketState, apply
 from models.supervision import TicketFacts
 from models.supervision.deadlines import return_window
-from models.tickets import Rejection, content_key, storable
+from models.tickets import Rejection, content_key
 from streams import supervision, ticket_table
 from streams.app import app, changelog_written, events_topic, every
 from streams.corrections import candidates_of, correction_label
@@ -103,7 +102,7 @@ async def handle_batch(events: Sequence[Any]) -> None:
     for ev in events:
         m = ev.message
         value = ev.value or b""
-        event = parse_event(value)
+        event, payload = read_event(value)
         if isinstance(event, Rejection):
             log.warning("rejected event %s[%s]@%s: %s", m.topic, m.partition, m.offset, event.reason)
             await dead_letter(event, source="events", topic=m.topic, partition=m.partition, offset=m.offset)
@@ -119,7 +118,6 @@ async def handle_batch(events: Sequence[Any]) -> None:
             state = TicketState.from_dict(raw_state) if raw_state else None
         outcome = apply(state, event, max_attempts=svc.catalogue.sla.max_dispatch_attempts,
                         known_agencies=svc.catalogue.agencies, return_closes=return_closes(state, event))
-        payload = storable(json.loads(value))  # as parse_event saw it: storable in the ledger
         if not isinstance(outcome, Outcome):
             log.warning("illegal %s on %s by %s (%s[%s]@%s): %s", event.type, event.ticket_id, event.actor,
                         m.topic, m.partition, m.offset, outcome.reason)
