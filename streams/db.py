@@ -366,3 +366,47 @@ def upsert_values(session: Session, model: type[t.Base], values: dict[str, Any],
     pk = [getattr(model, k) for k in key]
     stmt = _insert(session)(model).values(**values).on_conflict_do_nothing(index_elements=key).returning(*pk)
     return session.execute(stmt).first() is not None
+
+
+class NotMigrated(RuntimeError):
+    """The ledger schema is missing or older than the code."""
+
+
+class LedgerUnavailable(RuntimeError):
+    """The ledger database cannot be reached (or its URL is not one)."""
+
+
+def open_migrated(settings: Settings) -> Ledger:
+    """The ledger, if it exists, answers and is at the code's revision; else NotMigrated or LedgerUnavailable,
+    with a message for the operator.
+
+    A SQLite file that does not exist is not created here: opening it would leave an empty ledger behind for a
+    command that only reads (``hotline report`` on a fresh install), and say "revision none" about a file the
+    operator never made.
+    """
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, OperationalError
+
+    try:
+        parsed = make_url(settings.resolved_database_url)
+    except ArgumentError as exc:  # not a URL
+        raise LedgerUnavailable(f"HOTLINE_DATABASE_URL is not a usable database URL: {exc}") from None
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:") \
+            and not Path(parsed.database).exists():
+        raise NotMigrated(f"there is no ledger at {parsed.database} yet: the README's main command "
+                          "creates it, or run `hotline db upgrade`")
+    try:
+        ledger = Ledger.from_settings(settings)
+    except ArgumentError as exc:  # a dialect that is not installed
+        raise LedgerUnavailable(f"HOTLINE_DATABASE_URL is not a usable database URL: {exc}") from None
+    try:
+        current, head = migration_status(ledger.engine)
+    except OperationalError as exc:  # down, unreachable, wrong password: a message, not a traceback
+        ledger.dispose()
+        raise LedgerUnavailable(f"cannot reach the ledger {settings.safe_database_url}: "
+                                f"{str(exc.orig).strip()}") from None
+    if current != head:
+        ledger.dispose()
+        raise NotMigrated(f"the ledger {settings.safe_database_url} is at revision {current or 'none'}, "
+                          f"the code needs {head}: run `hotline db upgrade` first")
+    return ledger

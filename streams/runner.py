@@ -12,14 +12,6 @@ from config.settings import Settings
 log = logging.getLogger(__name__)
 
 
-class NotMigrated(RuntimeError):
-    """The ledger schema is missing or older than the code."""
-
-
-class LedgerUnavailable(RuntimeError):
-    """The ledger database cannot be reached (or its URL is not one)."""
-
-
 def setup_logging(level: str) -> None:
     logging.basicConfig(
         level=level, stream=sys.stderr,
@@ -80,31 +72,17 @@ def agency_codes(settings: Settings) -> list[str]:
 def run_worker(settings: Settings) -> None:
     """Run the faust worker until stopped (SIGINT/SIGTERM); start the embedded broker if configured."""
     import faust
-    from sqlalchemy.exc import ArgumentError, OperationalError
 
     from classifier.router import Router
     from streams.app import SUPERVISION_LINKS, TICKETS_EVENTS, configure, contract_topics
     from streams.broker import check_transactions, kafka_bootstrap
-    from streams.db import Ledger, migration_status
+    from streams.db import open_migrated
     from streams.wiring import Services, wire
 
     started = time.monotonic()
     settings.data_dir.mkdir(parents=True, exist_ok=True)  # faust creates only the last level
     router = Router.load(settings)  # ModelError (missing, corrupt, not ours) stops us here, clearly
-    try:
-        ledger = Ledger.from_settings(settings)
-    except ArgumentError as exc:  # not a URL, or a dialect that is not installed
-        raise LedgerUnavailable(f"HOTLINE_DATABASE_URL is not a usable database URL: {exc}") from None
-    try:
-        current, head = migration_status(ledger.engine)
-    except OperationalError as exc:  # down, unreachable, wrong password: a message, not a traceback
-        ledger.dispose()
-        raise LedgerUnavailable(f"cannot reach the ledger {settings.safe_database_url}: "
-                                f"{str(exc.orig).strip()}") from None
-    if current != head:
-        ledger.dispose()
-        raise NotMigrated(f"the ledger {settings.safe_database_url} is at revision {current or 'none'}, "
-                          f"the code needs {head}: run `hotline db upgrade` first")
+    ledger = open_migrated(settings)  # NotMigrated / LedgerUnavailable: a message, not a traceback
     with kafka_bootstrap(settings) as bootstrap:
         if settings.processing_guarantee == "exactly_once":
             check_transactions(bootstrap)

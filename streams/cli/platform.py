@@ -71,7 +71,8 @@ def worker() -> None:
     from classifier.model import ModelError
     from config.catalogue import CatalogueError
     from streams.broker import BrokerUnavailable, TransactionsUnsupported
-    from streams.runner import LedgerUnavailable, NotMigrated, TopicsMismatch, run_worker, setup_logging
+    from streams.db import LedgerUnavailable, NotMigrated
+    from streams.runner import TopicsMismatch, run_worker, setup_logging
 
     settings = load_settings()
     setup_logging(settings.log_level)
@@ -191,23 +192,15 @@ def run_checks(settings: Settings) -> list[Check]:
             checks.append(Check("broker", False, str(exc),
                                 "start Kafka, fix HOTLINE_KAFKA_BOOTSTRAP, or leave it empty for the embedded broker"))
     # database
-    from sqlalchemy.exc import OperationalError
+    from streams.db import LedgerUnavailable, NotMigrated, open_migrated
 
-    from streams.db import make_engine, migration_status
-
-    engine = make_engine(settings.resolved_database_url)
     try:
-        current, head = migration_status(engine)
-        if current == head:
-            checks.append(Check("database", True, f"{settings.safe_database_url} is migrated (revision {head})"))
-        else:
-            checks.append(Check("database", False, f"{settings.safe_database_url} is at revision "
-                                f"{current or 'none (empty)'}, the code needs {head}", "run: hotline db upgrade"))
-    except OperationalError as exc:
-        checks.append(Check("database", False, f"cannot reach {settings.safe_database_url}: "
-                            f"{str(exc.orig).strip()}", "start the database or fix HOTLINE_DATABASE_URL"))
-    finally:
-        engine.dispose()
+        open_migrated(settings).dispose()
+        checks.append(Check("database", True, f"{settings.safe_database_url} is migrated"))
+    except NotMigrated as exc:
+        checks.append(Check("database", False, str(exc), "run: hotline db upgrade"))
+    except LedgerUnavailable as exc:
+        checks.append(Check("database", False, str(exc), "start the database or fix HOTLINE_DATABASE_URL"))
     # domain data and classifier
     checks.extend(_domain_checks(settings))
     return checks

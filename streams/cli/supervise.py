@@ -40,24 +40,17 @@ def parse_since(value: str | None) -> datetime | None:
 
 
 def _ledger_and_catalogue(agency: str | None) -> tuple[Any, Any, Any, str | None]:
-    from sqlalchemy.exc import OperationalError
-
-    from streams.db import Ledger, migration_status
+    from streams.db import LedgerUnavailable, NotMigrated, open_migrated
 
     settings = load_settings()
     catalogue = catalogue_or_exit(settings)
     code = resolve_agency(agency, catalogue) if agency else None
-    ledger = Ledger.from_settings(settings)
     try:
-        current, head = migration_status(ledger.engine)
-    except OperationalError as exc:  # down, unreachable, wrong password: a message, not a traceback
-        ledger.dispose()
-        _exit(f"[red]cannot reach the database {esc(settings.safe_database_url)}:[/red] "
-              f"{esc(str(exc.orig).strip())}", EXIT_BROKER)
-    if current != head:
-        ledger.dispose()
-        _exit(f"[red]the ledger {esc(settings.safe_database_url)} is not migrated[/red] (revision "
-              f"{current or 'none'}, the code needs {head}): run `hotline db upgrade`")
+        ledger = open_migrated(settings)
+    except LedgerUnavailable as exc:
+        _exit(f"[red]{esc(str(exc))}[/red]", EXIT_BROKER)
+    except NotMigrated as exc:
+        _exit(f"[red]{esc(str(exc))}[/red]")
     return settings, ledger, catalogue, code
 
 

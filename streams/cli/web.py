@@ -26,22 +26,12 @@ def _exit(message: str, code: int = 2) -> NoReturn:
 
 
 def _migrated_ledger(settings: Any) -> Any:
-    from sqlalchemy.exc import OperationalError
+    from streams.db import LedgerUnavailable, NotMigrated, open_migrated
 
-    from streams.db import Ledger, migration_status
-
-    ledger = Ledger.from_settings(settings)
     try:
-        current, head = migration_status(ledger.engine)
-    except OperationalError as exc:
-        ledger.dispose()
-        _exit(f"[red]cannot reach the database {esc(settings.safe_database_url)}:[/red] "
-              f"{esc(str(exc.orig).strip())}", 1)
-    if current != head:
-        ledger.dispose()
-        _exit(f"[red]the ledger {esc(settings.safe_database_url)} is at revision {current or 'none'}, the code "
-              f"needs {head}[/red]: run `hotline db upgrade`", 1)
-    return ledger
+        return open_migrated(settings)
+    except (LedgerUnavailable, NotMigrated) as exc:
+        _exit(f"[red]{esc(str(exc))}[/red]", 1)
 
 
 @app.command()

@@ -93,3 +93,16 @@ def test_report_replays_a_batch_in_the_order_the_lifecycle_accepted_it(tmp_path:
     (row,) = json.loads(result.stdout)["agencies"]
     # Then it was signed on time, and it is not open past its sign-for deadline
     assert row["sign_on_time_rate"] == 1.0 and row["open_overdue"] == [] and row["overdue"] == 0
+
+
+@pytest.mark.parametrize("command", [["report"], ["alerts"], ["web"]])
+def test_a_read_only_command_on_a_fresh_install_says_so_and_leaves_no_empty_ledger(
+        tmp_path: Path, command: list[str]) -> None:
+    # Given a data directory where nothing has run yet (no ledger file)
+    env = {"HOTLINE_DATA_DIR": str(tmp_path), "HOTLINE_DATABASE_URL": "", "HOTLINE_KAFKA_BOOTSTRAP": ""}
+    # When a command that only reads the ledger runs there
+    result = runner.invoke(app, command, env=env)
+    # Then it says there is no ledger yet and how to get one, and creates no empty file ("revision none")
+    assert result.exit_code != 0
+    assert "there is no ledger at" in result.output and "hotline db upgrade" in result.output, result.output
+    assert not (tmp_path / "ledger.sqlite3").exists()
