@@ -36,7 +36,7 @@ def test_supervisors_commands_say_when_the_database_cannot_be_reached(tmp_path: 
     url = f"postgresql+psycopg://postgres@127.0.0.1:{free_port('127.0.0.1')}/test"  # nothing listens there
     result = runner.invoke(app, command, env=_env(tmp_path, url))
     assert result.exit_code == 1, result.output
-    assert "cannot reach the database" in _said(result)
+    assert "cannot reach the ledger" in _said(result)
     assert isinstance(result.exception, SystemExit)  # not the OperationalError's traceback
 
 
