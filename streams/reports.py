@@ -21,7 +21,7 @@ from models.lifecycle import Outcome, Status, TicketState, apply
 from models.supervision import TicketFacts
 from models.supervision.figures import AgencyFigures, agency_figures, history_of
 from models.tickets import Rejection
-from models.workcalendar import TZ
+from models.workcalendar import TZ, as_local
 from streams.db import Ledger
 
 CHUNK = 500  # ids per IN (...) list: far below SQLite's variable limit
@@ -105,8 +105,23 @@ def day_bounds(day: date) -> tuple[datetime, datetime]:
     return start, start + timedelta(days=1)
 
 
+def period_start(now: datetime, days: int | None) -> datetime | None:
+    """Where "the last ``days`` days" (近7天) start at ``now``: Shanghai midnight ``days - 1`` days before today,
+    today counting as one. So the figures cover the calendar days the daily chart and ``report --since`` show,
+    and do not slide during the day. None (everything) without a period."""
+    if not days:
+        return None
+    return day_bounds(as_local(now).date() - timedelta(days=days - 1))[0]
+
+
 def percent(rate: float | None) -> str:
-    return "—" if rate is None else f"{rate:.0%}"
+    """A rate in whole percents, except that a rate strictly between 0 and 1 never reads 0% or 100%: 299 of
+    300 signed on time is 99.67%, not a perfect score next to the late one (rates keep 4 decimals, so two
+    decimals of a percent show them exactly)."""
+    if rate is None:
+        return "—"
+    text = f"{rate:.0%}"
+    return f"{rate:.2%}" if 0 < rate < 1 and text in ("0%", "100%") else text
 
 
 def digest_text(figs: dict[str, AgencyFigures], catalogue: Catalogue, day: date) -> str:

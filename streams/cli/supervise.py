@@ -187,8 +187,7 @@ def alerts(
 
 # --- report -----------------------------------------------------------------------------------------------
 def figures_table(rows: list[dict[str, Any]], catalogue: Any, title: str) -> Table:
-    def pct(v: float | None) -> str:
-        return "—" if v is None else f"{v:.0%}"
+    from streams.reports import percent  # one rounding for every place a rate is shown
 
     table = Table(title=title, title_justify="left")
     for name in ("agency", "name", "dispatched", "sign-for on time", "resolved on time", "returns",
@@ -196,8 +195,9 @@ def figures_table(rows: list[dict[str, Any]], catalogue: Any, title: str) -> Tab
         table.add_column(name, justify="left" if name in ("agency", "name", "alerts by rule") else "right")
     for r in rows:
         a = catalogue.agencies.get(r["agency"])
-        table.add_row(r["agency"], a.name if a else "", str(r["dispatched"]), pct(r["sign_on_time_rate"]),
-                      pct(r["resolution_on_time_rate"]), pct(r["return_rate"]), pct(r["first_time_right_rate"]),
+        table.add_row(r["agency"], a.name if a else "", str(r["dispatched"]), percent(r["sign_on_time_rate"]),
+                      percent(r["resolution_on_time_rate"]), percent(r["return_rate"]),
+                      percent(r["first_time_right_rate"]),
                       str(r["overdue"]), "—" if r["average_handling_working_days"] is None
                       else f"{r['average_handling_working_days']:.1f}", str(r["repeated_complaints"]),
                       ", ".join(f"{k} {v}" for k, v in r["alerts"].items()))

@@ -9,6 +9,8 @@ import math
 from collections.abc import Sequence
 from html import escape
 
+from streams.reports import percent as percent_text
+
 PALETTE = ("#1f6feb", "#d9480f", "#2b8a3e", "#862e9c", "#e67700")
 _W, _H = 640, 220
 _LEFT, _RIGHT, _TOP, _BOTTOM = 44, 12, 14, 38
@@ -87,7 +89,7 @@ def line_chart(labels: Sequence[str], series: Sequence[tuple[str, Sequence[float
                 continue
             y = _H - _BOTTOM - inner_h * v / top
             segment.append(f"{x:.1f},{y:.1f}")
-            shown = f"{v:.0%}" if percent else f"{v:g}"
+            shown = percent_text(v) if percent else f"{v:g}"
             body.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{color}"><title>{escape(name)} '
                         f'{escape(label)}：{shown}</title></circle>')
         body.extend(f'<polyline points="{" ".join(s)}" fill="none" stroke="{color}" stroke-width="2"/>'

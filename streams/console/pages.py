@@ -48,6 +48,7 @@ from streams.console.charts import bar_chart, line_chart
 from streams.console.service import MAX_BODY_BYTES, Console, ConsoleError
 from streams.console.suggest import Suggestion, suggestions
 from streams.console.trends import FOCUS_GROUPS
+from streams.reports import percent
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=str(HERE / "templates"))
@@ -66,11 +67,7 @@ def local(value: datetime | None, fmt: str = "%m-%d %H:%M") -> str:
     return as_local(value).strftime(fmt) if value is not None else ""
 
 
-def pct(rate: float | None) -> str:
-    return "—" if rate is None else f"{rate:.0%}"
-
-
-templates.env.filters.update(local=local, pct=pct, masked=mask_phone, masked_phone=mask_caller_phone)
+templates.env.filters.update(local=local, pct=percent, masked=mask_phone, masked_phone=mask_caller_phone)
 templates.env.globals.update(
     STATUS_NAMES=STATUS_NAMES, ACTION_NAMES=ACTION_NAMES, EVENT_NAMES=EVENT_NAMES, ROLE_NAMES=ROLE_NAMES,
     RETURN_REASONS=RETURN_REASONS, RATINGS=RATINGS, RATING_NAMES=RATING_NAMES, SEVERITY_NAMES=SEVERITY_NAMES,

@@ -39,7 +39,7 @@ from streams.console.publisher import BusUnavailable, Publisher
 from streams.console.trends import DailySeries, WeeklyHotspots, daily_series, weekly_hotspots
 from streams.db import Ledger
 from streams.intake import ticket_json
-from streams.reports import intake_facts, load_alert_rules, load_histories
+from streams.reports import figures, intake_facts, load_alert_rules, load_histories, period_start
 
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 64 * 1024
@@ -233,7 +233,7 @@ class Console:
     def overview(self, period_days: int | None, *, series_days: int = 14, weeks: int = 8) -> Overview:
         """Per-agency figures for the period (None = everything), the daily series and the weekly hot spots."""
         now = self.now()
-        since = now - timedelta(days=period_days) if period_days else None
+        since = period_start(now, period_days)
         series_since = now - timedelta(days=series_days)
         # One load serves both: histories since the earlier start (a superset; the figures count by window).
         histories = load_histories(self.ledger, None if since is None else min(since, series_since))
@@ -246,8 +246,5 @@ class Console:
             weekly_hotspots(rows, self.catalogue, today=as_local(now).date(), weeks=weeks))
 
     def agency_figures(self, agency: str | None, period_days: int | None) -> dict[str, AgencyFigures]:
-        now = self.now()
-        since = now - timedelta(days=period_days) if period_days else None
-        figures = agency_figures(load_histories(self.ledger, since), self.catalogue, now=now, since=since,
-                                 alerts=load_alert_rules(self.ledger, since))
-        return {c: f for c, f in sorted(figures.items()) if agency is None or c == agency}
+        return figures(self.ledger, self.catalogue, now=self.now(), since=period_start(self.now(), period_days),
+                       agency=agency)
