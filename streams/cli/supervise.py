@@ -28,15 +28,33 @@ def _exit(message: str, code: int = EXIT_USAGE) -> NoReturn:
     raise typer.Exit(code)
 
 
-def parse_since(value: str | None) -> datetime | None:
+def parse_since(value: str | None, option: str = "--since") -> datetime | None:
     """``YYYY-MM-DD`` (midnight, Shanghai) or an ISO datetime (Shanghai when it has no offset)."""
     if not value:
         return None
     try:
         when = datetime.fromisoformat(value)
     except ValueError:
-        _exit(f"[red]--since {esc(repr(value))} is not a date[/red] (YYYY-MM-DD or YYYY-MM-DDTHH:MM)")
+        _exit(f"[red]{option} {esc(repr(value))} is not a date[/red] (YYYY-MM-DD or YYYY-MM-DDTHH:MM)")
     return as_local(when)
+
+
+def month_bounds(value: str) -> tuple[datetime, datetime]:
+    """``YYYY-MM``: from its first day's midnight to the next month's (Shanghai)."""
+    try:
+        first = datetime.strptime(value, "%Y-%m").replace(tzinfo=SHANGHAI)
+    except ValueError:
+        _exit(f"[red]--month {esc(repr(value))} is not a month[/red] (YYYY-MM)")
+    following = first.replace(year=first.year + first.month // 12, month=first.month % 12 + 1)
+    return first, following
+
+
+def period_words(start: datetime | None, end: datetime | None) -> str:
+    """" since 2026-11-01 00:00", " until ...", or both, in Shanghai time; empty for all time."""
+    def shown(moment: datetime) -> str:
+        return as_local(moment).strftime("%Y-%m-%d %H:%M")
+
+    return (f" since {shown(start)}" if start else "") + (f" until {shown(end)} (not included)" if end else "")
 
 
 def _ledger_and_catalogue(agency: str | None) -> tuple[Any, Any, Any, str | None]:
@@ -208,6 +226,9 @@ def figures_table(rows: list[dict[str, Any]], catalogue: Any, title: str) -> Tab
 def report(
     agency: str | None = typer.Option(None, "--agency", help="only this agency (code)"),
     since: str | None = typer.Option(None, "--since", help="dispatches from this date (YYYY-MM-DD); default: all"),
+    until: str | None = typer.Option(None, "--until",
+                                     help="dispatches before this date (YYYY-MM-DD, not included); default: now"),
+    month: str | None = typer.Option(None, "--month", help="one calendar month (YYYY-MM), e.g. for 月度考核"),
     as_json: bool = typer.Option(False, "--json", help="the figures as one JSON document"),
     digest: bool = typer.Option(False, "--digest",
                                 help="yesterday's figures per agency plus the tickets open past a deadline "
@@ -224,14 +245,19 @@ def report(
     now = clock_for_settings(settings).now().astimezone(SHANGHAI)  # a demo's simulated "yesterday" too
     try:
         if digest:
-            if since:
-                _exit("[red]--digest covers yesterday; it takes no --since[/red]")
+            if since or until or month:
+                _exit("[red]--digest covers yesterday; it takes no --since, --until or --month[/red]")
             day: date = (now - timedelta(days=1)).date()
             start, end = day_bounds(day)
-            figs = figures(ledger, catalogue, now=now, since=start, until=end, agency=code)
+        elif month:
+            if since or until:
+                _exit("[red]--month is a period of its own; it takes no --since or --until[/red]")
+            start, end = month_bounds(month)
         else:
-            start, end = parse_since(since), None
-            figs = figures(ledger, catalogue, now=now, since=start, agency=code)
+            start, end = parse_since(since), parse_since(until, "--until")
+            if start and end and end <= start:
+                _exit(f"[red]--until {esc(until or '')} is not after --since {esc(since or '')}[/red]")
+        figs = figures(ledger, catalogue, now=now, since=start, until=end, agency=code)
     finally:
         ledger.dispose()
     rows = [f.to_dict() for f in figs.values()]
@@ -242,6 +268,6 @@ def report(
         typer.echo(digest_text(figs, catalogue, day), nl=False)
     elif rows:
         Console(highlight=False, soft_wrap=False, width=200).print(
-            figures_table(rows, catalogue, "per-agency figures" + (f" since {since}" if since else "")))
+            figures_table(rows, catalogue, "per-agency figures" + period_words(start, end)))
     else:
-        err.print("no dispatches" + (f" to {code}" if code else "") + (f" since {since}" if since else ""))
+        err.print("no dispatches" + (f" to {code}" if code else "") + period_words(start, end))

@@ -106,3 +106,27 @@ def test_a_read_only_command_on_a_fresh_install_says_so_and_leaves_no_empty_ledg
     assert result.exit_code != 0
     assert "there is no ledger at" in result.output and "hotline db upgrade" in result.output, result.output
     assert not (tmp_path / "ledger.sqlite3").exists()
+
+
+def test_report_of_one_month_or_a_closed_period(ledger_env: dict[str, str]) -> None:
+    # Given the ledger's one dispatch, six days ago
+    routed = datetime.now(SHANGHAI) - timedelta(days=6)
+    month = routed.strftime("%Y-%m")
+
+    def dispatched(*args: str) -> int:
+        result = runner.invoke(app, ["report", "--json", *args], env=ledger_env)
+        assert result.exit_code == 0, result.output
+        return sum(r["dispatched"] for r in json.loads(result.stdout)["agencies"])
+
+    # Then its month counts it, the month before does not, and --until leaves out its own day
+    before = (routed.replace(day=1) - timedelta(days=1)).strftime("%Y-%m")
+    assert dispatched("--month", month) == 1 and dispatched("--month", before) == 0
+    day = routed.date()
+    assert dispatched("--since", str(day), "--until", str(day + timedelta(days=1))) == 1
+    assert dispatched("--since", str(day - timedelta(days=3)), "--until", str(day)) == 0
+    # And periods that make no sense are refused with a message
+    for bad in (["--month", "2026-13"], ["--month", month, "--since", str(day)],
+                ["--since", str(day), "--until", str(day)], ["--until", "soon"], ["--digest", "--month", month]):
+        result = runner.invoke(app, ["report", *bad], env=ledger_env)
+        assert result.exit_code == 2, (bad, result.output)
+    assert "--until 'soon' is not a date" in runner.invoke(app, ["report", "--until", "soon"], env=ledger_env).output
