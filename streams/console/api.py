@@ -4,7 +4,7 @@ Documented by the OpenAPI document FastAPI builds from these declarations (``/ap
 readable page at ``/api-reference``; ``hotline web --openapi`` prints it). Errors are JSON
 ``{"error": <code>, "message": <中文说明>}``: 400 invalid input, 401 no or bad token, 403 not allowed to,
 404 unknown (for an agency also another agency's ticket: existence is not revealed), 409 not in the ticket's
-current state, 413 body over 64 KiB, 503 broker unavailable.
+current state (or changed since the ``version`` an action names), 413 body over 64 KiB, 503 broker unavailable.
 
 ``GET /api/tickets`` pages with a keyset cursor: the body stays a plain list (as before paging existed), and
 when more tickets follow, a ``Link: <...>; rel="next"`` header gives the next page's address, whose opaque
@@ -81,6 +81,9 @@ class ActionIn(BaseModel):
     days: int | None = Field(None, ge=1, le=30, description="延期的工作日数")
     to: str | None = Field(None, max_length=32, description="派往的承办单位代码")
     rating: str | None = Field(None, description="satisfied | unsatisfied")
+    version: str | None = Field(None, max_length=64, description="工单的 updated_at（取自 GET /api/tickets/{id}）："
+                                "给出时，工单此后若已有新的办理记录则拒绝（409），以免操作落到已变化的工单上；"
+                                "同一版本上重复提交的同一操作只记录一次")
 
 
 class Submitted(BaseModel):
@@ -88,6 +91,7 @@ class Submitted(BaseModel):
     event_id: str
     ticket_id: str
     type: str
+    duplicate: bool = Field(False, description="同一操作此前已提交并记录：未再次写入，event_id 为原事件")
 
 
 class TicketBrief(BaseModel):
@@ -271,12 +275,12 @@ def get_ticket(ticket_id: str, request: Request, p: Principal = Depends(api_user
 
 @router.post("/tickets/{ticket_id}/actions", status_code=202, response_model=Submitted, summary="办理工单",
              responses={**ERRORS, **NOT_FOUND, 400: {"model": ErrorOut, "description": "缺少或错误的字段"},
-                        409: {"model": ErrorOut, "description": "工单当前状态不允许此操作"},
+                        409: {"model": ErrorOut, "description": "工单当前状态不允许此操作，或在所给 version 之后已有变化"},
                         503: {"model": ErrorOut, "description": "消息总线不可用，未提交"}})
 def act(ticket_id: str, body: ActionIn, request: Request, p: Principal = Depends(api_user)) -> dict[str, Any]:
     """写一个办理事件到 `tickets.events`。承办单位只能办理当前由本单位承办的工单；退单须有理由代码和法律依据。"""
-    options = body.model_dump(mode="json", exclude={"action"}, exclude_none=True)
-    return console_of(request).act(p, ticket_id, body.action, options)
+    options = body.model_dump(mode="json", exclude={"action", "version"}, exclude_none=True)
+    return console_of(request).act(p, ticket_id, body.action, options, body.version)
 
 
 @router.get("/alerts", response_model=list[AlertOut], responses=ERRORS, summary="督办预警")

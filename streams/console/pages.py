@@ -14,7 +14,9 @@ Forms are plain ``application/x-www-form-urlencoded`` posts with a per-session C
 from __future__ import annotations
 
 import hmac
+import logging
 import secrets
+import time
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs
@@ -24,6 +26,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 
 from models.lifecycle import RATINGS, RETURN_REASONS, Status
 from models.tickets import mask_caller_phone, mask_phone
@@ -50,6 +53,7 @@ from streams.console.suggest import Suggestion, suggestions
 from streams.console.trends import FOCUS_GROUPS
 from streams.reports import percent
 
+log = logging.getLogger(__name__)
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=str(HERE / "templates"))
 HOME = {AGENCY: "/agency", DISPATCHER: "/dispatcher", SUPERVISOR: "/supervisor"}
@@ -61,6 +65,9 @@ RULE_NAMES = {
     "repeated_complaint": "重复投诉", "joint_enforcement": "联合执法",
 }
 RATING_NAMES = {"satisfied": "满意", "unsatisfied": "不满意"}
+# a session's actions followed up until the worker records them: how many (the cookie holds them, 4 KB in all), how
+# long at most
+SENT_KEPT, SENT_WATCHED_S = 8, 3600
 
 
 def local(value: datetime | None, fmt: str = "%m-%d %H:%M") -> str:
@@ -106,7 +113,9 @@ def require(p: Principal, *roles: str) -> None:
 
 
 def flash(request: Request, kind: str, message: str) -> None:
-    request.session.setdefault("flash", []).append([kind, message])
+    # assigned, not appended in place: the session is saved only when a key is set, so a message added to a list
+    # already there (a double click: the first response's message not shown yet) would be lost
+    request.session["flash"] = [*request.session.get("flash", []), [kind, message]]
 
 
 def safe_next(value: str | None, default: str) -> str:
@@ -152,6 +161,8 @@ def render(request: Request, name: str, user: Principal | None, *, status: int =
     def matter_name(code: str | None) -> str:
         return catalogue.matters[code].name if code and code in catalogue.matters else (code or "未识别")
 
+    if user is not None and not fragment:
+        report_outcomes(request, console)
     # a fragment (the polled alerts panel) must not eat the messages meant for the next full page
     flashes = request.session.pop("flash", []) if not fragment and "flash" in request.session else []
     return templates.TemplateResponse(request, name, {
@@ -159,6 +170,28 @@ def render(request: Request, name: str, user: Principal | None, *, status: int =
         "matter_name": matter_name, "home": HOME.get(user.role, "/") if user else "/login",
         "reveal": lambda tk: user is not None and sees_full_phone(user, tk.current_agency), **context,
     }, status_code=status)
+
+
+def report_outcomes(request: Request, console: Console) -> None:
+    """Tell the user about their own submitted actions the lifecycle has since refused (a concurrent action by
+    someone else got there first, the ticket moved on): "已提交" was all they were told at the time, and the
+    refusal is otherwise only in the ticket's timeline. Each action is followed until it is recorded."""
+    sent = request.session.get("sent")
+    if not isinstance(sent, list) or not sent:
+        return
+    entries = [e for e in sent if isinstance(e, list) and len(e) == 4 and time.time() - e[3] < SENT_WATCHED_S]
+    try:
+        outcomes = queries.event_outcomes(console.ledger, [e[0] for e in entries])
+    except SQLAlchemyError:  # the page (perhaps the error page saying the ledger is down) matters more
+        log.warning("could not look up the outcome of %d submitted actions", len(entries), exc_info=True)
+        return
+    for event_id, ticket_id, action, _ in entries:
+        accepted, reason = outcomes.get(event_id, (True, None))
+        if not accepted:
+            name = ACTION_NAMES[Action(action)] if action in set(Action) else action
+            flash(request, "error", f"您对工单 {ticket_id} 的「{name}」未被系统受理（提交后工单状态已有变化）："
+                                    f"{(reason or '')[:200]}。请打开工单查看当前状态。")
+    request.session["sent"] = [e for e in entries if e[0] not in outcomes]
 
 
 def render_error(request: Request, status: int, message: str) -> HTMLResponse:
@@ -375,14 +408,21 @@ async def ticket_action(ticket_id: str, request: Request, p: Principal = Depends
         action = Action(form.get("action", ""))
     except ValueError:
         raise ConsoleError(400, "invalid_action", f"未知的操作：{form.get('action', '')[:32]}") from None
-    options = {k: v for k, v in form.items() if k not in ("action", "csrf", "next") and v.strip()}
+    options = {k: v for k, v in form.items() if k not in ("action", "csrf", "next", "version") and v.strip()}
     try:
-        result = await run_in_threadpool(console_of(request).act, p, ticket_id, action, options)
+        result = await run_in_threadpool(console_of(request).act, p, ticket_id, action, options,
+                                          form.get("version") or None)
     except ConsoleError as exc:
         if exc.status in (403, 404):  # not this user's (or no such) ticket: nothing to go back to
             raise
         flash(request, "error", exc.message)
         return RedirectResponse(back, status_code=303)
+    if result["duplicate"]:
+        flash(request, "ok", f"工单 {ticket_id} 的{ACTION_NAMES[action]}此前已提交并记录（事件 {result['event_id'][:8]}），"
+                             "未重复提交。")
+        return RedirectResponse(back, status_code=303)
+    sent = [e for e in request.session.get("sent", []) if isinstance(e, list) and e[:1] != [result["event_id"]]]
+    request.session["sent"] = [*sent, [result["event_id"], ticket_id, action.value, time.time()]][-SENT_KEPT:]
     flash(request, "ok", f"已提交：工单 {ticket_id} {ACTION_NAMES[action]}（事件 {result['event_id'][:8]}）。"
                          "系统校验并记录后，刷新页面即可看到结果。")
     return RedirectResponse(back, status_code=303)

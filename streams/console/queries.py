@@ -104,6 +104,16 @@ def latest_routings(ledger: Ledger, ids: list[str]) -> dict[str, datetime]:
             .order_by(*t.ACCEPTED_ORDER))}
 
 
+def event_outcomes(ledger: Ledger, event_ids: list[str]) -> dict[str, tuple[bool, str | None]]:
+    """Of these event ids, those the lifecycle has recorded: accepted or not, and why not."""
+    if not event_ids:
+        return {}
+    with ledger.session() as s:
+        return {eid: (accepted, reason) for eid, accepted, reason in s.execute(
+            select(t.TicketEvent.event_id, t.TicketEvent.accepted, t.TicketEvent.reason)
+            .where(t.TicketEvent.event_id.in_(event_ids)))}
+
+
 def dispatched_to(ledger: Ledger, ticket_id: str) -> tuple[t.Ticket | None, set[str]]:
     """The ticket and every agency it was ever dispatched to (for access checks without the full history)."""
     with ledger.session() as s:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -26,8 +27,10 @@ from streams.app import TICKETS_EVENTS, TICKETS_INVALID, TICKETS_RECEIVED
 from streams.cli.agency import Action, build_event
 from streams.console import queries
 from streams.console.access import (
+    ACTION_NAMES,
     AGENCY,
     DISPATCHER,
+    STATUS_NAMES,
     Principal,
     can_view_ticket,
     check_action,
@@ -45,6 +48,8 @@ log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 64 * 1024
 MAX_FIELD_CHARS = 2000
 BUS_DOWN = "消息总线暂时不可用，操作未提交，请稍后重试。"
+# Console event ids are derived from the intent (see :func:`intent_id`), in a namespace of their own.
+INTENT_NAMESPACE = uuid.UUID("6f1d3c52-8a4e-4c1b-9d0e-12345a0c0501")
 
 
 class ConsoleError(Exception):
@@ -114,6 +119,21 @@ def action_options(action: Action, options: dict[str, Any], catalogue: Catalogue
     return {"explanation": explanation}
 
 
+def ticket_version(ticket: Any) -> str:
+    """The ticket's version as the console shows it: the ledger's ``updated_at``, which every accepted event and
+    every published dispatch moves. A page or API client sends it back with an action to say what it acted on."""
+    return ticket.updated_at.isoformat() if ticket.updated_at is not None else ""
+
+
+def intent_id(ticket_id: str, action: Action, p: Principal, options: dict[str, Any], version: str) -> str:
+    """The event id of ``p`` taking ``action`` with ``options`` on the ticket as of ``version``: the same for a
+    double click, a resubmitted form or a retried request (the lifecycle and the ledger then keep one event),
+    different for another action, other options, another user or a ticket that has moved on since."""
+    intent = json.dumps([ticket_id, action.value, p.username, p.role, p.agency, options, version],
+                        ensure_ascii=False, sort_keys=True, default=str)
+    return str(uuid.uuid5(INTENT_NAMESPACE, intent))
+
+
 @dataclass(frozen=True, slots=True)
 class Overview:
     now: datetime
@@ -176,16 +196,44 @@ class Console:
         detail = self.ticket(p, ticket_id)
         return queries.ticket_json(detail, reveal_phone=sees_full_phone(p, detail.ticket.current_agency))
 
-    def act(self, p: Principal, ticket_id: str, action: Action, options: dict[str, Any]) -> dict[str, Any]:
-        """Check and send one lifecycle event; the worker records it (or its refusal) shortly after."""
+    def act(self, p: Principal, ticket_id: str, action: Action, options: dict[str, Any],
+            version: str | None = None) -> dict[str, Any]:
+        """Check and send one lifecycle event; the worker records it (or its refusal) shortly after.
+
+        ``version``: the ticket's version (:func:`ticket_version`) on the page or in the response the user acted
+        on. An action on a ticket that has changed since is refused (409): it was meant for what the user saw,
+        not for the ticket's new state (reassigned, re-dispatched, a new extension request). The event id is the
+        intent's (:func:`intent_id`), so a repeated submission is sent as the same event, or, once recorded,
+        answered from the ledger (``duplicate``) instead of being sent again."""
         detail = self.ticket(p, ticket_id)
         tk = detail.ticket
+        current = ticket_version(tk)
+        seen = version or current
+        try:
+            opts: dict[str, Any] | None = action_options(action, options, self.catalogue)
+            invalid = None
+        except ConsoleError as exc:  # reported after the checks that say more (not yours, not now)
+            opts, invalid = None, exc
+        event_id = intent_id(ticket_id, action, p, opts, seen) if opts is not None else None
+        earlier = next((e for e in detail.events if e.event_id == event_id), None)
+        if earlier is not None:  # the same action from the same page, already recorded: not sent twice
+            if not earlier.accepted:
+                raise ConsoleError(409, "refused", f"您此前对工单 {ticket_id} 提交的同一{ACTION_NAMES[action]}操作"
+                                                   f"未被受理（{earlier.reason}），请刷新页面查看工单当前状态。")
+            return {"status": "submitted", "event_id": earlier.event_id, "ticket_id": ticket_id,
+                    "type": earlier.type, "duplicate": True}
         denial = check_action(p, action, ticket_id=ticket_id, status=tk.status, current_agency=tk.current_agency,
                               extension_pending=detail.extension_pending, return_closes=self.return_closes(detail),
                               now=self.now())
         if denial is not None:
             raise _denied(denial.status, denial.message)
-        opts = action_options(action, options, self.catalogue)
+        if invalid is not None or opts is None:
+            raise invalid or ConsoleError(400, "invalid_action", "操作参数有误。")
+        if seen != current:
+            held = f"，当前承办单位为{self._agency_name(tk.current_agency)}" if tk.current_agency else ""
+            raise ConsoleError(409, "stale", f"工单 {ticket_id} 在您打开页面后已有新的办理记录（当前状态"
+                                             f"「{STATUS_NAMES.get(tk.status, tk.status)}」{held}），"
+                                             f"{ACTION_NAMES[action]}未提交；请刷新页面查看后再操作。")
         if action is Action.REASSIGN and opts["to"] == tk.current_agency:
             raise ConsoleError(409, "conflict", f"工单 {ticket_id} 已由该单位承办。")
         try:
@@ -193,6 +241,8 @@ class Console:
                                 agency=p.agency if p.role == AGENCY else None, options=opts, now=self.now())
         except ValueError as exc:  # our checks above should have caught it; say what build_event says
             raise ConsoleError(400, "invalid_action", str(exc)) from None
+        assert event_id is not None
+        event["event_id"] = event_id
         checked = parse_event(event)  # the worker's first check, done here so a bad event is never sent
         if isinstance(checked, Rejection):
             raise ConsoleError(400, "invalid_action", checked.reason)
@@ -201,7 +251,12 @@ class Console:
         except BusUnavailable:
             raise ConsoleError(503, "bus_unavailable", BUS_DOWN) from None
         log.info("%s (%s) sent %s for %s", p.username, p.role, event["type"], ticket_id)
-        return {"status": "submitted", "event_id": event["event_id"], "ticket_id": ticket_id, "type": event["type"]}
+        return {"status": "submitted", "event_id": event_id, "ticket_id": ticket_id, "type": event["type"],
+                "duplicate": False}
+
+    def _agency_name(self, code: str) -> str:
+        agency = self.catalogue.agencies.get(code)
+        return f"{agency.name}（{code}）" if agency else code
 
     # --- intake ---------------------------------------------------------------------------------
     def intake(self, p: Principal, body: bytes) -> TicketIn:
