@@ -36,7 +36,7 @@ class YearCalendar:
     source: str = ""
 
 
-STATUTORY_SOURCE = "《全国年节及纪念日放假办法》第二条（2024年修订）：法定假日，无调休"
+STATUTORY_SOURCE = "《全国年节及纪念日放假办法》第二条、第六条（2024年修订）：法定假日及逢周末的补假，无调休"
 _STATUTORY_FROM = 2025  # the revised 办法 (除夕 and 5月2日 added) applies from 2025 on
 
 
@@ -44,10 +44,12 @@ def statutory_year(year: int) -> YearCalendar:
     """The holidays the law fixes for a year whose State Council notice is not in the data (yet).
 
     《全国年节及纪念日放假办法》 (revised 2024, in force 2025-01-01), article 2: 元旦 1 day, 春节 4 (除夕 to
-    正月初三), 清明 1, 劳动节 2 (May 1-2), 端午 1, 中秋 1, 国庆 3 (October 1-3). The yearly notice adds
-    bridging days and the 调休 weekend days that pay for them, which cannot be known beforehand; a year
-    built here has the statutory days only. Before 2025, or outside the lunar table (1900-2099), it is
-    empty (plain Monday-Friday).
+    正月初三), 清明 1, 劳动节 2 (May 1-2), 端午 1, 中秋 1, 国庆 3 (October 1-3). Article 6: a holiday that falls
+    on a Saturday or Sunday is made up on a working day (补假); here on the first working days after the
+    festival, where every notice has put them (2025's 端午, 2026's 清明, 劳动节 and 国庆). The yearly notice also
+    adds bridging days and the 调休 weekend days that pay for them, which cannot be known beforehand; a year
+    built here has the law's days only. Before 2025, or outside the lunar table (1900-2099), it is empty
+    (plain Monday-Friday).
     """
     if not _STATUTORY_FROM <= year <= 2099:
         return YearCalendar(year, source="")
@@ -61,6 +63,13 @@ def statutory_year(year: int) -> YearCalendar:
     days[LunarDate(year, 5, 5).to_solar_date()] = "端午节"
     days[LunarDate(year, 8, 15).to_solar_date()] = "中秋节"
     days.update((date(year, 10, d), "国庆节") for d in (1, 2, 3))  # 中秋 may fall on one: the name says 国庆
+    for name in dict.fromkeys(days[d] for d in sorted(days)):  # festivals in calendar order
+        festival = sorted(d for d, n in days.items() if n == name)
+        owed, day = sum(d.weekday() >= 5 for d in festival), festival[-1]
+        while owed:
+            day += _DAY
+            if day.weekday() < 5 and day not in days:
+                days[day], owed = name, owed - 1
     return YearCalendar(year, holidays=days, source=STATUTORY_SOURCE)
 
 

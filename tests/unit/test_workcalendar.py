@@ -145,21 +145,26 @@ def test_before_2025_a_missing_year_is_plain_weekdays() -> None:
     assert cal.is_working_day(date(2022, 10, 3)) is True  # no statutory fallback under the old 办法
 
 
-@pytest.mark.parametrize("year", [2025, 2026])
-def test_statutory_days_are_inside_each_published_notice(cal: WorkCalendar, year: int) -> None:
-    # The notices only ever add bridging days to the law's: every statutory day is a holiday there
+@pytest.mark.parametrize(("year", "made_up"), [(2025, 1), (2026, 3)])
+def test_statutory_days_are_inside_each_published_notice(cal: WorkCalendar, year: int, made_up: int) -> None:
+    # The notices only ever add bridging days to the law's: every statutory day is a holiday there, and so is
+    # each day that makes up for one falling on a weekend (article 6), where the fallback puts it
     statutory = statutory_year(year).holidays
-    assert len(statutory) == 13  # 1 + 4 + 1 + 2 + 1 + 1 + 3 days
+    assert len(statutory) == 13 + made_up  # 1 + 4 + 1 + 2 + 1 + 1 + 3 days; 2025: 端午; 2026: 清明, 劳动节, 国庆
     for day in statutory:
         assert not cal.is_working_day(day), (year, day, statutory[day])
 
 
 def test_statutory_2027() -> None:
     days = statutory_year(2027).holidays
-    assert {d for d, n in days.items() if n == "春节"} == {date(2027, 2, d) for d in (5, 6, 7, 8)}
+    assert {d for d, n in days.items() if n == "春节"} == {date(2027, 2, d) for d in (5, 6, 7, 8, 9, 10)}
     assert days[date(2027, 1, 1)] == "元旦" and days[date(2027, 4, 5)] == "清明节"
     assert days[date(2027, 6, 9)] == "端午节" and days[date(2027, 9, 15)] == "中秋节"
     assert date(2027, 5, 2) in days and date(2027, 10, 3) in days
+    # 补假 (article 6) for the law's days on a weekend: 春节's Saturday and Sunday, 劳动节's, and 国庆's
+    assert {date(2027, 2, 9), date(2027, 2, 10), date(2027, 5, 3), date(2027, 5, 4), date(2027, 10, 4),
+            date(2027, 10, 5)} <= days.keys()
+    assert len(days) == 13 + 6 and days[date(2027, 10, 5)] == "国庆节"
 
 
 def test_shipped_years(cal: WorkCalendar) -> None:
