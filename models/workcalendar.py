@@ -118,7 +118,7 @@ class WorkCalendar:
             "no holiday notice for %d: counting %s (add config/data/calendar/%d.yaml once the State "
             "Council publishes the year's arrangement)",
             year,
-            "its statutory holidays only, without bridging days or 调休" if fallback.holidays
+            "its statutory holidays and their make-up days only, without bridging days or 调休" if fallback.holidays
             else "Monday-Friday as working days",
             year,
         )

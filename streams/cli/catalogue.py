@@ -188,7 +188,7 @@ def address(
 @sla_app.command("deadline")
 def deadline(
     start: str = typer.Option(..., "--from", help="ISO 8601 datetime (naive = Asia/Shanghai)"),
-    working_days: int = typer.Option(None, "--working-days", min=0, help="N working days"),
+    working_days: int = typer.Option(None, "--working-days", min=0, max=2500, help="N working days (at most 2500, about ten years)"),
     hours: float = typer.Option(None, "--hours", min=0, help="hours on the 24x7 clock"),
     data_dir: Path | None = DataDir,
 ) -> None:
