@@ -88,7 +88,7 @@ class Ticket(Base):
     attempt: Mapped[int] = mapped_column(Integer, default=0)
     source_topic: Mapped[str | None] = mapped_column(String(120))
     source_partition: Mapped[int | None]
-    source_offset: Mapped[int | None]
+    source_offset: Mapped[int | None] = mapped_column(BigInteger)  # Kafka offsets are 64-bit (migration 0009)
     first_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

@@ -162,7 +162,10 @@ class Ledger:
         if not items:
             return set()
         now = t.utcnow()
-        rows = [_ticket_row(tk, topic, part, off, now) for tk, topic, part, off in items]
+        # in key order: two writers inserting overlapping ids in different orders (two workers across a
+        # rebalance, the reconciler beside the agent) each wait for a row the other holds, a deadlock on PostgreSQL
+        rows = sorted((_ticket_row(tk, topic, part, off, now) for tk, topic, part, off in items),
+                      key=lambda r: r["id"])
         with self.session() as s:
             stmt = _insert(s)(t.Ticket).on_conflict_do_nothing(index_elements=["id"]).returning(t.Ticket.id)
             return set(s.scalars(stmt, rows))
@@ -182,12 +185,18 @@ class Ledger:
         with self.session() as s:
             stmt = (_insert(s)(t.RoutingDecision).on_conflict_do_nothing(index_elements=["decision_key"])
                     .returning(t.RoutingDecision.decision_key))
-            return set(s.scalars(stmt, rows))
+            return set(s.scalars(stmt, sorted(rows, key=lambda r: r["decision_key"])))  # key order: no deadlock
 
     def mark_published(self, keys: list[str]) -> None:
         """Mark decisions published and mirror each one onto its ticket row (only if no later attempt is
         there): one statement for the decisions, one executemany for the tickets — per-row updates cost
-        ~0.16 s per 200-ticket batch (docs/results.md)."""
+        ~0.16 s per 200-ticket batch (docs/results.md).
+
+        Only the decisions this call marked are mirrored. A decision published again (the loser of a race to
+        route the ticket: the reconciler, or a second worker during a rebalance) lands when the ticket may have
+        moved on (signed, resolved): mirroring it again set a signed ticket back to dispatched. The first mark
+        mirrors it, in the same transaction; on PostgreSQL a concurrent second one waits for that commit and
+        then finds the decision published."""
         if not keys:
             return
         now = t.utcnow()
@@ -197,16 +206,15 @@ class Ledger:
                   .values(status=bindparam("b_status"), current_agency=bindparam("b_agency"),
                           attempt=bindparam("b_attempt"), matter=bindparam("b_matter"),
                           jurisdiction=bindparam("b_jurisdiction"), updated_at=bindparam("b_now")))
+        d_ = t.RoutingDecision
         with self.session() as s:
-            s.execute(update(t.RoutingDecision).where(t.RoutingDecision.decision_key.in_(keys),
-                                                       t.RoutingDecision.published_at.is_(None))
-                      .values(published_at=now))
             # plain rows of the six columns the mirror needs: ORM decisions would also decode each stored
             # message and its alternatives (JSON), which made this 8% of a busy worker's samples
-            d_ = t.RoutingDecision
-            decided = sorted(s.execute(select(d_.ticket_id, d_.attempt, d_.decision, d_.agency, d_.matter,
-                                              d_.jurisdiction).where(d_.decision_key.in_(keys))),
-                             key=lambda d: (d.ticket_id, d.attempt))  # a later attempt is applied last
+            marked = s.execute(update(d_).where(d_.decision_key.in_(keys), d_.published_at.is_(None))
+                               .values(published_at=now)
+                               .returning(d_.ticket_id, d_.attempt, d_.decision, d_.agency, d_.matter,
+                                          d_.jurisdiction))
+            decided = sorted(marked, key=lambda d: (d.ticket_id, d.attempt))  # a later attempt is applied last
             if not decided:
                 return
             s.execute(mirror, [{
@@ -228,31 +236,33 @@ class Ledger:
         """Store a batch of lifecycle events in one transaction (each as :meth:`record_event`, in the order
         the lifecycle applied them, which their ``batch_position`` keeps); returns how many were new.
 
-        Set-based: one SELECT for the ids already stored, one executemany INSERT, one executemany UPDATE for
-        the ticket mirrors. A statement per event made this the worker's busiest call (a quarter of its
-        samples in the profile, docs/results.md)."""
+        Set-based: one executemany INSERT that returns the ids it stored, one executemany UPDATE for the ticket
+        mirrors. A statement per event made this the worker's busiest call (a quarter of its samples in the
+        profile, docs/results.md). Only the events this call stored are mirrored: two workers may handle the
+        same events across a rebalance, and a SELECT of the ids already stored, taken before the other's INSERT
+        committed, let the later writer mirror an old status over newer ones (a returned ticket's re-routing
+        to another agency undone: the ticket left that agency's inbox)."""
         if not rows:
             return 0
         now = t.utcnow()
         events = t.TicketEvent.__table__
         tickets = t.Ticket.__table__
+        batch: dict[str, dict[str, Any]] = {}
+        for position, row in enumerate(rows):  # the first of a repeated id wins, as one call per event would
+            if row["event_id"] not in batch:
+                batch[row["event_id"]] = {**row, "batch_position": position}
         with self.session() as s:
-            ids = list({row["event_id"] for row in rows})
-            known = set(s.scalars(select(t.TicketEvent.event_id).where(t.TicketEvent.event_id.in_(ids))))
-            fresh: dict[str, dict[str, Any]] = {}
-            for position, row in enumerate(rows):  # the first of a repeated id wins, as one call per event would
-                if row["event_id"] not in known and row["event_id"] not in fresh:
-                    fresh[row["event_id"]] = {**row, "batch_position": position}
-            if not fresh:
-                return 0
-            s.execute(_insert(s)(events).on_conflict_do_nothing(index_elements=["event_id"]), [
-                {**{k: v for k, v in row.items() if k not in ("status", "current_agency")}, "recorded_at": now}
-                for row in fresh.values()])
+            stored = set(s.scalars(
+                _insert(s)(events).on_conflict_do_nothing(index_elements=["event_id"]).returning(events.c.event_id),
+                [{**{k: v for k, v in row.items() if k not in ("status", "current_agency")}, "recorded_at": now}
+                 for _, row in sorted(batch.items())]))  # in key order, as record_tickets: no deadlock
+            fresh = [row for event_id, row in batch.items() if event_id in stored]
             mirrors = [{"b_id": row["ticket_id"], "b_status": row["status"], "b_agency": row.get("current_agency"),
                         "b_now": now}
-                       for row in fresh.values()
+                       for row in fresh
                        if row["accepted"] and row.get("status") is not None and row["type"] != "routed"]
             if mirrors:  # executemany runs in list order: the batch's last event on a ticket is the one kept
+                mirrors.sort(key=lambda m: m["b_id"])  # key order (no deadlock); stable: a ticket's order is kept
                 s.execute(update(tickets).where(tickets.c.id == bindparam("b_id")).values(
                     status=bindparam("b_status"), current_agency=bindparam("b_agency"),
                     updated_at=bindparam("b_now")), mirrors)
@@ -304,15 +314,17 @@ class Ledger:
         return found
 
     def advance_audit(self, topic: str, partition: int, to: int, recovered: int = 0) -> None:
-        """Move a partition's audit mark forward (never back: two workers may both audit across a rebalance)."""
+        """Move a partition's audit mark forward (never back: two workers may both audit across a rebalance).
+
+        The row is created first if missing, then locked and moved: a look-up that found no row, then an insert
+        that a concurrent writer's won, dropped this call's mark and its ``recovered`` count."""
         now = t.utcnow()
         with self.session() as s:
-            row = s.get(t.OffsetAudit, (topic, partition), with_for_update=True)
-            if row is None:
-                s.execute(_insert(s)(t.OffsetAudit).values(
-                    topic=topic, partition=partition, audited_to=to, recovered=recovered, updated_at=now,
-                ).on_conflict_do_nothing(index_elements=["topic", "partition"]))
-            elif to > row.audited_to or recovered:
+            if upsert_values(s, t.OffsetAudit, {"topic": topic, "partition": partition, "audited_to": to,
+                                                "recovered": recovered, "updated_at": now}, ["topic", "partition"]):
+                return
+            row = s.get(t.OffsetAudit, (topic, partition), with_for_update=True, populate_existing=True)
+            if row is not None and (to > row.audited_to or recovered):
                 row.audited_to = max(row.audited_to, to)
                 row.recovered += recovered
 
