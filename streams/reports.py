@@ -7,6 +7,8 @@ meant for the CLI, not for agents.
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Iterator
 from datetime import date, datetime, time, timedelta
 from itertools import groupby
@@ -122,6 +124,35 @@ def percent(rate: float | None) -> str:
         return "—"
     text = f"{rate:.0%}"
     return f"{rate:.2%}" if 0 < rate < 1 and text in ("0%", "100%") else text
+
+
+# the figures' spreadsheet columns: (AgencyFigures.to_dict key, header a supervisor reads)
+CSV_COLUMNS = (
+    ("agency", "单位代码"), ("name", "单位名称"), ("dispatched", "派单量"), ("signed_on_time", "按时签收"),
+    ("signed_late", "超时签收"), ("sign_on_time_rate", "按时签收率"), ("resolved_on_time", "按时办结"),
+    ("resolved_late", "超时办结"), ("resolution_on_time_rate", "按时办结率"), ("returns", "退单次数"),
+    ("return_rate", "退单率"), ("first_time_right", "一次派准"), ("first_dispatched", "首次派单"),
+    ("first_time_right_rate", "一次派准率"), ("overdue", "逾期件数"),
+    ("average_handling_working_days", "平均办理工作日"), ("repeated_complaints", "重复件"), ("alerts", "预警数"),
+)
+
+
+def figures_csv(figs: dict[str, AgencyFigures], catalogue: Catalogue) -> str:
+    """The per-agency figures as CSV with Chinese headers, one row per agency (for 月度考核 in a spreadsheet):
+    rates as the pages show them (a spreadsheet reads "99.67%" as a number), an empty cell where a rate has
+    nothing to count yet, alerts as their total."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")  # RFC 4180, as spreadsheets write it
+    writer.writerow([header for _, header in CSV_COLUMNS])
+    for code, f in figs.items():
+        row = f.to_dict()
+        agency = catalogue.agencies.get(code)
+        row["name"], row["alerts"] = agency.name if agency else "", sum(f.alerts.values())
+        writer.writerow([
+            ("" if row[key] is None else percent(row[key])) if key.endswith("_rate")
+            else "" if row[key] is None else row[key]
+            for key, _ in CSV_COLUMNS])
+    return out.getvalue()
 
 
 def digest_text(figs: dict[str, AgencyFigures], catalogue: Catalogue, day: date) -> str:

@@ -230,6 +230,8 @@ def report(
                                      help="dispatches before this date (YYYY-MM-DD, not included); default: now"),
     month: str | None = typer.Option(None, "--month", help="one calendar month (YYYY-MM), e.g. for 月度考核"),
     as_json: bool = typer.Option(False, "--json", help="the figures as one JSON document"),
+    as_csv: bool = typer.Option(False, "--csv", help="the figures as CSV with Chinese headers (UTF-8), for a "
+                                                     "spreadsheet"),
     digest: bool = typer.Option(False, "--digest",
                                 help="yesterday's figures per agency plus the tickets open past a deadline "
                                      "(for a daily crontab line)"),
@@ -238,9 +240,11 @@ def report(
 
     Computed from the ledger against the same deadlines (working-day calendar) the supervision stream uses.
     """
-    from streams.reports import day_bounds, digest_text, figures
+    from streams.reports import day_bounds, digest_text, figures, figures_csv
     from streams.wiring import clock_for_settings
 
+    if as_json and as_csv:
+        _exit("[red]give one of --json and --csv[/red]")
     settings, ledger, catalogue, code = _ledger_and_catalogue(agency)
     now = clock_for_settings(settings).now().astimezone(SHANGHAI)  # a demo's simulated "yesterday" too
     try:
@@ -264,6 +268,8 @@ def report(
     if as_json:
         typer.echo(json.dumps({"generated_at": now.isoformat(), "since": start.isoformat() if start else None,
                                "until": end.isoformat() if end else None, "agencies": rows}, ensure_ascii=False))
+    elif as_csv:
+        typer.echo(figures_csv(figs, catalogue), nl=False)
     elif digest:
         typer.echo(digest_text(figs, catalogue, day), nl=False)
     elif rows:

@@ -51,7 +51,7 @@ from streams.console.charts import bar_chart, line_chart
 from streams.console.service import MAX_BODY_BYTES, Console, ConsoleError
 from streams.console.suggest import Suggestion, suggestions
 from streams.console.trends import FOCUS_GROUPS
-from streams.reports import percent
+from streams.reports import figures_csv, percent
 
 log = logging.getLogger(__name__)
 router = APIRouter(include_in_schema=False)
@@ -351,6 +351,19 @@ def supervisor_page(request: Request, period: str = "30", p: Principal = Depends
     alerts = queries.recent_alerts(console.ledger, limit=30)
     return render(request, "supervisor.html", p, ov=ov, charts=charts, alerts=alerts, period=period,
                   periods=PERIODS, period_label=label, focus_groups=list(FOCUS_GROUPS))
+
+
+@router.get("/supervisor/figures.csv")
+def supervisor_figures_csv(request: Request, period: str = "30", p: Principal = Depends(page_user)) -> Response:
+    """The period's per-agency figures as a spreadsheet download (考核 tables are kept in Excel)."""
+    require(p, SUPERVISOR)
+    console = console_of(request)
+    key = period if period in PERIODS else "30"
+    body = figures_csv(console.agency_figures(None, PERIODS[key][1]), console.catalogue)
+    name = f"figures-{key}-{as_local(console.now()):%Y%m%d}.csv"
+    # with a byte-order mark: Excel on a Chinese Windows reads a CSV without one as GBK, and the headers garble
+    return Response("\ufeff" + body, media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
 @router.get("/supervisor/alerts")
