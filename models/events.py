@@ -210,42 +210,46 @@ def _event_of(data: dict[str, Any], raw: bytes | str | dict[str, Any]) -> Lifecy
     key = (named if isinstance(named, str) else content_key(shown_payload(raw)))[:80]
     missing = [f for f in _REQUIRED if not isinstance(data.get(f), str) or not data.get(f, "").strip()]
     if missing:
-        return Rejection(key, f"missing or empty: {', '.join(missing)}", shown_payload(raw)[:2000])
+        return Rejection(key, f"缺少字段或字段为空：{'、'.join(missing)} / missing or empty: {', '.join(missing)}",
+                         shown_payload(raw)[:2000])
     cls = EVENT_CLASSES.get(data["type"])
     if cls is None:
-        return Rejection(key, f"unknown event type {data['type']!r}; expected one of {', '.join(EVENT_CLASSES)}",
-                         shown_payload(raw)[:2000])
+        return Rejection(key, f"未知的事件类型 {data['type']!r} / unknown event type {data['type']!r}; "
+                              f"expected one of {', '.join(EVENT_CLASSES)}", shown_payload(raw)[:2000])
     if data["role"] not in {r.value for r in Role}:
-        return Rejection(key, f"unknown role {data['role']!r}; expected one of {', '.join(r.value for r in Role)}",
-                         shown_payload(raw)[:2000])
+        return Rejection(key, f"未知的角色 {data['role']!r} / unknown role {data['role']!r}; "
+                              f"expected one of {', '.join(r.value for r in Role)}", shown_payload(raw)[:2000])
     occurred = data.get("occurred_at")
     try:
         when = datetime.fromisoformat(occurred) if isinstance(occurred, str) else datetime.now(UTC)
         when = as_local(plausible_time(as_local(when) if when.tzinfo is None else when))
     except (ValueError, OverflowError):
-        return Rejection(key, f"occurred_at {occurred!r} is not an ISO 8601 time between 2000 and 2099",
+        return Rejection(key, f"发生时间 occurred_at {occurred!r} 不是 2000 至 2099 年间的 ISO 8601 时间 / "
+                              f"occurred_at {occurred!r} is not an ISO 8601 time between 2000 and 2099",
                          shown_payload(raw)[:2000])
     fields = cls._options.fields  # type: ignore[attr-defined]
     kwargs = {k: v for k, v in data.items() if k in fields}
     kwargs["occurred_at"] = when
     for name in ("days", "attempt"):
         if name in kwargs and not (isinstance(kwargs[name], int) and not isinstance(kwargs[name], bool)):
-            return Rejection(key, f"{name} must be an integer", shown_payload(raw)[:2000])
+            return Rejection(key, f"字段 {name} 应为整数 / {name} must be an integer", shown_payload(raw)[:2000])
         if name in kwargs and not 0 <= kwargs[name] <= MAX_COUNT:  # also keeps state within 64-bit JSON
-            return Rejection(key, f"{name} must be between 0 and {MAX_COUNT}", shown_payload(raw)[:2000])
+            return Rejection(key, f"字段 {name} 应在 0 至 {MAX_COUNT} 之间 / "
+                                  f"{name} must be between 0 and {MAX_COUNT}", shown_payload(raw)[:2000])
     for name, value in kwargs.items():
         if name not in ("occurred_at", "days", "attempt", "confidence", "designation", "schema_version",
                         "alternatives") and value is not None and not isinstance(value, str):
-            return Rejection(key, f"{name} must be a string", shown_payload(raw)[:2000])
+            return Rejection(key, f"字段 {name} 应为文本 / {name} must be a string", shown_payload(raw)[:2000])
         if isinstance(value, str) and len(value) > MAX_CHARS:
-            return Rejection(key, f"{name} is longer than {MAX_CHARS} characters", shown_payload(raw)[:2000])
+            return Rejection(key, f"字段 {name} 超长（最多 {MAX_CHARS} 个字符） / {name} is longer than {MAX_CHARS} "
+                                  "characters", shown_payload(raw)[:2000])
         if isinstance(value, str) and len(value) > (limit := LEDGER_CHARS.get(name, MAX_CHARS)):
-            return Rejection(key, f"{name} 超长（最多 {limit} 个字符）/ {name} is longer than {limit} characters",
+            return Rejection(key, f"字段 {name} 超长（最多 {limit} 个字符） / {name} is longer than {limit} characters",
                              shown_payload(raw)[:2000])
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as exc:
-        return Rejection(key, f"invalid {data['type']} event: {exc}", shown_payload(raw)[:2000])
+        return Rejection(key, f"事件内容无效 / invalid {data['type']} event: {exc}", shown_payload(raw)[:2000])
 
 
 class AlertRaised(Event):

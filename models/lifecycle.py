@@ -7,7 +7,8 @@
 
 :func:`apply` takes the current state and one event (any object with the event attributes, e.g. the
 faust Records of ``models.events``) and returns the next state plus what the stage must do next
-(re-route, designate, dispatch), or a :class:`Refusal` whose reason goes to the dead-letter topic. The
+(re-route, designate, dispatch), or a :class:`Refusal` whose reason goes to the ticket's timeline, to the user
+who acted and to the dead-letter topic: in Chinese first, in the console's words, then in English. The
 dispatch such an effect makes stays ``pending`` in the state until its 'routed' event lands: at most one per
 attempt number, and a redelivery of the event that caused it yields the effect again.
 """
@@ -19,6 +20,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
+
+from models.workcalendar import as_local
 
 
 class Status(StrEnum):
@@ -53,6 +56,24 @@ RETURN_REASONS: dict[str, str] = {
 }
 
 RATINGS = ("satisfied", "unsatisfied")
+
+# The product's words for statuses, events, roles and ratings, as the console shows them. A refusal's reason
+# reaches the user who acted (the console's timeline and messages): it says in these words what was refused,
+# then the same in English after " / " for logs and operators.
+STATUS_NAMES: dict[str, str] = {
+    Status.RECEIVED: "已受理", Status.DISPATCHED: "待签收", Status.MANUAL: "待人工派单", Status.SIGNED: "办理中",
+    Status.RETURNED: "已退单", Status.RESOLVED: "已办结", Status.CLOSED: "已关闭",
+}
+EVENT_NAMES: dict[str, str] = {
+    "routed": "派发", "signed": "签收", "returned": "退单", "reassigned": "改派", "extension_requested": "申请延期",
+    "extension_approved": "批准延期", "extension_denied": "驳回延期", "resolved": "办结", "rated": "回访评价",
+    "reopened": "重新办理", "closed": "关闭",
+}
+ROLE_NAMES: dict[str, str] = {
+    Role.SYSTEM: "分拨系统", Role.AGENCY: "承办单位", Role.DISPATCHER: "派单员", Role.SUPERVISOR: "督办人员",
+    Role.CALLCENTER: "回访中心",
+}
+RATING_NAMES: dict[str, str] = {"satisfied": "满意", "unsatisfied": "不满意"}
 SEEN_EVENTS_KEPT = 64  # redeliveries arrive close together; a bounded memory of event ids suffices
 
 
@@ -171,7 +192,13 @@ class Outcome:
 
 @dataclass(frozen=True)
 class Refusal:
-    reason: str
+    reason: str  # "中文 / English": the user's words first, then the same for logs and operators
+
+
+def said_in_chinese(reason: str) -> str:
+    """A refusal's reason within a Chinese sentence (the console's message to the user who acted): its Chinese
+    part. A reason recorded before reasons were bilingual has none and is said whole."""
+    return reason.split(" / ", 1)[0]
 
 
 def _remember(state: TicketState, event: LifecycleEvent, **changes: Any) -> TicketState:
@@ -184,6 +211,16 @@ def _text(event: Any, name: str) -> str:
     return value.strip() if isinstance(value, str) else ""
 
 
+def _named(event: Any) -> str:
+    """The event's action as the console names it, e.g. 「签收」."""
+    return f"「{EVENT_NAMES.get(event.type, event.type)}」"
+
+
+def _when_zh(moment: datetime) -> str:
+    m = as_local(moment)
+    return f"{m.month}月{m.day}日{m:%H:%M}"
+
+
 def apply(state: TicketState | None, event: LifecycleEvent, *, max_attempts: int = 3,
           known_agencies: Collection[str] = (), return_closes: datetime | None = None) -> Outcome | Refusal:
     """The next state after ``event``, with the follow-up effects; or why the event is refused.
@@ -192,10 +229,13 @@ def apply(state: TicketState | None, event: LifecycleEvent, *, max_attempts: int
     agency must then handle the ticket; a dispatcher can still reassign it). The caller knows the time limits;
     None accepts a return whenever it comes (supervision flags it late)."""
     if event.type not in EVENT_TYPES:
-        return Refusal(f"unknown event type {event.type!r}; expected one of {', '.join(EVENT_TYPES)}")
+        return Refusal(f"未知的事件类型 {event.type!r} / unknown event type {event.type!r}; "
+                       f"expected one of {', '.join(EVENT_TYPES)}")
     if state is None:
         if event.type != "routed":
-            return Refusal(f"ticket {event.ticket_id} is unknown to the router; '{event.type}' needs a routed ticket")
+            return Refusal(f"工单 {event.ticket_id} 尚未派发，系统中没有它的办理记录，不能{_named(event)} / "
+                           f"ticket {event.ticket_id} is unknown to the router; "
+                           f"'{event.type}' needs a routed ticket")
         state = TicketState(ticket_id=event.ticket_id)
     if event.event_id in state.seen_events:
         # A redelivered event whose dispatch has not landed: its follow-up may have failed or been cut
@@ -206,30 +246,37 @@ def apply(state: TicketState | None, event: LifecycleEvent, *, max_attempts: int
     outcome = handler(state, event, max_attempts, known_agencies)
     if (return_closes is not None and event.type == "returned" and isinstance(outcome, Outcome)
             and event.occurred_at > return_closes):  # refused only once it would otherwise be accepted
-        return Refusal(f"the return window closed at {return_closes.isoformat()}: the agency must handle the "
-                       "ticket now (退单时限已过，应予办理); a dispatcher can still reassign it")
+        return Refusal(f"退单时限已过（{_when_zh(return_closes)}），应予办理；"
+                       "确非本单位职责的，请联系热线派单员改派 / "
+                       f"the return window closed at {return_closes.isoformat()}: the agency must handle the "
+                       "ticket now; a dispatcher can still reassign it")
     return outcome
 
 
 def _require_current_agency(state: TicketState, event: LifecycleEvent) -> Refusal | None:
     if event.role != Role.AGENCY:
-        return Refusal(f"'{event.type}' is done by the handling agency, not by role {event.role!r}")
+        return Refusal(f"{_named(event)}由承办单位办理，{ROLE_NAMES.get(event.role, event.role)}不能操作 / "
+                       f"'{event.type}' is done by the handling agency, not by role {event.role!r}")
     if not event.agency or event.agency != state.agency:
-        return Refusal(f"agency {event.agency or '(none)'} is not the current handler of {state.ticket_id} "
+        return Refusal(f"单位 {event.agency or '（未注明）'} 不是工单 {state.ticket_id} 的当前承办单位"
+                       f"（当前：{state.agency or '无'}），不能{_named(event)} / "
+                       f"agency {event.agency or '(none)'} is not the current handler of {state.ticket_id} "
                        f"(current: {state.agency or 'none'})")
     return None
 
 
 def _refuse_state(state: TicketState, event: LifecycleEvent, allowed: Collection[str]) -> Refusal | None:
     if state.status not in allowed:
-        return Refusal(f"'{event.type}' is not allowed while the ticket is {state.status} "
+        when = "、".join(f"「{name}」" for status, name in STATUS_NAMES.items() if status in allowed)
+        return Refusal(f"工单当前状态为「{STATUS_NAMES.get(state.status, state.status)}」，不能{_named(event)}"
+                       f"（仅在{when}时可以） / '{event.type}' is not allowed while the ticket is {state.status} "
                        f"(allowed in: {', '.join(sorted(allowed))})")
     return None
 
 
 def _routed(state: TicketState, event: Any, max_attempts: int, known: Collection[str]) -> Outcome | Refusal:
     if event.role != Role.SYSTEM:
-        return Refusal("'routed' is written by the router only")
+        return Refusal("「派发」只能由分拨系统写入 / 'routed' is written by the router only")
     attempt = int(getattr(event, "attempt", 0) or 0)
     if attempt <= state.attempt:
         return Outcome(state, duplicate=True)  # an older decision arriving late: nothing changes
@@ -261,10 +308,13 @@ def _returned(state: TicketState, event: Any, max_attempts: int, _k: Collection[
         return refusal
     code = _text(event, "reason_code")
     if code not in RETURN_REASONS:
-        return Refusal(f"a return needs reason_code from the fixed list ({', '.join(RETURN_REASONS)}); "
-                       f"got {code or 'none'}")
+        said = f"退单理由 {code} 不在规定的列表中" if code else "退单须选择退单理由"
+        listed = "、".join(f"{k} {v}" for k, v in RETURN_REASONS.items())
+        return Refusal(f"{said}（{listed}） / a return needs reason_code from the fixed list "
+                       f"({', '.join(RETURN_REASONS)}); got {code or 'none'}")
     if not (_text(event, "basis") or _text(event, "explanation")):
-        return Refusal("a return (退单) needs the legal basis or an explanation of why it is not this agency's")
+        return Refusal("退单须写明法律依据，或说明为何不属于本单位职责 / "
+                       "a return (退单) needs the legal basis or an explanation of why it is not this agency's")
     returned_by = tuple(dict.fromkeys((*state.returned_by, event.agency)))
     # Designation counts dispatches to agencies that were returned, not state.attempt: that also counts
     # routings to the manual queue, which no agency refused.
@@ -277,14 +327,15 @@ def _returned(state: TicketState, event: Any, max_attempts: int, _k: Collection[
 
 def _reassigned(state: TicketState, event: Any, _m: int, known: Collection[str]) -> Outcome | Refusal:
     if event.role not in (Role.DISPATCHER, Role.SUPERVISOR):
-        return Refusal("only a dispatcher (or supervisor) can reassign a ticket")
+        return Refusal("只有派单员或督办人员可以改派工单 / only a dispatcher (or supervisor) can reassign a ticket")
     if refusal := _refuse_state(state, event, {Status.MANUAL, Status.RETURNED, Status.DISPATCHED, Status.SIGNED}):
         return refusal
     target = _text(event, "target_agency")
     if not target or (known and target not in known):
-        return Refusal(f"target_agency {target or '(none)'} is not a known agency code")
+        return Refusal(f"没有代码为 {target or '（未填写）'} 的承办单位，不能改派 / "
+                       f"target_agency {target or '(none)'} is not a known agency code")
     if target == state.agency:
-        return Refusal(f"the ticket is already with {target}")
+        return Refusal(f"工单已由 {target} 承办，无需改派 / the ticket is already with {target}")
     if state.pending:
         # One dispatch per attempt number: a second one would put the same routing id on two agencies'
         # queues. Refused rather than numbered n+2, since the first would still reach its agency and land
@@ -295,7 +346,10 @@ def _reassigned(state: TicketState, event: Any, _m: int, known: Collection[str])
                            (Dispatch(target, state.attempt + 1),))
         going = {"dispatch": f"to {state.pending_agency}", "reroute": "re-routing after a return",
                  "designate": "to the manual queue for designation"}.get(state.pending, state.pending)
-        return Refusal(f"dispatch attempt {state.attempt + 1} of {state.ticket_id} ({going}) has not landed yet; "
+        going_zh = {"dispatch": f"派往 {state.pending_agency}", "reroute": "退单后重新分拨",
+                    "designate": "转人工派单、待指定承办"}.get(state.pending, state.pending)
+        return Refusal(f"工单的第 {state.attempt + 1} 次派发（{going_zh}）尚未完成，请稍后刷新，待其完成后再改派 / "
+                       f"dispatch attempt {state.attempt + 1} of {state.ticket_id} ({going}) has not landed yet; "
                        f"reassign once it has")
     # Until the dispatch lands (as a 'routed' event) the ticket waits with the dispatchers.
     # A pending extension was the old handler's request: it must not be approved for the new one.
@@ -309,20 +363,20 @@ def _extension_requested(state: TicketState, event: Any, _m: int, _k: Collection
     if refusal := _require_current_agency(state, event) or _refuse_state(state, event, {Status.SIGNED}):
         return refusal
     if state.extension_pending_days:
-        return Refusal("an extension request is already waiting for a decision")
+        return Refusal("已有延期申请等待审批 / an extension request is already waiting for a decision")
     days = getattr(event, "days", 0)
     if not isinstance(days, int) or not 1 <= days <= 30:
-        return Refusal("an extension needs 'days' between 1 and 30 working days")
+        return Refusal("延期天数须为 1 至 30 个工作日 / an extension needs 'days' between 1 and 30 working days")
     if not _text(event, "explanation"):
-        return Refusal("an extension request needs an explanation")
+        return Refusal("申请延期须说明理由 / an extension request needs an explanation")
     return Outcome(_remember(state, event, extension_pending_days=days))
 
 
 def _extension_decided(state: TicketState, event: Any, _m: int, _k: Collection[str]) -> Outcome | Refusal:
     if event.role not in (Role.SUPERVISOR, Role.DISPATCHER):
-        return Refusal("extensions are approved or denied by a supervisor or dispatcher")
+        return Refusal("延期申请由督办人员或派单员审批 / extensions are approved or denied by a supervisor or dispatcher")
     if not state.extension_pending_days:
-        return Refusal("there is no pending extension request to decide")
+        return Refusal("没有待审批的延期申请 / there is no pending extension request to decide")
     granted = state.extension_days_granted + (state.extension_pending_days if event.type == "extension_approved"
                                               else 0)
     return Outcome(_remember(state, event, extension_pending_days=0, extension_days_granted=granted))
@@ -332,25 +386,27 @@ def _resolved(state: TicketState, event: Any, _m: int, _k: Collection[str]) -> O
     if refusal := _require_current_agency(state, event) or _refuse_state(state, event, {Status.SIGNED}):
         return refusal
     if not _text(event, "reply"):
-        return Refusal("a resolution needs the reply text given to the citizen")
+        return Refusal("办结须填写答复群众的内容 / a resolution needs the reply text given to the citizen")
     return Outcome(_remember(state, event, status=Status.RESOLVED, resolved_at=event.occurred_at,
                              extension_pending_days=0))
 
 
 def _rated(state: TicketState, event: Any, _m: int, _k: Collection[str]) -> Outcome | Refusal:
     if event.role not in (Role.CALLCENTER, Role.DISPATCHER):
-        return Refusal("ratings are recorded by the call-back centre or a dispatcher")
+        return Refusal("回访评价由回访中心或派单员录入 / ratings are recorded by the call-back centre or a dispatcher")
     if refusal := _refuse_state(state, event, {Status.RESOLVED, Status.CLOSED}):
         return refusal
     rating = _text(event, "rating")
     if rating not in RATINGS:
-        return Refusal(f"rating must be one of {', '.join(RATINGS)}")
+        return Refusal(f"回访评价须为 {'或 '.join(f'{r}（{RATING_NAMES[r]}）' for r in RATINGS)} / "
+                       f"rating must be one of {', '.join(RATINGS)}")
     return Outcome(_remember(state, event, rating=rating))
 
 
 def _reopened(state: TicketState, event: Any, _m: int, _k: Collection[str]) -> Outcome | Refusal:
     if event.role not in (Role.CALLCENTER, Role.DISPATCHER, Role.SUPERVISOR):
-        return Refusal("only the call-back centre, a dispatcher or a supervisor can reopen a ticket")
+        return Refusal("只有回访中心、派单员或督办人员可以重新办理工单 / "
+                       "only the call-back centre, a dispatcher or a supervisor can reopen a ticket")
     if refusal := _refuse_state(state, event, {Status.RESOLVED, Status.CLOSED}):
         return refusal
     reopened = {"resolved_at": None, "closed_at": None, "rating": None, "reopen_count": state.reopen_count + 1,
@@ -367,7 +423,7 @@ def _reopened(state: TicketState, event: Any, _m: int, _k: Collection[str]) -> O
 
 def _closed(state: TicketState, event: Any, _m: int, _k: Collection[str]) -> Outcome | Refusal:
     if event.role not in (Role.CALLCENTER, Role.DISPATCHER, Role.SYSTEM):
-        return Refusal("tickets are closed by the call-back centre or a dispatcher")
+        return Refusal("工单由回访中心或派单员关闭 / tickets are closed by the call-back centre or a dispatcher")
     allowed = {Status.RESOLVED} | ({Status.MANUAL} if event.role == Role.DISPATCHER else set())
     if refusal := _refuse_state(state, event, allowed):
         return refusal

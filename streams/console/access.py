@@ -13,27 +13,20 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
-from models.lifecycle import Status
+from models.lifecycle import ROLE_NAMES as LIFECYCLE_ROLE_NAMES
+from models.lifecycle import STATUS_NAMES, Status
 from models.supervision.rules import when_zh
 from streams.cli.agency import Action
 
 DISPATCHER, AGENCY, SUPERVISOR = "dispatcher", "agency", "supervisor"
 ROLES = (DISPATCHER, AGENCY, SUPERVISOR)
-ROLE_NAMES = {DISPATCHER: "派单员", AGENCY: "承办单位", SUPERVISOR: "督办人员"}
+# the lifecycle's words (its refusals use them too), for the console's roles
+ROLE_NAMES = {role: LIFECYCLE_ROLE_NAMES[role] for role in ROLES}
 
-STATUS_NAMES = {
-    Status.RECEIVED: "已受理", Status.DISPATCHED: "待签收", Status.MANUAL: "待人工派单", Status.SIGNED: "办理中",
-    Status.RETURNED: "已退单", Status.RESOLVED: "已办结", Status.CLOSED: "已关闭",
-}
 ACTION_NAMES = {
     Action.SIGN: "签收", Action.RETURN: "退单", Action.EXTEND: "申请延期", Action.RESOLVE: "办结",
     Action.REASSIGN: "派单", Action.CLOSE: "关闭", Action.APPROVE_EXTENSION: "批准延期",
     Action.DENY_EXTENSION: "驳回延期", Action.RATE: "回访评价", Action.REOPEN: "重新办理",
-}
-EVENT_NAMES = {
-    "routed": "派发", "signed": "签收", "returned": "退单", "reassigned": "改派", "extension_requested": "申请延期",
-    "extension_approved": "批准延期", "extension_denied": "驳回延期", "resolved": "办结", "rated": "回访评价",
-    "reopened": "重新办理", "closed": "关闭",
 }
 
 # Which actions each role may take, and in which ticket states (the lifecycle's own rules, in short).

@@ -28,7 +28,7 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from models.lifecycle import RATINGS, RETURN_REASONS, Status
+from models.lifecycle import EVENT_NAMES, RATING_NAMES, RATINGS, RETURN_REASONS, Status, said_in_chinese
 from models.tickets import mask_caller_phone, mask_phone
 from models.workcalendar import as_local
 from streams.cli.agency import Action
@@ -37,7 +37,6 @@ from streams.console.access import (
     ACTION_NAMES,
     AGENCY,
     DISPATCHER,
-    EVENT_NAMES,
     ROLE_NAMES,
     STATUS_NAMES,
     SUPERVISOR,
@@ -64,7 +63,6 @@ RULE_NAMES = {
     "designation": "需指定承办", "misdispatch": "疑似错派", "review_hint": "复核提示",
     "repeated_complaint": "重复投诉", "joint_enforcement": "联合执法",
 }
-RATING_NAMES = {"satisfied": "满意", "unsatisfied": "不满意"}
 # a session's actions followed up until the worker records them: how many (the cookie holds them, 4 KB in all), how
 # long at most
 SENT_KEPT, SENT_WATCHED_S = 8, 3600
@@ -190,7 +188,7 @@ def report_outcomes(request: Request, console: Console) -> None:
         if not accepted:
             name = ACTION_NAMES[Action(action)] if action in set(Action) else action
             flash(request, "error", f"您对工单 {ticket_id} 的「{name}」未被系统受理（提交后工单状态已有变化）："
-                                    f"{(reason or '')[:200]}。请打开工单查看当前状态。")
+                                    f"{said_in_chinese(reason or '')[:200]}。请打开工单查看当前状态。")
     request.session["sent"] = [e for e in entries if e[0] not in outcomes]
 
 

@@ -18,7 +18,7 @@ from config.settings import Settings
 from models.clock import Clock
 from models.directory import Catalogue
 from models.events import InputRejected, parse_event
-from models.lifecycle import RATINGS, RETURN_REASONS
+from models.lifecycle import RATINGS, RETURN_REASONS, said_in_chinese
 from models.supervision.deadlines import return_window
 from models.supervision.figures import AgencyFigures, agency_figures
 from models.tickets import ID_PATTERN, Rejection, TicketIn, content_key, parse_ticket
@@ -219,7 +219,8 @@ class Console:
         if earlier is not None:  # the same action from the same page, already recorded: not sent twice
             if not earlier.accepted:
                 raise ConsoleError(409, "refused", f"您此前对工单 {ticket_id} 提交的同一{ACTION_NAMES[action]}操作"
-                                                   f"未被受理（{earlier.reason}），请刷新页面查看工单当前状态。")
+                                                   f"未被受理（{said_in_chinese(earlier.reason or '')}），"
+                                                   "请刷新页面查看工单当前状态。")
             return {"status": "submitted", "event_id": earlier.event_id, "ticket_id": ticket_id,
                     "type": earlier.type, "duplicate": True}
         denial = check_action(p, action, ticket_id=ticket_id, status=tk.status, current_agency=tk.current_agency,

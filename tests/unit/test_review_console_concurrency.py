@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 
 from models import ledger as t
+from models.events import EVENT_CLASSES
+from models.lifecycle import Refusal, Status, TicketState, apply
 from models.tickets import TicketIn
 from streams.console.accounts import add_user
 from tests.unit.test_console_views import PASSWORD, Site, _site
@@ -163,6 +165,30 @@ def test_the_actor_is_told_when_the_lifecycle_refused_what_the_console_accepted(
     (message,) = flashes(site, "/dispatcher")
     assert "RAC00001" in message and "未被系统受理" in message and "BH-SCJG" in message
     assert flashes(site, "/dispatcher") == []
+
+
+def test_the_actor_is_told_the_refusal_in_chinese_and_the_timeline_keeps_both(site: Site) -> None:
+    # Given a dispatcher's dispatch the lifecycle refused, with its reason as the lifecycle words it
+    ticket(site, "RAC00002", "manual", None)
+    site.login("disp")
+    form = form_of(site, "/tickets/RAC00002", "reassign", to="BH-STHJ", next="/dispatcher")
+    site.client.post("/tickets/RAC00002/actions", data=form, follow_redirects=False)
+    flashes(site, "/dispatcher")  # 已提交
+    event = sent(site)[0]
+    pending = TicketState("RAC00002", status=Status.MANUAL, attempt=1, pending="dispatch", pending_agency="BH-SCJG")
+    refusal = apply(pending, EVENT_CLASSES["reassigned"](**{**event, "occurred_at": AT}), known_agencies=())
+    assert isinstance(refusal, Refusal)
+    worker_records(site, event, accepted=False, reason=refusal.reason)
+    # Then the message to the dispatcher says it in Chinese, without the English for the logs
+    (message,) = flashes(site, "/dispatcher")
+    assert "工单的第 2 次派发（派往 BH-SCJG）尚未完成" in message and "has not landed" not in message
+    # And the same action sent again (same page version) is answered so too; the timeline shows the whole reason
+    r = site.api("POST", "/api/tickets/RAC00002/actions", "disp",
+                 json={"action": "reassign", "to": "BH-STHJ", "version": form["version"]})
+    assert r.status_code == 409 and r.json()["error"] == "refused"
+    assert "尚未完成" in r.json()["message"] and "has not landed" not in r.json()["message"]
+    page = site.client.get("/tickets/RAC00002").text
+    assert "尚未完成" in page and "has not landed yet" in page
 
 
 def test_a_second_message_before_the_page_is_shown_is_not_lost(site: Site) -> None:
