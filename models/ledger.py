@@ -84,7 +84,7 @@ class Ticket(Base):
     street: Mapped[str | None] = mapped_column(String(64))
     matter: Mapped[str | None] = mapped_column(String(16))
     status: Mapped[str] = mapped_column(String(24), default="received")
-    current_agency: Mapped[str | None] = mapped_column(String(32), index=True)
+    current_agency: Mapped[str | None] = mapped_column(String(32))  # indexed first in two below
     attempt: Mapped[int] = mapped_column(Integer, default=0)
     source_topic: Mapped[str | None] = mapped_column(String(120))
     source_partition: Mapped[int | None]
@@ -93,7 +93,12 @@ class Ticket(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     __table_args__ = (Index("ix_tickets_status_received", "status", "received_at"),
-                      Index("ix_tickets_source_position", "source_topic", "source_partition", "source_offset"))
+                      Index("ix_tickets_source_position", "source_topic", "source_partition", "source_offset"),
+                      # the ticket list and its pages, newest first (migration 0010)
+                      Index("ix_tickets_received_id", "received_at", "id"),
+                      # an agency's own list; its inbox by status and its counts
+                      Index("ix_tickets_agency_received_id", "current_agency", "received_at", "id"),
+                      Index("ix_tickets_agency_status_received", "current_agency", "status", "received_at"))
 
 
 class RoutingDecision(Base):
@@ -144,7 +149,12 @@ class TicketEvent(Base):
     # None for rows stored before migration 0008.
     batch_position: Mapped[int | None]
 
-    __table_args__ = (Index("ix_ticket_events_ticket_time", "ticket_id", "occurred_at"),)
+    __table_args__ = (Index("ix_ticket_events_ticket_time", "ticket_id", "occurred_at"),
+                      # an agency's returns (its inbox); the events of a period, newest first (the dispatcher's
+                      # recent returns, the reports): migration 0010. None leads with type: SQLite then read
+                      # every routed event for a few tickets' routings
+                      Index("ix_ticket_events_agency_type_time", "agency", "type", "occurred_at"),
+                      Index("ix_ticket_events_occurred_at", "occurred_at"))
 
 
 # A ticket's events as the lifecycle accepted them: batch by batch, in each batch in the order it applied them
@@ -166,7 +176,7 @@ class Alert(Base):
     deadline: Mapped[datetime | None]
     message: Mapped[str] = mapped_column(Text)
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    raised_at: Mapped[datetime] = mapped_column(default=utcnow)
+    raised_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)  # the latest first (migration 0010)
 
 
 class TrainingExample(Base):

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import func, or_, select, tuple_
 
 from models import ledger as t
 from models.lifecycle import Status
@@ -271,8 +271,9 @@ def list_tickets(ledger: Ledger, *, agency: str | None = None, status: str | Non
     with ledger.session() as s:
         q = select(t.Ticket).order_by(t.Ticket.received_at.desc(), t.Ticket.id.desc()).limit(limit)
         if before is not None:
-            at, ticket_id = before
-            q = q.where(or_(t.Ticket.received_at < at, and_(t.Ticket.received_at == at, t.Ticket.id < ticket_id)))
+            # a row value, not received_at < at OR (= at AND id < ...): both backends then read the page off
+            # ix_tickets_received_id from the cursor on; with the OR, SQLite sorted every older ticket (seconds)
+            q = q.where(tuple_(t.Ticket.received_at, t.Ticket.id) < tuple_(*before))
         if agency is not None:
             q = q.where(t.Ticket.current_agency == agency)
         if status is not None:
