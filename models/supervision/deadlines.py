@@ -163,8 +163,9 @@ def _censure_rank(catalogue: Catalogue) -> int:
     return RANK_OVERDUE + 2 * (sla.censure_after_working_days // max(sla.reminder_every_working_days, 1)) + 1
 
 
-def deadlines(facts: DeadlineFacts, catalogue: Catalogue) -> list[Deadline]:
-    """The running deadlines of a ticket (empty when no clock runs: resolved, closed, returned, manual)."""
+def deadlines(facts: DeadlineFacts, catalogue: Catalogue, *, checkpoints: bool = True) -> list[Deadline]:
+    """The running deadlines of a ticket (empty when no clock runs: resolved, closed, returned, manual).
+    ``checkpoints=False``: due moments only (the figures), without the warnings, overdue and censure points."""
     status = facts.status
     if status not in (Status.DISPATCHED, Status.SIGNED):
         return []
@@ -174,7 +175,8 @@ def deadlines(facts: DeadlineFacts, catalogue: Catalogue) -> list[Deadline]:
     if facts.dispatched_at is not None:
         if status == Status.DISPATCHED:
             out.append(_deadline("sign", attempt, facts.dispatched_at,
-                                 catalogue.time_limit("sign", rt, urgency, complex_case), catalogue))
+                                 catalogue.time_limit("sign", rt, urgency, complex_case), catalogue,
+                                 with_checkpoints=checkpoints))
         out.append(_deadline("return", attempt, facts.dispatched_at,
                              catalogue.time_limit("return", rt, urgency, complex_case), catalogue,
                              with_checkpoints=False))
@@ -182,7 +184,7 @@ def deadlines(facts: DeadlineFacts, catalogue: Catalogue) -> list[Deadline]:
     if status == Status.SIGNED and started is not None:
         out.append(_deadline("handle", f"{facts.attempt}.{facts.reopen_count}", started,
                              catalogue.time_limit("handle", rt, urgency, complex_case), catalogue,
-                             extension_days=int(facts.extension_days_granted or 0)))
+                             extension_days=int(facts.extension_days_granted or 0), with_checkpoints=checkpoints))
     return out
 
 

@@ -134,7 +134,7 @@ class _Handling:
 
 
 def _due(facts: TicketFacts, stage: str, catalogue: Catalogue) -> datetime | None:
-    return next((d.due for d in deadlines(facts, catalogue) if d.stage == stage), None)
+    return next((d.due for d in deadlines(facts, catalogue, checkpoints=False) if d.stage == stage), None)
 
 
 def _in(moment: datetime, since: datetime | None, until: datetime | None) -> bool:
