@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterator
 from datetime import date, datetime, time, timedelta
 from itertools import groupby
@@ -22,7 +23,7 @@ from models.events import parse_event
 from models.lifecycle import Outcome, Status, TicketState, apply
 from models.supervision import TicketFacts
 from models.supervision.figures import AgencyFigures, agency_figures, history_of
-from models.tickets import Rejection
+from models.tickets import EARLIEST, LATEST, Rejection
 from models.workcalendar import TZ, as_local
 from streams.db import Ledger
 
@@ -138,6 +139,55 @@ def period_start(now: datetime, days: int | None) -> datetime | None:
     if not days:
         return None
     return day_bounds(as_local(now).date() - timedelta(days=days - 1))[0]
+
+
+def month_bounds(year: int, month: int) -> tuple[datetime, datetime]:
+    """A calendar month (月度考核) in Shanghai time: from its first day's midnight to the next month's, which is not
+    included. ValueError for a month that is not one, or one outside 2000-2099 (no hotline stamped a time there)."""
+    if not EARLIEST.year <= year < LATEST.year or not 1 <= month <= 12:
+        raise ValueError(f"{year:04d}-{month:02d} is not a month between {EARLIEST.year} and {LATEST.year - 1}")
+    following = date(year + month // 12, month % 12 + 1, 1)
+    return day_bounds(date(year, month, 1))[0], day_bounds(following)[0]
+
+
+def parse_month(value: str) -> tuple[datetime, datetime]:
+    """``YYYY-MM`` (or ``YYYY-M``, as ``report --month`` always took it) as :func:`month_bounds`; ValueError when
+    it is not one."""
+    found = re.fullmatch(r"([0-9]{4})-([0-9]{1,2})", value.strip())
+    if found is None:
+        raise ValueError(f"{value!r} is not a month (YYYY-MM)")
+    return month_bounds(int(found[1]), int(found[2]))
+
+
+def parse_day(value: str) -> date:
+    """``YYYY-MM-DD`` in 2000-2099, else ValueError (also for the other forms ``date.fromisoformat`` takes)."""
+    if re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value.strip()) is None:
+        raise ValueError(f"{value!r} is not a date (YYYY-MM-DD)")
+    day = date.fromisoformat(value.strip())
+    if not EARLIEST.year <= day.year < LATEST.year:
+        raise ValueError(f"{value!r} is not between {EARLIEST.year} and {LATEST.year - 1}")
+    return day
+
+
+def this_month(now: datetime) -> tuple[datetime, None]:
+    """本月: from the first of ``now``'s month (Shanghai) to now."""
+    today = as_local(now).date()
+    return month_bounds(today.year, today.month)[0], None
+
+
+def last_month(now: datetime) -> tuple[datetime, datetime]:
+    """上月: the last whole calendar month before ``now``'s (Shanghai)."""
+    first = as_local(now).date().replace(day=1) - timedelta(days=1)
+    return month_bounds(first.year, first.month)
+
+
+def period_dates(since: datetime | None, until: datetime | None, now: datetime) -> str:
+    """The calendar days a period covers, as a supervisor reads them: "2026-11-01 至 2026-11-30" (``until`` is not
+    included; an open end is today). Empty for all time."""
+    if since is None:
+        return ""
+    last = as_local(until - timedelta(microseconds=1)).date() if until is not None else as_local(now).date()
+    return f"{as_local(since):%Y-%m-%d} 至 {last:%Y-%m-%d}"
 
 
 def percent(rate: float | None) -> str:

@@ -450,6 +450,74 @@ def build_event(ticket_id: str, action: Action, *, actor: str, role: str, agency
     return event
 
 
+# Event ids derived from the intent (the console's and ``hotline act``'s), in a namespace of their own.
+INTENT_NAMESPACE = uuid.UUID("6f1d3c52-8a4e-4c1b-9d0e-12345a0c0501")
+
+
+def ticket_version(ticket: Any) -> str:
+    """A ticket's version as the ledger shows it: its ``updated_at``, which every accepted event and every
+    published dispatch moves. A console page or API client sends it back with an action to say what it acted on."""
+    return ticket.updated_at.isoformat() if ticket.updated_at is not None else ""
+
+
+def intent_event_id(ticket_id: str, action: Action, *, actor: str, role: str, agency: str | None,
+                    options: dict[str, Any] | None, version: str) -> str:
+    """The event id of ``actor`` (as ``role``, for ``agency``) taking ``action`` with ``options`` on the ticket as of
+    ``version`` (:func:`ticket_version`): the same for a retried command or a resubmitted form, so the lifecycle and
+    the ledger keep one event; different for another action, other options, another actor or a ticket that has
+    moved on since."""
+    intent = json.dumps([ticket_id, action.value, actor, role, agency, options, version],
+                        ensure_ascii=False, sort_keys=True, default=str)
+    return str(uuid.uuid5(INTENT_NAMESPACE, intent))
+
+
+def _ledger_or_none(settings: Any) -> Any:
+    """The ledger, or None (quietly) when it cannot be read from here: ``act`` needs only the broker."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from streams.db import LedgerUnavailable, NotMigrated, open_migrated
+
+    try:
+        return open_migrated(settings)
+    except (LedgerUnavailable, NotMigrated, SQLAlchemyError):
+        return None
+
+
+def _version_in(ledger: Any, ticket_id: str) -> str:
+    """The ticket's version (:func:`ticket_version`) in the ledger; "" while the ledger does not know it yet."""
+    from models import ledger as t
+
+    with ledger.session() as s:
+        row = s.get(t.Ticket, ticket_id)
+        return ticket_version(row) if row is not None else ""
+
+
+def _recorded(ledger: Any, event_id: str) -> Any:
+    """The ledger's row of the event ``event_id``, if it has recorded one."""
+    from models import ledger as t
+
+    with ledger.session() as s:
+        row = s.get(t.TicketEvent, event_id)
+        if row is not None:
+            s.expunge(row)
+        return row
+
+
+def _already_recorded(event: dict[str, Any], earlier: Any) -> None:
+    """Say what became of the event the ledger already has under this id, instead of sending it again."""
+    event_id = event["event_id"]
+    if (earlier.ticket_id, earlier.type) != (event["ticket_id"], event["type"]):  # a key reused for another intent
+        _exit(f"[red]refused:[/red] the event id {esc(event_id)} is already the {esc(earlier.type)} event of ticket "
+              f"{esc(earlier.ticket_id)}; an event with this id would be dropped as a duplicate (use a new "
+              "--event-id)")
+    outcome = "accepted" if earlier.accepted else f"refused ({earlier.reason or 'no reason given'})"
+    err.print(f"{event['type']} for {event['ticket_id']} was sent before with this event id and the worker "
+              f"recorded it as {outcome}; not sent again", markup=False)
+    typer.echo(event_id)
+    if not earlier.accepted:
+        raise typer.Exit(EXIT_USAGE)
+
+
 def _default_actor() -> str:
     try:
         return getpass.getuser()
@@ -462,7 +530,7 @@ def act(
     ticket_id: str = typer.Argument(..., help="the ticket to act on"),
     action: Action = typer.Argument(..., help="what to do"),
     agency: str | None = typer.Option(None, "--agency", help="acting agency code (needed for agency actions)"),
-    actor: str | None = typer.Option(None, "--actor", help="who acts [default: your OS user name]"),
+    actor: str | None = typer.Option(None, "--actor", help="who acts (default: your OS user name)"),
     role: RoleChoice | None = typer.Option(  # type: ignore[valid-type]
         None, "--role", help="default by action: agency for sign/return/extend/resolve; dispatcher for "
         "reassign/close; supervisor for approve/deny-extension; callcenter for rate/reopen"),
@@ -475,12 +543,18 @@ def act(
     days: int | None = typer.Option(None, "--days", help="extend: working days asked for (1-30)"),
     to: str | None = typer.Option(None, "--to", help="reassign: the target agency code"),
     rating: Rating | None = typer.Option(None, "--rating", help="rate: the citizen's rating"),  # type: ignore[valid-type]
+    event_id: str | None = typer.Option(
+        None, "--event-id", help="idempotency key: a command run again with the same key sends the same event, "
+        "which the worker keeps once. Without it: derived from the action, its options, the actor and the "
+        "ticket's state in the ledger (random when the ledger cannot be read)"),
     dry_run: bool = typer.Option(False, "--dry-run", help="print the event JSON instead of sending it"),
 ) -> None:
     """Act on a ticket: write one lifecycle event to tickets.events and print its event id.
 
     Only the event's shape is checked here; the worker decides whether the action is allowed in the
     ticket's current state (a refused event is recorded with its reason and sent to tickets.invalid).
+    The event id is the intent's: run again after a timeout, the same command on the same ticket sends the
+    same event (kept once), or none when the ledger already has it.
     """
     from streams.app import TICKETS_EVENTS
     from streams.broker import BrokerUnavailable, client_bootstrap
@@ -488,29 +562,53 @@ def act(
     settings = load_settings()
     if not ID_PATTERN.match(ticket_id):
         _exit(f"[red]{esc(repr(ticket_id))} is not a ticket id[/red] (letters, digits and _ . : - only)")
+    from models.events import LEDGER_CHARS, parse_event
+    from models.tickets import Rejection
+
+    if event_id is not None and (not ID_PATTERN.match(event_id) or len(event_id) > LEDGER_CHARS["event_id"]):
+        _exit(f"[red]--event-id {esc(repr(event_id))} is not an event id[/red] (letters, digits and _ . : - only, "
+              f"at most {LEDGER_CHARS['event_id']} characters)")
     chosen_role = role.value if role is not None else DEFAULT_ROLE[action].value
     codes: dict[str, str | None] = {"agency": agency, "to": to}
     if agency or to:
         catalogue = catalogue_or_exit(settings)
         codes = {k: resolve_agency(v, catalogue, f"--{k} agency code") if v else None for k, v in codes.items()}
+    options: dict[str, Any] = {"reason_code": reason_code, "basis": basis, "explanation": explanation,
+                               "reply": reply, "days": days, "to": codes["to"], "rating": rating}
     try:
         from streams.wiring import clock_for_settings
 
         event = build_event(ticket_id, action, actor=actor or _default_actor(), role=chosen_role,
-                            agency=codes["agency"], now=clock_for_settings(settings).now(), options={
-                                "reason_code": reason_code, "basis": basis, "explanation": explanation,
-                                "reply": reply, "days": days, "to": codes["to"], "rating": rating})
+                            agency=codes["agency"], now=clock_for_settings(settings).now(), options=options)
     except ValueError as exc:
         _exit(f"[red]refused:[/red] {esc(str(exc))}")
-    from models.events import parse_event
-    from models.tickets import Rejection
-
-    checked = parse_event(event)  # the same check the worker applies first
-    if isinstance(checked, Rejection):
-        _exit(f"[red]refused:[/red] {esc(checked.reason)}")
-    value = json.dumps(event, ensure_ascii=False)
-    if dry_run:
-        typer.echo(value)
+    ledger = _ledger_or_none(settings)
+    try:
+        if event_id is not None:
+            event["event_id"] = event_id
+        elif ledger is not None:
+            # the options this action takes, as the console states them (absent ones as None)
+            intent = {k: None if options[k] in (None, "") else str(options[k]) if isinstance(options[k], StrEnum)
+                      else options[k] for k in ACCEPTS[action]}
+            event["event_id"] = intent_event_id(ticket_id, action, actor=event["actor"], role=chosen_role,
+                                                agency=codes["agency"], options=intent,
+                                                version=_version_in(ledger, ticket_id))
+        else:
+            err.print("the ledger cannot be read from here: a random event id (pass --event-id to make a retry "
+                      "safe)")
+        checked = parse_event(event)  # the same check the worker applies first
+        if isinstance(checked, Rejection):
+            _exit(f"[red]refused:[/red] {esc(checked.reason)}")
+        value = json.dumps(event, ensure_ascii=False)
+        if dry_run:
+            typer.echo(value)
+            return
+        earlier = _recorded(ledger, event["event_id"]) if ledger is not None else None
+    finally:
+        if ledger is not None:
+            ledger.dispose()
+    if earlier is not None:
+        _already_recorded(event, earlier)
         return
     try:
         bootstrap = client_bootstrap(settings)

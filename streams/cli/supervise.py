@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape as esc
 from rich.table import Table
 
-from models.tickets import SHANGHAI
+from models.tickets import SHANGHAI, hotline_time
 from models.workcalendar import as_local
 from streams.cli import app
 from streams.cli.agency import GROUP_TUNING, READ_COMMITTED, catalogue_or_exit, local_time, resolve_agency
@@ -33,20 +33,19 @@ def parse_since(value: str | None, option: str = "--since") -> datetime | None:
     if not value:
         return None
     try:
-        when = datetime.fromisoformat(value)
+        return hotline_time(datetime.fromisoformat(value))  # 0001-01-01 in Shanghai is before datetime.min in UTC
     except ValueError:
-        _exit(f"[red]{option} {esc(repr(value))} is not a date[/red] (YYYY-MM-DD or YYYY-MM-DDTHH:MM)")
-    return as_local(when)
+        _exit(f"[red]{option} {esc(repr(value))} is not a date[/red] (YYYY-MM-DD or YYYY-MM-DDTHH:MM, 2000-2099)")
 
 
 def month_bounds(value: str) -> tuple[datetime, datetime]:
-    """``YYYY-MM``: from its first day's midnight to the next month's (Shanghai)."""
+    """``YYYY-MM``: from its first day's midnight to the next month's (Shanghai), as the console's 上月."""
+    from streams.reports import parse_month
+
     try:
-        first = datetime.strptime(value, "%Y-%m").replace(tzinfo=SHANGHAI)
+        return parse_month(value)
     except ValueError:
-        _exit(f"[red]--month {esc(repr(value))} is not a month[/red] (YYYY-MM)")
-    following = first.replace(year=first.year + first.month // 12, month=first.month % 12 + 1)
-    return first, following
+        _exit(f"[red]--month {esc(repr(value))} is not a month[/red] (YYYY-MM, 2000-2099)")
 
 
 def period_words(start: datetime | None, end: datetime | None) -> str:

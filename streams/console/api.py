@@ -33,6 +33,7 @@ from streams.console import queries
 from streams.console.access import AGENCY, Principal, sees_full_phone
 from streams.console.accounts import principal_for_token
 from streams.console.service import MAX_BODY_BYTES, Console, ConsoleError
+from streams.reports import day_bounds, parse_day, parse_month, period_start
 
 router = APIRouter(prefix="/api", tags=["api"])
 bearer = HTTPBearer(auto_error=False, description="hotline users token 用户名 生成的令牌")
@@ -298,18 +299,59 @@ def alerts(request: Request, p: Principal = Depends(api_user), agency: str | Non
                      agency=a.agency, message=a.message, raised_at=a.raised_at, deadline=a.deadline) for a in rows]
 
 
-@router.get("/figures", responses=ERRORS, summary="各承办单位考核指标")
+def figures_period(now: datetime, days: int | None, since: str | None, until: str | None,
+                   month: str | None) -> tuple[datetime | None, datetime | None]:
+    """[since, until) of ``/api/figures``: the last ``days`` calendar days, a calendar month, dates (Shanghai
+    midnight; ``until`` not included), or all time; 400 in Chinese for a bad or reversed period."""
+    def bad(message: str) -> ConsoleError:
+        return ConsoleError(400, "invalid_period", message)
+
+    if days is not None and (since, until, month) != (None, None, None):
+        raise bad("days 不能与 since、until、month 同时使用：请只用其中一种方式指定统计时段。")
+    if month is not None:
+        if (since, until) != (None, None):
+            raise bad("month 不能与 since、until 同时使用：month 本身就是一个完整的自然月。")
+        try:
+            return parse_month(month)
+        except ValueError:
+            raise bad(f"month 应为 2000 至 2099 年间的月份，格式 YYYY-MM（如 2026-11），"
+                      f"而不是 {month[:20]!r}。") from None
+    bounds: list[datetime | None] = []
+    for name, value in (("since", since), ("until", until)):
+        try:
+            bounds.append(day_bounds(parse_day(value))[0] if value is not None else None)
+        except ValueError:
+            raise bad(f"{name} 应为 2000 至 2099 年间的日期，格式 YYYY-MM-DD（如 2026-11-01），"
+                      f"而不是 {value[:20]!r}。") from None
+    start, end = bounds
+    if start is not None and end is not None and end <= start:
+        raise bad(f"until（{until}，不含该日）须晚于 since（{since}）。")
+    if start is None and end is None:
+        return period_start(now, days), None
+    return start, end
+
+
+@router.get("/figures", summary="各承办单位考核指标", responses={**ERRORS, 400: {
+    "model": ErrorOut, "description": "统计时段有误（格式不对、until 不晚于 since，或几种方式同时使用）"}})
 def figures(request: Request, p: Principal = Depends(api_user), agency: str | None = Query(None, max_length=32),
-            days: int | None = Query(None, ge=1, le=3660, description="统计最近多少天；不填为全部")
+            days: int | None = Query(None, ge=1, le=3660, description="统计最近多少个自然日（含今天）；不填为全部"),
+            since: str | None = Query(None, description="自该日上海时间 0 时起（YYYY-MM-DD，含该日）"),
+            until: str | None = Query(None, description="到该日上海时间 0 时为止（YYYY-MM-DD，不含该日）；不填为至今"),
+            month: str | None = Query(None, description="一个自然月（YYYY-MM，如 2026-11），用于月度考核；"
+                                                        "不能与 days、since、until 同用")
             ) -> dict[str, Any]:
-    """按时签收率、按时办结率、退单率、一次派准率、逾期件数、平均办理工作日、重复件数等（定义见 README）。
-    承办单位只得到本单位的指标。"""
+    """按时签收率、按时办结率、退单率、一次派准率、逾期件数、平均办理工作日、重复件数等（定义见 README），
+    统计派单时间在所给时段内的工单（`days`、`month`、`since`/`until` 任选一种，都不填为全部）；响应中的
+    `since`、`until` 为实际采用的时段（`until` 不含）。承办单位只得到本单位的指标。"""
     if p.role == AGENCY:
         if agency not in (None, p.agency):
             raise ConsoleError(403, "forbidden", "承办单位只能查看本单位的指标。")
         agency = p.agency
     console = console_of(request)
+    now = console.now()
+    start, end = figures_period(now, days, since, until, month)
+    out: dict[str, Any] = {"generated_at": now.isoformat(), "days": days,
+                           "since": start.isoformat() if start else None, "until": end.isoformat() if end else None}
     if p.role == AGENCY and agency is None:  # a member of no agency: no agency's figures, rather than all
-        return {"generated_at": console.now().isoformat(), "days": days, "agencies": []}
-    return {"generated_at": console.now().isoformat(), "days": days,
-            "agencies": [f.to_dict() for f in console.agency_figures(agency, days).values()]}
+        return {**out, "agencies": []}
+    return {**out, "agencies": [f.to_dict() for f in console.agency_figures(agency, start, end).values()]}

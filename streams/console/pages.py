@@ -17,6 +17,8 @@ import hmac
 import logging
 import secrets
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs
@@ -50,13 +52,23 @@ from streams.console.charts import bar_chart, line_chart
 from streams.console.service import MAX_BODY_BYTES, Console, ConsoleError
 from streams.console.suggest import Suggestion, suggestions
 from streams.console.trends import FOCUS_GROUPS
-from streams.reports import figures_csv, percent
+from streams.reports import figures_csv, last_month, percent, period_dates, period_start, this_month
 
 log = logging.getLogger(__name__)
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=str(HERE / "templates"))
 HOME = {AGENCY: "/agency", DISPATCHER: "/dispatcher", SUPERVISOR: "/supervisor"}
-PERIODS = {"7": ("近7天", 7), "30": ("近30天", 30), "all": ("全部", None)}
+Bounds = tuple[datetime | None, datetime | None]
+# the figures' periods, by their key in the address: (label, [since, until) at the deployment's "now"); the months are
+# calendar months in Shanghai time, for 月度考核
+PERIODS: dict[str, tuple[str, Callable[[datetime], Bounds]]] = {
+    "7": ("近7天", lambda now: (period_start(now, 7), None)),
+    "30": ("近30天", lambda now: (period_start(now, 30), None)),
+    "this-month": ("本月", this_month),
+    "last-month": ("上月", last_month),
+    "all": ("全部", lambda now: (None, None)),
+}
+DEFAULT_PERIOD = "30"
 SEVERITY_NAMES = {"info": "提示", "warning": "警告", "critical": "严重"}
 RULE_NAMES = {
     "sign_deadline": "签收时限", "handle_deadline": "办理时限", "returned": "退单", "ping_pong": "来回推诿",
@@ -333,12 +345,36 @@ def dispatcher_page(request: Request, p: Principal = Depends(page_user)) -> HTML
 
 
 # --- supervisor ----------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class ChosenPeriod:
+    key: str
+    label: str  # with its dates: "上月（2026-11-01 至 2026-11-30）"
+    since: datetime | None
+    until: datetime | None
+
+
+def chosen_period(console: Console, period: str, *, strict: bool = False) -> ChosenPeriod:
+    """The figures' period named ``period`` as of now; an unknown one is the default (a page) or a 400 (``strict``:
+    a download must not be another period than the one asked for, under a name that says otherwise)."""
+    if period not in PERIODS:
+        if strict:
+            raise ConsoleError(400, "invalid_period", f"没有这个统计时段：{period[:32]}（可选："
+                               + "、".join(f"{k}（{label}）" for k, (label, _) in PERIODS.items()) + "）。")
+        period = DEFAULT_PERIOD
+    label, bounds = PERIODS[period]
+    now = console.now()
+    since, until = bounds(now)
+    dates = period_dates(since, until, now)
+    return ChosenPeriod(period, f"{label}（{dates}）" if dates else label, since, until)
+
+
 @router.get("/supervisor")
-def supervisor_page(request: Request, period: str = "30", p: Principal = Depends(page_user)) -> HTMLResponse:
+def supervisor_page(request: Request, period: str = DEFAULT_PERIOD,
+                    p: Principal = Depends(page_user)) -> HTMLResponse:
     require(p, SUPERVISOR)
     console = console_of(request)
-    label, days = PERIODS.get(period, PERIODS["30"])
-    ov = console.overview(days)
+    chosen = chosen_period(console, period)
+    ov = console.overview(chosen.since, chosen.until)
     day_labels = [d.strftime("%m-%d") for d in ov.series.days]
     charts = {
         "volume": bar_chart(list(zip(day_labels, [float(v) for v in ov.series.received], strict=True)),
@@ -347,17 +383,20 @@ def supervisor_page(request: Request, period: str = "30", p: Principal = Depends
                                          ("按时办结率", ov.series.resolution_on_time)], title="每日按时率"),
     }
     alerts = queries.recent_alerts(console.ledger, limit=30)
-    return render(request, "supervisor.html", p, ov=ov, charts=charts, alerts=alerts, period=period,
-                  periods=PERIODS, period_label=label, focus_groups=list(FOCUS_GROUPS))
+    return render(request, "supervisor.html", p, ov=ov, charts=charts, alerts=alerts, period=chosen.key,
+                  periods=PERIODS, period_label=chosen.label, focus_groups=list(FOCUS_GROUPS))
 
 
 @router.get("/supervisor/figures.csv")
-def supervisor_figures_csv(request: Request, period: str = "30", p: Principal = Depends(page_user)) -> Response:
+def supervisor_figures_csv(request: Request, period: str = DEFAULT_PERIOD,
+                           p: Principal = Depends(page_user)) -> Response:
     """The period's per-agency figures as a spreadsheet download (考核 tables are kept in Excel)."""
     require(p, SUPERVISOR)
     console = console_of(request)
-    key = period if period in PERIODS else "30"
-    body = figures_csv(console.agency_figures(None, PERIODS[key][1]), console.catalogue)
+    chosen = chosen_period(console, period, strict=True)
+    body = figures_csv(console.agency_figures(None, chosen.since, chosen.until), console.catalogue)
+    # a month's file is named by its month: "figures-2026-11-20261203.csv" for 上月 downloaded on 12-03
+    key = f"{as_local(chosen.since):%Y-%m}" if chosen.key.endswith("month") and chosen.since else chosen.key
     name = f"figures-{key}-{as_local(console.now()):%Y%m%d}.csv"
     # with a byte-order mark: Excel on a Chinese Windows reads a CSV without one as GBK, and the headers garble
     return Response("\ufeff" + body, media_type="text/csv; charset=utf-8",
@@ -373,16 +412,16 @@ def supervisor_alerts(request: Request, p: Principal = Depends(page_user)) -> HT
 
 
 @router.get("/supervisor/agencies/{code}")
-def supervisor_agency(code: str, request: Request, period: str = "30",
+def supervisor_agency(code: str, request: Request, period: str = DEFAULT_PERIOD,
                       p: Principal = Depends(page_user)) -> HTMLResponse:
     require(p, SUPERVISOR)
     console = console_of(request)
     if code not in console.catalogue.agencies:
         raise ConsoleError(404, "not_found", f"没有代码为 {code[:32]} 的承办单位。")
-    label, days = PERIODS.get(period, PERIODS["30"])
-    figs = console.agency_figures(code, days).get(code)
-    return render(request, "supervisor_agency.html", p, code=code, figures=figs, period=period, periods=PERIODS,
-                  period_label=label, cards=queries.agency_tickets(console.ledger, code),
+    chosen = chosen_period(console, period)
+    figs = console.agency_figures(code, chosen.since, chosen.until).get(code)
+    return render(request, "supervisor_agency.html", p, code=code, figures=figs, period=chosen.key, periods=PERIODS,
+                  period_label=chosen.label, cards=queries.agency_tickets(console.ledger, code),
                   alerts=queries.recent_alerts(console.ledger, limit=50, agency=code))
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import uuid
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -24,7 +23,7 @@ from models.supervision.figures import AgencyFigures, agency_figures
 from models.tickets import ID_PATTERN, Rejection, TicketIn, content_key, parse_ticket
 from models.workcalendar import as_local
 from streams.app import TICKETS_EVENTS, TICKETS_INVALID, TICKETS_RECEIVED
-from streams.cli.agency import Action, build_event
+from streams.cli.agency import Action, build_event, intent_event_id, ticket_version
 from streams.console import queries
 from streams.console.access import (
     ACTION_NAMES,
@@ -42,14 +41,12 @@ from streams.console.publisher import BusUnavailable, Publisher
 from streams.console.trends import DailySeries, WeeklyHotspots, daily_series, weekly_hotspots
 from streams.db import Ledger
 from streams.intake import ticket_json
-from streams.reports import figures, intake_facts, load_alert_rules, load_histories, period_start
+from streams.reports import figures, intake_facts, load_alert_rules, load_histories
 
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 64 * 1024
 MAX_FIELD_CHARS = 2000
 BUS_DOWN = "消息总线暂时不可用，操作未提交，请稍后重试。"
-# Console event ids are derived from the intent (see :func:`intent_id`), in a namespace of their own.
-INTENT_NAMESPACE = uuid.UUID("6f1d3c52-8a4e-4c1b-9d0e-12345a0c0501")
 
 
 class ConsoleError(Exception):
@@ -119,25 +116,20 @@ def action_options(action: Action, options: dict[str, Any], catalogue: Catalogue
     return {"explanation": explanation}
 
 
-def ticket_version(ticket: Any) -> str:
-    """The ticket's version as the console shows it: the ledger's ``updated_at``, which every accepted event and
-    every published dispatch moves. A page or API client sends it back with an action to say what it acted on."""
-    return ticket.updated_at.isoformat() if ticket.updated_at is not None else ""
-
-
 def intent_id(ticket_id: str, action: Action, p: Principal, options: dict[str, Any], version: str) -> str:
     """The event id of ``p`` taking ``action`` with ``options`` on the ticket as of ``version``: the same for a
     double click, a resubmitted form or a retried request (the lifecycle and the ledger then keep one event),
-    different for another action, other options, another user or a ticket that has moved on since."""
-    intent = json.dumps([ticket_id, action.value, p.username, p.role, p.agency, options, version],
-                        ensure_ascii=False, sort_keys=True, default=str)
-    return str(uuid.uuid5(INTENT_NAMESPACE, intent))
+    different for another action, other options, another user or a ticket that has moved on since (``hotline
+    act`` derives its ids the same way, :func:`streams.cli.agency.intent_event_id`)."""
+    return intent_event_id(ticket_id, action, actor=p.username, role=p.role, agency=p.agency, options=options,
+                           version=version)
 
 
 @dataclass(frozen=True, slots=True)
 class Overview:
     now: datetime
     since: datetime | None
+    until: datetime | None
     figures: dict[str, AgencyFigures]
     series: DailySeries
     hotspots: WeeklyHotspots
@@ -286,21 +278,23 @@ class Console:
         return result
 
     # --- supervision ----------------------------------------------------------------------------
-    def overview(self, period_days: int | None, *, series_days: int = 14, weeks: int = 8) -> Overview:
-        """Per-agency figures for the period (None = everything), the daily series and the weekly hot spots."""
+    def overview(self, since: datetime | None, until: datetime | None = None, *, series_days: int = 14,
+                 weeks: int = 8) -> Overview:
+        """Per-agency figures for dispatches in [since, until) (None: open on that side), the daily series and the
+        weekly hot spots."""
         now = self.now()
-        since = period_start(now, period_days)
         series_since = now - timedelta(days=series_days)
         # One load serves both: histories since the earlier start (a superset; the figures count by window).
         histories = load_histories(self.ledger, None if since is None else min(since, series_since))
-        figures = agency_figures(histories, self.catalogue, now=now, since=since,
+        figures = agency_figures(histories, self.catalogue, now=now, since=since, until=until,
                                  alerts=load_alert_rules(self.ledger, since))
         rows = queries.received_rows(self.ledger, now - timedelta(weeks=weeks))
         return Overview(
-            now, since, dict(sorted(figures.items())),
+            now, since, until, dict(sorted(figures.items())),
             daily_series([r for r, _ in rows], histories, self.catalogue, now=now, days=series_days),
             weekly_hotspots(rows, self.catalogue, today=as_local(now).date(), weeks=weeks))
 
-    def agency_figures(self, agency: str | None, period_days: int | None) -> dict[str, AgencyFigures]:
-        return figures(self.ledger, self.catalogue, now=self.now(), since=period_start(self.now(), period_days),
-                       agency=agency)
+    def agency_figures(self, agency: str | None, since: datetime | None,
+                       until: datetime | None = None) -> dict[str, AgencyFigures]:
+        """Per-agency figures (one agency's, when named) for dispatches in [since, until)."""
+        return figures(self.ledger, self.catalogue, now=self.now(), since=since, until=until, agency=agency)

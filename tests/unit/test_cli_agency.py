@@ -13,8 +13,9 @@ import pytest
 from typer.testing import CliRunner
 
 from config.catalogue import load_catalogue
+from models import ledger as t
 from models.events import EVENT_CLASSES, parse_event
-from models.tickets import SHANGHAI, Rejection
+from models.tickets import SHANGHAI, Rejection, TicketIn
 from streams.cli import app
 from streams.cli.agency import DEFAULT_ROLE, EVENT_TYPE, Action, build_event, near_matches, queue_table
 
@@ -184,3 +185,123 @@ def test_the_manual_queue_masks_callers_numbers_like_the_console(tmp_path: Path,
     assert shown["routing_id"] == "T-1#1" and shown["reason"] == "置信度低"
     r = runner.invoke(app, ["queue", "BH-STHJ", "--json"], env=env(tmp_path))
     assert r.exit_code == 0 and json.loads(r.stdout)["text"] == msg["text"]  # the agency's queue: as published
+
+
+# --- hotline act: event ids a retry keeps -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def sent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """The events `hotline act` sends, through a stand-in producer (no broker)."""
+    import kafka
+
+    import streams.broker
+
+    out: list[dict[str, Any]] = []
+
+    class FakeProducer:
+        def __init__(self, **_: object) -> None:
+            pass
+
+        def send(self, topic: str, key: bytes, value: bytes) -> Any:
+            out.append(json.loads(value))
+            return SimpleNamespace(get=lambda timeout: SimpleNamespace(partition=0, offset=len(out) - 1))
+
+        def close(self, timeout: float) -> None:
+            pass
+
+    monkeypatch.setattr(kafka, "KafkaProducer", FakeProducer)
+    monkeypatch.setattr(streams.broker, "client_bootstrap", lambda settings: "localhost:1")
+    return out
+
+
+def ledger_env(tmp_path: Path) -> tuple[dict[str, str], Any]:
+    """A migrated ledger that knows ticket T-1 (dispatched to BH-STHJ), and the environment pointing at it."""
+    from streams.db import Ledger, make_engine, upgrade
+
+    url = f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
+    upgrade(url)
+    ledger = Ledger(make_engine(url))
+    ledger.record_tickets([(TicketIn(id="T-1", text="油烟扰民" * 5, received_at=datetime(2026, 3, 2, 9, tzinfo=SHANGHAI)),
+                            None, None, None)])
+    return {**env(tmp_path), "HOTLINE_DATABASE_URL": url}, ledger
+
+
+RETURN = ["act", "T-1", "return", "--agency", "BH-STHJ", "--actor", "clerk", "--reason-code", "NOT_OUR_DUTY",
+          "--basis", "《某法》第三条"]
+
+
+def test_act_run_twice_sends_the_same_event_and_another_intent_another(tmp_path: Path,
+                                                                       sent: list[dict[str, Any]]) -> None:
+    env_, ledger = ledger_env(tmp_path)
+    # Given a clerk's return, sent, then run again after a timeout
+    first, again = (runner.invoke(app, RETURN, env=env_) for _ in range(2))
+    assert first.exit_code == again.exit_code == 0, first.output + again.output
+    # Then both runs send the same event (the worker keeps one), and each prints its id
+    assert sent[0]["event_id"] == sent[1]["event_id"] == first.stdout.strip() == again.stdout.strip()
+    # And it is the id the console derives for the same intent: the same event whichever door it came through
+    from streams.console.access import Principal
+    from streams.console.service import intent_id, ticket_version
+
+    with ledger.session() as s:
+        version = ticket_version(s.get(t.Ticket, "T-1"))
+    p = Principal(1, "clerk", "agency", "BH-STHJ", None)
+    assert sent[0]["event_id"] == intent_id("T-1", Action.RETURN, p, {
+        "reason_code": "NOT_OUR_DUTY", "basis": "《某法》第三条", "explanation": None}, version)
+    # And another action, another field, another actor or an explicit key is another event
+    for other in (["act", "T-1", "sign", "--agency", "BH-STHJ", "--actor", "clerk"], [*RETURN[:-1], "《某法》第四条"],
+                  [*RETURN, "--explanation", "属东丽区"], [*RETURN[:6], "other", *RETURN[7:]],
+                  [*RETURN, "--event-id", "clerk-42"]):
+        assert runner.invoke(app, other, env=env_).exit_code == 0
+    ids = [e["event_id"] for e in sent]
+    assert len(ids) == 7 and len(set(ids[1:])) == 6 and ids[-1] == "clerk-42"
+    # And once the ticket has moved on (a new dispatch, an accepted event), the same command is a new intent
+    with ledger.session() as s:
+        s.get(t.Ticket, "T-1").updated_at = datetime(2026, 3, 3, 9, tzinfo=SHANGHAI)  # type: ignore[union-attr]
+    assert runner.invoke(app, RETURN, env=env_).exit_code == 0
+    assert sent[-1]["event_id"] not in ids
+    ledger.dispose()
+
+
+def test_act_does_not_send_again_what_the_ledger_has(tmp_path: Path, sent: list[dict[str, Any]]) -> None:
+    env_, ledger = ledger_env(tmp_path)
+    r = runner.invoke(app, [*RETURN, "--event-id", "clerk-42"], env=env_)
+    assert r.exit_code == 0 and r.stdout.strip() == "clerk-42" and len(sent) == 1
+    # Given the worker recorded it (refused: the ticket was not this agency's)
+    ledger.record_event(event_id="clerk-42", ticket_id="T-1", type="returned", actor="clerk", agency="BH-STHJ",
+                        occurred_at=datetime(2026, 3, 2, 10, tzinfo=SHANGHAI), accepted=False,
+                        reason="工单当前不由该单位承办 / not dispatched to BH-STHJ", payload=sent[0])
+    # When the script runs again with its key
+    r = runner.invoke(app, [*RETURN, "--event-id", "clerk-42"], env=env_)
+    # Then nothing is sent, and it says what became of the first
+    assert len(sent) == 1 and r.exit_code == 2 and "refused" in r.output and "not sent again" in r.output
+    # And a key already used for another ticket's event is refused (the worker would drop the event as a duplicate)
+    ledger.record_tickets([(TicketIn(id="T-2", text="油烟扰民" * 5, received_at=datetime(2026, 3, 2, 9, tzinfo=SHANGHAI)),
+                            None, None, None)])
+    r = runner.invoke(app, ["act", "T-2", "sign", "--agency", "BH-STHJ", "--event-id", "clerk-42"], env=env_)
+    assert r.exit_code == 2 and "already the returned event of ticket T-1" in r.output and len(sent) == 1
+    ledger.dispose()
+
+
+def test_act_event_ids_without_a_ledger_and_bad_keys(tmp_path: Path) -> None:
+    # Without a ledger to read the ticket's state from, each run has a random id, as before, and says so
+    dry = [runner.invoke(app, ["act", "T-1", "sign", "--agency", "BH-STHJ", "--dry-run"], env=env(tmp_path))
+           for _ in range(2)]
+    assert all(r.exit_code == 0 and "--event-id" in r.output for r in dry)
+    assert json.loads(dry[0].stdout)["event_id"] != json.loads(dry[1].stdout)["event_id"]
+    # An explicit key is used as it is, and checked like every id
+    r = runner.invoke(app, ["act", "T-1", "sign", "--agency", "BH-STHJ", "--dry-run", "--event-id", "a:1"],
+                      env=env(tmp_path))
+    assert r.exit_code == 0 and json.loads(r.stdout)["event_id"] == "a:1"
+    for bad in ("两个", "a b", "-x", "x" * 81):
+        r = runner.invoke(app, ["act", "T-1", "sign", "--agency", "BH-STHJ", "--event-id", bad], env=env(tmp_path))
+        assert r.exit_code == 2 and "is not an event id" in r.output and "Traceback" not in r.output, r.output
+
+
+def test_act_help_says_the_defaults() -> None:
+    # rich reads "[default: ...]" in a help text as markup and drops it
+    r = runner.invoke(app, ["act", "--help"], env={"COLUMNS": "200"})
+    assert r.exit_code == 0
+    text = " ".join(r.output.replace("│", " ").split())
+    assert "who acts (default: your OS user name)" in text
+    assert "Without it: derived from the action, its options, the actor and the ticket's state in the ledger" in text
