@@ -1,0 +1,190 @@
+"""How long the ledger's read paths take at a district's scale: the console's lists and pages, and the figures.
+
+A district's line takes tens of thousands of tickets a day, so after a year the ledger holds millions of
+tickets. This builds a synthetic ledger with the repository's migrations (``--tickets`` tickets received over
+the last year, a skewed load over the catalogue's agencies; routing decisions, dispatches, returns and
+re-routings, sign-fors, extensions, resolutions, ratings, alerts, as the worker writes them), then times each
+read path a user hits ``--runs`` times and prints the medians. SQLite in a temporary folder by default;
+``--database-url`` for PostgreSQL (an empty scratch database: the script fills it and leaves it).
+
+The figures (supervisor overview, ``hotline report``) replay every ticket of the period: their time grows with
+the tickets in the period, not with the page shown. No real messages are read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from _common import median
+from sqlalchemy import insert
+
+from config.catalogue import load_catalogue
+from config.settings import Settings
+from models import ledger as t
+from models.clock import ManualClock
+from streams.console import queries
+from streams.console.service import Console
+from streams.db import Ledger, make_engine, upgrade
+from streams.reports import figures, period_start
+
+NOW = datetime(2026, 6, 1, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai
+TEXT = "小区门口餐饮店油烟扰民，每天晚上排放严重，多次反映未解决，请相关部门尽快处理。"
+
+
+class Generator:
+    """Tickets as the worker leaves them in the ledger, with their decisions, events and alerts."""
+
+    def __init__(self, seed: int) -> None:
+        self.rnd = random.Random(seed)
+        catalogue = load_catalogue()
+        self.agencies = list(catalogue.agencies)
+        self.weights = [1.0 / (i + 1) ** 0.8 for i in range(len(self.agencies))]  # a few get most tickets
+        self.matters = list(catalogue.matters)
+
+    def agency(self) -> str:
+        return self.rnd.choices(self.agencies, self.weights)[0]
+
+    def event(self, tid: str, kind: str, at: datetime, agency: str | None, role: str, **extra: Any) -> dict:
+        eid = f"{kind}:{uuid.UUID(int=self.rnd.getrandbits(128))}"
+        payload = {"schema_version": 1, "event_id": eid, "ticket_id": tid, "type": kind, "actor": role,
+                   "role": role, "occurred_at": at.isoformat(), **({"agency": agency} if agency else {}), **extra}
+        return {"event_id": eid, "ticket_id": tid, "type": kind, "actor": role, "agency": agency, "occurred_at": at,
+                "accepted": True, "reason": None, "payload": payload, "recorded_at": at + timedelta(seconds=1),
+                "batch_position": 0}
+
+    def decision(self, tid: str, attempt: int, agency: str | None, matter: str, at: datetime) -> dict:
+        return {"decision_key": f"{tid}#{attempt}", "ticket_id": tid, "attempt": attempt,
+                "decision": "auto" if agency else "manual", "matter": matter, "domain": "城乡建设", "agency": agency,
+                "agency_kind": "urban_management", "jurisdiction": "BH", "confidence": 0.8, "basis": "《示例》第八条",
+                "reason": None, "alternatives": [], "model_version": "bench", "decided_by": "router", "decided_at": at,
+                "topic": f"tickets.routed.{agency}" if agency else "tickets.manual", "published_at": at,
+                "message": {"routing_id": f"{tid}#{attempt}", "ticket_id": tid, "attempt": attempt}}
+
+    def ticket(self, i: int) -> tuple[dict, list[dict], list[dict], list[dict]]:
+        rnd, tid = self.rnd, f"T{i:08d}"
+        received = NOW - timedelta(seconds=rnd.random() * 365 * 86400)
+        matter = rnd.choice(self.matters)
+        tk = {"id": tid, "received_at": received, "text": TEXT, "title": "油烟扰民", "address": "滨海新区塘沽街道某小区",
+              "channel": "phone", "request_type": rnd.choice(["咨询", "求助", "投诉", "举报", "建议"]),
+              "urgency": "一般", "caller_phone": "13812345678", "complex_case": False, "jurisdiction": "BH",
+              "matter": matter, "status": "received", "current_agency": None, "attempt": 0,
+              "source_topic": "tickets.received", "source_partition": i % 6, "source_offset": i // 6,
+              "first_seen_at": received, "updated_at": received}
+        decisions, events, alerts = [], [], []
+        at, attempt, agency = received + timedelta(seconds=2), 1, self.agency()
+        while True:
+            decisions.append(self.decision(tid, attempt, agency, matter, at))
+            events.append(self.event(tid, "routed", at, agency, "system", attempt=attempt, decision="auto",
+                                     matter=matter))
+            tk.update(status="dispatched", current_agency=agency, attempt=attempt, updated_at=at)
+            signed = at + timedelta(minutes=rnd.expovariate(1 / 300))
+            if NOW < signed:
+                return tk, decisions, events, alerts
+            if rnd.random() < 0.06 and attempt < 3:  # 退单, and the router tries another agency
+                events.append(self.event(tid, "returned", signed, agency, "agency", reason_code="NOT_OUR_DUTY",
+                                         basis="《示例》第十条"))
+                alerts.append({"alert_key": f"{tid}:returned:a{attempt}", "rule": "returned", "level": "in_time",
+                               "severity": "info", "ticket_id": tid, "agency": agency, "deadline": None,
+                               "message": "退单", "payload": {}, "raised_at": signed})
+                at, attempt, agency = signed + timedelta(seconds=3), attempt + 1, self.agency()
+                continue
+            events.append(self.event(tid, "signed", signed, agency, "agency"))
+            tk.update(status="signed", updated_at=signed)
+            break
+        done = signed + timedelta(hours=rnd.expovariate(1 / 72))
+        if rnd.random() < 0.03 and (asked := signed + (done - signed) / 2) < NOW:
+            events.append(self.event(tid, "extension_requested", asked, agency, "agency", days=5, explanation="核查"))
+            if asked + timedelta(hours=2) < NOW:
+                events.append(self.event(tid, "extension_approved", asked + timedelta(hours=2), None, "supervisor"))
+        if NOW < done:
+            return tk, decisions, events, alerts
+        events.append(self.event(tid, "resolved", done, agency, "agency", reply="已处理"))
+        tk.update(status="resolved", updated_at=done)
+        if rnd.random() < 0.3 and done + timedelta(days=1) < NOW:
+            events.append(self.event(tid, "rated", done + timedelta(days=1), None, "callcenter", rating="satisfied"))
+            events.append(self.event(tid, "closed", done + timedelta(days=1, seconds=1), None, "callcenter"))
+            tk.update(status="closed", updated_at=done + timedelta(days=1, seconds=1))
+        return tk, decisions, events, alerts
+
+
+def build(url: str, tickets: int, seed: int) -> dict[str, int]:
+    upgrade(url)
+    engine = make_engine(url)
+    tables = (t.Ticket.__table__, t.RoutingDecision.__table__, t.TicketEvent.__table__, t.Alert.__table__)
+    totals = dict.fromkeys(("tickets", "decisions", "events", "alerts"), 0)
+    gen = Generator(seed)
+    for start in range(0, tickets, 20_000):
+        batch: list[list[dict]] = [[], [], [], []]
+        for i in range(start, min(tickets, start + 20_000)):
+            tk, *rest = gen.ticket(i)
+            batch[0].append(tk)
+            for k, rows in enumerate(rest, start=1):
+                batch[k].extend(rows)
+        with engine.begin() as conn:
+            for table, rows, name in zip(tables, batch, totals, strict=True):
+                if rows:
+                    conn.execute(insert(table), rows)
+                    totals[name] += len(rows)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("ANALYZE")
+    engine.dispose()
+    return totals
+
+
+def read_paths(ledger: Ledger, console: Console, busy: str) -> dict[str, Callable[[], Any]]:
+    first = queries.list_tickets(ledger, limit=51)
+    return {
+        "ticket list, first page": lambda: queries.list_tickets(ledger, limit=51),
+        "ticket list, next page": lambda: queries.list_tickets(ledger, limit=51,
+                                                               before=(first[-1].received_at, first[-1].id)),
+        "ticket list, one agency": lambda: queries.list_tickets(ledger, agency=busy, limit=51),
+        "ticket page": lambda: queries.ticket_json(queries.ticket_detail(ledger, first[5].id), reveal_phone=False),
+        "agency inbox + counts": lambda: (queries.agency_inbox(ledger, busy),
+                                          queries.status_counts(ledger, agency=busy)),
+        "dispatcher: returned lately": lambda: queries.recently_returned(ledger, since=NOW - timedelta(days=7)),
+        "supervisor: alerts panel": lambda: queries.recent_alerts(ledger, limit=30),
+        "supervisor: overview, 7 days": lambda: console.overview(period_start(NOW, 7)),
+        "supervisor: overview, 30 days": lambda: console.overview(period_start(NOW, 30)),
+        "report --digest (yesterday)": lambda: figures(ledger, console.catalogue, now=NOW,
+                                                       since=NOW - timedelta(days=1), until=NOW),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tickets", type=int, default=30_000, help="tickets in the ledger (over one year)")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--database-url", help="an empty scratch database (default: SQLite in a temporary folder)")
+    ap.add_argument("--seed", type=int, default=12345)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="hotline-ledger-reads-") as tmp:
+        url = args.database_url or f"sqlite:///{Path(tmp) / 'ledger.sqlite3'}"
+        started = time.perf_counter()
+        totals = build(url, args.tickets, args.seed)
+        print(f"ledger ({make_engine(url).dialect.name}): " + ", ".join(f"{n:,} {k}" for k, n in totals.items())
+              + f"; built in {time.perf_counter() - started:.0f}s")
+        ledger = Ledger(make_engine(url))
+        console = Console(Settings(database_url=url), ledger, load_catalogue(), publisher=None)  # type: ignore[arg-type]
+        console._clock = ManualClock(NOW)  # the ledger's "now"
+        busy = Generator(args.seed).agencies[0]  # the heaviest weight: the busiest inbox
+        print(f"{'read path':34} {'median s':>9}  (of {args.runs} runs)")
+        for name, read in read_paths(ledger, console, busy).items():
+            seconds = []
+            for _ in range(args.runs):
+                t0 = time.perf_counter()
+                read()
+                seconds.append(time.perf_counter() - t0)
+            print(f"{name:34} {median(seconds):9.3f}")
+        ledger.dispose()
+
+
+if __name__ == "__main__":
+    main()
