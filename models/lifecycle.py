@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass, field, fields
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -74,6 +74,10 @@ ROLE_NAMES: dict[str, str] = {
     Role.CALLCENTER: "回访中心",
 }
 RATING_NAMES: dict[str, str] = {"satisfied": "满意", "unsatisfied": "不满意"}
+# Workers hold a closed ticket this long, then forget it (streams.supervision's daily prune): the longest window
+# a rule looks back (重复件, 30 days) must fit in it. A rating or reopening after that is refused as unknown,
+# and the console says so before sending one: a caller who comes back later is a new ticket (linked as 重复件).
+CLOSED_HELD = timedelta(days=30)
 SEEN_EVENTS_KEPT = 64  # redeliveries arrive close together; a bounded memory of event ids suffices
 
 

@@ -45,7 +45,7 @@ from sqlalchemy import select
 
 from models import ledger as t
 from models.events import AlertRaised, LifecycleEvent, LinkObserved, LinksObserved
-from models.lifecycle import Status, TicketState
+from models.lifecycle import CLOSED_HELD, TicketState
 from models.supervision import (
     Alert,
     LinkFact,
@@ -519,8 +519,10 @@ async def tick_once() -> tuple[int, int, float]:
 
 
 async def _maybe_prune(now: datetime) -> None:
-    """Once per simulated day: expire link states, and forget tickets closed longer than the repeat window
-    (kept that long so that a late event about a recently closed ticket still finds its facts)."""
+    """Once per simulated day: expire link states, and forget tickets closed longer than the repeat window,
+    state and facts (kept that long so that a late event about a recently closed ticket, a rating or a
+    reopening, is still judged against them). Keeping the state for good made the table, its changelog and
+    every scan of it grow with each ticket ever handled; a ticket's later events are refused as unknown."""
     global _last_prune
     if _last_prune is not None and now - _last_prune < PRUNE_EVERY:
         return
@@ -529,13 +531,11 @@ async def _maybe_prune(now: datetime) -> None:
     if expired:
         log.info("supervision: expired %d linking key(s) with no ticket since %s", expired,
                  (now - LINK_RULES.repeat_window).date())
-    cutoff = now - LINK_RULES.repeat_window
-    old = [(v["ticket_id"], partition) for v in list(ticket_table.all_facts())
-           if v.get("status") == Status.CLOSED and v.get("closed_at")
-           and datetime.fromisoformat(v["closed_at"]) < cutoff
-           and (partition := ticket_table.partition(v["ticket_id"])) is not None]
-    # The facts go; the lifecycle state stays (a late event about the ticket is still judged against it).
-    await changelog_written([ticket_table.write(ticket_id, partition, facts=None) for ticket_id, partition in old])
+    cutoff = now - max(CLOSED_HELD, LINK_RULES.repeat_window)
+    old = ticket_table.closed_before(cutoff)
+    for ticket_id, _ in old:  # their clocks stopped at closing; a stale checkpoint would find no facts anyway
+        supervisor().index.cancel(ticket_id)
+    await changelog_written([ticket_table.forget(ticket_id, partition) for ticket_id, partition in old])
     if old:
         log.info("supervision: forgot %d ticket(s) closed before %s", len(old), cutoff.date())
 

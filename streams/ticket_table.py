@@ -8,8 +8,10 @@ the worker that owns the ticket.
 
 A value is ``{"schema": 2, "partition": P, "state": TicketState.to_dict(), "facts": FACTS}``, where FACTS
 is supervision's ``TicketFacts.to_dict()`` plus ``_events`` (the ids of the events observed), or ``None``
-once supervision has forgotten a long-closed ticket. The partition is kept once, beside them (facts of
-earlier versions carried their own ``_partition``).
+where an earlier version forgot a long-closed ticket's facts and kept its state. The partition is kept once,
+beside them (facts of earlier versions carried their own ``_partition``). A ticket closed longer ago than any
+rule looks back is dropped whole (:func:`forget`), so the table holds the tickets of a bounded period, not
+every ticket ever handled.
 
 Upgrading: the table keeps the lifecycle's old name, ``ticket-state``, whose values were the bare state,
 and the facts of earlier versions stay readable in their own table, ``supervision-facts``, which is
@@ -23,8 +25,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
+from models.lifecycle import Status
 from streams.app import app
 
 SCHEMA = 2  # values with no "schema" are the bare TicketState dicts of earlier versions
@@ -88,6 +92,37 @@ def write(ticket_id: str, partition: int, *, state: Any = KEEP, facts: Any = KEE
     return written
 
 
+def forget(ticket_id: str, partition: int) -> asyncio.Future[Any]:
+    """Drop a ticket for good: a tombstone on the changelog (a recovery deletes the key, Kafka's compaction
+    removes it), and its value here; facts an earlier version left in ``supervision-facts`` go the same way,
+    or a recovery would bring them back. Returns the changelog write's future."""
+    if legacy_facts.data.get(ticket_id):
+        legacy_facts.send_changelog(partition, ticket_id, None, value_serializer="raw")
+    written = table.send_changelog(partition, ticket_id, None, value_serializer="raw")
+    _drop(ticket_id)
+    return written
+
+
+def _drop(ticket_id: str) -> None:
+    for t in (table, legacy_facts):
+        t.data.pop(ticket_id, None)
+        # faust's memory store remembers the partition of each key it recovered, apart from the data
+        getattr(t.data, "_key_partition", {}).pop(ticket_id, None)
+
+
+def closed_before(cutoff: datetime) -> list[tuple[str, int]]:
+    """(ticket id, partition) of this worker's tickets closed before ``cutoff`` (ticket time), facts or not."""
+    out = []
+    for ticket_id in _keys():
+        found, _, where = _parts(ticket_id)
+        if where is None:  # a bare state of an earlier version: the partition faust recovered it from
+            where = getattr(table.data, "_key_partition", {}).get(ticket_id)
+        if (found and found.get("status") == Status.CLOSED and (closed := found.get("closed_at"))
+                and datetime.fromisoformat(closed) < cutoff and where is not None):
+            out.append((ticket_id, where))
+    return out
+
+
 def pending_states() -> list[dict[str, Any]]:
     """The states of this worker's tickets whose follow-up dispatch has not landed (``pending`` set)."""
     return [found for ticket_id in _keys() if (found := state(ticket_id)) and found.get("pending")]
@@ -110,6 +145,5 @@ def forget_except(partitions: set[int]) -> int:
     not say its partition; it was recovered, so faust's store drops it itself."""
     gone = [k for k in _keys() if partition(k) not in (None, *partitions)]
     for key in gone:
-        table.data.pop(key, None)
-        legacy_facts.data.pop(key, None)
+        _drop(key)
     return len(gone)

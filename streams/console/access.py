@@ -13,8 +13,8 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
+from models.lifecycle import CLOSED_HELD, STATUS_NAMES, Status
 from models.lifecycle import ROLE_NAMES as LIFECYCLE_ROLE_NAMES
-from models.lifecycle import STATUS_NAMES, Status
 from models.supervision.rules import when_zh
 from streams.cli.agency import Action
 
@@ -94,11 +94,13 @@ def sees_full_phone(p: Principal, current_agency: str | None) -> bool:
 
 def check_action(p: Principal, action: Action, *, ticket_id: str, status: str, current_agency: str | None,
                  extension_pending: bool, return_closes: datetime | None = None,
-                 now: datetime | None = None) -> Denial | None:
+                 now: datetime | None = None, held_until: datetime | None = None) -> Denial | None:
     """None when ``p`` may take ``action`` on the ticket now; otherwise who-may (403) or not-now (409).
 
     ``return_closes``: when the 退单 window of the current dispatch closes, if late returns are refused (the
-    lifecycle refuses them too; this only says so before anything is sent)."""
+    lifecycle refuses them too; this only says so before anything is sent). ``held_until``: when the workers
+    forget a closed ticket (``models.lifecycle.CLOSED_HELD`` after closing), after which they refuse a rating
+    or reopening as unknown."""
     allowed = _BY_ROLE.get(p.role, {})
     name = ACTION_NAMES[action]
     if action not in allowed:
@@ -114,6 +116,10 @@ def check_action(p: Principal, action: Action, *, ticket_id: str, status: str, c
     if action is Action.RETURN and return_closes is not None and now is not None and now > return_closes:
         return Denial(409, f"工单 {ticket_id} 已超过退单时限（{when_zh(return_closes)}），应予办理；"
                            "确非本单位职责的，请联系热线调度员改派。")
+    if action in (Action.RATE, Action.REOPEN) and status == Status.CLOSED and held_until is not None \
+            and now is not None and now > held_until:
+        return Denial(409, f"工单 {ticket_id} 已关闭超过{CLOSED_HELD.days}天，不再受理{name}；来电人再次反映的，"
+                           "请作为新工单受理（系统会按重复件关联）。")
     if action is Action.EXTEND and extension_pending:
         return Denial(409, f"工单 {ticket_id} 已有延期申请等待审批。")
     if action in _EXTENSION_DECISIONS and not extension_pending:
@@ -123,11 +129,12 @@ def check_action(p: Principal, action: Action, *, ticket_id: str, status: str, c
 
 def allowed_actions(p: Principal, *, ticket_id: str, status: str, current_agency: str | None,
                     extension_pending: bool, return_closes: datetime | None = None,
-                    now: datetime | None = None) -> list[Action]:
+                    now: datetime | None = None, held_until: datetime | None = None) -> list[Action]:
     """The actions to offer ``p`` on this ticket now (the buttons of the ticket page)."""
     return [a for a in _BY_ROLE.get(p.role, {}) if check_action(
         p, a, ticket_id=ticket_id, status=status, current_agency=current_agency,
-        extension_pending=extension_pending, return_closes=return_closes, now=now) is None]
+        extension_pending=extension_pending, return_closes=return_closes, now=now,
+        held_until=held_until) is None]
 
 
 def extension_pending(event_types: list[str]) -> bool:

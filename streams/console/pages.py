@@ -433,7 +433,8 @@ def ticket_page(ticket_id: str, request: Request, p: Principal = Depends(page_us
     tk = detail.ticket
     actions = allowed_actions(p, ticket_id=tk.id, status=tk.status, current_agency=tk.current_agency,
                               extension_pending=detail.extension_pending,
-                              return_closes=console.return_closes(detail), now=console.now())
+                              return_closes=console.return_closes(detail), now=console.now(),
+                              held_until=console.held_until(detail))
     card = queries.Card(tk, detail.current_decision, [], detail.extension_pending)
     card.returns = [queries.Return(e.agency, str(e.payload.get("reason_code") or ""), e.payload.get("basis"),
                                    e.payload.get("explanation"), e.occurred_at)

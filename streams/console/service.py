@@ -17,7 +17,7 @@ from config.settings import Settings
 from models.clock import Clock
 from models.directory import Catalogue
 from models.events import InputRejected, parse_event
-from models.lifecycle import RATINGS, RETURN_REASONS, said_in_chinese
+from models.lifecycle import CLOSED_HELD, RATINGS, RETURN_REASONS, Status, said_in_chinese
 from models.supervision.deadlines import return_window
 from models.supervision.figures import AgencyFigures, agency_figures
 from models.tickets import ID_PATTERN, Rejection, TicketIn, content_key, parse_ticket
@@ -171,6 +171,13 @@ class Console:
         routed = [e for e in detail.events if e.accepted and e.type == "routed"]
         return self._window_closes(detail.ticket, routed[-1].occurred_at) if routed else None
 
+    def held_until(self, detail: queries.TicketDetail) -> datetime | None:
+        """When the workers forget this closed ticket (``CLOSED_HELD`` after its closing); None while it is open."""
+        if detail.ticket.status != Status.CLOSED:
+            return None
+        closed = [e.occurred_at for e in detail.events if e.accepted and e.type == "closed"]
+        return max(closed) + CLOSED_HELD if closed else None
+
     def return_closes_of(self, tickets: list[Any]) -> dict[str, datetime]:
         """:meth:`return_closes` for a list of tickets (an inbox), with one query for their latest routings."""
         if not self.catalogue.sla.refuse_late_returns or not tickets:
@@ -217,6 +224,7 @@ class Console:
                     "type": earlier.type, "duplicate": True}
         denial = check_action(p, action, ticket_id=ticket_id, status=tk.status, current_agency=tk.current_agency,
                               extension_pending=detail.extension_pending, return_closes=self.return_closes(detail),
+                              held_until=self.held_until(detail),
                               now=self.now())
         if denial is not None:
             raise _denied(denial.status, denial.message)

@@ -42,7 +42,7 @@ def test_a_write_keeps_the_part_it_is_not_given(writes: list[tuple[int, str, Any
     ticket_table.write("T1", 2, facts=moved)  # the timer's write
     assert ticket_table.state("T1") == STATE and ticket_table.facts("T1") == moved
 
-    ticket_table.write("T1", 2, facts=None)  # housekeeping forgets a long-closed ticket's facts
+    ticket_table.write("T1", 2, facts=None)  # as an earlier version forgot a long-closed ticket's facts
     assert ticket_table.state("T1") == STATE and ticket_table.facts("T1") is None
     assert list(ticket_table.all_facts()) == []
 
