@@ -12,16 +12,19 @@ from datetime import datetime
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DATA_FILES_DIR = Path(__file__).resolve().parent / "data"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 class Settings(BaseSettings):
+    # A refused value is never repeated in the error: it may be a secret (the password in a database URL).
     model_config = SettingsConfigDict(
-        env_prefix="HOTLINE_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+        env_prefix="HOTLINE_", env_file=".env", env_file_encoding="utf-8", extra="ignore",
+        hide_input_in_errors=True,
     )
 
     # --- Kafka -----------------------------------------------------------------------------
@@ -130,7 +133,33 @@ class Settings(BaseSettings):
     @field_validator("log_level")
     @classmethod
     def _upper(cls, v: str) -> str:
+        if v.upper() not in LOG_LEVELS:  # refused here, not by logging.basicConfig's traceback at start
+            raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
         return v.upper()
+
+    @field_validator("clock_origin", "model_dir", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, v: object) -> object:
+        # `HOTLINE_CLOCK_ORIGIN=` is the documented "real now"; an empty model dir is the default, not "."
+        return None if isinstance(v, str) and not v.strip() else v
+
+    @field_validator("database_url")
+    @classmethod
+    def _usable_url(cls, v: str) -> str:
+        """Refuse a URL no command could connect with, before a command tries to (each would end in a traceback)."""
+        if not v:
+            return v
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            make_url(v).get_dialect().import_dbapi()
+        except ArgumentError as exc:  # not a URL, or a dialect SQLAlchemy does not know (no password in these)
+            raise ValueError(f"is not a usable SQLAlchemy URL ({exc}), e.g. "
+                             f"postgresql+psycopg://user@host:5432/hotline") from None
+        except ImportError as exc:
+            raise ValueError(f"needs the database driver {exc.name or exc}, which is not installed") from None
+        return v
 
     @field_validator("processing_guarantee")
     @classmethod
@@ -178,6 +207,12 @@ class Settings(BaseSettings):
         """The model signing key as bytes, or None when models are not signed (unset or empty)."""
         key = self.model_signing_key.get_secret_value() if self.model_signing_key else ""
         return key.encode("utf-8") or None
+
+
+def describe_errors(exc: ValidationError) -> str:
+    """A settings validation error as one line per wrong value, named by its environment variable."""
+    return "; ".join(f"{'HOTLINE_' + '_'.join(str(p) for p in e['loc']).upper() if e['loc'] else 'settings'}: "
+                     f"{e['msg'].removeprefix('Value error, ')}" for e in exc.errors())
 
 
 def get_settings(**overrides: object) -> Settings:

@@ -87,9 +87,12 @@ def wait_for_metadata(bootstrap: str, timeout: float = 20.0, *, patient: bool = 
             last, attempt = exc, attempt + 1
             if patient:
                 delay = min(5.0, max(0.5, delay * 2))
-                left = timeout - (time.monotonic() - started)
-                log.warning("Kafka broker at %s not answering (attempt %d: %s); retrying in %.1fs, "
-                            "giving up in %.0fs", bootstrap, attempt, type(exc).__name__, delay, max(0, left))
+                left = max(0.0, timeout - (time.monotonic() - started))
+                # the last wait ends at the deadline: no retry follows it, so none is announced
+                then = f"retrying in {delay:.1f}s, giving up in {left:.0f}s" if delay < left else \
+                    f"giving up in {left:.0f}s"
+                log.warning("Kafka broker at %s not answering (attempt %d: %s); %s", bootstrap, attempt,
+                            type(exc).__name__, then)
             time.sleep(min(delay, max(0.0, timeout - (time.monotonic() - started))))
     raise BrokerUnavailable(f"Kafka broker at {bootstrap} did not answer within {timeout:.0f}s: {last}")
 

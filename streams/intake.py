@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -42,6 +43,15 @@ async def last_resort(rejection: Rejection, *, source: str, message: Any) -> Non
     except Exception:
         log.exception("could not dead-letter %s[%s]@%s (%s)", message.topic, message.partition, message.offset,
                       rejection.reason)
+
+
+def positions(messages: Iterable[Any]) -> str:
+    """Where a batch's messages are, for the log: ``topic[partition]@first-last`` per partition."""
+    spans: dict[tuple[str, int], list[int]] = {}
+    for m in messages:
+        spans.setdefault((m.topic, m.partition), []).append(m.offset)
+    return ", ".join(f"{topic}[{partition}]@{min(offs)}" + (f"-{max(offs)}" if len(offs) > 1 else "")
+                     for (topic, partition), offs in sorted(spans.items()))
 
 
 def ticket_json(ticket: TicketIn) -> bytes:

@@ -170,15 +170,19 @@ async def _audit(reader: BrokerReader, topic: str, partition: int, lo: int, hi: 
     found: list[Redelivery] = await reader.call(reader.read, topic, partition, ranges) if ranges else []
     copies = 0
     if found:
-        log.warning("reconcile %s[%d]: %d offset(s) below the committed %d have no routed ticket or rejection "
-                    "of their own (%s); routing them now", topic, partition, len(found), hi,
-                    ", ".join(f"{a}-{b - 1}" if b - a > 1 else str(a) for a, b in ranges))
         await route_batch(found)
         after = await svc.db(svc.ledger.accounted_offsets, topic, partition, lo, hi)
-        copies = sum(1 for r in found if r.message.offset not in after)
+        recovered = {r.message.offset for r in found if r.message.offset in after}
+        copies = len(found) - len(recovered)
+        # Said after routing: a re-send of a handled ticket (at-least-once producers make them) is no alarm.
+        if recovered:
+            log.warning("reconcile %s[%d]: %d offset(s) below the committed %d had no routed ticket or rejection "
+                        "of their own (%s); handled them now", topic, partition, len(recovered), hi,
+                        ", ".join(f"{a}-{b - 1}" if b - a > 1 else str(a) for a, b in
+                                  missing_ranges(lo, hi, set(range(lo, hi)) - recovered)))
         if copies:
-            log.info("reconcile %s[%d]: %d of them repeat tickets handled at other offsets; nothing to route",
-                     topic, partition, copies)
+            log.info("reconcile %s[%d]: %d offset(s) below the committed %d repeat tickets handled at other "
+                     "offsets; nothing to route", topic, partition, copies, hi)
     await svc.db(svc.ledger.advance_audit, topic, partition, hi, len(found) - copies)
     return len(found) - copies
 

@@ -21,7 +21,7 @@ from models import ledger as t
 from models.directory import Catalogue
 from models.events import parse_event
 from models.lifecycle import Outcome, Status, TicketState, apply
-from models.supervision import TicketFacts
+from models.supervision import RULE_NAMES, TicketFacts
 from models.supervision.figures import AgencyFigures, agency_figures, history_of
 from models.tickets import EARLIEST, LATEST, Rejection
 from models.workcalendar import TZ, as_local
@@ -242,7 +242,7 @@ def digest_text(figs: dict[str, AgencyFigures], catalogue: Catalogue, day: date)
                      f"{percent(f.first_time_right_rate)}，逾期 {f.overdue} 件，重复件 "
                      f"{f.repeated_complaints} 件")
         if f.alerts:
-            lines.append("  预警：" + "，".join(f"{rule} {n}" for rule, n in sorted(f.alerts.items())))
+            lines.append("  预警：" + "，".join(f"{RULE_NAMES.get(rule, rule)} {n}" for rule, n in sorted(f.alerts.items())))
         if f.open_overdue:
             lines.append(f"  逾期在办 {len(f.open_overdue)} 件：")
             stage = {"sign": "签收", "handle": "办理"}

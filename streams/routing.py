@@ -25,7 +25,7 @@ from models.events import Alternative, RoutedTicket, TicketRouted
 from models.tickets import Rejection, TicketIn, content_key, mask_caller_phone, parse_ticket
 from streams.app import app, events_topic, manual_topic, received_topic, routed_topic
 from streams.db import Ledger
-from streams.intake import dead_letter, last_resort, ticket_json
+from streams.intake import dead_letter, last_resort, positions, ticket_json
 from streams.wiring import services
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,8 @@ async def route(stream):  # type: ignore[no-untyped-def]
         try:
             await route_batch(events)
         except Exception:  # a bug must not silently drop a batch: dead-letter each message with the error
-            log.exception("routing batch of %d failed", len(events))
+            log.exception("routing batch of %d failed (%s); dead-lettering its messages", len(events),
+                          positions(ev.message for ev in events))
             for ev in events:
                 m = ev.message
                 raw = (ev.value or b"").decode("utf-8", "replace")

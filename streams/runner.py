@@ -20,6 +20,15 @@ def setup_logging(level: str) -> None:
     # kafka-python logs every connection at INFO; keep ours readable.
     for noisy in ("kafka", "aiokafka"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    for name, floor in QUIET_LOGGERS.items():
+        logging.getLogger(name).setLevel(max(floor, logging.getLevelName(level)))
+
+
+# Loggers kept above HOTLINE_LOG_LEVEL. faust logs every message it sends at DEBUG, value and all: the callers'
+# full numbers (agencies' queues, the ticket table's changelog) and citizens' text, ~1 KB a line, 80% of a DEBUG
+# log. Alembic announces each of its plugins at INFO in every process that checks the schema.
+QUIET_LOGGERS = {"faust.topics": logging.INFO, "faust.transport.drivers.aiokafka": logging.INFO,
+                 "alembic.runtime.plugins": logging.WARNING}
 
 
 class TopicsMismatch(RuntimeError):

@@ -511,10 +511,14 @@ async def tick_once() -> tuple[int, int, float]:
         await changelog_written(written)
         await _maybe_prune(now)
     global _ticked
-    if tick.alerts or elapsed > 0.5 or not _ticked:  # the first tick says where the (simulated) time resumes
+    # The first tick says where the (simulated) time resumes; after it, a tick is news when it is slow or when due
+    # alerts were sent before (a restart, a rebalance). New ones were just logged by emit(): one line is enough.
+    news = elapsed > 0.5 or not _ticked or raised < len(tick.alerts)
+    if news or tick.alerts:
         _ticked = True
-        log.info("supervision tick at %s: %d due alert(s), %d new, %d ticket(s) updated, %.3fs",
-                 now.isoformat(timespec="minutes"), len(tick.alerts), raised, len(tick.updated), elapsed)
+        log.log(logging.INFO if news else logging.DEBUG,
+                "supervision tick at %s: %d due alert(s), %d new, %d ticket(s) updated, %.3fs",
+                now.isoformat(timespec="minutes"), len(tick.alerts), raised, len(tick.updated), elapsed)
     return raised, len(tick.updated), elapsed
 
 

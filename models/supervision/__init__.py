@@ -9,7 +9,7 @@
 No faust, no SQLAlchemy, no I/O: the streams layer wires it to topics and tables.
 """
 
-from models.supervision.alerts import CRITICAL, INFO, RULES, WARNING, Alert, alert_key
+from models.supervision.alerts import CRITICAL, INFO, RULE_NAMES, RULES, WARNING, Alert, alert_key
 from models.supervision.deadlines import (
     Checkpoint,
     Deadline,
@@ -39,7 +39,7 @@ from models.supervision.rules import deadline_alert, dispatch_alerts, return_ale
 from models.supervision.supervisor import Supervisor, Tick
 
 __all__ = [
-    "CRITICAL", "INFO", "RULES", "WARNING", "Alert", "Checkpoint", "Deadline", "DeadlineIndex", "Due",
+    "CRITICAL", "INFO", "RULE_NAMES", "RULES", "WARNING", "Alert", "Checkpoint", "Deadline", "DeadlineIndex", "Due",
     "JointEnforcementLinker", "LinkFact", "LinkIndex", "LinkRules", "LinkState", "RepeatLinker", "Supervisor",
     "Tick", "TicketFacts", "alert_key", "link", "link_facts",
     "checkpoints_after", "checkpoints_due", "deadline_alert", "deadlines", "dispatch_alerts", "next_checkpoint",

@@ -28,6 +28,12 @@ REPEATED_COMPLAINT = "repeated_complaint"
 JOINT_ENFORCEMENT = "joint_enforcement"
 RULES = (SIGN_DEADLINE, HANDLE_DEADLINE, RETURNED, PING_PONG, DESIGNATION, MISDISPATCH, REVIEW_HINT,
          REPEATED_COMPLAINT, JOINT_ENFORCEMENT)
+# What supervisors read for each rule (the console, the daily digest)
+RULE_NAMES = {
+    SIGN_DEADLINE: "签收时限", HANDLE_DEADLINE: "办理时限", RETURNED: "退单", PING_PONG: "来回推诿",
+    DESIGNATION: "需指定承办", MISDISPATCH: "疑似错派", REVIEW_HINT: "复核提示",
+    REPEATED_COMPLAINT: "重复投诉", JOINT_ENFORCEMENT: "联合执法",
+}
 
 
 def alert_key(subject: str, rule: str, level: str) -> str:

@@ -283,7 +283,7 @@ def queue(
     settings = load_settings()
     if manual == (agency_code is not None):
         _exit("[red]name an agency code, or pass --manual for the dispatchers' queue (not both)[/red]\n"
-              "  hotline queue BH-SCJ        hotline queue --manual")
+              "  hotline queue BH-SCJG       hotline queue --manual")
     if manual:
         topic, group, title = TICKETS_MANUAL, "dispatchers", "manual queue (dispatchers)"
     else:

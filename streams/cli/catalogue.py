@@ -8,10 +8,11 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from config.catalogue import CatalogueError, Problem, build_catalogue, load_calendar, load_catalogue, load_sla
-from config.settings import get_settings
+from config.settings import Settings, get_settings
 from models.directory import Catalogue
 from models.domain import REQUEST_TYPES, URGENCIES
 from models.ownership import NoOwner
@@ -35,12 +36,16 @@ DataDir = typer.Option(None, "--data-dir", help="domain data folder (default: se
 
 
 def _data_dir(data_dir: Path | None) -> Path:
-    if data_dir is not None:
-        return data_dir
+    return data_dir if data_dir is not None else _settings().domain_data_dir
+
+
+def _settings() -> Settings:
     try:
-        return get_settings().domain_data_dir
+        return get_settings()
     except Exception as exc:  # pydantic ValidationError: a wrong HOTLINE_* variable
-        err.print(f"[red]configuration error:[/red] {exc}")
+        from streams.cli.platform import config_error
+
+        err.print(f"[red]configuration error:[/red] {escape(config_error(exc))}")
         raise typer.Exit(2) from None
 
 
@@ -128,7 +133,7 @@ def owner(
     """Who must handle MATTER at the address on the date, with the responsibility item and basis."""
     catalogue = _catalogue(data_dir)
     moment: date | datetime = _parse_moment(at, "--at") if at else datetime.now(TZ)
-    default = get_settings().default_jurisdiction
+    default = _settings().default_jurisdiction
     if matter not in catalogue.matters:
         err.print(f"[red]unknown matter {matter}[/red]")
         raise typer.Exit(1)

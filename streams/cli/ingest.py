@@ -50,6 +50,7 @@ FIELDS = ("id", "text", "address", "received_at", "title", "request_type", "urge
 MAX_REPORTED = 50  # rejected rows listed one by one; past that only the summary counts them
 
 EXIT_OK, EXIT_REJECTED, EXIT_UNUSABLE, EXIT_BROKER = 0, 1, 2, 3
+EXIT_INTERRUPTED = 130  # Ctrl-C, as the shell reports it
 
 
 class UnusableInput(Exception):
@@ -264,7 +265,8 @@ class Outcome:
     sent: int = 0
     rejected: list[tuple[int, Rejection]] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)  # broker delivery errors
-    stopped: str | None = None  # why reading stopped early (undecodable input)
+    stopped: str | None = None  # why reading stopped early (undecodable input, Ctrl-C)
+    interrupted: bool = False  # Ctrl-C: what was sent is still said, and the exit code is 130
 
 
 def open_input(path: str, encoding: str) -> tuple[IO[str], IO[bytes] | None, int | None]:
@@ -493,6 +495,8 @@ def _run(records: Iterator[Record], columns: ColumnMap, sink: _Sink, binary: IO[
         except UnicodeDecodeError as exc:
             outcome.stopped = (f"stopped after {seen} records: the input is not valid text ({exc.reason}); "
                                "pass --encoding (e.g. gbk)?")
+        except KeyboardInterrupt:  # a replay stopped by hand: say what went (it exited saying nothing)
+            outcome.stopped, outcome.interrupted = f"interrupted (Ctrl-C) after {seen} record(s)", True
         if size is not None and outcome.stopped is None:
             progress.update(task, completed=size)
     sink.flush()
@@ -514,6 +518,8 @@ def _summarise(outcome: Outcome, file: str) -> int:
     if outcome.failed:
         console.print(f"[red]{len(outcome.failed)} message(s) were not acknowledged by the broker[/red]")
         return EXIT_BROKER
+    if outcome.interrupted:
+        return EXIT_INTERRUPTED
     if outcome.stopped:
         return EXIT_UNUSABLE
     return EXIT_REJECTED if outcome.rejected else EXIT_OK

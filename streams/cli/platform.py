@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from config.settings import Settings, get_settings
+from config.settings import Settings, describe_errors, get_settings
 from streams.cli import app
 
 console = Console(stderr=True)
@@ -24,8 +24,15 @@ def load_settings() -> Settings:
     try:
         return get_settings()
     except Exception as exc:  # pydantic ValidationError: show which HOTLINE_* variable is wrong
-        console.print(f"[red]configuration error:[/red] {exc}")
+        console.print(f"[red]configuration error:[/red] {escape(config_error(exc))}")
         raise typer.Exit(2) from None
+
+
+def config_error(exc: Exception) -> str:
+    """What is wrong with the settings, in one line naming the variables (never their values)."""
+    from pydantic import ValidationError
+
+    return describe_errors(exc) if isinstance(exc, ValidationError) else str(exc)
 
 
 def domain_data_errors(exc: Exception) -> str:

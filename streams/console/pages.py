@@ -31,6 +31,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from models.lifecycle import EVENT_NAMES, RATING_NAMES, RATINGS, RETURN_REASONS, Status, said_in_chinese
+from models.supervision import RULE_NAMES
 from models.tickets import mask_caller_phone, mask_phone
 from models.workcalendar import as_local
 from streams.cli.agency import Action
@@ -70,11 +71,6 @@ PERIODS: dict[str, tuple[str, Callable[[datetime], Bounds]]] = {
 }
 DEFAULT_PERIOD = "30"
 SEVERITY_NAMES = {"info": "提示", "warning": "警告", "critical": "严重"}
-RULE_NAMES = {
-    "sign_deadline": "签收时限", "handle_deadline": "办理时限", "returned": "退单", "ping_pong": "来回推诿",
-    "designation": "需指定承办", "misdispatch": "疑似错派", "review_hint": "复核提示",
-    "repeated_complaint": "重复投诉", "joint_enforcement": "联合执法",
-}
 # a session's actions followed up until the worker records them: how many (the cookie holds them, 4 KB in all), how
 # long at most
 SENT_KEPT, SENT_WATCHED_S = 8, 3600

@@ -57,6 +57,7 @@ from config.settings import Settings, get_settings
 from models.clock import Clock
 from streams.broker import die_with_parent
 from streams.demo.scenario import DEFAULT_SEED, DEFAULT_TICKETS
+from streams.runner import QUIET_LOGGERS
 
 log = logging.getLogger(__name__)
 
@@ -353,6 +354,8 @@ def _setup_file_logging(path: Path, level: str) -> None:
     root.setLevel(level)
     for noisy in ("kafka", "aiokafka"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    for name, floor in QUIET_LOGGERS.items():
+        logging.getLogger(name).setLevel(max(floor, logging.getLevelName(level)))
 
 
 # --- the run --------------------------------------------------------------------------------------------

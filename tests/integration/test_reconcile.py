@@ -95,7 +95,7 @@ def test_offsets_committed_but_never_handled_are_found_and_routed_once(own_broke
         assert wait_until(lambda: (a := _audit(ledger)) is not None and a.audited_to >= 10 and a.recovered == 5,
                           timeout=30), worker.log()[-3000:]
         # (below the committed 5, or a later one when the consumer committed before the reconciler's first round)
-        assert re.search(r"offset\(s\) below the committed \d+ have no routed ticket or rejection of their own \(0-4\)",
+        assert re.search(r"offset\(s\) below the committed \d+ had no routed ticket or rejection of their own \(0-4\)",
                          worker.log())
         # ... each exactly once, recorded at its own offset
         routed = decisions(ledger, prefix)

@@ -137,6 +137,7 @@ def test_act_without_a_broker_says_how_to_start_one(tmp_path: Path) -> None:
 def test_queue_arguments_and_unknown_agency(tmp_path: Path) -> None:
     r = runner.invoke(app, ["queue"], env=env(tmp_path))
     assert r.exit_code == 2 and "--manual" in r.output
+    assert "hotline queue BH-SCJG " in r.output  # the example is an agency that exists (it was BH-SCJ)
     r = runner.invoke(app, ["queue", "BH-STHJ", "--manual"], env=env(tmp_path))
     assert r.exit_code == 2
     r = runner.invoke(app, ["queue", "BH-SCJ"], env=env(tmp_path))

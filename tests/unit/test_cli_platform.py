@@ -79,12 +79,12 @@ def test_doctor_fails_a_model_not_signed_with_the_deployments_key(tmp_path: Path
     assert not other.ok and "HOTLINE_MODEL_SIGNING_KEY" in other.detail and "key-" not in other.detail
 
 
-@pytest.mark.parametrize("url, said", [
-    ("postgresql+psycopg://hotline:s3cret@127.0.0.1:1/hotline", "cannot reach the ledger"),
-    ("not a url", "HOTLINE_DATABASE_URL"),
+@pytest.mark.parametrize("url, said, code", [
+    ("postgresql+psycopg://hotline:s3cret@127.0.0.1:1/hotline", "cannot reach the ledger", 1),
+    ("not a url", "HOTLINE_DATABASE_URL", 2),  # a configuration error, like any other wrong HOTLINE_* value
 ])
 def test_worker_with_an_unreachable_ledger_is_a_message_not_a_traceback(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str, said: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str, said: str, code: int
 ) -> None:
     from classifier.router import Router
 
@@ -92,5 +92,5 @@ def test_worker_with_an_unreachable_ledger_is_a_message_not_a_traceback(
     monkeypatch.setenv("HOTLINE_DATA_DIR", str(tmp_path / "var"))
     monkeypatch.setenv("HOTLINE_DATABASE_URL", url)
     r = runner.invoke(app, ["worker"])
-    assert r.exit_code == 1 and isinstance(r.exception, SystemExit), repr(r.exception)
+    assert r.exit_code == code and isinstance(r.exception, SystemExit), repr(r.exception)
     assert said in r.output and "s3cret" not in r.output

@@ -133,3 +133,16 @@ def test_report_of_one_month_or_a_closed_period(ledger_env: dict[str, str]) -> N
         result = runner.invoke(app, ["report", *bad], env=ledger_env)
         assert result.exit_code == 2 and "Traceback" not in result.output, (bad, result.output)
     assert "--until 'soon' is not a date" in runner.invoke(app, ["report", "--until", "soon"], env=ledger_env).output
+
+
+def test_the_digest_names_alert_rules_in_chinese() -> None:
+    from datetime import date
+
+    from config.catalogue import load_catalogue
+    from models.supervision.figures import AgencyFigures
+    from streams.reports import digest_text
+
+    f = AgencyFigures(agency="BH-SCJG", alerts={"sign_deadline": 3, "handle_deadline": 4})
+    text = digest_text({"BH-SCJG": f}, load_catalogue(), date(2026, 12, 10))
+    # the supervisors' Chinese digest said "预警：handle_deadline 4，sign_deadline 3"
+    assert "预警：办理时限 4，签收时限 3" in text and "deadline" not in text

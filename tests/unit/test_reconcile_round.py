@@ -63,10 +63,29 @@ def test_a_re_sent_ticket_is_not_counted_as_recovered(svc: Services, monkeypatch
         recovered = asyncio.run(reconcile.reconcile_once(Reader({0: 3}, log), TOPIC))
     # Then T1 and T2 are routed once each, and the copy is told apart from the two recovered tickets
     assert svc.ledger.count(t.RoutingDecision) == 2
-    assert recovered == 2 and "1 of them repeat tickets handled at other offsets" in caplog.text
+    assert recovered == 2 and "1 offset(s) below the committed 3 repeat tickets handled at other offsets" \
+        in caplog.text
+    assert "2 offset(s) below the committed 3 had no routed ticket or rejection of their own (0, 2)" in caplog.text
     with svc.ledger.session() as s:
         audit = s.get(t.OffsetAudit, (TOPIC, 0))
         assert (audit.audited_to, audit.recovered) == (3, 2)
+
+
+def test_a_re_send_alone_raises_no_warning(svc: Services, monkeypatch: pytest.MonkeyPatch,
+                                           caplog: pytest.LogCaptureFixture) -> None:
+    # Given T1 routed from offset 0 and audited, then an identical copy of it at offset 1 (a producer's retry)
+    monkeypatch.setattr(reconcile, "owned_partitions", lambda topic: {0})
+    svc.ledger.advance_audit(TOPIC, 0, 0)
+    log = {0: {0: ticket("T1", "饭店油烟"), 1: ticket("T1", "饭店油烟")}}
+    asyncio.run(reconcile.reconcile_once(Reader({0: 1}, log), TOPIC))
+    caplog.clear()
+    # When the next round audits the copy
+    with caplog.at_level(logging.INFO, logger="streams.reconcile"):
+        recovered = asyncio.run(reconcile.reconcile_once(Reader({0: 2}, log), TOPIC))
+    # Then nothing is recovered and nothing is said at WARNING: a re-send is no alarm (it said "routing them now")
+    assert recovered == 0 and svc.ledger.count(t.RoutingDecision) == 1
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+    assert "1 offset(s) below the committed 2 repeat tickets handled at other offsets" in caplog.text
 
 
 def test_a_partition_whose_read_fails_does_not_stop_the_others(svc: Services,

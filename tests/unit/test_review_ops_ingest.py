@@ -6,6 +6,8 @@ import io
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from models.tickets import Rejection, TicketIn
 from streams.cli.ingest import ColumnMap, _records, _run, open_input
 
@@ -52,3 +54,24 @@ def test_a_gbk_excel_export_with_quoted_newlines_keeps_its_rows(tmp_path: Path) 
         outcome, sink = run(stream, "csv", columns)
     assert [(t.id, t.text) for t in sink.tickets] == [("G1", "烧烤油烟很大，\r\n晚上十点还在营业"), ("G2", "路灯不亮")]
     assert [row for row, _ in outcome.rejected] == [4]
+
+
+def test_ctrl_c_during_a_replay_still_says_what_was_sent(capsys: Any) -> None:
+    """Ctrl-C ended `hotline ingest` with exit 130 and not a word: the operator did not know what had gone."""
+    from streams.cli.ingest import _summarise
+
+    def records() -> Any:
+        yield from _records(io.StringIO('{"id": "A1", "text": "小区门口烧烤油烟"}\n{"id": "A2", "text": ""}\n'),
+                            "jsonl", ColumnMap())
+        raise KeyboardInterrupt
+
+    sink = FakeSink()
+    try:
+        outcome = _run(records(), ColumnMap(), sink, None, None, None, None)  # type: ignore[arg-type]
+    except KeyboardInterrupt:  # (not left to reach pytest, which would stop the whole session)
+        pytest.fail("Ctrl-C went past the summary")
+    code = _summarise(outcome, "-")
+    said = " ".join(capsys.readouterr().err.split())
+    assert code == 130 and [t.id for t in sink.tickets] == ["A1"]
+    assert "1 ticket(s) from stdin sent to tickets.received" in said
+    assert "interrupted (Ctrl-C) after 2 record(s)" in said and "1 row(s) rejected" in said

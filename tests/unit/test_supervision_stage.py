@@ -5,6 +5,7 @@ stopped."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
@@ -182,3 +183,37 @@ def test_a_return_whose_alert_met_the_broker_away_for_a_moment_is_alerted_and_re
     # Then the return's alert goes out on the retry, and the facts know the return (ping-pong counts on them)
     assert [a.rule for a in stage.sent if a.ticket_id == "T1"] == ["returned"]
     assert stage.table["T1"]["facts"]["returned_by"] == ["BH-SCJG"]
+
+
+def test_a_tick_that_only_raises_new_alerts_adds_no_info_line(monkeypatch, cat, caplog) -> None:
+    # Given a ticket whose 50% sign-for warning is due at 22:00, after the worker's first tick was logged
+    stage = Stage(monkeypatch, cat, T0 + timedelta(hours=11, minutes=50))
+    facts = TicketFacts("T1", T0, request_type="投诉", status="dispatched", agency="BH-SCJG", attempt=1,
+                        dispatched_at=T0)
+    stage.receive(facts)
+    supervision.supervisor().track(facts)
+    monkeypatch.setattr(supervision, "_ticked", True)
+    # When the tick sends it (emit logs "raised 1 alert(s): ..." itself)
+    with caplog.at_level(logging.INFO, logger="streams.supervision"):
+        asyncio.run(stage.run_until(T0 + timedelta(hours=12)))
+    # Then the tick repeats nothing at INFO: in a steady state that was every other line of the worker's log
+    assert [a.alert_key for a in stage.sent] == ["T1:sign_deadline:warn_50@1"]
+    assert "supervision tick" not in caplog.text
+
+
+def test_a_tick_whose_due_alerts_were_sent_before_says_so(monkeypatch, cat, caplog) -> None:
+    # Given the 50% warning due, already sent before a restart (emit finds nothing new)
+    stage = Stage(monkeypatch, cat, T0 + timedelta(hours=11, minutes=50))
+    facts = TicketFacts("T1", T0, request_type="投诉", status="dispatched", agency="BH-SCJG", attempt=1,
+                        dispatched_at=T0)
+    stage.receive(facts)
+    supervision.supervisor().track(facts)
+    monkeypatch.setattr(supervision, "_ticked", True)
+
+    async def known(alerts: list[Alert]) -> int:
+        return 0
+
+    monkeypatch.setattr(supervision, "emit", known)
+    with caplog.at_level(logging.INFO, logger="streams.supervision"):
+        asyncio.run(stage.run_until(T0 + timedelta(hours=12)))
+    assert "1 due alert(s), 0 new" in caplog.text
