@@ -43,8 +43,31 @@ def test_a_failed_routing_batch_names_its_messages_positions(monkeypatch: pytest
     monkeypatch.setattr(routing, "last_resort", last_resort)
     with caplog.at_level(logging.ERROR, logger="streams.routing"):
         asyncio.run(routing.route.fun(Stream([event(1, 64), event(1, 65), event(3, 7)])))
-    assert dead == [(1, 64), (1, 65), (3, 7)]
+    assert dead == [(1, 64), (1, 65), (3, 7)]  # each failed alone too
     assert "routing batch of 3 failed (tickets.received[1]@64-65, tickets.received[3]@7)" in caplog.text
+    assert "routing failed on tickets.received[3]@7" in caplog.text
+
+
+def test_one_ticket_that_breaks_routing_does_not_take_its_batch_with_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a batch of three where the ticket at offset 65 hits a bug whenever it is routed
+    routed: list[int] = []
+    dead: list[int] = []
+
+    async def route_batch(events: Any) -> None:
+        if any(ev.message.offset == 65 for ev in events):
+            raise RuntimeError("a bug")
+        routed.extend(ev.message.offset for ev in events)
+
+    async def last_resort(rejection: Any, *, source: str, message: Any) -> None:
+        dead.append(message.offset)
+
+    monkeypatch.setattr(routing, "services", lambda: SimpleNamespace(settings=SimpleNamespace(stream_batch_wait_ms=1)))
+    monkeypatch.setattr(routing, "route_batch", route_batch)
+    monkeypatch.setattr(routing, "last_resort", last_resort)
+    # When the routing agent takes the batch
+    asyncio.run(routing.route.fun(Stream([event(1, 64), event(1, 65), event(1, 66)])))
+    # Then the other two are routed, and only the broken one is dead-lettered
+    assert routed == [64, 66] and dead == [65]
 
 
 def test_a_broker_that_never_answers_is_not_promised_a_retry_past_the_deadline(
