@@ -185,14 +185,21 @@ def test_a_return_whose_alert_met_the_broker_away_for_a_moment_is_alerted_and_re
     assert stage.table["T1"]["facts"]["returned_by"] == ["BH-SCJG"]
 
 
-def test_a_tick_that_only_raises_new_alerts_adds_no_info_line(monkeypatch, cat, caplog) -> None:
-    # Given a ticket whose 50% sign-for warning is due at 22:00, after the worker's first tick was logged
+def _sign_warning_due(monkeypatch: Any, cat: Any) -> Stage:
+    """A ticket dispatched at T0 whose 50% sign-for warning falls due within the next tick; the first tick
+    (always logged) is over."""
     stage = Stage(monkeypatch, cat, T0 + timedelta(hours=11, minutes=50))
     facts = TicketFacts("T1", T0, request_type="投诉", status="dispatched", agency="BH-SCJG", attempt=1,
                         dispatched_at=T0)
     stage.receive(facts)
     supervision.supervisor().track(facts)
     monkeypatch.setattr(supervision, "_ticked", True)
+    return stage
+
+
+def test_a_tick_that_only_raises_new_alerts_adds_no_info_line(monkeypatch, cat, caplog) -> None:
+    # Given a ticket whose 50% sign-for warning is due at 22:00, after the worker's first tick was logged
+    stage = _sign_warning_due(monkeypatch, cat)
     # When the tick sends it (emit logs "raised 1 alert(s): ..." itself)
     with caplog.at_level(logging.INFO, logger="streams.supervision"):
         asyncio.run(stage.run_until(T0 + timedelta(hours=12)))
@@ -203,12 +210,7 @@ def test_a_tick_that_only_raises_new_alerts_adds_no_info_line(monkeypatch, cat, 
 
 def test_a_tick_whose_due_alerts_were_sent_before_says_so(monkeypatch, cat, caplog) -> None:
     # Given the 50% warning due, already sent before a restart (emit finds nothing new)
-    stage = Stage(monkeypatch, cat, T0 + timedelta(hours=11, minutes=50))
-    facts = TicketFacts("T1", T0, request_type="投诉", status="dispatched", agency="BH-SCJG", attempt=1,
-                        dispatched_at=T0)
-    stage.receive(facts)
-    supervision.supervisor().track(facts)
-    monkeypatch.setattr(supervision, "_ticked", True)
+    stage = _sign_warning_due(monkeypatch, cat)
 
     async def known(alerts: list[Alert]) -> int:
         return 0
