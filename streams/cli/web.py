@@ -53,12 +53,30 @@ def web(
         typer.echo(json.dumps(create_app(settings).openapi(), ensure_ascii=False, indent=2))
         return
     _migrated_ledger(settings).dispose()
+    if (busy := _cannot_listen(settings.web_host, settings.web_port)) is not None:
+        _exit(f"[red]cannot listen on {esc(settings.web_host)}:{settings.web_port}:[/red] {esc(busy)} (another "
+              "process holds the port? set HOTLINE_WEB_PORT)", 3)
     setup_logging(settings.log_level)
     from streams.console import serve
 
     err.print(f"web console on http://{settings.web_host}:{settings.web_port}/ (API: /api, reference: "
               f"/api-reference); log in with an account from `hotline users add`. Ctrl-C stops it.")
     serve(settings)
+
+
+def _cannot_listen(host: str, port: int) -> str | None:
+    """Why the console could not listen on ``host:port`` (None: it can), checked before its address is announced:
+    uvicorn says so only after the announcement, which then reads as if the console were up."""
+    import socket
+
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds it
+            probe.bind(address)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
 
 
 def _read_password(password_stdin: bool) -> str:

@@ -146,3 +146,19 @@ def test_the_digest_names_alert_rules_in_chinese() -> None:
     text = digest_text({"BH-SCJG": f}, load_catalogue(), date(2026, 12, 10))
     # the supervisors' Chinese digest said "预警：handle_deadline 4，sign_deadline 3"
     assert "预警：办理时限 4，签收时限 3" in text and "deadline" not in text
+
+
+def test_web_on_a_port_already_taken_says_so_before_announcing_itself(ledger_env: dict[str, str]) -> None:
+    import socket
+
+    # Given another process listening on the console's port
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        # When the console is started there
+        result = runner.invoke(app, ["web"], env={**ledger_env, "HOTLINE_WEB_HOST": "127.0.0.1",
+                                                  "HOTLINE_WEB_PORT": str(port)})
+    # Then it says it cannot listen there, and never announced an address it does not serve
+    assert result.exit_code == 3, result.output
+    assert f"cannot listen on 127.0.0.1:{port}" in result.output and "web console on http" not in result.output
