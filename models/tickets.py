@@ -163,13 +163,46 @@ def content_key(raw: bytes | str) -> str:
     return "sha1:" + hashlib.sha1(data).hexdigest()
 
 
+# What each check says to the hotline staff who read a rejection (ingest's report, the console's 400, the
+# rejections recorded in the ledger), by pydantic's error type and by our validators' own messages
+_SAID_BY_TYPE = {
+    "missing": "缺少此字段", "string_type": "须为文本", "bool_parsing": "须为是/否（true/false）",
+    "bool_type": "须为是/否（true/false）", "datetime_parsing": "不是有效的时间（ISO 8601，如 2026-12-04T09:30:00+08:00）",
+    "datetime_from_date_parsing": "不是有效的时间（ISO 8601，如 2026-12-04T09:30:00+08:00）",
+    "datetime_type": "不是有效的时间（ISO 8601，如 2026-12-04T09:30:00+08:00）", "model_type": "须为 JSON 对象",
+    "dict_type": "须为 JSON 对象",
+}
+_SAID_BY_MESSAGE = {
+    "is blank": "不能只有空白",
+    "may contain only letters, digits and _ . : - (and start with a letter or digit)":
+        "只能由字母、数字和 _ . : - 组成（以字母或数字开头）",
+    f"is outside {EARLIEST.year}–{LATEST.year - 1}": f"不在 {EARLIEST.year}–{LATEST.year - 1} 年之间",
+}
+
+
+def _said_in_chinese(e: Any) -> str:
+    kind, ctx = e["type"], e.get("ctx") or {}
+    if kind == "string_too_short":
+        return "不能为空" if ctx.get("min_length") == 1 else f"至少 {ctx.get('min_length')} 个字符"
+    if kind == "string_too_long":
+        return f"超长（最多 {ctx.get('max_length')} 个字符）"
+    if kind == "enum":
+        listed = str(ctx.get("expected", "")).replace("'", "").replace(" or ", "、").replace(", ", "、")
+        return f"须为 {listed} 之一"
+    if kind == "value_error":
+        return _SAID_BY_MESSAGE.get(e["msg"].removeprefix("Value error, "), "取值无效")
+    return _SAID_BY_TYPE.get(kind, "取值无效")
+
+
 def _explain(err: ValidationError) -> str:
-    parts = []
+    """Each wrong field in Chinese, then pydantic's English after " / " (for the platform's developers and the
+    log): "text：缺少此字段 / text: Field required". Starts with the field's name, as it always has."""
+    said, english = [], []
     for e in err.errors():
         field = ".".join(str(p) for p in e["loc"]) or "ticket"
-        msg = e["msg"].removeprefix("Value error, ")
-        parts.append(f"{field}: {msg}")
-    return "; ".join(parts)
+        said.append(f"{field}：{_said_in_chinese(e)}")
+        english.append(f"{field}: {e['msg'].removeprefix('Value error, ')}")
+    return f"{'；'.join(said)} / {'; '.join(english)}"
 
 
 # A lone UTF-16 surrogate: "\ud800" is valid JSON, but the string has no UTF-8 form, so neither the ledger

@@ -84,7 +84,7 @@ def test_ingest_csv_and_jsonl_with_bad_rows(kafka_bootstrap: str, database_url: 
     jsonl.write_text("\n".join(lines) + "\n", encoding="utf-8")
     r = runner.invoke(app, ["ingest", str(jsonl), "--id-prefix", "R-"], env=env)
     assert r.exit_code == 1, r.output
-    assert "row 3 rejected: not JSON" in r.output and "row 4 rejected: text: Field required" in r.output
+    assert "row 3 rejected: not JSON" in r.output and "row 4 rejected: text：缺少此字段" in r.output and "text: Field required" in r.output
 
     # A re-import sends the same (generated) ids again: the router dedupes them by id
     r = runner.invoke(app, ["ingest", str(jsonl), "--id-prefix", "R-"], env=env)

@@ -95,3 +95,17 @@ def test_received_at_offsets_as_exports_write_them(written, expected):
 def test_unknown_fields_ignored():
     t = parse_ticket({"id": "A1", "text": "x", "extra": {"nested": 1}, "received_at": datetime(2025, 1, 1).isoformat()})
     assert isinstance(t, TicketIn)
+
+
+@pytest.mark.parametrize(("raw", "said"), [
+    ('{"text": "没有编号"}', "id：缺少此字段 / id: Field required"),
+    ('{"id": "A 1", "text": "  "}', "id：只能由字母、数字和 _ . : - 组成（以字母或数字开头）；text：不能为空 / "),
+    ('{"id": "A1", "text": "t", "urgency": "很急"}', "urgency：须为 紧急、水电气热、一般 之一 / urgency: Input should be"),
+    ('{"id": "A1", "text": "t", "received_at": "1900-01-01T00:00:00"}', "received_at：不在 2000–2099 年之间 / "),
+    ('{"id": "A1", "text": "t", "received_at": "yesterday"}', "received_at：不是有效的时间"),
+])
+def test_a_rejected_tickets_reason_reads_in_chinese_first(raw: str, said: str) -> None:
+    # the hotline's staff read these in ingest's report, the console's 400 and the ledger's rejections;
+    # the English after " / " stays for the platform's developers and the log
+    rejected = parse_ticket(raw)
+    assert isinstance(rejected, Rejection) and rejected.reason.startswith(said), rejected
