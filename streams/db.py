@@ -385,7 +385,7 @@ class NotMigrated(RuntimeError):
 
 
 class LedgerUnavailable(RuntimeError):
-    """The ledger database cannot be reached (or its URL is not one)."""
+    """The ledger database cannot be reached."""
 
 
 def open_migrated(settings: Settings) -> Ledger:
@@ -397,20 +397,15 @@ def open_migrated(settings: Settings) -> Ledger:
     operator never made.
     """
     from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError, OperationalError
+    from sqlalchemy.exc import OperationalError
 
-    try:
-        parsed = make_url(settings.resolved_database_url)
-    except ArgumentError as exc:  # not a URL
-        raise LedgerUnavailable(f"HOTLINE_DATABASE_URL is not a usable database URL: {exc}") from None
+    # Settings refused a URL that is not one, or whose dialect or driver is missing (HOTLINE_DATABASE_URL)
+    parsed = make_url(settings.resolved_database_url)
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:") \
             and not Path(parsed.database).exists():
         raise NotMigrated(f"there is no ledger at {parsed.database} yet: the README's main command "
                           "creates it, or run `hotline db upgrade`")
-    try:
-        ledger = Ledger.from_settings(settings)
-    except ArgumentError as exc:  # a dialect that is not installed
-        raise LedgerUnavailable(f"HOTLINE_DATABASE_URL is not a usable database URL: {exc}") from None
+    ledger = Ledger.from_settings(settings)
     try:
         current, head = migration_status(ledger.engine)
     except OperationalError as exc:  # down, unreachable, wrong password: a message, not a traceback
