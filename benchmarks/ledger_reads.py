@@ -7,8 +7,10 @@ re-routings, sign-fors, extensions, resolutions, ratings, alerts, as the worker 
 read path a user hits ``--runs`` times and prints the medians. SQLite in a temporary folder by default;
 ``--database-url`` for PostgreSQL (an empty scratch database: the script fills it and leaves it).
 
-The figures (supervisor overview, ``hotline report``) replay every ticket of the period: their time grows with
-the tickets in the period, not with the page shown. No real messages are read.
+The figures (supervisor overview, ``hotline report``) add up the stored stages of final tickets and replay the
+live ones (``streams.reports``); for each period they are also computed as before migration 0011, replaying
+every ticket with an event in the period and every open one, in the same run: the ratio is between the two.
+No real messages are read.
 """
 
 from __future__ import annotations
@@ -30,10 +32,11 @@ from config.catalogue import load_catalogue
 from config.settings import Settings
 from models import ledger as t
 from models.clock import ManualClock
+from models.supervision.figures import agency_figures
 from streams.console import queries
 from streams.console.service import Console
 from streams.db import Ledger, make_engine, upgrade
-from streams.reports import figures, period_start
+from streams.reports import figures, load_alert_rules, load_histories, period_start, restage_all
 
 NOW = datetime(2026, 6, 1, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai
 TEXT = "小区门口餐饮店油烟扰民，每天晚上排放严重，多次反映未解决，请相关部门尽快处理。"
@@ -158,6 +161,19 @@ def read_paths(ledger: Ledger, console: Console, busy: str) -> dict[str, Callabl
     }
 
 
+FIGURE_PERIODS = (("yesterday", NOW - timedelta(days=1), NOW), ("last 7 days", period_start(NOW, 7), None),
+                  ("last 30 days", period_start(NOW, 30), None), ("all time", None, None))
+
+
+def timed(read: Callable[[], Any], runs: int) -> float:
+    seconds = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        read()
+        seconds.append(time.perf_counter() - t0)
+    return median(seconds)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tickets", type=int, default=30_000, help="tickets in the ledger (over one year)")
@@ -175,14 +191,21 @@ def main() -> None:
         console = Console(Settings(database_url=url), ledger, load_catalogue(), publisher=None)  # type: ignore[arg-type]
         console._clock = ManualClock(NOW)  # the ledger's "now"
         busy = Generator(args.seed).agencies[0]  # the heaviest weight: the busiest inbox
+        t0 = time.perf_counter()
+        final, seen = restage_all(ledger, console.catalogue)  # as `hotline db upgrade` does after migration 0011
+        print(f"restaged: {final:,} final of {seen:,} live tickets in {time.perf_counter() - t0:.1f}s")
         print(f"{'read path':34} {'median s':>9}  (of {args.runs} runs)")
         for name, read in read_paths(ledger, console, busy).items():
-            seconds = []
-            for _ in range(args.runs):
-                t0 = time.perf_counter()
-                read()
-                seconds.append(time.perf_counter() - t0)
-            print(f"{name:34} {median(seconds):9.3f}")
+            print(f"{name:34} {timed(read, args.runs):9.3f}")
+        # the figures alone, against replaying the period's tickets as before migration 0011, in the same run
+        print(f"{'figures (hotline report)':34} {'stored':>9} {'replayed':>9} {'ratio':>6}")
+        for label, since, until in FIGURE_PERIODS:
+            stored = timed(lambda s=since, u=until: figures(ledger, console.catalogue, now=NOW, since=s, until=u),
+                           args.runs)
+            replayed = timed(lambda s=since, u=until: agency_figures(
+                load_histories(ledger, s), console.catalogue, now=NOW, since=s, until=u,
+                alerts=load_alert_rules(ledger, s, u)), args.runs)
+            print(f"{label:34} {stored:9.3f} {replayed:9.3f} {replayed / stored:5.1f}x")
         ledger.dispose()
 
 

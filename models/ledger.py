@@ -25,7 +25,9 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     false,
+    true,
 )
+from sqlalchemy import text as sql  # ``text`` is a ticket's column
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING = {
@@ -91,6 +93,9 @@ class Ticket(Base):
     source_offset: Mapped[int | None] = mapped_column(BigInteger)  # Kafka offsets are 64-bit (migration 0009)
     first_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # The supervisors' figures replay this ticket when asked (it has a stage open, or changed since its
+    # figure_stages were stored); False once its stages are stored and final (migration 0011)
+    figures_live: Mapped[bool] = mapped_column(default=True, server_default=true())
 
     __table_args__ = (Index("ix_tickets_status_received", "status", "received_at"),
                       Index("ix_tickets_source_position", "source_topic", "source_partition", "source_offset"),
@@ -98,7 +103,10 @@ class Ticket(Base):
                       Index("ix_tickets_received_id", "received_at", "id"),
                       # an agency's own list; its inbox by status and its counts
                       Index("ix_tickets_agency_received_id", "current_agency", "received_at", "id"),
-                      Index("ix_tickets_agency_status_received", "current_agency", "status", "received_at"))
+                      Index("ix_tickets_agency_status_received", "current_agency", "status", "received_at"),
+                      # the few live ones among a year's tickets, for the figures (partial: ~open tickets only)
+                      Index("ix_tickets_figures_live", "id", sqlite_where=sql("figures_live"),
+                            postgresql_where=sql("figures_live")))
 
 
 class RoutingDecision(Base):
@@ -160,6 +168,30 @@ class TicketEvent(Base):
 # A ticket's events as the lifecycle accepted them: batch by batch, in each batch in the order it applied them
 # (rows from before migration 0008 have no position and fall back on their senders' occurred_at).
 ACCEPTED_ORDER = (TicketEvent.recorded_at, TicketEvent.batch_position, TicketEvent.occurred_at)
+
+
+class FigureStage(Base):
+    """A final ticket's contribution to one agency's figures (``models.supervision.figures.Stage``), counted in
+    the period its ``anchor_at`` (the dispatch) falls in. Written with the lifecycle events that made the ticket
+    final, so a period's figures add these up and replay only the live tickets (``Ticket.figures_live``)."""
+
+    __tablename__ = "figure_stages"
+
+    ticket_id: Mapped[str] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    agency: Mapped[str] = mapped_column(String(32))
+    anchor_at: Mapped[datetime] = mapped_column(index=True)
+    dispatched: Mapped[int] = mapped_column(Integer, default=0)
+    signed_on_time: Mapped[int] = mapped_column(Integer, default=0)
+    signed_late: Mapped[int] = mapped_column(Integer, default=0)
+    resolved_on_time: Mapped[int] = mapped_column(Integer, default=0)
+    resolved_late: Mapped[int] = mapped_column(Integer, default=0)
+    returns: Mapped[int] = mapped_column(Integer, default=0)
+    first_dispatched: Mapped[int] = mapped_column(Integer, default=0)
+    first_time_right: Mapped[int] = mapped_column(Integer, default=0)
+    late: Mapped[bool] = mapped_column(default=False)
+    handled: Mapped[int] = mapped_column(Integer, default=0)
+    handling_centidays: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class Alert(Base):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -19,7 +19,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, bindparam, create_engine, event, func, select, update
+from sqlalchemy import Engine, bindparam, create_engine, delete, event, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -28,6 +28,10 @@ from models import ledger as t
 from models.tickets import TicketIn
 
 log = logging.getLogger(__name__)
+CHUNK = 500  # ids per IN (...) list: far below SQLite's variable limit
+FINAL = ("resolved", "closed")  # the lifecycle's statuses after which a ticket's figures no longer change
+# Stores the figure stages of final tickets in the caller's transaction (streams.reports.restage)
+Restage = Callable[[Session, list[str]], Any]
 MIGRATIONS_DIR = Path(t.__file__).resolve().parent / "migrations"
 
 
@@ -117,6 +121,11 @@ def migration_status(engine: Engine) -> tuple[str | None, str]:
     with engine.connect() as conn:
         current = MigrationContext.configure(conn).get_current_revision()
     return current, head or ""
+
+
+def chunks(items: list[str], n: int = CHUNK) -> Iterator[list[str]]:
+    for i in range(0, len(items), n):
+        yield items[i:i + n]
 
 
 def _insert(session: Session):  # type: ignore[no-untyped-def]
@@ -232,7 +241,7 @@ class Ledger:
             "occurred_at": occurred_at, "accepted": accepted, "reason": reason, "payload": payload,
             "status": status, "current_agency": current_agency}]) == 1
 
-    def record_events(self, rows: list[dict[str, Any]]) -> int:
+    def record_events(self, rows: list[dict[str, Any]], *, restage: Restage | None = None) -> int:
         """Store a batch of lifecycle events in one transaction (each as :meth:`record_event`, in the order
         the lifecycle applied them, which their ``batch_position`` keeps); returns how many were new.
 
@@ -241,7 +250,11 @@ class Ledger:
         profile, docs/results.md). Only the events this call stored are mirrored: two workers may handle the
         same events across a rebalance, and a SELECT of the ids already stored, taken before the other's INSERT
         committed, let the later writer mirror an old status over newer ones (a returned ticket's re-routing
-        to another agency undone: the ticket left that agency's inbox)."""
+        to another agency undone: the ticket left that agency's inbox).
+
+        The supervisors' figures change with the same transaction: a ticket with new accepted events joins the
+        live set (its stored figure stages go), and ``restage`` stores again those the batch made final
+        (resolved, closed), so their figures are added up instead of replayed (``streams.reports``)."""
         if not rows:
             return 0
         now = t.utcnow()
@@ -261,12 +274,36 @@ class Ledger:
                         "b_now": now}
                        for row in fresh
                        if row["accepted"] and row.get("status") is not None and row["type"] != "routed"]
+            last_status = {row["ticket_id"]: row.get("status") for row in fresh if row["accepted"]}
+            touched = sorted(last_status)
+            if touched and s.get_bind().dialect.name == "postgresql":
+                # every row this transaction updates, locked first and in key order: the mirrors and the figures'
+                # flags below would otherwise lock overlapping sets in different orders (deadlocks between workers)
+                for chunk in chunks(touched):
+                    s.execute(select(tickets.c.id).where(tickets.c.id.in_(chunk)).order_by(tickets.c.id)
+                              .with_for_update())
             if mirrors:  # executemany runs in list order: the batch's last event on a ticket is the one kept
                 mirrors.sort(key=lambda m: m["b_id"])  # key order (no deadlock); stable: a ticket's order is kept
                 s.execute(update(tickets).where(tickets.c.id == bindparam("b_id")).values(
                     status=bindparam("b_status"), current_agency=bindparam("b_agency"),
                     updated_at=bindparam("b_now")), mirrors)
+            for chunk in chunks(touched):
+                self.figures_changed(s, chunk)
+            final = [tid for tid in touched if last_status[tid] in FINAL]
+            if final and restage is not None:
+                restage(s, final)
         return len(fresh)
+
+    @staticmethod
+    def figures_changed(s: Session, ticket_ids: list[str]) -> None:
+        """Put tickets whose history changed back in the figures' live set and drop their stored stages (kept
+        only for a final ticket whose history they match). The ticket's version (``updated_at``) stays."""
+        tickets, stages = t.Ticket.__table__, t.FigureStage.__table__
+        changed = list(s.scalars(update(tickets).where(tickets.c.id.in_(ticket_ids), ~tickets.c.figures_live)
+                                 .values(figures_live=True, updated_at=tickets.c.updated_at)
+                                 .returning(tickets.c.id)))
+        if changed:
+            s.execute(delete(stages).where(stages.c.ticket_id.in_(changed)))
 
     def record_training_example(self, *, ticket_id: str, label: str, predicted: str | None,
                                 created_by: str) -> None:

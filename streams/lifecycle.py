@@ -141,7 +141,7 @@ async def handle_batch(events: Sequence[Any]) -> None:
                                facts=facts.get(ticket_id, ticket_table.KEEP))
             for ticket_id, (state_after, partition) in states.items()])
     if rows:
-        await svc.db(svc.ledger.record_events, rows)
+        await svc.db(svc.ledger.record_events, rows, restage=svc.restage)
     for rejection, m in refused:
         await dead_letter(rejection, source="events", topic=m.topic, partition=m.partition, offset=m.offset)
     done: set[tuple[str, int]] = set()  # an event and its redelivery in one batch: one follow-up

@@ -26,6 +26,7 @@ from config.settings import Settings
 from models.clock import Clock, shared_clock
 from models.directory import Catalogue
 from streams.db import Ledger
+from streams.reports import restager
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -64,6 +65,11 @@ class Services:
         if self._clock is None:
             self._clock = clock_for_settings(self.settings)
         return self._clock
+
+    @functools.cached_property
+    def restage(self) -> Callable[[Any, list[str]], int]:
+        """Stores the figure stages of the tickets a lifecycle batch made final (``Ledger.record_events``)."""
+        return restager(self.catalogue)
 
     async def route_many(self, requests: Sequence[RouteRequest]) -> list[Decision]:
         """Classify and decide, in the classifier's child processes (or its thread)."""

@@ -61,7 +61,8 @@ class AgencyFigures:
     first_time_right: int = 0
     overdue_tickets: set[str] = field(default_factory=set)
     open_overdue: list[OverdueTicket] = field(default_factory=list)
-    handling_days: list[float] = field(default_factory=list)
+    handled: int = 0  # resolved handlings, and their working time in hundredths of a working day
+    handling_centidays: int = 0
     alerts: Counter[str] = field(default_factory=Counter)
     # 重复件 are tickets: one that repeats both its caller and its place+matter raises two alerts
     repeated_tickets: set[str] = field(default_factory=set)
@@ -96,7 +97,10 @@ class AgencyFigures:
 
     @property
     def average_handling_days(self) -> float | None:
-        return round(sum(self.handling_days) / len(self.handling_days), 2) if self.handling_days else None
+        if not self.handled:
+            return None
+        # rounded half up (四舍五入) in whole hundredths: in floats, 5.895 is 5.8949999... and came out 5.89
+        return (2 * self.handling_centidays + self.handled) // (2 * self.handled) / 100
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -114,19 +118,54 @@ class AgencyFigures:
 
 
 @dataclass(slots=True)
+class Stage:
+    """One ticket's contribution to one agency's figures, counted in the period its ``anchor`` falls in: the
+    dispatch it belongs to (a handling counts where its dispatch does), or a reopening with no dispatch known.
+
+    A ticket with no stage open (resolved, closed, waiting for a dispatcher) has stages that no longer change
+    with time: the ledger keeps them (table ``figure_stages``) and a period's figures add them up instead of
+    replaying the ticket again."""
+    ticket_id: str
+    agency: str
+    anchor: datetime
+    dispatched: int = 0
+    signed_on_time: int = 0
+    signed_late: int = 0
+    resolved_on_time: int = 0
+    resolved_late: int = 0
+    returns: int = 0
+    first_dispatched: int = 0
+    first_time_right: int = 0
+    late: bool = False  # a stage here was late: the ticket counts among the agency's overdue ones
+    handled: int = 0  # resolved handlings, and their working time in hundredths of a working day
+    handling_centidays: int = 0
+
+    COUNTS = ("dispatched", "signed_on_time", "signed_late", "resolved_on_time", "resolved_late", "returns",
+              "first_dispatched", "first_time_right", "handled", "handling_centidays")
+
+
+@dataclass(slots=True)
+class Replayed:
+    """What one ticket's history contributes: its stages, its stages open past a deadline as of ``now``, and
+    whether it is final (no stage open at an agency: nothing in it depends on ``now`` any more)."""
+    stages: list[Stage]
+    open_overdue: list[OverdueTicket]
+    final: bool
+
+
+@dataclass(slots=True)
 class _Dispatch:
     agency: str
     at: datetime
     sign_due: datetime | None
-    counted: bool  # inside the period
     signed: bool = False
 
 
 @dataclass(slots=True)
 class _Handling:
     agency: str
-    start: datetime
-    counted: bool
+    anchor: datetime  # its dispatch's time: the handling counts in the period its dispatch does
+    start: datetime  # signed or reopened: the handling time runs from here
     # the deadline had passed when the extension was asked for: supervision announced it overdue, and moving
     # the deadline afterwards does not make the handling on time (asked in time, a slow approval does)
     late: bool = False
@@ -148,6 +187,19 @@ def agency_figures(history: Iterable[tuple[TicketFacts, Sequence[Any]]], catalog
     """Figures per agency code. ``history``: (intake facts, the ticket's accepted events in order);
     ``alerts``: (agency, rule, raised_at, ticket_id). Only dispatches and alerts in [since, until) count; the list of
     tickets open past a deadline (``open_overdue``) is as of ``now``, whatever the period."""
+    stages: list[Stage] = []
+    overdue: list[OverdueTicket] = []
+    for intake, events in history:
+        r = replay(intake, events, catalogue, now)
+        stages.extend(r.stages)
+        overdue.extend(r.open_overdue)
+    return tally(stages, overdue, since=since, until=until, alerts=alerts)
+
+
+def tally(stages: Iterable[Stage], open_overdue: Iterable[OverdueTicket] = (), *, since: datetime | None = None,
+          until: datetime | None = None,
+          alerts: Iterable[tuple[str | None, str, datetime, str | None]] = ()) -> dict[str, AgencyFigures]:
+    """Add up the stages anchored in [since, until), the alerts raised in it, and every open overdue stage."""
     out: dict[str, AgencyFigures] = {}
 
     def fig(code: str) -> AgencyFigures:
@@ -156,8 +208,24 @@ def agency_figures(history: Iterable[tuple[TicketFacts, Sequence[Any]]], catalog
             f = out[code] = AgencyFigures(code)
         return f
 
-    for intake, events in history:
-        _replay(intake, events, catalogue, now, since, until, fig)
+    for s in stages:
+        if not _in(s.anchor, since, until):
+            continue
+        f = fig(s.agency)
+        f.dispatched += s.dispatched
+        f.signed_on_time += s.signed_on_time
+        f.signed_late += s.signed_late
+        f.resolved_on_time += s.resolved_on_time
+        f.resolved_late += s.resolved_late
+        f.returns += s.returns
+        f.first_dispatched += s.first_dispatched
+        f.first_time_right += s.first_time_right
+        f.handled += s.handled
+        f.handling_centidays += s.handling_centidays
+        if s.late:
+            f.overdue_tickets.add(s.ticket_id)
+    for o in open_overdue:
+        fig(o.agency).open_overdue.append(o)
     for agency, rule, raised_at, ticket_id in alerts:
         if agency and _in(raised_at, since, until):
             f = fig(agency)
@@ -169,8 +237,8 @@ def agency_figures(history: Iterable[tuple[TicketFacts, Sequence[Any]]], catalog
     return out
 
 
-def _replay(intake: TicketFacts, events: Sequence[Any], catalogue: Catalogue, now: datetime,
-            since: datetime | None, until: datetime | None, fig: Any) -> None:
+def replay(intake: TicketFacts, events: Sequence[Any], catalogue: Catalogue, now: datetime) -> Replayed:
+    """Replay one ticket's accepted events (in the order the lifecycle accepted them) into its stages."""
     calendar, day = catalogue.calendar, timedelta(days=1)
     state: TicketState | None = None
     facts = intake
@@ -179,16 +247,26 @@ def _replay(intake: TicketFacts, events: Sequence[Any], catalogue: Catalogue, no
     first: _Dispatch | None = None
     first_broken = False  # the first agency returned it or it was taken away from it
     resolved_by: str | None = None
+    stages: dict[tuple[str, datetime], Stage] = {}
+    overdue: list[OverdueTicket] = []
 
-    def late(agency: str, counted: bool) -> None:
-        if counted:
-            fig(agency).overdue_tickets.add(intake.ticket_id)
+    def stage(agency: str, anchor: datetime) -> Stage:
+        s = stages.get((agency, anchor))
+        if s is None:
+            s = stages[agency, anchor] = Stage(intake.ticket_id, agency, anchor)
+        return s
 
     def judge_unsigned(d: _Dispatch, at: datetime) -> None:
         """A dispatch that ends unsigned at ``at``: late if its sign-for deadline had passed."""
-        if d.sign_due is not None and at > d.sign_due and d.counted:
-            fig(d.agency).signed_late += 1
-            late(d.agency, True)
+        if d.sign_due is not None and at > d.sign_due:
+            s = stage(d.agency, d.at)
+            s.signed_late += 1
+            s.late = True
+
+    def resolved_late(h: _Handling) -> None:
+        s = stage(h.agency, h.anchor)
+        s.resolved_late += 1
+        s.late = True
 
     for ev in events:
         before = facts
@@ -200,33 +278,30 @@ def _replay(intake: TicketFacts, events: Sequence[Any], catalogue: Catalogue, no
         facts = facts.with_state(state)
         at, kind = as_local(ev.occurred_at), ev.type
         if kind == "routed" and state.status == Status.DISPATCHED and state.agency:
-            dispatch = _Dispatch(state.agency, at, _due(facts, "sign", catalogue), _in(at, since, until))
-            if dispatch.counted:
-                fig(state.agency).dispatched += 1
+            dispatch = _Dispatch(state.agency, at, _due(facts, "sign", catalogue))
+            stage(dispatch.agency, at).dispatched += 1
             if first is None:
                 first = dispatch
         elif kind == "signed" and dispatch is not None:
             dispatch.signed = True
-            if dispatch.counted:
-                on_time = dispatch.sign_due is None or at <= dispatch.sign_due
-                fig(dispatch.agency).signed_on_time += on_time
-                fig(dispatch.agency).signed_late += not on_time
-                if not on_time:
-                    late(dispatch.agency, True)
-            handling = _Handling(dispatch.agency, at, dispatch.counted)
+            on_time = dispatch.sign_due is None or at <= dispatch.sign_due
+            s = stage(dispatch.agency, dispatch.at)
+            s.signed_on_time += on_time
+            s.signed_late += not on_time
+            s.late = s.late or not on_time
+            handling = _Handling(dispatch.agency, dispatch.at, at)
         elif kind in ("returned", "reassigned"):
             if dispatch is not None:
-                if kind == "returned" and dispatch.counted:
-                    fig(dispatch.agency).returns += 1
+                if kind == "returned":
+                    stage(dispatch.agency, dispatch.at).returns += 1
                 if not dispatch.signed:
                     judge_unsigned(dispatch, at)
                 if first is not None and dispatch.agency == first.agency:
                     first_broken = True
             if handling is not None:  # an open handling taken away: late if its deadline had passed
                 due = _due(before, "handle", catalogue)
-                if (handling.late or (due is not None and at > due)) and handling.counted:
-                    fig(handling.agency).resolved_late += 1
-                    late(handling.agency, True)
+                if handling.late or (due is not None and at > due):
+                    resolved_late(handling)
             dispatch, handling = None, None
         elif kind == "extension_requested" and handling is not None:
             due = _due(before, "handle", catalogue)
@@ -238,41 +313,38 @@ def _replay(intake: TicketFacts, events: Sequence[Any], catalogue: Catalogue, no
         elif kind == "resolved" and handling is not None:
             due = _due(before, "handle", catalogue)
             resolved_by = handling.agency
-            if handling.counted:
-                on_time = not handling.late and (due is None or at <= due)
-                fig(handling.agency).resolved_on_time += on_time
-                fig(handling.agency).resolved_late += not on_time
-                if not on_time:
-                    late(handling.agency, True)
-                fig(handling.agency).handling_days.append(
-                    round(calendar.working_time_between(handling.start, at) / day, 2))
+            on_time = not handling.late and (due is None or at <= due)
+            s = stage(handling.agency, handling.anchor)
+            s.resolved_on_time += on_time
+            s.resolved_late += not on_time
+            s.late = s.late or not on_time
+            s.handled += 1
+            s.handling_centidays += round(calendar.working_time_between(handling.start, at) / day * 100)
             handling = None
         elif kind == "reopened" and state.agency:
-            handling = _Handling(state.agency, at, dispatch.counted if dispatch else _in(at, since, until))
+            handling = _Handling(state.agency, dispatch.at if dispatch else at, at)
     # Stages still open now
     if state is not None and state.status == Status.DISPATCHED and dispatch is not None and not dispatch.signed:
         due = dispatch.sign_due
         if due is not None and now > due:
             judge_unsigned(dispatch, now)
-            fig(dispatch.agency).open_overdue.append(OverdueTicket(
-                intake.ticket_id, dispatch.agency, "sign", due, calendar.whole_working_days(due, now)))
+            overdue.append(OverdueTicket(intake.ticket_id, dispatch.agency, "sign", due,
+                                         calendar.whole_working_days(due, now)))
     if state is not None and state.status == Status.SIGNED and handling is not None:
         due = _due(facts, "handle", catalogue)
-        if handling.late and handling.counted and not (due is not None and now > due):
-            fig(handling.agency).resolved_late += 1  # decided late already, though the extended deadline runs
-            late(handling.agency, True)
+        if handling.late and not (due is not None and now > due):
+            resolved_late(handling)  # decided late already, though the extended deadline runs
         if due is not None and now > due:
-            if handling.counted:
-                fig(handling.agency).resolved_late += 1
-                late(handling.agency, True)
-            fig(handling.agency).open_overdue.append(OverdueTicket(
-                intake.ticket_id, handling.agency, "handle", due, calendar.whole_working_days(due, now)))
+            resolved_late(handling)
+            overdue.append(OverdueTicket(intake.ticket_id, handling.agency, "handle", due,
+                                         calendar.whole_working_days(due, now)))
     # First-time right: judged once the ticket is settled (resolved, or the first agency lost it)
-    if first is not None and first.counted:
-        settled = first_broken or resolved_by is not None
-        if settled:
-            fig(first.agency).first_dispatched += 1
-            fig(first.agency).first_time_right += (not first_broken and resolved_by == first.agency)
+    if first is not None and (first_broken or resolved_by is not None):
+        s = stage(first.agency, first.at)
+        s.first_dispatched += 1
+        s.first_time_right += (not first_broken and resolved_by == first.agency)
+    final = state is None or state.status not in (Status.DISPATCHED, Status.SIGNED)
+    return Replayed(list(stages.values()), overdue, final)
 
 
 def history_of(intake: TicketFacts, events: Iterable[Any]) -> tuple[TicketFacts, list[Any]]:
@@ -282,4 +354,5 @@ def history_of(intake: TicketFacts, events: Iterable[Any]) -> tuple[TicketFacts,
     return intake, list(events)
 
 
-__all__ = ["AgencyFigures", "OverdueTicket", "agency_figures", "history_of"]
+__all__ = ["AgencyFigures", "OverdueTicket", "Replayed", "Stage", "agency_figures", "history_of", "replay",
+           "tally"]

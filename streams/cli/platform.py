@@ -135,6 +135,50 @@ def db_upgrade(revision: str = typer.Argument("head")) -> None:
                       f"{escape(revision)}[/red]: `hotline db upgrade` never takes a ledger back")
         raise typer.Exit(2)
     console.print(f"ledger at {settings.safe_database_url} is at revision {current} (code: {head})")
+    if current == head:  # tickets a migration left live (0011: all of them) get their figure stages stored
+        _restage(settings, every=False)
+
+
+@db_app.command("restage")
+def db_restage(every: bool = typer.Option(False, "--all", help="every ticket with events, not only the live ones: "
+                                          "after the time limits (sla.yaml) or the calendar changed")) -> None:
+    """Store the supervisors' figure stages of final tickets (resolved, closed), so figures add them up instead
+    of replaying each ticket. Workers do this as tickets close; `db upgrade` runs it; safe to run any time."""
+    from streams.db import LedgerUnavailable, NotMigrated, open_migrated
+
+    settings = load_settings()
+    try:
+        open_migrated(settings).dispose()
+    except (NotMigrated, LedgerUnavailable) as exc:
+        console.print(f"[red]{escape(str(exc))}[/red]")
+        raise typer.Exit(1) from None
+    _restage(settings, every=every)
+
+
+def _restage(settings: Settings, *, every: bool) -> None:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from sqlalchemy import func, select
+
+    from models import ledger as t
+    from streams.cli.agency import catalogue_or_exit
+    from streams.db import Ledger
+    from streams.reports import LIVE, restage_all
+
+    catalogue = catalogue_or_exit(settings)
+    ledger = Ledger.from_settings(settings)
+    try:
+        with ledger.session() as s:
+            count = select(func.count()).select_from(t.Ticket)
+            todo = s.scalar(count if every else count.where(LIVE)) or 0
+        with Progress(TextColumn("[bold]figure stages[/bold]"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=console, transient=True, disable=todo < 2000) as progress:
+            task = progress.add_task("restage", total=todo)
+            final, seen = restage_all(ledger, catalogue, every=every,
+                                      progress=lambda n: progress.advance(task, n))
+    finally:
+        ledger.dispose()
+    if seen:
+        console.print(f"figure stages stored for {final:,} final ticket(s); {seen - final:,} stay live (open)")
 
 
 def _revisions() -> set[str]:

@@ -19,7 +19,7 @@ from models.directory import Catalogue
 from models.events import InputRejected, parse_event
 from models.lifecycle import CLOSED_HELD, RATINGS, RETURN_REASONS, Status, said_in_chinese
 from models.supervision.deadlines import return_window
-from models.supervision.figures import AgencyFigures, agency_figures
+from models.supervision.figures import AgencyFigures, tally
 from models.tickets import ID_PATTERN, Rejection, TicketIn, content_key, parse_ticket
 from models.workcalendar import as_local
 from streams.app import TICKETS_EVENTS, TICKETS_INVALID, TICKETS_RECEIVED
@@ -41,7 +41,7 @@ from streams.console.publisher import BusUnavailable, Publisher
 from streams.console.trends import DailySeries, WeeklyHotspots, daily_series, weekly_hotspots
 from streams.db import Ledger
 from streams.intake import ticket_json
-from streams.reports import figures, intake_facts, load_alert_rules, load_histories
+from streams.reports import figures, intake_facts, load_alert_rules, load_stages, period_start
 
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 64 * 1024
@@ -291,15 +291,15 @@ class Console:
         """Per-agency figures for dispatches in [since, until) (None: open on that side), the daily series and the
         weekly hot spots."""
         now = self.now()
-        series_since = now - timedelta(days=series_days)
-        # One load serves both: histories since the earlier start (a superset; the figures count by window).
-        histories = load_histories(self.ledger, None if since is None else min(since, series_since))
-        figures = agency_figures(histories, self.catalogue, now=now, since=since, until=until,
-                                 alerts=load_alert_rules(self.ledger, since))
+        series_since = period_start(now, series_days)
+        # One load serves both: the stages since the earlier start (a superset; the figures count by window).
+        stages, overdue = load_stages(self.ledger, self.catalogue, now=now,
+                                      since=None if since is None else min(since, series_since))
+        figures = tally(stages, overdue, since=since, until=until, alerts=load_alert_rules(self.ledger, since, until))
         rows = queries.received_rows(self.ledger, now - timedelta(weeks=weeks))
         return Overview(
             now, since, until, dict(sorted(figures.items())),
-            daily_series([r for r, _ in rows], histories, self.catalogue, now=now, days=series_days),
+            daily_series([r for r, _ in rows], stages, now=now, days=series_days),
             weekly_hotspots(rows, self.catalogue, today=as_local(now).date(), weeks=weeks))
 
     def agency_figures(self, agency: str | None, since: datetime | None,

@@ -8,15 +8,14 @@ own group, by the catalogue's own fields, next to the busiest matters of the per
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
-from typing import Any
+from datetime import date, datetime, timedelta
 
 from models.directory import Catalogue
 from models.domain import Matter
-from models.supervision.figures import agency_figures
-from models.workcalendar import TZ, as_local
+from models.supervision.figures import Stage, tally
+from models.workcalendar import as_local
 
 FOCUS_GROUPS: dict[str, Callable[[Matter], bool]] = {
     "教育培训": lambda m: m.kind == "education" or "培训" in m.name,
@@ -74,24 +73,20 @@ def _rate(part: int, whole: int) -> float | None:
     return round(part / whole, 4) if whole else None
 
 
-def daily_series(received: Iterable[datetime], histories: Sequence[tuple[Any, Sequence[Any]]],
-                 catalogue: Catalogue, *, now: datetime, days: int = 14) -> DailySeries:
+def daily_series(received: Iterable[datetime], stages: Iterable[Stage], *, now: datetime,
+                 days: int = 14) -> DailySeries:
     """Per day over the last ``days`` days (Asia/Shanghai): tickets received, dispatches, and the on-time
     rates of the stages whose dispatch fell on that day (the same definitions as the per-agency figures)."""
     today = as_local(now).date()
     dates = [today - timedelta(days=days - 1 - i) for i in range(days)]
     counts = Counter(as_local(r).date() for r in received)
-    # A stage counts on the day of its dispatch: replay each ticket only for the days it was dispatched on.
-    by_day: dict[date, list[tuple[Any, Sequence[Any]]]] = {d: [] for d in dates}
-    for history in histories:
-        for d in {as_local(e.occurred_at).date() for e in history[1] if e.type == "routed"}:
-            if d in by_day:
-                by_day[d].append(history)
+    by_day: dict[date, list[Stage]] = {d: [] for d in dates}
+    for st in stages:  # a stage counts on the day of its dispatch
+        if (day := as_local(st.anchor).date()) in by_day:
+            by_day[day].append(st)
     dispatched, sign, resolution = [], [], []
     for d in dates:
-        start = datetime.combine(d, time.min, tzinfo=TZ)
-        figs = agency_figures(by_day[d], catalogue, now=now, since=start,
-                              until=start + timedelta(days=1)).values()
+        figs = tally(by_day[d]).values()
         dispatched.append(sum(f.dispatched for f in figs))
         sign.append(_rate(sum(f.signed_on_time for f in figs), sum(f.signed_on_time + f.signed_late for f in figs)))
         resolution.append(_rate(sum(f.resolved_on_time for f in figs),

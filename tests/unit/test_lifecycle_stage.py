@@ -48,7 +48,7 @@ class Ledger:
         self.decided.update(new)
         return set(new)
 
-    def record_events(self, rows: list[dict[str, Any]]) -> None:
+    def record_events(self, rows: list[dict[str, Any]], *, restage: Any = None) -> None:
         self.events.extend(rows)
 
     def record_training_example(self, *, label: str, predicted: str | None = None, **_: Any) -> None:
@@ -59,6 +59,7 @@ class Ledger:
 class Services:
     def __init__(self, route: Callable[[Any], Decision]) -> None:
         self.ledger = Ledger()
+        self.restage = None  # the figure stages are the real ledger's concern (tests/integration)
         self.route = route
         self.routed = 0
         self.clock = SimpleNamespace(now=lambda: datetime(2025, 9, 26, 2, tzinfo=UTC))

@@ -12,7 +12,7 @@ import pytest
 from config.catalogue import build_catalogue
 from models.directory import Catalogue
 from models.supervision import TicketFacts
-from models.supervision.figures import agency_figures, history_of
+from models.supervision.figures import AgencyFigures, agency_figures, history_of
 from models.workcalendar import TZ
 from tests.unit import domain_fixtures as fx
 
@@ -144,3 +144,11 @@ def test_an_agency_clock_running_behind_does_not_turn_a_timely_sign_for_into_a_r
     # Then it was signed and resolved on time, and nothing is overdue
     cgw = figs["BH-CGW"]
     assert (cgw.signed_on_time, cgw.signed_late, cgw.resolved_on_time) == (1, 0, 1) and cgw.overdue == 0
+
+
+def test_average_handling_time_is_rounded_half_up() -> None:
+    # 5.895 working days is 5.8949999... as a float, and round() gave 5.89; 四舍五入 says 5.90
+    assert AgencyFigures("X", handled=2, handling_centidays=1179).average_handling_days == 5.9
+    assert AgencyFigures("X", handled=4, handling_centidays=890).average_handling_days == 2.23
+    assert AgencyFigures("X", handled=3, handling_centidays=100).average_handling_days == 0.33
+    assert AgencyFigures("X").average_handling_days is None

@@ -1,0 +1,211 @@
+"""The supervisors' figures kept as stored stages: the same figures as replaying every ticket, on SQLite and
+PostgreSQL, whatever moves a ticket between the stored stages and the live set.
+
+Tickets are played event by event through ``Ledger.record_events`` as the lifecycle stage records them (each
+event its own batch, with the state it left), so the stages are stored by the write path itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from config.catalogue import load_catalogue
+from models import ledger as t
+from models.directory import Catalogue
+from models.events import parse_event
+from models.lifecycle import Outcome, TicketState, apply
+from models.supervision.figures import agency_figures
+from models.tickets import TicketIn
+from models.workcalendar import TZ
+from streams import reports
+from streams.db import Ledger, make_engine
+
+pytestmark = pytest.mark.integration
+
+NOW = datetime(2025, 11, 28, 16, 0, tzinfo=TZ)  # a Friday
+DAY = timedelta(days=1)
+
+
+@pytest.fixture(scope="module")
+def cat() -> Catalogue:
+    return load_catalogue()
+
+
+@pytest.fixture
+def ledger(database_url: str) -> Iterator[Ledger]:
+    led = Ledger(make_engine(database_url))
+    yield led
+    led.dispose()
+
+
+class Player:
+    """Records a ticket's events one lifecycle batch at a time, each with the status it left."""
+
+    def __init__(self, ledger: Ledger, cat: Catalogue, *, restage: bool = True) -> None:
+        self.ledger, self.cat = ledger, cat
+        self.restage = reports.restager(cat) if restage else None
+        self.states: dict[str, TicketState | None] = {}
+        self.n = 0
+
+    def ticket(self, tid: str, received: datetime, request_type: str = "投诉") -> None:
+        self.ledger.record_tickets([(TicketIn(id=tid, text="小区门口餐饮店油烟扰民，请尽快处理。", received_at=received,
+                                              request_type=request_type), None, None, None)])
+        self.states[tid] = None
+
+    def event(self, tid: str, kind: str, at: datetime, agency: str | None = None, **extra: Any) -> None:
+        self.n += 1
+        role = {"routed": "system", "rated": "callcenter", "closed": "callcenter", "reopened": "callcenter",
+                "extension_approved": "supervisor", "reassigned": "dispatcher"}.get(kind, "agency")
+        payload = {"schema_version": 1, "event_id": f"{tid}-{self.n}", "ticket_id": tid, "type": kind,
+                   "actor": role, "role": role, "occurred_at": at.isoformat(), **({"agency": agency} if agency else {}),
+                   **extra}
+        outcome = apply(self.states[tid], parse_event(payload), max_attempts=self.cat.sla.max_dispatch_attempts,
+                        known_agencies=self.cat.agencies)
+        assert isinstance(outcome, Outcome), outcome
+        self.states[tid] = state = outcome.state
+        self.ledger.record_events([{"event_id": payload["event_id"], "ticket_id": tid, "type": kind, "actor": role,
+                                    "agency": agency, "occurred_at": at, "accepted": True, "reason": None,
+                                    "payload": payload, "status": state.status.value,
+                                    "current_agency": state.agency}], restage=self.restage)
+
+    def routed(self, tid: str, at: datetime, agency: str, attempt: int = 1) -> None:
+        self.event(tid, "routed", at, agency, attempt=attempt, decision="auto")
+
+
+def district(p: Player) -> None:
+    """Tickets of every shape a month brings: on time, late, returned and re-routed, extended, reopened, closed
+    after a rating, and still open (signed, unsigned past the deadline)."""
+    start = NOW - 40 * DAY
+    for i in range(12):
+        at = start + i * 3 * DAY + timedelta(hours=i % 5)
+        tid = f"F{i:02d}"
+        p.ticket(tid, at)
+        p.routed(tid, at + timedelta(minutes=1), "BH-STHJ" if i % 2 else "BH-CGW")
+        agency = "BH-STHJ" if i % 2 else "BH-CGW"
+        if i % 4 == 3:  # 退单, then the router tries another agency
+            p.event(tid, "returned", at + timedelta(hours=2), agency, reason_code="NOT_OUR_DUTY", basis="《示例》")
+            agency = "BH-SCJG"
+            p.routed(tid, at + timedelta(hours=2, minutes=1), agency, attempt=2)
+        if i == 10:  # still open, never signed: overdue now
+            continue
+        p.event(tid, "signed", at + timedelta(hours=1 + 30 * (i % 3 == 2)), agency)  # some signed a day late
+        if i == 11:  # still open, signed
+            continue
+        if i % 5 == 1:
+            p.event(tid, "extension_requested", at + 2 * DAY, agency, days=5, explanation="核查")
+            p.event(tid, "extension_approved", at + 2 * DAY + timedelta(hours=2))
+        p.event(tid, "resolved", at + (2 + 9 * (i % 6 == 0)) * DAY, agency, reply="已处理")
+        if i % 3 == 0:
+            p.event(tid, "rated", at + 12 * DAY, rating="satisfied")
+            p.event(tid, "closed", at + 12 * DAY + timedelta(seconds=1))
+        if i == 4:  # the caller was not satisfied: 重新办理, then resolved again
+            p.event(tid, "reopened", at + 3 * DAY, explanation="未解决")
+            p.event(tid, "resolved", at + 5 * DAY, agency, reply="已再次处理")
+
+
+PERIODS = [(None, None), (NOW - 30 * DAY, None), (NOW - 20 * DAY, NOW - 10 * DAY), (NOW - 7 * DAY, NOW)]
+
+
+def replayed(ledger: Ledger, cat: Catalogue, since: datetime | None, until: datetime | None) -> dict[str, Any]:
+    """The figures as computed before stages were stored: every ticket replayed."""
+    figs = agency_figures(reports.load_histories(ledger), cat, now=NOW, since=since, until=until,
+                          alerts=reports.load_alert_rules(ledger, since, until))
+    return {code: f.to_dict() for code, f in sorted(figs.items())}
+
+
+def stored(ledger: Ledger, cat: Catalogue, since: datetime | None, until: datetime | None) -> dict[str, Any]:
+    return {code: f.to_dict() for code, f in reports.figures(ledger, cat, now=NOW, since=since, until=until).items()}
+
+
+def live_and_staged(ledger: Ledger) -> tuple[set[str], set[str]]:
+    with ledger.session() as s:
+        live = set(s.scalars(select(t.Ticket.id).where(reports.LIVE)))
+        staged = set(s.scalars(select(t.FigureStage.ticket_id)))
+    return live, staged
+
+
+def test_final_tickets_get_stored_stages_and_the_figures_do_not_change(ledger: Ledger, cat: Catalogue) -> None:
+    # Given a month of tickets recorded as the lifecycle records them
+    district(Player(ledger, cat))
+    # Then the resolved and closed ones are out of the live set with their stages stored; the open ones are live
+    live, staged = live_and_staged(ledger)
+    assert live == {"F10", "F11"} and staged == {f"F{i:02d}" for i in range(10)}
+    # And every period's figures are those of replaying every ticket
+    for since, until in PERIODS:
+        assert stored(ledger, cat, since, until) == replayed(ledger, cat, since, until), (since, until)
+    figs = stored(ledger, cat, None, None)
+    assert sum(f["dispatched"] for f in figs.values()) == 15 and sum(f["returns"] for f in figs.values()) == 3
+    assert [o["ticket_id"] for f in figs.values() for o in f["open_overdue"]] == ["F10"]
+
+
+def test_a_reopened_ticket_is_live_again_until_it_is_resolved_again(ledger: Ledger, cat: Catalogue) -> None:
+    p = Player(ledger, cat)
+    district(p)
+    with ledger.session() as s:
+        before = s.get(t.Ticket, "F00").updated_at  # type: ignore[union-attr]
+    # When a closed ticket is reopened (重新办理)
+    p.event("F00", "reopened", NOW - DAY, explanation="仍未解决")
+    # Then its stored stages go, and the figures replay it (its handling is open now)
+    live, staged = live_and_staged(ledger)
+    assert "F00" in live and "F00" not in staged
+    with ledger.session() as s:
+        assert s.get(t.Ticket, "F00").updated_at > before  # type: ignore[union-attr]
+    for since, until in PERIODS:
+        assert stored(ledger, cat, since, until) == replayed(ledger, cat, since, until)
+    # When it is resolved again, its stages are stored again
+    p.event("F00", "resolved", NOW - timedelta(hours=2), "BH-CGW", reply="已处理")
+    live, staged = live_and_staged(ledger)
+    assert "F00" not in live and "F00" in staged
+    for since, until in PERIODS:
+        assert stored(ledger, cat, since, until) == replayed(ledger, cat, since, until)
+
+
+def test_a_ledger_from_before_the_stages_is_restaged_with_the_same_figures(ledger: Ledger, cat: Catalogue) -> None:
+    # Given tickets recorded without stages (as every ticket is after migration 0011): all live
+    district(Player(ledger, cat, restage=False))
+    assert live_and_staged(ledger) == ({f"F{i:02d}" for i in range(12)}, set())
+    expected = [replayed(ledger, cat, since, until) for since, until in PERIODS]
+    assert [stored(ledger, cat, since, until) for since, until in PERIODS] == expected
+    with ledger.session() as s:
+        versions = {tid: at for tid, at in s.execute(select(t.Ticket.id, t.Ticket.updated_at))}
+    # When they are restaged (hotline db upgrade / db restage)
+    assert reports.restage_all(ledger, cat) == (10, 12)
+    # Then the final ones are stored, the figures are the same, and no ticket's version moved (a clerk's open
+    # page stays valid: the console refuses actions on a ticket that changed since it was shown)
+    assert live_and_staged(ledger) == ({"F10", "F11"}, {f"F{i:02d}" for i in range(10)})
+    assert [stored(ledger, cat, since, until) for since, until in PERIODS] == expected
+    with ledger.session() as s:
+        assert {tid: at for tid, at in s.execute(select(t.Ticket.id, t.Ticket.updated_at))} == versions
+    # And restaging every ticket again changes nothing
+    with ledger.session() as s:
+        rows = s.scalar(select(func.count()).select_from(t.FigureStage))
+    assert reports.restage_all(ledger, cat, every=True) == (10, 12)
+    with ledger.session() as s:
+        assert s.scalar(select(func.count()).select_from(t.FigureStage)) == rows
+
+
+def test_a_ticket_that_fails_to_replay_stays_live_and_its_events_are_recorded(
+        ledger: Ledger, cat: Catalogue, monkeypatch: pytest.MonkeyPatch) -> None:
+    p = Player(ledger, cat)
+    p.ticket("B1", NOW - 3 * DAY)
+    p.routed("B1", NOW - 3 * DAY, "BH-CGW")
+    p.event("B1", "signed", NOW - 3 * DAY + timedelta(hours=1), "BH-CGW")
+
+    def broken(*_: Any, **__: Any) -> Any:
+        raise ValueError("a defect in the replay")
+
+    # When the replay fails on the batch that resolves the ticket
+    monkeypatch.setattr(reports, "replay", broken)
+    p.event("B1", "resolved", NOW - DAY, "BH-CGW", reply="已处理")
+    monkeypatch.undo()
+    # Then the event is recorded all the same, and the ticket stays live: its figures are replayed when asked
+    with ledger.session() as s:
+        assert s.scalar(select(func.count()).select_from(t.TicketEvent).where(t.TicketEvent.ticket_id == "B1")) == 3
+        assert s.get(t.Ticket, "B1").status == "resolved"  # type: ignore[union-attr]
+    assert live_and_staged(ledger) == ({"B1"}, set())
+    assert stored(ledger, cat, None, None)["BH-CGW"]["resolved_on_time"] == 1
