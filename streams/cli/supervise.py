@@ -120,10 +120,20 @@ def render(console: Console, alerts: list[dict[str, Any]], title: str) -> None:
         console.print(f"    {esc(str(a.get('message') or ''))}", soft_wrap=True)
 
 
-def _tail(bootstrap: str, *, agency: str | None, since: datetime | None, seen: set[str], as_json: bool,
-          out: Console) -> None:
-    """Follow supervision.alerts from its end: every follower sees every alert (partitions assigned by hand,
-    no consumer group to share them with), deduped by alert_key against what was already shown."""
+FOLLOW_LOOKBACK = 1000  # messages per partition of supervision.alerts read again when following starts
+
+
+class NoAlertsTopic(Exception):
+    """The broker has no supervision.alerts (no worker has run against it yet)."""
+
+
+def _follower(bootstrap: str) -> Any:
+    """A reader of every partition of supervision.alerts (assigned by hand, no consumer group to share them
+    with), placed *before* the ledger is read: an alert raised while the ledger is read and shown is after
+    these positions, and is shown. A worker records an alert once the broker has acknowledged it, so one
+    acknowledged but not yet recorded when the ledger is read is just below them: the last
+    ``FOLLOW_LOOKBACK`` messages of each partition are read again, and those the ledger showed are skipped by
+    ``alert_key``."""
     from kafka import KafkaConsumer
     from kafka.structs import TopicPartition
 
@@ -134,11 +144,27 @@ def _tail(bootstrap: str, *, agency: str | None, since: datetime | None, seen: s
     try:
         parts = consumer.partitions_for_topic(SUPERVISION_ALERTS) or set()
         if not parts:
-            _exit(f"[red]{SUPERVISION_ALERTS} does not exist on the broker yet[/red]: start `hotline worker`",
-                  EXIT_BROKER)
+            raise NoAlertsTopic(f"[red]{SUPERVISION_ALERTS} does not exist on the broker yet[/red]: start "
+                                "`hotline worker`")
         tps = [TopicPartition(SUPERVISION_ALERTS, p) for p in sorted(parts)]
         consumer.assign(tps)
-        consumer.seek_to_end(*tps)
+        # the embedded broker answers an end short of its last batch (docs/guarantees.md): earlier, skips nothing
+        starts, ends = consumer.beginning_offsets(tps), consumer.end_offsets(tps)
+        for tp in tps:
+            consumer.seek(tp, max(starts[tp], ends[tp] - FOLLOW_LOOKBACK))
+    except BaseException:
+        consumer.close(autocommit=False)
+        raise
+    return consumer
+
+
+def _tail(consumer: Any, *, agency: str | None, since: datetime | None, seen: set[str], as_json: bool,
+          out: Console) -> None:
+    """Follow supervision.alerts from the follower's positions (:func:`_follower`): every follower sees every
+    alert, deduped by alert_key against what was already shown (a redelivered alert has the same key)."""
+    from streams.app import SUPERVISION_ALERTS
+
+    try:
         err.print(f"following {SUPERVISION_ALERTS} (Ctrl-C stops)")
         while True:
             for records in consumer.poll(timeout_ms=1000).values():
@@ -174,8 +200,26 @@ def alerts(
     settings, ledger, _catalogue, code = _ledger_and_catalogue(agency)
     when = parse_since(since)
     out = Console(highlight=False, soft_wrap=False)
+    follower, unfollowed = None, ""
     try:
+        if follow:  # before the ledger is read: an alert raised meanwhile is on the topic after this point
+            from kafka.errors import KafkaError
+
+            from streams.broker import BrokerUnavailable, client_bootstrap
+
+            try:
+                follower = _follower(client_bootstrap(settings))
+            except BrokerUnavailable as exc:  # the ledger's alerts are still shown, then the reason
+                unfollowed = f"[red]{esc(str(exc))}[/red]"
+            except NoAlertsTopic as exc:
+                unfollowed = str(exc)
+            except KafkaError as exc:
+                unfollowed = f"[red]lost the broker while following alerts:[/red] {esc(str(exc))}"
         found = stored_alerts(ledger, agency=code, since=when)
+    except BaseException:
+        if follower is not None:
+            follower.close(autocommit=False)
+        raise
     finally:
         ledger.dispose()
     if as_json:
@@ -185,17 +229,14 @@ def alerts(
         render(out, found, f"{len(found)} alert(s)" + (f" about {code}" if code else ""))
     elif not follow:
         err.print("no alerts" + (f" about {code}" if code else "") + (f" since {since}" if since else ""))
-    if not follow:
+    if unfollowed:
+        _exit(unfollowed, EXIT_BROKER)
+    if follower is None:
         return
     from kafka.errors import KafkaError
 
-    from streams.broker import BrokerUnavailable, client_bootstrap
-
     try:
-        bootstrap = client_bootstrap(settings)
-        _tail(bootstrap, agency=code, since=when, seen={a["alert_key"] for a in found}, as_json=as_json, out=out)
-    except BrokerUnavailable as exc:
-        _exit(f"[red]{esc(str(exc))}[/red]", EXIT_BROKER)
+        _tail(follower, agency=code, since=when, seen={a["alert_key"] for a in found}, as_json=as_json, out=out)
     except KafkaError as exc:
         _exit(f"[red]lost the broker while following alerts:[/red] {esc(str(exc))}", EXIT_BROKER)
     except KeyboardInterrupt:
