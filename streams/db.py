@@ -232,6 +232,34 @@ class Ledger:
                 "b_agency": d.agency if d.decision == "auto" else None, "b_matter": d.matter,
                 "b_jurisdiction": d.jurisdiction, "b_now": now} for d in decided])
 
+    def unrecorded_routing(self, ticket_id: str, after: int) -> dict[str, Any] | None:
+        """The stored message of the ticket's first published decision beyond attempt ``after`` whose 'routed'
+        event the lifecycle has not recorded (no ``routed:<routing id>`` row), or None.
+
+        A published routing is on its queue and, in this ledger, on the ticket's row (dispatched, to its agency),
+        so a clerk may act on it before its announcement reaches the lifecycle. One whose 'routed' row is here
+        was applied once, and a state that no longer holds it forgot it (a closed ticket pruned, a fresh broker):
+        that is not brought back."""
+        d_ = t.RoutingDecision
+        with self.session() as s:
+            found = s.execute(select(d_.decision_key, d_.message).where(
+                d_.ticket_id == ticket_id, d_.attempt > after, d_.published_at.is_not(None))
+                .order_by(d_.attempt)).all()
+            if not found:
+                return None
+            recorded = set(s.scalars(select(t.TicketEvent.event_id).where(
+                t.TicketEvent.event_id.in_([f"routed:{key}" for key, _ in found]))))
+        return next((message for key, message in found if message and f"routed:{key}" not in recorded), None)
+
+    def unannounced(self, keys: list[str]) -> list[str]:
+        """Of these routing ids (published decisions), those whose 'routed' event the lifecycle has not recorded."""
+        if not keys:
+            return []
+        with self.session() as s:
+            recorded = set(s.scalars(select(t.TicketEvent.event_id).where(
+                t.TicketEvent.event_id.in_([f"routed:{key}" for key in keys]))))
+        return [key for key in keys if f"routed:{key}" not in recorded]
+
     def record_event(self, *, event_id: str, ticket_id: str, type: str, actor: str, agency: str | None,
                      occurred_at: datetime, accepted: bool, reason: str | None, payload: dict[str, Any],
                      status: str | None = None, current_agency: str | None = None) -> bool:

@@ -122,6 +122,16 @@ async def route_batch(events: Sequence[Any]) -> None:
     skipped = len(existing) - len(pending)
     if skipped:
         log.info("%d ticket(s) already routed; duplicate deliveries ignored", skipped)
+        # Redelivered after their publication: a worker that died between marking and announcing them lost the
+        # announcement, which nothing else sends again (the lifecycle would not watch their time limits). Those
+        # the lifecycle has not recorded are announced again; it applies one routing id once. (Mostly the
+        # lifecycle is only behind, hence no warning: a redelivery soon after publication finds them unrecorded.)
+        done = [key for key, d in existing.items() if d.published_at is not None and d.message]
+        unheard = await svc.db(svc.ledger.unannounced, done) if done else []
+        if unheard:
+            log.info("announcing again %d published routing(s) the lifecycle never recorded: %s", len(unheard),
+                     ", ".join(unheard[:10]))
+            await announce([existing[key].message for key in unheard])
     if fresh:
         decisions = await svc.route_many([RouteRequest(tk.text, tk.address, tk.received_at) for tk in fresh])
         now = svc.clock.now()
@@ -242,10 +252,17 @@ async def announce(messages: list[dict[str, Any]]) -> None:
     event id is the routing id's, so an announcement made twice is applied once."""
     svc = services()
     for data in messages:
-        ev = TicketRouted(
-            event_id=f"routed:{data['routing_id']}", ticket_id=data["ticket_id"], type="routed", actor="router",
-            role="system", occurred_at=svc.clock.now(), agency=data.get("agency"), attempt=data["attempt"],
-            decision=data["decision"], matter=data.get("matter"),
-            confidence=data.get("confidence"), reason=data.get("reason"),
-            designation=bool(data.get("designation")), decided_by=data.get("decided_by", "router"))
+        ev = routed_event(data, svc.clock.now())
         await events_topic.send(key=data["ticket_id"].encode(), value=ev.dumps())
+
+
+def routed_event(data: dict[str, Any], at: datetime) -> TicketRouted:
+    """The 'routed' event of a published decision (``data``: its stored message), as it happened ``at``. Its id
+    is the routing id's, whoever builds it: the announcement, or the lifecycle catching up on a routing whose
+    announcement has not reached it yet (:func:`streams.lifecycle.published_routing`)."""
+    return TicketRouted(
+        event_id=f"routed:{data['routing_id']}", ticket_id=data["ticket_id"], type="routed", actor="router",
+        role="system", occurred_at=at, agency=data.get("agency"), attempt=data["attempt"],
+        decision=data["decision"], matter=data.get("matter"),
+        confidence=data.get("confidence"), reason=data.get("reason"),
+        designation=bool(data.get("designation")), decided_by=data.get("decided_by", "router"))

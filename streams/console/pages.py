@@ -431,7 +431,7 @@ def ticket_page(ticket_id: str, request: Request, p: Principal = Depends(page_us
                               extension_pending=detail.extension_pending,
                               return_closes=console.return_closes(detail), now=console.now(),
                               held_until=console.held_until(detail))
-    card = queries.Card(tk, detail.current_decision, [], detail.extension_pending)
+    card = queries.Card(tk, detail.current_decision, [], detail.extension_pending, dispatches=detail.dispatches)
     card.returns = [queries.Return(e.agency, str(e.payload.get("reason_code") or ""), e.payload.get("basis"),
                                    e.payload.get("explanation"), e.occurred_at)
                     for e in detail.events if e.accepted and e.type == "returned" and isinstance(e.payload, dict)]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -47,6 +48,14 @@ class Card:
     # the latest decision that named candidate matters: a designation or a dispatcher's dispatch names none,
     # and the dispatchers' suggestions come from the router's ranking of an earlier attempt then
     candidates: t.RoutingDecision | None = None
+    dispatches: int = 0  # how many times it was put on an agency's queue (:func:`dispatch_count`)
+
+
+def dispatch_count(decisions: Iterable[t.RoutingDecision], attempt: int) -> int:
+    """How many of a ticket's routings up to its current ``attempt`` put it on an agency's queue: what a clerk
+    calls 第N次派发. Not the attempt number, which also counts routings to the dispatchers' manual queue (a
+    ticket the router was unsure of, then dispatched by a dispatcher, is at attempt 2 on its first dispatch)."""
+    return sum(1 for d in decisions if d.agency and d.attempt <= attempt)
 
 
 @dataclass(slots=True)
@@ -73,6 +82,10 @@ class TicketDetail:
     def current_decision(self) -> t.RoutingDecision | None:
         return next((d for d in reversed(self.decisions) if d.attempt == self.ticket.attempt),
                     self.decisions[-1] if self.decisions else None)
+
+    @property
+    def dispatches(self) -> int:
+        return dispatch_count(self.decisions, self.ticket.attempt)
 
     @property
     def returned_by(self) -> list[str]:
@@ -174,9 +187,11 @@ def _cards(s: Any, tickets: list[t.Ticket]) -> list[Card]:
     ids = [tk.id for tk in tickets]
     decisions: dict[str, t.RoutingDecision] = {}
     ranked: dict[str, t.RoutingDecision] = {}  # ticket id -> latest decision with candidates
+    of_ticket: dict[str, list[t.RoutingDecision]] = defaultdict(list)
     for d in s.scalars(select(t.RoutingDecision).where(t.RoutingDecision.ticket_id.in_(ids))
                        .order_by(t.RoutingDecision.attempt)):
         decisions[d.decision_key] = d
+        of_ticket[d.ticket_id].append(d)
         if _has_candidates(d):
             ranked[d.ticket_id] = d
     types: dict[str, list[str]] = defaultdict(list)
@@ -189,7 +204,8 @@ def _cards(s: Any, tickets: list[t.Ticket]) -> list[Card]:
             returns[e.ticket_id].append(Return(e.agency, str(p.get("reason_code") or ""), p.get("basis"),
                                                p.get("explanation"), e.occurred_at))
     return [Card(tk, decisions.get(f"{tk.id}#{tk.attempt}"), returns.get(tk.id, []),
-                 extension_pending(types.get(tk.id, [])), ranked.get(tk.id)) for tk in tickets]
+                 extension_pending(types.get(tk.id, [])), ranked.get(tk.id),
+                 dispatch_count(of_ticket[tk.id], tk.attempt)) for tk in tickets]
 
 
 def _has_candidates(d: t.RoutingDecision) -> bool:

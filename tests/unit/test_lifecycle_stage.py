@@ -51,6 +51,12 @@ class Ledger:
     def record_events(self, rows: list[dict[str, Any]], *, restage: Any = None) -> None:
         self.events.extend(rows)
 
+    def unrecorded_routing(self, ticket_id: str, after: int) -> dict[str, Any] | None:
+        recorded = {r["event_id"] for r in self.events}
+        return next((m for k, m in sorted(self.decided.items(), key=lambda kv: kv[1]["attempt"])
+                     if m["ticket_id"] == ticket_id and m["attempt"] > after and k in self.published
+                     and f"routed:{k}" not in recorded), None)
+
     def record_training_example(self, *, label: str, predicted: str | None = None, **_: Any) -> None:
         self.training.append(label)
         self.predicted.append(predicted)
@@ -322,3 +328,79 @@ def test_a_return_after_its_window_is_refused_and_nothing_is_re_routed(monkeypat
     assert len(world.refused) == 1 and "退单时限已过" in world.refused[0]
     assert world.state().status == Status.SIGNED and world.state().agency == "BH-SCJG"
     assert world.published == [] and world.svc.routed == 0
+
+
+def published(world: World, attempt: int, agency: str | None) -> None:
+    """Decision ``T1#<attempt>`` stored and published (its queue has it; the ticket's row shows it), not announced."""
+    key = f"T1#{attempt}"
+    world.svc.ledger.decided[key] = {
+        "routing_id": key, "ticket_id": "T1", "attempt": attempt, "decision": "auto" if agency else "manual",
+        "agency": agency, "routed_at": "2025-09-26T09:59:59+08:00", "reason": "油烟", "decided_by": "router"}
+    world.svc.ledger.published.add(key)
+
+
+def announcement(attempt: int, agency: str | None) -> dict[str, Any]:
+    return event(f"routed:T1#{attempt}", "routed", "system", agency, attempt=attempt,
+                 decision="auto" if agency else "manual")
+
+
+SIGN_SCJG = event("sign1", "signed", "agency", "BH-SCJG")
+
+
+def test_a_sign_for_that_overtakes_the_routing_s_announcement_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a ticket whose first routing, to BH-SCJG, is published (the console shows it "待签收") and whose
+    # announcement is still behind on the partition: the lifecycle knows nothing of the ticket yet
+    world = World(monkeypatch, to("BH-CGW"))
+    published(world, 1, "BH-SCJG")
+    # When the clerk's 签收 arrives, then the announcement
+    world.deliver(SIGN_SCJG)
+    world.deliver(announcement(1, "BH-SCJG"))
+    # Then the routing is applied first, at its routing time, and the 签收 is accepted; the announcement changes
+    # nothing (the ledger keeps the first row of its id)
+    assert world.refused == []
+    assert [(r["event_id"], r["accepted"]) for r in world.svc.ledger.events] == [
+        ("routed:T1#1", True), ("sign1", True), ("routed:T1#1", True)]
+    state = world.state()
+    assert (state.status, state.agency, state.attempt) == (Status.SIGNED, "BH-SCJG", 1)
+    assert state.dispatched_at == datetime.fromisoformat("2025-09-26T09:59:59+08:00")
+
+
+def test_a_sign_for_that_overtakes_a_re_routing_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a ticket returned by BH-CGW, whose re-routing to BH-SCJG (attempt 2) is published, not yet announced
+    world = World(monkeypatch, to("BH-SCJG"))
+    world.states["T1"] = TicketState("T1", status=Status.RETURNED, attempt=1, returned_by=("BH-CGW",), returns=1,
+                                     pending="reroute", pending_event="ret0").to_dict()
+    published(world, 2, "BH-SCJG")
+    # When BH-SCJG signs for it
+    world.deliver(SIGN_SCJG)
+    # Then it holds the ticket, and the re-routing is no longer pending (nothing for the sweep to do again)
+    state = world.state()
+    assert (state.status, state.agency, state.attempt, state.pending) == (Status.SIGNED, "BH-SCJG", 2, None)
+    assert world.refused == [] and world.published == []
+
+
+def test_an_action_still_refused_after_the_routing_is_applied_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a ticket published to BH-CGW, not announced yet
+    world = World(monkeypatch, to("BH-CGW"))
+    published(world, 1, "BH-CGW")
+    # When BH-SCJG signs for it
+    world.deliver(SIGN_SCJG)
+    # Then the routing is applied and the 签收 refused for what it is: another agency's ticket
+    assert len(world.refused) == 1 and "not the current handler" in world.refused[0]
+    assert world.state().agency == "BH-CGW" and world.state().status == Status.DISPATCHED
+
+
+def test_a_routing_neither_published_nor_new_is_not_applied_early(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a decision stored but not published (its queue may never have had it), and a closed ticket the
+    # workers forgot, whose routing the lifecycle had recorded
+    world = World(monkeypatch, to("BH-CGW"))
+    published(world, 1, "BH-SCJG")
+    world.svc.ledger.published.clear()
+    world.deliver(SIGN_SCJG)
+    assert len(world.refused) == 1 and "unknown to the router" in world.refused[0] and world.states == {}
+    world.svc.ledger.published.add("T1#1")
+    world.svc.ledger.events.append({"event_id": "routed:T1#1", "accepted": True})
+    # When a 签收 comes for either
+    world.deliver(event("sign2", "signed", "agency", "BH-SCJG"))
+    # Then it is refused as unknown, and no state is made up
+    assert len(world.refused) == 2 and "unknown to the router" in world.refused[1] and world.states == {}
