@@ -209,3 +209,32 @@ def test_a_ticket_that_fails_to_replay_stays_live_and_its_events_are_recorded(
         assert s.get(t.Ticket, "B1").status == "resolved"  # type: ignore[union-attr]
     assert live_and_staged(ledger) == ({"B1"}, set())
     assert stored(ledger, cat, None, None)["BH-CGW"]["resolved_on_time"] == 1
+
+
+def test_db_upgrade_and_db_restage_store_the_stages_a_migration_left_live(tmp_path: Any, cat: Catalogue) -> None:
+    from typer.testing import CliRunner
+
+    from streams.cli import app
+    from streams.db import upgrade
+
+    runner = CliRunner()
+    env = {"HOTLINE_DATABASE_URL": "", "HOTLINE_DATA_DIR": str(tmp_path / "none"), "HOTLINE_KAFKA_BOOTSTRAP": ""}
+    # On a fresh install there is nothing to restage, and no empty ledger is made
+    result = runner.invoke(app, ["db", "restage"], env=env)
+    assert result.exit_code == 1 and "there is no ledger" in result.output
+    assert not (tmp_path / "none" / "ledger.sqlite3").exists()
+    # Given a ledger whose tickets were recorded before migration 0011 (all live)
+    url = f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
+    upgrade(url)
+    ledger = Ledger(make_engine(url))
+    district(Player(ledger, cat, restage=False))
+    env = {**env, "HOTLINE_DATABASE_URL": url, "HOTLINE_DATA_DIR": str(tmp_path / "var")}
+    # When the ledger is upgraded, the final tickets get their stages; the open ones stay live
+    result = runner.invoke(app, ["db", "upgrade"], env=env)
+    assert result.exit_code == 0, result.output
+    assert "figure stages stored for 10 final ticket(s); 2 stay live" in " ".join(result.output.split())
+    assert live_and_staged(ledger) == ({"F10", "F11"}, {f"F{i:02d}" for i in range(10)})
+    # And `db restage --all` judges every ticket with events again
+    result = runner.invoke(app, ["db", "restage", "--all"], env=env)
+    assert result.exit_code == 0 and "for 10 final ticket(s); 2 stay live" in " ".join(result.output.split())
+    ledger.dispose()
