@@ -7,8 +7,9 @@ re-routings, sign-fors, extensions, resolutions, ratings, alerts, as the worker 
 read path a user hits ``--runs`` times and prints the medians. SQLite in a temporary folder by default;
 ``--database-url`` for PostgreSQL (an empty scratch database: the script fills it and leaves it).
 
-The figures (supervisor overview, ``hotline report``) add up the stored stages of final tickets and replay the
-live ones (``streams.reports``); for each period they are also computed as before migration 0011, replaying
+The figures (supervisor overview, ``hotline report``) add up the stored stages, judge the open ones as of now
+and replay the live tickets (``streams.reports``: those routed and not yet signed, as workers leave them); for
+each period they are also computed as before migration 0011, replaying
 every ticket with an event in the period and every open one, in the same run: the ratio is between the two.
 No real messages are read.
 """
@@ -35,7 +36,7 @@ from models.clock import ManualClock
 from models.supervision.figures import agency_figures
 from streams.console import queries
 from streams.console.service import Console
-from streams.db import Ledger, make_engine, upgrade
+from streams.db import Ledger, chunks, make_engine, upgrade
 from streams.reports import figures, load_alert_rules, load_histories, period_start, restage_all, restager
 
 NOW = datetime(2026, 6, 1, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai
@@ -192,8 +193,13 @@ def main() -> None:
         console._clock = ManualClock(NOW)  # the ledger's "now"
         busy = Generator(args.seed).agencies[0]  # the heaviest weight: the busiest inbox
         t0 = time.perf_counter()
-        final, seen = restage_all(ledger, console.catalogue)  # as `hotline db upgrade` does after migration 0011
-        print(f"restaged: {final:,} final of {seen:,} live tickets in {time.perf_counter() - t0:.1f}s")
+        stored, seen = restage_all(ledger, console.catalogue)  # as `hotline db upgrade` does after migration 0011
+        print(f"restaged: {stored:,} of {seen:,} live tickets in {time.perf_counter() - t0:.1f}s")
+        with ledger.session() as s:  # a worker leaves a ticket live after its routing, until its agency acts
+            routed = sorted(s.scalars(select(t.Ticket.id).where(t.Ticket.status == "dispatched")))
+            for chunk in chunks(routed):
+                Ledger.figures_changed(s, chunk)
+        print(f"live: {len(routed):,} tickets routed and not yet signed")
         print(f"{'read path':34} {'median s':>9}  (of {args.runs} runs)")
         for name, read in read_paths(ledger, console, busy).items():
             print(f"{name:34} {timed(read, args.runs):9.3f}")

@@ -93,8 +93,8 @@ class Ticket(Base):
     source_offset: Mapped[int | None] = mapped_column(BigInteger)  # Kafka offsets are 64-bit (migration 0009)
     first_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
-    # The supervisors' figures replay this ticket when asked (it has a stage open, or changed since its
-    # figure_stages were stored); False once its stages are stored and final (migration 0011)
+    # The supervisors' figures replay this ticket when asked: its figure_stages and figure_open are not stored,
+    # or no longer match its history (migration 0011)
     figures_live: Mapped[bool] = mapped_column(default=True, server_default=true())
 
     __table_args__ = (Index("ix_tickets_status_received", "status", "received_at"),
@@ -171,9 +171,9 @@ ACCEPTED_ORDER = (TicketEvent.recorded_at, TicketEvent.batch_position, TicketEve
 
 
 class FigureStage(Base):
-    """A final ticket's contribution to one agency's figures (``models.supervision.figures.Stage``), counted in
-    the period its ``anchor_at`` (the dispatch) falls in. Written with the lifecycle events that made the ticket
-    final, so a period's figures add these up and replay only the live tickets (``Ticket.figures_live``)."""
+    """A ticket's contribution to one agency's figures (``models.supervision.figures.Stage``), counted in the
+    period its ``anchor_at`` (the dispatch) falls in. Written with the lifecycle events that changed the ticket,
+    so a period's figures add these up and replay only the live tickets (``Ticket.figures_live``)."""
 
     __tablename__ = "figure_stages"
 
@@ -192,6 +192,20 @@ class FigureStage(Base):
     late: Mapped[bool] = mapped_column(default=False)
     handled: Mapped[int] = mapped_column(Integer, default=0)
     handling_centidays: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class FigureOpen(Base):
+    """A ticket's stage still open at an agency (``models.supervision.figures.OpenStage``), stored with its
+    stages: whether it is late depends on when the figures are read, so it is judged then, not replayed."""
+
+    __tablename__ = "figure_open"
+
+    ticket_id: Mapped[str] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), primary_key=True)
+    stage: Mapped[str] = mapped_column(String(8))  # sign | handle
+    agency: Mapped[str] = mapped_column(String(32))
+    anchor_at: Mapped[datetime]
+    due_at: Mapped[datetime | None]
+    late: Mapped[bool] = mapped_column(default=False)
 
 
 class Alert(Base):

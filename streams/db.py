@@ -29,8 +29,7 @@ from models.tickets import TicketIn
 
 log = logging.getLogger(__name__)
 CHUNK = 500  # ids per IN (...) list: far below SQLite's variable limit
-FINAL = ("resolved", "closed")  # the lifecycle's statuses after which a ticket's figures no longer change
-# Stores the figure stages of final tickets in the caller's transaction (streams.reports.restage)
+# Stores tickets' figure stages in the caller's transaction (streams.reports.restage)
 Restage = Callable[[Session, list[str]], Any]
 MIGRATIONS_DIR = Path(t.__file__).resolve().parent / "migrations"
 
@@ -281,8 +280,10 @@ class Ledger:
         to another agency undone: the ticket left that agency's inbox).
 
         The supervisors' figures change with the same transaction: a ticket with new accepted events joins the
-        live set (its stored figure stages go), and ``restage`` stores again those the batch made final
-        (resolved, closed), so their figures are added up instead of replayed (``streams.reports``)."""
+        live set (its stored figure stages go), and ``restage`` stores them again from its whole history, so its
+        figures are added up instead of replayed (``streams.reports``). Not after a batch that only routed the
+        ticket: that is the busy path (every ticket, at the rate tickets arrive), and the ticket stays live
+        until its agency's next step."""
         if not rows:
             return 0
         now = t.utcnow()
@@ -302,8 +303,7 @@ class Ledger:
                         "b_now": now}
                        for row in fresh
                        if row["accepted"] and row.get("status") is not None and row["type"] != "routed"]
-            last_status = {row["ticket_id"]: row.get("status") for row in fresh if row["accepted"]}
-            touched = sorted(last_status)
+            touched = sorted({row["ticket_id"] for row in fresh if row["accepted"]})
             if touched and s.get_bind().dialect.name == "postgresql":
                 # every row this transaction updates, locked first and in key order: the mirrors and the figures'
                 # flags below would otherwise lock overlapping sets in different orders (deadlocks between workers)
@@ -317,21 +317,22 @@ class Ledger:
                     updated_at=bindparam("b_now")), mirrors)
             for chunk in chunks(touched):
                 self.figures_changed(s, chunk)
-            final = [tid for tid in touched if last_status[tid] in FINAL]
-            if final and restage is not None:
-                restage(s, final)
+            stepped = sorted({row["ticket_id"] for row in fresh if row["accepted"] and row["type"] != "routed"})
+            if stepped and restage is not None:
+                restage(s, stepped)
         return len(fresh)
 
     @staticmethod
     def figures_changed(s: Session, ticket_ids: list[str]) -> None:
         """Put tickets whose history changed back in the figures' live set and drop their stored stages (kept
-        only for a final ticket whose history they match). The ticket's version (``updated_at``) stays."""
-        tickets, stages = t.Ticket.__table__, t.FigureStage.__table__
+        only while they match the ticket's history). The ticket's version (``updated_at``) stays."""
+        tickets = t.Ticket.__table__
         changed = list(s.scalars(update(tickets).where(tickets.c.id.in_(ticket_ids), ~tickets.c.figures_live)
                                  .values(figures_live=True, updated_at=tickets.c.updated_at)
                                  .returning(tickets.c.id)))
         if changed:
-            s.execute(delete(stages).where(stages.c.ticket_id.in_(changed)))
+            for table in (t.FigureStage.__table__, t.FigureOpen.__table__):
+                s.execute(delete(table).where(table.c.ticket_id.in_(changed)))
 
     def record_training_example(self, *, ticket_id: str, label: str, predicted: str | None,
                                 created_by: str) -> None:

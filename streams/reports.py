@@ -1,12 +1,13 @@
-"""Supervisors' figures from the ledger: the stored stages of final tickets, replays of the live ones, alerts.
+"""Supervisors' figures from the ledger: stored stages, replays of the live tickets, alerts.
 
 The arithmetic is :mod:`models.supervision.figures` (tested on its own): a ticket's history replays into its
-stages (its contributions to agencies' figures, each counted in the period of its dispatch). Replaying every
-ticket of a period on each request cost ~0.35 ms a ticket (8 s for a 30-day overview at 300,000 tickets a
-year), so the stages of a *final* ticket (resolved or closed: nothing in them depends on the day any more) are
-stored in ``figure_stages`` by :func:`restage`, in the transaction that records the events which made it final
-(:meth:`streams.db.Ledger.record_events`). A period's figures are then the stored stages anchored in it plus
-the replay of the *live* tickets only (``tickets.figures_live``: open ones, and any whose history changed since).
+stages (its contributions to agencies' figures, each counted in the period of its dispatch) and its stage still
+open at an agency, if any, which is judged late or not when the figures are read. Replaying every ticket of a
+period on each request cost ~0.35 ms a ticket (8 s for a 30-day overview at 300,000 tickets a year), so
+:func:`restage` stores both (``figure_stages``, ``figure_open``) in the transaction that records a ticket's
+lifecycle events (:meth:`streams.db.Ledger.record_events`). A period's figures are then the stored stages anchored
+in it, the open stages judged as of now, and the replay of the *live* tickets only (``tickets.figures_live``:
+not stored, or changed since; a ticket just routed stays live until its agency's next step).
 This module also shapes the daily digest and the CSV export. Blocking SQL: meant for the CLI, the console and
 the ledger's thread, not for agents.
 """
@@ -31,7 +32,16 @@ from models.directory import Catalogue
 from models.events import parse_event
 from models.lifecycle import Outcome, Status, TicketState, apply
 from models.supervision import RULE_NAMES, TicketFacts
-from models.supervision.figures import AgencyFigures, OverdueTicket, Stage, history_of, replay, tally
+from models.supervision.figures import (
+    AgencyFigures,
+    OpenStage,
+    OverdueTicket,
+    Stage,
+    history_of,
+    replay,
+    settle,
+    tally,
+)
 from models.tickets import EARLIEST, LATEST, Rejection
 from models.workcalendar import TZ, as_local
 from streams.db import Ledger, chunks
@@ -146,8 +156,9 @@ def read_snapshot(ledger: Ledger) -> Iterator[Connection]:
 
 def load_stages(ledger: Ledger, catalogue: Catalogue, *, now: datetime, since: datetime | None = None,
                 until: datetime | None = None) -> tuple[list[Stage], list[OverdueTicket]]:
-    """The stages anchored in [since, until) or near it (the stored ones of final tickets, and every stage of the
-    live tickets, replayed), and the live tickets' stages open past their deadline as of ``now``."""
+    """The stages that count in [since, until) or near it (the stored ones, the open stages judged as of ``now``,
+    and every stage of the live tickets, replayed), and the stages open past their deadline as of ``now``."""
+    fo = t.FigureOpen
     with read_snapshot(ledger) as conn:
         live = list(conn.scalars(select(t.Ticket.id).where(LIVE)))
         q = select(*_STAGE_COLUMNS)
@@ -156,49 +167,64 @@ def load_stages(ledger: Ledger, catalogue: Catalogue, *, now: datetime, since: d
         if until is not None:
             q = q.where(_fs.anchor_at < until)
         stages = [Stage(*row) for row in conn.execute(q)]
+        # every open stage, whatever the period: the list of tickets open past a deadline is as of now (its
+        # deadlines shown in Shanghai time, as the replay gives them)
+        pending = [OpenStage(tid, stage, agency, anchor, None if due is None else as_local(due), late)
+                   for tid, stage, agency, anchor, due, late in conn.execute(
+                       select(fo.ticket_id, fo.stage, fo.agency, fo.anchor_at, fo.due_at, fo.late))]
         histories = histories_of(conn, live)
-    overdue: list[OverdueTicket] = []
     for intake, events in histories:
-        r = replay(intake, events, catalogue, now)
-        stages.extend(r.stages)
-        overdue.extend(r.open_overdue)
+        replayed = replay(intake, events, catalogue)
+        stages.extend(replayed.stages)
+        if replayed.pending is not None:
+            pending.append(replayed.pending)
+    overdue: list[OverdueTicket] = []
+    for open_stage in pending:
+        late, past = settle(open_stage, now, catalogue.calendar)
+        if late is not None:
+            stages.append(late)
+        if past is not None:
+            overdue.append(past)
     return stages, overdue
 
 
-def restage(db: Session | Connection, catalogue: Catalogue, ticket_ids: list[str], *,
-            now: datetime | None = None) -> int:
-    """Replay ``ticket_ids`` and store the stages of the final ones, taking them out of the live set; the others
-    stay (or become) live. Runs in the caller's transaction, which holds the tickets' rows (a lifecycle batch in
-    :meth:`Ledger.record_events`, or :func:`restage_all`): the history read here is the one stored. Returns how
-    many were final.
+def restage(db: Session | Connection, catalogue: Catalogue, ticket_ids: list[str]) -> int:
+    """Replay ``ticket_ids`` and store their stages and open stage, taking them out of the live set. Runs in the
+    caller's transaction, which holds the tickets' rows (a lifecycle batch in :meth:`Ledger.record_events`, or
+    :func:`restage_all`): the history read here is the one stored. Returns how many were stored.
 
     A ticket that fails to replay stays live (its figures are then computed on each request, as before)."""
-    tickets = t.Ticket.__table__
-    moment = now or t.utcnow()
-    final: list[str] = []
+    tickets, fo = t.Ticket.__table__, t.FigureOpen
+    stored: set[str] = set()
     rows: list[dict[str, Any]] = []
-    for chunk in chunks(sorted(set(ticket_ids))):
+    open_rows: list[dict[str, Any]] = []
+    ids = sorted(set(ticket_ids))
+    for chunk in chunks(ids):
         # a write first: on SQLite it takes the write lock, so the history read next is the one stored
-        db.execute(delete(_fs).where(_fs.ticket_id.in_(chunk)))
+        for table in (_fs, fo):
+            db.execute(delete(table).where(table.ticket_id.in_(chunk)))
         for intake, events in histories_of(db, chunk):
             try:
-                replayed = replay(intake, events, catalogue, moment)
+                replayed = replay(intake, events, catalogue)
             except Exception:  # a defect must not fail the lifecycle's batch: the ticket stays live
                 log.exception("figures: could not replay ticket %s; it stays live", intake.ticket_id)
                 continue
-            if replayed.final:
-                final.append(intake.ticket_id)
-                rows.extend(_stage_row(position, st) for position, st in enumerate(replayed.stages))
+            stored.add(intake.ticket_id)
+            rows.extend(_stage_row(position, st) for position, st in enumerate(replayed.stages))
+            if (p := replayed.pending) is not None:
+                open_rows.append({"ticket_id": p.ticket_id, "stage": p.stage, "agency": p.agency,
+                                  "anchor_at": p.anchor, "due_at": p.due, "late": p.late})
     if rows:
         db.execute(insert(_fs), rows)
-    done = set(final)
-    for chunk in chunks(sorted(set(ticket_ids))):
+    if open_rows:
+        db.execute(insert(fo), open_rows)
+    for chunk in chunks(ids):
         for value in (True, False):
-            ids = [tid for tid in chunk if (tid in done) is not value]
-            if ids:  # the ticket's version (updated_at) stays: nothing a person sees changed
-                db.execute(update(tickets).where(tickets.c.id.in_(ids))
+            flagged = [tid for tid in chunk if (tid in stored) is not value]
+            if flagged:  # the ticket's version (updated_at) stays: nothing a person sees changed
+                db.execute(update(tickets).where(tickets.c.id.in_(flagged))
                            .values(figures_live=value, updated_at=tickets.c.updated_at))
-    return len(final)
+    return len(stored)
 
 
 def _stage_row(position: int, st: Stage) -> dict[str, Any]:
@@ -213,22 +239,22 @@ def restager(catalogue: Catalogue) -> Callable[[Session, list[str]], int]:
 
 def restage_all(ledger: Ledger, catalogue: Catalogue, *, every: bool = False,
                 progress: Callable[[int], Any] | None = None) -> tuple[int, int]:
-    """Store the stages of every final ticket in the live set (``every``: of every ticket with events, e.g.
-    after the time limits or the calendar changed, since stored stages keep the deadlines they were judged by).
-    In batches of :data:`streams.db.CHUNK` tickets, one transaction each. Returns (final, tickets looked at)."""
+    """Store the stages of every live ticket (``every``: of every ticket with events, e.g. after the time limits
+    or the calendar changed, since stored stages keep the deadlines they were judged by). In batches of
+    :data:`streams.db.CHUNK` tickets, one transaction each. Returns (stored, tickets looked at)."""
     with ledger.session() as s:
         q = select(t.Ticket.id)
         q = q.where(t.Ticket.id.in_(select(t.TicketEvent.ticket_id).distinct())) if every else q.where(LIVE)
         ids = sorted(s.scalars(q))
-    final = 0
+    stored = 0
     for chunk in chunks(ids):
         with ledger.session() as s:
             if s.get_bind().dialect.name == "postgresql":  # as record_events: hold the rows, in key order
                 s.execute(select(t.Ticket.id).where(t.Ticket.id.in_(chunk)).order_by(t.Ticket.id).with_for_update())
-            final += restage(s, catalogue, chunk)
+            stored += restage(s, catalogue, chunk)
         if progress is not None:
             progress(len(chunk))
-    return final, len(ids)
+    return stored, len(ids)
 
 
 def load_alert_rules(ledger: Ledger, since: datetime | None = None, until: datetime | None = None

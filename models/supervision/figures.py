@@ -144,13 +144,50 @@ class Stage:
               "first_dispatched", "first_time_right", "handled", "handling_centidays")
 
 
+@dataclass(frozen=True, slots=True)
+class OpenStage:
+    """A ticket's stage still open at an agency: its sign-for (dispatched, not signed) or its handling (signed,
+    not resolved). What it adds to the figures depends on the moment they are read (:func:`settle`): late once
+    ``due`` has passed, and a handling already judged late (an extension asked for after its deadline) is late
+    at any moment. Everything else about the ticket is in its stages, which no longer change with time."""
+    ticket_id: str
+    stage: str  # sign | handle
+    agency: str
+    anchor: datetime  # the dispatch it belongs to, as its stage's
+    due: datetime | None
+    late: bool = False
+
+
 @dataclass(slots=True)
 class Replayed:
-    """What one ticket's history contributes: its stages, its stages open past a deadline as of ``now``, and
-    whether it is final (no stage open at an agency: nothing in it depends on ``now`` any more)."""
+    """What one ticket's history contributes: its stages, and the stage still open at an agency, if any."""
     stages: list[Stage]
-    open_overdue: list[OverdueTicket]
-    final: bool
+    pending: OpenStage | None
+
+
+def settle(pending: OpenStage, now: datetime, calendar: Any) -> tuple[Stage | None, OverdueTicket | None]:
+    """What an open stage adds as of ``now``: a late sign-for or handling (on its dispatch's stage, so it counts
+    in that period), and the entry in the list of tickets open past a deadline."""
+    past = pending.due is not None and now > pending.due
+    if not past and not (pending.late and pending.stage == "handle"):
+        return None, None
+    late = Stage(pending.ticket_id, pending.agency, pending.anchor, late=True)
+    if pending.stage == "sign":
+        late.signed_late = 1
+    else:
+        late.resolved_late = 1
+    overdue = (OverdueTicket(pending.ticket_id, pending.agency, pending.stage, pending.due,
+                             calendar.whole_working_days(pending.due, now))
+               if past and pending.due is not None else None)
+    return late, overdue
+
+
+def contributions(replayed: Replayed, now: datetime, calendar: Any) -> tuple[list[Stage], OverdueTicket | None]:
+    """A replayed ticket's stages as of ``now`` (its open stage settled), and its open overdue entry."""
+    if replayed.pending is None:
+        return replayed.stages, None
+    late, overdue = settle(replayed.pending, now, calendar)
+    return (replayed.stages + [late] if late is not None else replayed.stages), overdue
 
 
 @dataclass(slots=True)
@@ -190,9 +227,10 @@ def agency_figures(history: Iterable[tuple[TicketFacts, Sequence[Any]]], catalog
     stages: list[Stage] = []
     overdue: list[OverdueTicket] = []
     for intake, events in history:
-        r = replay(intake, events, catalogue, now)
-        stages.extend(r.stages)
-        overdue.extend(r.open_overdue)
+        ticket_stages, open_overdue = contributions(replay(intake, events, catalogue), now, catalogue.calendar)
+        stages.extend(ticket_stages)
+        if open_overdue is not None:
+            overdue.append(open_overdue)
     return tally(stages, overdue, since=since, until=until, alerts=alerts)
 
 
@@ -237,8 +275,9 @@ def tally(stages: Iterable[Stage], open_overdue: Iterable[OverdueTicket] = (), *
     return out
 
 
-def replay(intake: TicketFacts, events: Sequence[Any], catalogue: Catalogue, now: datetime) -> Replayed:
-    """Replay one ticket's accepted events (in the order the lifecycle accepted them) into its stages."""
+def replay(intake: TicketFacts, events: Sequence[Any], catalogue: Catalogue) -> Replayed:
+    """Replay one ticket's accepted events (in the order the lifecycle accepted them) into its stages and its
+    stage still open; nothing here depends on the moment (:func:`settle` does)."""
     calendar, day = catalogue.calendar, timedelta(days=1)
     state: TicketState | None = None
     facts = intake
@@ -248,7 +287,7 @@ def replay(intake: TicketFacts, events: Sequence[Any], catalogue: Catalogue, now
     first_broken = False  # the first agency returned it or it was taken away from it
     resolved_by: str | None = None
     stages: dict[tuple[str, datetime], Stage] = {}
-    overdue: list[OverdueTicket] = []
+    pending: OpenStage | None = None
 
     def stage(agency: str, anchor: datetime) -> Stage:
         s = stages.get((agency, anchor))
@@ -257,7 +296,7 @@ def replay(intake: TicketFacts, events: Sequence[Any], catalogue: Catalogue, now
         return s
 
     def judge_unsigned(d: _Dispatch, at: datetime) -> None:
-        """A dispatch that ends unsigned at ``at``: late if its sign-for deadline had passed."""
+        """A dispatch taken away unsigned at ``at``: late if its sign-for deadline had passed."""
         if d.sign_due is not None and at > d.sign_due:
             s = stage(d.agency, d.at)
             s.signed_late += 1
@@ -323,28 +362,18 @@ def replay(intake: TicketFacts, events: Sequence[Any], catalogue: Catalogue, now
             handling = None
         elif kind == "reopened" and state.agency:
             handling = _Handling(state.agency, dispatch.at if dispatch else at, at)
-    # Stages still open now
+    # The stage still open at an agency, judged when the figures are read
     if state is not None and state.status == Status.DISPATCHED and dispatch is not None and not dispatch.signed:
-        due = dispatch.sign_due
-        if due is not None and now > due:
-            judge_unsigned(dispatch, now)
-            overdue.append(OverdueTicket(intake.ticket_id, dispatch.agency, "sign", due,
-                                         calendar.whole_working_days(due, now)))
+        pending = OpenStage(intake.ticket_id, "sign", dispatch.agency, dispatch.at, dispatch.sign_due)
     if state is not None and state.status == Status.SIGNED and handling is not None:
-        due = _due(facts, "handle", catalogue)
-        if handling.late and not (due is not None and now > due):
-            resolved_late(handling)  # decided late already, though the extended deadline runs
-        if due is not None and now > due:
-            resolved_late(handling)
-            overdue.append(OverdueTicket(intake.ticket_id, handling.agency, "handle", due,
-                                         calendar.whole_working_days(due, now)))
+        pending = OpenStage(intake.ticket_id, "handle", handling.agency, handling.anchor,
+                            _due(facts, "handle", catalogue), handling.late)
     # First-time right: judged once the ticket is settled (resolved, or the first agency lost it)
     if first is not None and (first_broken or resolved_by is not None):
         s = stage(first.agency, first.at)
         s.first_dispatched += 1
         s.first_time_right += (not first_broken and resolved_by == first.agency)
-    final = state is None or state.status not in (Status.DISPATCHED, Status.SIGNED)
-    return Replayed(list(stages.values()), overdue, final)
+    return Replayed(list(stages.values()), pending)
 
 
 def history_of(intake: TicketFacts, events: Iterable[Any]) -> tuple[TicketFacts, list[Any]]:
@@ -354,5 +383,5 @@ def history_of(intake: TicketFacts, events: Iterable[Any]) -> tuple[TicketFacts,
     return intake, list(events)
 
 
-__all__ = ["AgencyFigures", "OverdueTicket", "Replayed", "Stage", "agency_figures", "history_of", "replay",
-           "tally"]
+__all__ = ["AgencyFigures", "OpenStage", "OverdueTicket", "Replayed", "Stage", "agency_figures", "contributions",
+           "history_of", "replay", "settle", "tally"]

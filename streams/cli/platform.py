@@ -142,8 +142,8 @@ def db_upgrade(revision: str = typer.Argument("head")) -> None:
 @db_app.command("restage")
 def db_restage(every: bool = typer.Option(False, "--all", help="every ticket with events, not only the live ones: "
                                           "after the time limits (sla.yaml) or the calendar changed")) -> None:
-    """Store the supervisors' figure stages of final tickets (resolved, closed), so figures add them up instead
-    of replaying each ticket. Workers do this as tickets close; `db upgrade` runs it; safe to run any time."""
+    """Store the supervisors' figure stages of the tickets that have none yet, so figures add them up instead of
+    replaying each ticket. Workers do this as agencies act; `db upgrade` runs it; safe to run any time."""
     from streams.db import LedgerUnavailable, NotMigrated, open_migrated
 
     settings = load_settings()
@@ -173,12 +173,13 @@ def _restage(settings: Settings, *, every: bool) -> None:
         with Progress(TextColumn("[bold]figure stages[/bold]"), BarColumn(), MofNCompleteColumn(),
                       TimeElapsedColumn(), console=console, transient=True, disable=todo < 2000) as progress:
             task = progress.add_task("restage", total=todo)
-            final, seen = restage_all(ledger, catalogue, every=every,
-                                      progress=lambda n: progress.advance(task, n))
+            stored, seen = restage_all(ledger, catalogue, every=every,
+                                       progress=lambda n: progress.advance(task, n))
     finally:
         ledger.dispose()
     if seen:
-        console.print(f"figure stages stored for {final:,} final ticket(s); {seen - final:,} stay live (open)")
+        console.print(f"figure stages stored for {stored:,} ticket(s)" + (
+            f"; {seen - stored:,} could not be replayed and stay live (the log says why)" if seen > stored else ""))
 
 
 def _revisions() -> set[str]:

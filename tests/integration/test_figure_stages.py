@@ -1,5 +1,5 @@
-"""The supervisors' figures kept as stored stages: the same figures as replaying every ticket, on SQLite and
-PostgreSQL, whatever moves a ticket between the stored stages and the live set.
+"""The supervisors' figures kept as stored stages: the same figures as replaying every ticket, at any moment, on
+SQLite and PostgreSQL, whatever moves a ticket between the stored stages and the live set.
 
 Tickets are played event by event through ``Ledger.record_events`` as the lifecycle stage records them (each
 event its own batch, with the state it left), so the stages are stored by the write path itself.
@@ -111,15 +111,17 @@ def district(p: Player) -> None:
 PERIODS = [(None, None), (NOW - 30 * DAY, None), (NOW - 20 * DAY, NOW - 10 * DAY), (NOW - 7 * DAY, NOW)]
 
 
-def replayed(ledger: Ledger, cat: Catalogue, since: datetime | None, until: datetime | None) -> dict[str, Any]:
+def replayed(ledger: Ledger, cat: Catalogue, since: datetime | None, until: datetime | None,
+             now: datetime = NOW) -> dict[str, Any]:
     """The figures as computed before stages were stored: every ticket replayed."""
-    figs = agency_figures(reports.load_histories(ledger), cat, now=NOW, since=since, until=until,
+    figs = agency_figures(reports.load_histories(ledger), cat, now=now, since=since, until=until,
                           alerts=reports.load_alert_rules(ledger, since, until))
     return {code: f.to_dict() for code, f in sorted(figs.items())}
 
 
-def stored(ledger: Ledger, cat: Catalogue, since: datetime | None, until: datetime | None) -> dict[str, Any]:
-    return {code: f.to_dict() for code, f in reports.figures(ledger, cat, now=NOW, since=since, until=until).items()}
+def stored(ledger: Ledger, cat: Catalogue, since: datetime | None, until: datetime | None,
+           now: datetime = NOW) -> dict[str, Any]:
+    return {code: f.to_dict() for code, f in reports.figures(ledger, cat, now=now, since=since, until=until).items()}
 
 
 def live_and_staged(ledger: Ledger) -> tuple[set[str], set[str]]:
@@ -129,38 +131,50 @@ def live_and_staged(ledger: Ledger) -> tuple[set[str], set[str]]:
     return live, staged
 
 
-def test_final_tickets_get_stored_stages_and_the_figures_do_not_change(ledger: Ledger, cat: Catalogue) -> None:
+def open_stages(ledger: Ledger) -> dict[str, str]:
+    with ledger.session() as s:
+        return {tid: stage for tid, stage in s.execute(select(t.FigureOpen.ticket_id, t.FigureOpen.stage))}
+
+
+ALL = {f"F{i:02d}" for i in range(12)}
+
+
+def test_stages_are_stored_as_agencies_act_and_the_figures_do_not_change(ledger: Ledger, cat: Catalogue) -> None:
     # Given a month of tickets recorded as the lifecycle records them
     district(Player(ledger, cat))
-    # Then the resolved and closed ones are out of the live set with their stages stored; the open ones are live
+    # Then every ticket an agency acted on has its stages stored (F11's handling open, judged when read); F10,
+    # only routed so far (the busy path), is live: replayed when the figures are read
     live, staged = live_and_staged(ledger)
-    assert live == {"F10", "F11"} and staged == {f"F{i:02d}" for i in range(10)}
-    # And every period's figures are those of replaying every ticket
-    for since, until in PERIODS:
-        assert stored(ledger, cat, since, until) == replayed(ledger, cat, since, until), (since, until)
+    assert live == {"F10"} and staged == ALL - {"F10"} and open_stages(ledger) == {"F11": "handle"}
+    # And every period's figures are those of replaying every ticket, now and a month later (F11 overdue then)
+    for now in (NOW, NOW + 30 * DAY):
+        for since, until in PERIODS:
+            assert stored(ledger, cat, since, until, now) == replayed(ledger, cat, since, until, now), (since, now)
     figs = stored(ledger, cat, None, None)
     assert sum(f["dispatched"] for f in figs.values()) == 15 and sum(f["returns"] for f in figs.values()) == 3
     assert [o["ticket_id"] for f in figs.values() for o in f["open_overdue"]] == ["F10"]
+    later = stored(ledger, cat, None, None, NOW + 30 * DAY)
+    assert sorted(o["ticket_id"] for f in later.values() for o in f["open_overdue"]) == ["F10", "F11"]
 
 
-def test_a_reopened_ticket_is_live_again_until_it_is_resolved_again(ledger: Ledger, cat: Catalogue) -> None:
+def test_a_reopened_ticket_is_restaged_with_its_handling_open(ledger: Ledger, cat: Catalogue) -> None:
     p = Player(ledger, cat)
     district(p)
     with ledger.session() as s:
         before = s.get(t.Ticket, "F00").updated_at  # type: ignore[union-attr]
     # When a closed ticket is reopened (重新办理)
     p.event("F00", "reopened", NOW - DAY, explanation="仍未解决")
-    # Then its stored stages go, and the figures replay it (its handling is open now)
+    # Then its stages are stored again from its whole history, with its handling open
     live, staged = live_and_staged(ledger)
-    assert "F00" in live and "F00" not in staged
+    assert "F00" not in live and "F00" in staged and open_stages(ledger)["F00"] == "handle"
     with ledger.session() as s:
         assert s.get(t.Ticket, "F00").updated_at > before  # type: ignore[union-attr]
     for since, until in PERIODS:
         assert stored(ledger, cat, since, until) == replayed(ledger, cat, since, until)
-    # When it is resolved again, its stages are stored again
+    # When it is resolved again, its stages are stored again, with nothing open
     p.event("F00", "resolved", NOW - timedelta(hours=2), "BH-CGW", reply="已处理")
     live, staged = live_and_staged(ledger)
-    assert "F00" not in live and "F00" in staged
+    assert "F00" not in live and "F00" in staged and "F00" not in open_stages(ledger)
     for since, until in PERIODS:
         assert stored(ledger, cat, since, until) == replayed(ledger, cat, since, until)
 
@@ -168,23 +182,23 @@ def test_a_reopened_ticket_is_live_again_until_it_is_resolved_again(ledger: Ledg
 def test_a_ledger_from_before_the_stages_is_restaged_with_the_same_figures(ledger: Ledger, cat: Catalogue) -> None:
     # Given tickets recorded without stages (as every ticket is after migration 0011): all live
     district(Player(ledger, cat, restage=False))
-    assert live_and_staged(ledger) == ({f"F{i:02d}" for i in range(12)}, set())
+    assert live_and_staged(ledger) == (ALL, set())
     expected = [replayed(ledger, cat, since, until) for since, until in PERIODS]
     assert [stored(ledger, cat, since, until) for since, until in PERIODS] == expected
     with ledger.session() as s:
         versions = {tid: at for tid, at in s.execute(select(t.Ticket.id, t.Ticket.updated_at))}
     # When they are restaged (hotline db upgrade / db restage)
-    assert reports.restage_all(ledger, cat) == (10, 12)
-    # Then the final ones are stored, the figures are the same, and no ticket's version moved (a clerk's open
-    # page stays valid: the console refuses actions on a ticket that changed since it was shown)
-    assert live_and_staged(ledger) == ({"F10", "F11"}, {f"F{i:02d}" for i in range(10)})
+    assert reports.restage_all(ledger, cat) == (12, 12)
+    # Then they are stored, the figures are the same, and no ticket's version moved (a clerk's open page stays
+    # valid: the console refuses actions on a ticket that changed since it was shown)
+    assert live_and_staged(ledger) == (set(), ALL) and open_stages(ledger) == {"F10": "sign", "F11": "handle"}
     assert [stored(ledger, cat, since, until) for since, until in PERIODS] == expected
     with ledger.session() as s:
         assert {tid: at for tid, at in s.execute(select(t.Ticket.id, t.Ticket.updated_at))} == versions
     # And restaging every ticket again changes nothing
     with ledger.session() as s:
         rows = s.scalar(select(func.count()).select_from(t.FigureStage))
-    assert reports.restage_all(ledger, cat, every=True) == (10, 12)
+    assert reports.restage_all(ledger, cat, every=True) == (12, 12)
     with ledger.session() as s:
         assert s.scalar(select(func.count()).select_from(t.FigureStage)) == rows
 
@@ -229,12 +243,12 @@ def test_db_upgrade_and_db_restage_store_the_stages_a_migration_left_live(tmp_pa
     ledger = Ledger(make_engine(url))
     district(Player(ledger, cat, restage=False))
     env = {**env, "HOTLINE_DATABASE_URL": url, "HOTLINE_DATA_DIR": str(tmp_path / "var")}
-    # When the ledger is upgraded, the final tickets get their stages; the open ones stay live
+    # When the ledger is upgraded, the tickets get their stages
     result = runner.invoke(app, ["db", "upgrade"], env=env)
     assert result.exit_code == 0, result.output
-    assert "figure stages stored for 10 final ticket(s); 2 stay live" in " ".join(result.output.split())
-    assert live_and_staged(ledger) == ({"F10", "F11"}, {f"F{i:02d}" for i in range(10)})
+    assert "figure stages stored for 12 ticket(s)" in " ".join(result.output.split())
+    assert live_and_staged(ledger) == (set(), ALL)
     # And `db restage --all` judges every ticket with events again
     result = runner.invoke(app, ["db", "restage", "--all"], env=env)
-    assert result.exit_code == 0 and "for 10 final ticket(s); 2 stay live" in " ".join(result.output.split())
+    assert result.exit_code == 0 and "figure stages stored for 12 ticket(s)" in " ".join(result.output.split())
     ledger.dispose()
