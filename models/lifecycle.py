@@ -99,6 +99,9 @@ class TicketState:
     attempt: int = 0
     returned_by: tuple[str, ...] = ()  # each returning agency once
     returns: int = 0  # dispatches returned (退单), an agency returning twice counted twice: decides designation
+    # routings that put it on an agency's queue (router or dispatcher): what a clerk calls 第N次派发. Not
+    # ``attempt``, which also counts routings to the dispatchers' manual queue
+    dispatches: int = 0
     designation: bool = False  # after the last attempt: the hotline must designate a handler
     manual_reason: str | None = None
     dispatched_at: datetime | None = None
@@ -155,7 +158,15 @@ class TicketState:
             kwargs[name] = v
         if "returns" not in d:  # stored before returns were counted: one return per listed agency
             kwargs["returns"] = len(kwargs.get("returned_by", ()))
+        if "dispatches" not in d:
+            kwargs["dispatches"] = dispatches_before_counted(kwargs["returns"], kwargs.get("agency"))
         return cls(**kwargs)
+
+
+def dispatches_before_counted(returns: int, agency: str | None) -> int:
+    """The dispatches of a ticket stored before they were counted: each return ended one, and a current agency
+    holds one. (A dispatch a dispatcher took away from its agency is missed: a lower bound.)"""
+    return returns + (1 if agency else 0)
 
 
 @dataclass(frozen=True)
@@ -304,7 +315,8 @@ def _routed(state: TicketState, event: Any, max_attempts: int, known: Collection
     decision = getattr(event, "decision", "")
     if decision == "auto" and event.agency:
         return Outcome(_remember(state, event, status=Status.DISPATCHED, agency=event.agency, attempt=attempt,
-                                 dispatched_at=event.occurred_at, manual_reason=None, **fresh))
+                                 dispatches=state.dispatches + 1, dispatched_at=event.occurred_at,
+                                 manual_reason=None, **fresh))
     return Outcome(_remember(state, event, status=Status.MANUAL, agency=None, attempt=attempt,
                              manual_reason=_text(event, "reason") or decision,
                              designation=bool(getattr(event, "designation", False)), **fresh))
@@ -361,9 +373,13 @@ def _reassigned(state: TicketState, event: Any, _m: int, known: Collection[str])
                            (Dispatch(target, state.attempt + 1),))
         going = {"dispatch": f"to {state.pending_agency}", "reroute": "re-routing after a return",
                  "designate": "to the manual queue for designation"}.get(state.pending, state.pending)
-        going_zh = {"dispatch": f"派往 {state.pending_agency}", "reroute": "退单后重新分拨",
-                    "designate": "转人工派单、待指定承办"}.get(state.pending, state.pending)
-        return Refusal(f"工单的第 {state.attempt + 1} 次派发（{going_zh}）尚未完成，请稍后刷新，待其完成后再改派 / "
+        # In the words of the ticket's page: its dispatches to agencies (派发次数), or, for a routing that may
+        # go to the manual queue, its routings (分拨说明, numbered by attempt)
+        going_zh = {"dispatch": f"第 {state.dispatches + 1} 次派发（派往 {state.pending_agency}）",
+                    "reroute": f"第 {state.attempt + 1} 次分拨（退单后重新分拨）",
+                    "designate": f"第 {state.attempt + 1} 次分拨（转人工派单、待指定承办）"}.get(
+            state.pending, f"第 {state.attempt + 1} 次分拨（{state.pending}）")
+        return Refusal(f"工单的{going_zh}尚未完成，请稍后刷新，待其完成后再改派 / "
                        f"dispatch attempt {state.attempt + 1} of {state.ticket_id} ({going}) has not landed yet; "
                        f"reassign once it has")
     # Until the dispatch lands (as a 'routed' event) the ticket waits with the dispatchers.

@@ -14,10 +14,12 @@ from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from typing import Any
 
+from models.lifecycle import dispatches_before_counted
 from models.workcalendar import as_local
 
-_LIFECYCLE_FIELDS = ("status", "agency", "attempt", "returns", "returned_by", "designation", "dispatched_at", "signed_at",
-                     "handling_started_at", "resolved_at", "closed_at", "extension_days_granted", "reopen_count")
+_LIFECYCLE_FIELDS = ("status", "agency", "attempt", "returns", "dispatches", "returned_by", "designation",
+                     "dispatched_at", "signed_at", "handling_started_at", "resolved_at", "closed_at",
+                     "extension_days_granted", "reopen_count")
 _TIMES = ("received_at", "dispatched_at", "signed_at", "handling_started_at", "resolved_at", "closed_at")
 
 
@@ -46,6 +48,7 @@ class TicketFacts:
     agency: str | None = None
     attempt: int = 0
     returns: int = 0  # dispatches returned (退单): what designation counts, not attempts (manual ones included)
+    dispatches: int = 0  # routings to an agency's queue: the N of 第N次派发 in alerts (attempts count the manual queue)
     returned_by: tuple[str, ...] = ()
     designation: bool = False
     dispatched_at: datetime | None = None
@@ -104,6 +107,8 @@ class TicketFacts:
         kwargs["returned_by"] = tuple(kwargs.get("returned_by") or ())
         if "returns" not in kwargs:  # facts stored before returns were counted: one per listed agency
             kwargs["returns"] = len(kwargs["returned_by"])
+        if "dispatches" not in kwargs:  # stored before dispatches were counted (as TicketState.from_dict)
+            kwargs["dispatches"] = dispatches_before_counted(kwargs["returns"], kwargs.get("agency"))
         kwargs["progress"] = tuple((str(k), int(r)) for k, r in kwargs.get("progress") or ())
         return cls(**kwargs)
 

@@ -106,10 +106,13 @@ def return_alerts(before: TicketFacts, event: Any, catalogue: Catalogue) -> list
     late = window is not None and at > window.due
     name = agency_name(catalogue, agency)
     tail = f"，且已超过退单时限（应于{when_zh(window.due)}前退单），按规定应予办理" if late and window else ""
+    # the dispatch returned, counted as a clerk does: routings to the manual queue are no dispatch (``attempt``,
+    # in the key and details, counts them)
+    dispatch = max(before.dispatches, 1)
     alerts = [Alert(
         alert_key(tid, RETURNED, f"a{attempt}"), RETURNED, "late" if late else "in_time", WARNING if late else INFO,
         tid, agency, window.due if window else None,
-        f"工单{tid}被{name}退单（第{attempt}次派发），理由：{reason}{tail}。", at,
+        f"工单{tid}被{name}退单（第{dispatch}次派发），理由：{reason}{tail}。", at,
         {"attempt": attempt, "reason_code": code, "reason": reason, "basis": getattr(event, "basis", None),
          "explanation": getattr(event, "explanation", None), "late": late},
     )]
@@ -145,9 +148,10 @@ def dispatch_alerts(before: TicketFacts, event: Any, catalogue: Catalogue, *,
     tid, at, attempt = before.ticket_id, as_local(event.occurred_at), int(getattr(event, "attempt", 0) or 0)
     name, alerts = agency_name(catalogue, agency), []
     if agency in before.returned_by:
+        dispatch = before.dispatches + 1  # this one: the ticket's dispatches to agencies, not its attempts
         alerts.append(Alert(
             alert_key(tid, PING_PONG, f"back_to_{agency}@{attempt}"), PING_PONG, "back_to_returner", WARNING,
-            tid, agency, None, f"工单{tid}被再次派给此前已退单的{name}（第{attempt}次派发），存在来回推诿风险。", at,
+            tid, agency, None, f"工单{tid}被再次派给此前已退单的{name}（第{dispatch}次派发），存在来回推诿风险。", at,
             {"attempt": attempt, "returned_by": list(before.returned_by)},
         ))
     matter = getattr(event, "matter", None) or before.matter

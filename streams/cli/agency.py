@@ -126,8 +126,10 @@ def queue_table(tickets: list[dict[str, Any]], *, manual: bool, title: str) -> T
     for t in tickets:
         conf = t.get("confidence")
         attempt = t.get("attempt")
-        row = [str(t.get("ticket_id", "")) + (f" #{attempt}" if isinstance(attempt, int) and attempt > 1 else ""),
-               local_time(t.get("received_at"))]
+        # the routing's number, as the console's 分拨说明 says it: an attempt counts the manual queue too, so it is
+        # no count of dispatches (第N次派发)
+        again = f" 第{attempt}次分拨" if isinstance(attempt, int) and attempt > 1 else ""
+        row = [str(t.get("ticket_id", "")) + again, local_time(t.get("received_at"))]
         if manual:
             # another producer's message may carry anything here: one bad field must not stop the queue
             alternatives = t.get("alternatives") if isinstance(t.get("alternatives"), list) else []

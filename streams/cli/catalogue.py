@@ -242,5 +242,6 @@ def limits(
     out.print(
         f"warnings at {', '.join(f'{f:.0%}' for f in rules.warning_fractions)}; reminder every "
         f"{rules.reminder_every_working_days} working day(s) once overdue; 通报 after "
-        f"{rules.censure_after_working_days} working days; max {rules.max_dispatch_attempts} dispatch attempts"
+        f"{rules.censure_after_working_days} working days; the hotline designates the handler after "
+        f"{rules.max_dispatch_attempts} returned dispatches"  # what the lifecycle counts (not routings)
     )
