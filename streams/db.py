@@ -122,6 +122,12 @@ def migration_status(engine: Engine) -> tuple[str | None, str]:
     return current, head or ""
 
 
+def key_order(column: Any) -> Any:
+    """``column`` to ORDER BY in the order Python's ``sorted`` gives (code points: what ``COLLATE "C"`` sorts by
+    in UTF-8), whatever the database's own collation. Rows are locked in this order by every writer."""
+    return column.collate("C")
+
+
 def chunks(items: list[str], n: int = CHUNK) -> Iterator[list[str]]:
     for i in range(0, len(items), n):
         yield items[i:i + n]
@@ -306,9 +312,11 @@ class Ledger:
             touched = sorted({row["ticket_id"] for row in fresh if row["accepted"]})
             if touched and s.get_bind().dialect.name == "postgresql":
                 # every row this transaction updates, locked first and in key order: the mirrors and the figures'
-                # flags below would otherwise lock overlapping sets in different orders (deadlocks between workers)
+                # flags below would otherwise lock overlapping sets in different orders (deadlocks between workers).
+                # Key order is Python's (code points), which the other writers' executemany follow (mark_published):
+                # a database collation such as en_US puts 'a1' before 'B1' and deadlocked this against the router
                 for chunk in chunks(touched):
-                    s.execute(select(tickets.c.id).where(tickets.c.id.in_(chunk)).order_by(tickets.c.id)
+                    s.execute(select(tickets.c.id).where(tickets.c.id.in_(chunk)).order_by(key_order(tickets.c.id))
                               .with_for_update())
             if mirrors:  # executemany runs in list order: the batch's last event on a ticket is the one kept
                 mirrors.sort(key=lambda m: m["b_id"])  # key order (no deadlock); stable: a ticket's order is kept

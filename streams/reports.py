@@ -44,7 +44,7 @@ from models.supervision.figures import (
 )
 from models.tickets import EARLIEST, LATEST, Rejection
 from models.workcalendar import TZ, as_local
-from streams.db import Ledger, chunks
+from streams.db import Ledger, chunks, key_order
 
 log = logging.getLogger(__name__)
 
@@ -250,7 +250,8 @@ def restage_all(ledger: Ledger, catalogue: Catalogue, *, every: bool = False,
     for chunk in chunks(ids):
         with ledger.session() as s:
             if s.get_bind().dialect.name == "postgresql":  # as record_events: hold the rows, in key order
-                s.execute(select(t.Ticket.id).where(t.Ticket.id.in_(chunk)).order_by(t.Ticket.id).with_for_update())
+                s.execute(select(t.Ticket.id).where(t.Ticket.id.in_(chunk)).order_by(key_order(t.Ticket.id))
+                          .with_for_update())
             stored += restage(s, catalogue, chunk)
         if progress is not None:
             progress(len(chunk))

@@ -7,12 +7,14 @@ event its own batch, with the state it left), so the stages are stored by the wr
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from config.catalogue import load_catalogue
 from models import ledger as t
@@ -252,3 +254,57 @@ def test_db_upgrade_and_db_restage_store_the_stages_a_migration_left_live(tmp_pa
     result = runner.invoke(app, ["db", "restage", "--all"], env=env)
     assert result.exit_code == 0 and "figure stages stored for 12 ticket(s)" in " ".join(result.output.split())
     ledger.dispose()
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_batch_locks_its_tickets_in_the_order_the_other_writers_do_whatever_the_collation(
+        ledger: Ledger, cat: Catalogue) -> None:
+    """The lifecycle's batch locks its tickets' rows first, in key order; the router's mirror (mark_published)
+    updates them in Python's order. Under a database collation that sorts otherwise (en_US: 'a1' before 'B1';
+    Python: 'B1' first), the two took the rows in opposite orders: a deadlock, found with the router marking
+    decisions published while the lifecycle recorded events of the same tickets (2 in 15 s)."""
+    with ledger.session() as s:
+        if s.scalar(text("SELECT count(*) FROM pg_collation WHERE collname = 'en-US-x-icu'")) == 0:
+            pytest.skip("PostgreSQL without ICU collations")
+        s.execute(text('ALTER TABLE tickets ALTER COLUMN id TYPE VARCHAR(64) COLLATE "en-US-x-icu"'))
+    p = Player(ledger, cat)
+    for tid in ("B1", "a1"):
+        p.ticket(tid, NOW - 3 * DAY)
+        p.routed(tid, NOW - 3 * DAY, "BH-CGW")
+    router = ledger.engine.connect()
+    try:
+        # Given the router's mirror holding the first of the two rows in Python's order ...
+        router.execute(text("UPDATE tickets SET updated_at = updated_at WHERE id = 'B1'"))
+        failed: list[BaseException] = []
+
+        def batch() -> None:
+            try:  # ... when a lifecycle batch on both tickets comes (it waits for B1)
+                ledger.record_events([
+                    {"event_id": f"{tid}-both", "ticket_id": tid, "type": "signed", "actor": "agency",
+                     "agency": "BH-CGW", "occurred_at": NOW - 2 * DAY, "accepted": True, "reason": None,
+                     "payload": {}, "status": "signed", "current_agency": "BH-CGW"} for tid in ("a1", "B1")],
+                    restage=reports.restager(cat))
+            except BaseException as exc:  # reported by the test
+                failed.append(exc)
+
+        worker = threading.Thread(target=batch)
+        worker.start()
+        holder = router.scalar(text("SELECT pg_backend_pid()"))
+        with ledger.engine.connect() as watch:  # until the batch waits for the router
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and not watch.scalar(text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE :holder = ANY(pg_blocking_pids(pid))"),
+                    {"holder": holder}):
+                time.sleep(0.05)
+                watch.rollback()
+        # Then the router takes the second row at once, and the batch goes through after the router's commit
+        router.execute(text("SET LOCAL lock_timeout = '5s'"))
+        router.execute(text("UPDATE tickets SET updated_at = updated_at WHERE id = 'a1'"))
+        router.commit()
+        worker.join(timeout=30)
+        assert not failed, failed
+    finally:
+        router.close()
+    with ledger.session() as s:
+        assert set(s.scalars(select(t.TicketEvent.event_id).where(t.TicketEvent.event_id.like("%-both")))) \
+            == {"a1-both", "B1-both"}
