@@ -33,6 +33,7 @@ from models.events import parse_event
 from models.lifecycle import Outcome, Status, TicketState, apply
 from models.supervision import RULE_NAMES, TicketFacts
 from models.supervision.figures import (
+    COUNTS,
     AgencyFigures,
     OpenStage,
     OverdueTicket,
@@ -59,9 +60,7 @@ def intake_facts(row: t.Ticket) -> TicketFacts:
 _INTAKE_COLUMNS = (t.Ticket.id, t.Ticket.received_at, t.Ticket.request_type, t.Ticket.urgency, t.Ticket.matter,
                    t.Ticket.address, t.Ticket.caller_phone, t.Ticket.complex_case)
 _fs = t.FigureStage
-# in the order of Stage's fields
-_STAGE_COLUMNS = (_fs.ticket_id, _fs.agency, _fs.anchor_at, *(getattr(_fs, c) for c in Stage.COUNTS[:-2]), _fs.late,
-                  _fs.handled, _fs.handling_centidays)
+_STAGE_COLUMNS = (_fs.ticket_id, _fs.agency, _fs.anchor_at, _fs.late, *(getattr(_fs, c) for c in COUNTS))
 
 # spelt as the partial index ix_tickets_figures_live says it: SQLite uses that index only for the same term
 # (``figures_live = 1`` or ``IS 1``, as SQLAlchemy writes a boolean, scan the whole table)
@@ -166,7 +165,8 @@ def load_stages(ledger: Ledger, catalogue: Catalogue, *, now: datetime, since: d
             q = q.where(_fs.anchor_at >= since)
         if until is not None:
             q = q.where(_fs.anchor_at < until)
-        stages = [Stage(*row) for row in conn.execute(q)]
+        stages = [Stage(tid, agency, anchor, late, **dict(zip(COUNTS, counts, strict=True)))
+                  for tid, agency, anchor, late, *counts in conn.execute(q)]
         # every open stage, whatever the period: the list of tickets open past a deadline is as of now (its
         # deadlines shown in Shanghai time, as the replay gives them)
         pending = [OpenStage(tid, stage, agency, anchor, None if due is None else as_local(due), late)
@@ -229,7 +229,7 @@ def restage(db: Session | Connection, catalogue: Catalogue, ticket_ids: list[str
 
 def _stage_row(position: int, st: Stage) -> dict[str, Any]:
     return {"ticket_id": st.ticket_id, "position": position, "agency": st.agency, "anchor_at": st.anchor,
-            "late": st.late, **{c: getattr(st, c) for c in Stage.COUNTS}}
+            "late": st.late, **{c: getattr(st, c) for c in COUNTS}}
 
 
 def restager(catalogue: Catalogue) -> Callable[[Session, list[str]], int]:

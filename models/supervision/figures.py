@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -48,9 +48,9 @@ class OverdueTicket:
     overdue_working_days: int
 
 
-@dataclass(slots=True)
-class AgencyFigures:
-    agency: str
+@dataclass(slots=True, kw_only=True)
+class Counts:
+    """What the figures count: for one ticket's stage (:class:`Stage`), or summed for an agency."""
     dispatched: int = 0
     signed_on_time: int = 0
     signed_late: int = 0
@@ -59,10 +59,18 @@ class AgencyFigures:
     returns: int = 0
     first_dispatched: int = 0  # settled tickets whose first dispatch came here
     first_time_right: int = 0
-    overdue_tickets: set[str] = field(default_factory=set)
-    open_overdue: list[OverdueTicket] = field(default_factory=list)
     handled: int = 0  # resolved handlings, and their working time in hundredths of a working day
     handling_centidays: int = 0
+
+
+COUNTS = tuple(f.name for f in fields(Counts))
+
+
+@dataclass(slots=True)
+class AgencyFigures(Counts):
+    agency: str
+    overdue_tickets: set[str] = field(default_factory=set)
+    open_overdue: list[OverdueTicket] = field(default_factory=list)
     alerts: Counter[str] = field(default_factory=Counter)
     # 重复件 are tickets: one that repeats both its caller and its place+matter raises two alerts
     repeated_tickets: set[str] = field(default_factory=set)
@@ -118,30 +126,15 @@ class AgencyFigures:
 
 
 @dataclass(slots=True)
-class Stage:
+class Stage(Counts):
     """One ticket's contribution to one agency's figures, counted in the period its ``anchor`` falls in: the
     dispatch it belongs to (a handling counts where its dispatch does), or a reopening with no dispatch known.
-
-    A ticket with no stage open (resolved, closed, waiting for a dispatcher) has stages that no longer change
-    with time: the ledger keeps them (table ``figure_stages``) and a period's figures add them up instead of
-    replaying the ticket again."""
+    Nothing in it depends on the moment the figures are read (a stage still open is an :class:`OpenStage`), so the
+    ledger keeps it (table ``figure_stages``) and a period's figures add stages up instead of replaying tickets."""
     ticket_id: str
     agency: str
     anchor: datetime
-    dispatched: int = 0
-    signed_on_time: int = 0
-    signed_late: int = 0
-    resolved_on_time: int = 0
-    resolved_late: int = 0
-    returns: int = 0
-    first_dispatched: int = 0
-    first_time_right: int = 0
     late: bool = False  # a stage here was late: the ticket counts among the agency's overdue ones
-    handled: int = 0  # resolved handlings, and their working time in hundredths of a working day
-    handling_centidays: int = 0
-
-    COUNTS = ("dispatched", "signed_on_time", "signed_late", "resolved_on_time", "resolved_late", "returns",
-              "first_dispatched", "first_time_right", "handled", "handling_centidays")
 
 
 @dataclass(frozen=True, slots=True)
