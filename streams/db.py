@@ -128,6 +128,18 @@ def key_order(column: Any) -> Any:
     return column.collate("C")
 
 
+def lock_tickets(s: Session, ticket_ids: list[str]) -> None:
+    """Hold these tickets' rows until the transaction ends (PostgreSQL; SQLite has one writer at a time), taken
+    in :func:`key_order`. FOR NO KEY UPDATE, as the updates that follow would take: it leaves the router's decision
+    inserts, whose foreign key takes KEY SHARE on the ticket, free to go on (FOR UPDATE made them wait)."""
+    if s.get_bind().dialect.name != "postgresql":
+        return
+    tickets = t.Ticket.__table__
+    for chunk in chunks(sorted(ticket_ids)):
+        s.execute(select(tickets.c.id).where(tickets.c.id.in_(chunk)).order_by(key_order(tickets.c.id))
+                  .with_for_update(key_share=True))
+
+
 def chunks(items: list[str], n: int = CHUNK) -> Iterator[list[str]]:
     for i in range(0, len(items), n):
         yield items[i:i + n]
@@ -310,14 +322,12 @@ class Ledger:
                        for row in fresh
                        if row["accepted"] and row.get("status") is not None and row["type"] != "routed"]
             touched = sorted({row["ticket_id"] for row in fresh if row["accepted"]})
-            if touched and s.get_bind().dialect.name == "postgresql":
+            if touched:
                 # every row this transaction updates, locked first and in key order: the mirrors and the figures'
                 # flags below would otherwise lock overlapping sets in different orders (deadlocks between workers).
                 # Key order is Python's (code points), which the other writers' executemany follow (mark_published):
                 # a database collation such as en_US puts 'a1' before 'B1' and deadlocked this against the router
-                for chunk in chunks(touched):
-                    s.execute(select(tickets.c.id).where(tickets.c.id.in_(chunk)).order_by(key_order(tickets.c.id))
-                              .with_for_update())
+                lock_tickets(s, touched)
             if mirrors:  # executemany runs in list order: the batch's last event on a ticket is the one kept
                 mirrors.sort(key=lambda m: m["b_id"])  # key order (no deadlock); stable: a ticket's order is kept
                 s.execute(update(tickets).where(tickets.c.id == bindparam("b_id")).values(

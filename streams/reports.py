@@ -45,7 +45,7 @@ from models.supervision.figures import (
 )
 from models.tickets import EARLIEST, LATEST, Rejection
 from models.workcalendar import TZ, as_local
-from streams.db import Ledger, chunks, key_order
+from streams.db import Ledger, chunks, lock_tickets
 
 log = logging.getLogger(__name__)
 
@@ -249,9 +249,7 @@ def restage_all(ledger: Ledger, catalogue: Catalogue, *, every: bool = False,
     stored = 0
     for chunk in chunks(ids):
         with ledger.session() as s:
-            if s.get_bind().dialect.name == "postgresql":  # as record_events: hold the rows, in key order
-                s.execute(select(t.Ticket.id).where(t.Ticket.id.in_(chunk)).order_by(key_order(t.Ticket.id))
-                          .with_for_update())
+            lock_tickets(s, chunk)  # as record_events: hold the rows, in key order
             stored += restage(s, catalogue, chunk)
         if progress is not None:
             progress(len(chunk))

@@ -14,7 +14,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import func, insert, select, text
+from sqlalchemy.orm import Session
 
 from config.catalogue import load_catalogue
 from models import ledger as t
@@ -25,7 +26,7 @@ from models.supervision.figures import agency_figures
 from models.tickets import TicketIn
 from models.workcalendar import TZ
 from streams import reports
-from streams.db import Ledger, make_engine
+from streams.db import Ledger, lock_tickets, make_engine
 
 pytestmark = pytest.mark.integration
 
@@ -308,3 +309,25 @@ def test_a_batch_locks_its_tickets_in_the_order_the_other_writers_do_whatever_th
     with ledger.session() as s:
         assert set(s.scalars(select(t.TicketEvent.event_id).where(t.TicketEvent.event_id.like("%-both")))) \
             == {"a1-both", "B1-both"}
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_batch_holding_its_tickets_leaves_the_routers_decision_inserts_free(ledger: Ledger, cat: Catalogue) -> None:
+    # Given a lifecycle batch holding a ticket's row as record_events locks it (its transaction still open)
+    p = Player(ledger, cat)
+    p.ticket("K1", NOW - DAY)
+    lifecycle = Session(ledger.engine)
+    try:
+        lock_tickets(lifecycle, ["K1"])
+        # When the router stores a decision for that ticket (its foreign key takes KEY SHARE on the row)
+        with ledger.engine.connect() as router:
+            router.execute(text("SET lock_timeout = '2s'"))
+            router.execute(insert(t.RoutingDecision).values(
+                decision_key="K1#1", ticket_id="K1", attempt=1, decision="auto", agency="BH-CGW",
+                decided_by="router", decided_at=NOW, alternatives=[]))
+            router.commit()
+        # Then it goes through at once: FOR UPDATE there made the router wait for the whole batch
+    finally:
+        lifecycle.rollback()
+        lifecycle.close()
+    assert ledger.decisions(["K1#1"])["K1#1"].agency == "BH-CGW"
