@@ -74,6 +74,12 @@ class TicketRouted(LifecycleEvent):
     decided_by: str = "router"
 
 
+def routed_event_id(routing_id: str) -> str:
+    """The id of the 'routed' event announcing routing ``routing_id`` ("<ticket>#<attempt>"): whoever builds it
+    (the announcement, the lifecycle catching up, a redelivery), the lifecycle and the ledger keep it once."""
+    return f"routed:{routing_id}"
+
+
 class TicketSigned(LifecycleEvent):
     pass
 

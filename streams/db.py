@@ -19,12 +19,13 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, bindparam, create_engine, delete, event, func, select, update
+from sqlalchemy import Connection, Engine, bindparam, create_engine, delete, event, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from config.settings import Settings
 from models import ledger as t
+from models.events import routed_event_id
 from models.tickets import TicketIn
 
 log = logging.getLogger(__name__)
@@ -140,9 +141,24 @@ def lock_tickets(s: Session, ticket_ids: list[str]) -> None:
                   .with_for_update(key_share=True))
 
 
+def drop_figures(s: Session | Connection, ticket_ids: list[str]) -> None:
+    """Delete the tickets' stored figure stages and open stage (``streams.reports``)."""
+    for table in (t.FigureStage.__table__, t.FigureOpen.__table__):
+        s.execute(delete(table).where(table.c.ticket_id.in_(ticket_ids)))
+
+
 def chunks(items: list[str], n: int = CHUNK) -> Iterator[list[str]]:
     for i in range(0, len(items), n):
         yield items[i:i + n]
+
+
+def _unrecorded_routings(s: Session, keys: list[str]) -> list[str]:
+    """Of these routing ids, in their order, those without a 'routed' event in the ledger."""
+    if not keys:
+        return []
+    recorded = set(s.scalars(select(t.TicketEvent.event_id).where(
+        t.TicketEvent.event_id.in_([routed_event_id(key) for key in keys]))))
+    return [key for key in keys if routed_event_id(key) not in recorded]
 
 
 def _insert(session: Session):  # type: ignore[no-untyped-def]
@@ -262,20 +278,15 @@ class Ledger:
             found = s.execute(select(d_.decision_key, d_.message).where(
                 d_.ticket_id == ticket_id, d_.attempt > after, d_.published_at.is_not(None))
                 .order_by(d_.attempt)).all()
-            if not found:
-                return None
-            recorded = set(s.scalars(select(t.TicketEvent.event_id).where(
-                t.TicketEvent.event_id.in_([f"routed:{key}" for key, _ in found]))))
-        return next((message for key, message in found if message and f"routed:{key}" not in recorded), None)
+            unheard = set(_unrecorded_routings(s, [key for key, _ in found]))
+        return next((message for key, message in found if message and key in unheard), None)
 
     def unannounced(self, keys: list[str]) -> list[str]:
         """Of these routing ids (published decisions), those whose 'routed' event the lifecycle has not recorded."""
         if not keys:
             return []
         with self.session() as s:
-            recorded = set(s.scalars(select(t.TicketEvent.event_id).where(
-                t.TicketEvent.event_id.in_([f"routed:{key}" for key in keys]))))
-        return [key for key in keys if f"routed:{key}" not in recorded]
+            return _unrecorded_routings(s, keys)
 
     def record_event(self, *, event_id: str, ticket_id: str, type: str, actor: str, agency: str | None,
                      occurred_at: datetime, accepted: bool, reason: str | None, payload: dict[str, Any],
@@ -333,11 +344,14 @@ class Ledger:
                 s.execute(update(tickets).where(tickets.c.id == bindparam("b_id")).values(
                     status=bindparam("b_status"), current_agency=bindparam("b_agency"),
                     updated_at=bindparam("b_now")), mirrors)
-            for chunk in chunks(touched):
+            # a ticket an agency, dispatcher or caller acted on is stored again by restage (which drops what was
+            # stored first); one only routed just goes back to the live set
+            stepped = ({row["ticket_id"] for row in fresh if row["accepted"] and row["type"] != "routed"}
+                       if restage is not None else set())
+            for chunk in chunks([tid for tid in touched if tid not in stepped]):
                 self.figures_changed(s, chunk)
-            stepped = sorted({row["ticket_id"] for row in fresh if row["accepted"] and row["type"] != "routed"})
-            if stepped and restage is not None:
-                restage(s, stepped)
+            if stepped:
+                restage(s, sorted(stepped))
         return len(fresh)
 
     @staticmethod
@@ -349,8 +363,7 @@ class Ledger:
                                  .values(figures_live=True, updated_at=tickets.c.updated_at)
                                  .returning(tickets.c.id)))
         if changed:
-            for table in (t.FigureStage.__table__, t.FigureOpen.__table__):
-                s.execute(delete(table).where(table.c.ticket_id.in_(changed)))
+            drop_figures(s, changed)
 
     def record_training_example(self, *, ticket_id: str, label: str, predicted: str | None,
                                 created_by: str) -> None:

@@ -24,7 +24,7 @@ from datetime import date, datetime, time, timedelta
 from itertools import groupby
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select, text, update
+from sqlalchemy import Connection, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from models import ledger as t
@@ -40,12 +40,13 @@ from models.supervision.figures import (
     Stage,
     history_of,
     replay,
-    settle,
+    replay_all,
+    settle_all,
     tally,
 )
 from models.tickets import EARLIEST, LATEST, Rejection
 from models.workcalendar import TZ, as_local
-from streams.db import Ledger, chunks, lock_tickets
+from streams.db import Ledger, chunks, drop_figures, lock_tickets
 
 log = logging.getLogger(__name__)
 
@@ -173,19 +174,9 @@ def load_stages(ledger: Ledger, catalogue: Catalogue, *, now: datetime, since: d
                    for tid, stage, agency, anchor, due, late in conn.execute(
                        select(fo.ticket_id, fo.stage, fo.agency, fo.anchor_at, fo.due_at, fo.late))]
         histories = histories_of(conn, live)
-    for intake, events in histories:
-        replayed = replay(intake, events, catalogue)
-        stages.extend(replayed.stages)
-        if replayed.pending is not None:
-            pending.append(replayed.pending)
-    overdue: list[OverdueTicket] = []
-    for open_stage in pending:
-        late, past = settle(open_stage, now, catalogue.calendar)
-        if late is not None:
-            stages.append(late)
-        if past is not None:
-            overdue.append(past)
-    return stages, overdue
+    live_stages, live_pending = replay_all(histories, catalogue)
+    late, overdue = settle_all(pending + live_pending, now, catalogue.calendar)
+    return stages + live_stages + late, overdue
 
 
 def restage(db: Session | Connection, catalogue: Catalogue, ticket_ids: list[str]) -> int:
@@ -201,8 +192,7 @@ def restage(db: Session | Connection, catalogue: Catalogue, ticket_ids: list[str
     ids = sorted(set(ticket_ids))
     for chunk in chunks(ids):
         # a write first: on SQLite it takes the write lock, so the history read next is the one stored
-        for table in (_fs, fo):
-            db.execute(delete(table).where(table.ticket_id.in_(chunk)))
+        drop_figures(db, chunk)
         for intake, events in histories_of(db, chunk):
             try:
                 replayed = replay(intake, events, catalogue)

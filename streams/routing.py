@@ -21,7 +21,7 @@ import orjson
 
 from classifier.decision import AUTO, Decision
 from classifier.router import RouteRequest
-from models.events import Alternative, RoutedTicket, TicketRouted
+from models.events import Alternative, RoutedTicket, TicketRouted, routed_event_id
 from models.tickets import Rejection, TicketIn, content_key, mask_caller_phone, parse_ticket
 from streams.app import app, events_topic, manual_topic, received_topic, routed_topic
 from streams.db import Ledger
@@ -261,7 +261,7 @@ def routed_event(data: dict[str, Any], at: datetime) -> TicketRouted:
     is the routing id's, whoever builds it: the announcement, or the lifecycle catching up on a routing whose
     announcement has not reached it yet (:func:`streams.lifecycle.published_routing`)."""
     return TicketRouted(
-        event_id=f"routed:{data['routing_id']}", ticket_id=data["ticket_id"], type="routed", actor="router",
+        event_id=routed_event_id(data["routing_id"]), ticket_id=data["ticket_id"], type="routed", actor="router",
         role="system", occurred_at=at, agency=data.get("agency"), attempt=data["attempt"],
         decision=data["decision"], matter=data.get("matter"),
         confidence=data.get("confidence"), reason=data.get("reason"),

@@ -68,7 +68,7 @@ class Services:
 
     @functools.cached_property
     def restage(self) -> Callable[[Any, list[str]], int]:
-        """Stores the figure stages of the tickets a lifecycle batch made final (``Ledger.record_events``)."""
+        """Stores the figure stages of the tickets a lifecycle batch stepped on (``Ledger.record_events``)."""
         return restager(self.catalogue)
 
     async def route_many(self, requests: Sequence[RouteRequest]) -> list[Decision]:

@@ -175,12 +175,18 @@ def settle(pending: OpenStage, now: datetime, calendar: Any) -> tuple[Stage | No
     return late, overdue
 
 
-def contributions(replayed: Replayed, now: datetime, calendar: Any) -> tuple[list[Stage], OverdueTicket | None]:
-    """A replayed ticket's stages as of ``now`` (its open stage settled), and its open overdue entry."""
-    if replayed.pending is None:
-        return replayed.stages, None
-    late, overdue = settle(replayed.pending, now, calendar)
-    return (replayed.stages + [late] if late is not None else replayed.stages), overdue
+def settle_all(pending: Iterable[OpenStage], now: datetime, calendar: Any
+               ) -> tuple[list[Stage], list[OverdueTicket]]:
+    """:func:`settle` for each open stage: the late stages they add as of ``now``, and the overdue entries."""
+    late_stages: list[Stage] = []
+    overdue: list[OverdueTicket] = []
+    for open_stage in pending:
+        late, past = settle(open_stage, now, calendar)
+        if late is not None:
+            late_stages.append(late)
+        if past is not None:
+            overdue.append(past)
+    return late_stages, overdue
 
 
 @dataclass(slots=True)
@@ -217,14 +223,22 @@ def agency_figures(history: Iterable[tuple[TicketFacts, Sequence[Any]]], catalog
     """Figures per agency code. ``history``: (intake facts, the ticket's accepted events in order);
     ``alerts``: (agency, rule, raised_at, ticket_id). Only dispatches and alerts in [since, until) count; the list of
     tickets open past a deadline (``open_overdue``) is as of ``now``, whatever the period."""
+    stages, pending = replay_all(history, catalogue)
+    late, overdue = settle_all(pending, now, catalogue.calendar)
+    return tally(stages + late, overdue, since=since, until=until, alerts=alerts)
+
+
+def replay_all(history: Iterable[tuple[TicketFacts, Sequence[Any]]], catalogue: Catalogue
+               ) -> tuple[list[Stage], list[OpenStage]]:
+    """:func:`replay` for each ticket: all their stages, and their stages still open."""
     stages: list[Stage] = []
-    overdue: list[OverdueTicket] = []
+    pending: list[OpenStage] = []
     for intake, events in history:
-        ticket_stages, open_overdue = contributions(replay(intake, events, catalogue), now, catalogue.calendar)
-        stages.extend(ticket_stages)
-        if open_overdue is not None:
-            overdue.append(open_overdue)
-    return tally(stages, overdue, since=since, until=until, alerts=alerts)
+        replayed = replay(intake, events, catalogue)
+        stages.extend(replayed.stages)
+        if replayed.pending is not None:
+            pending.append(replayed.pending)
+    return stages, pending
 
 
 def tally(stages: Iterable[Stage], open_overdue: Iterable[OverdueTicket] = (), *, since: datetime | None = None,
@@ -376,5 +390,5 @@ def history_of(intake: TicketFacts, events: Iterable[Any]) -> tuple[TicketFacts,
     return intake, list(events)
 
 
-__all__ = ["AgencyFigures", "OpenStage", "OverdueTicket", "Replayed", "Stage", "agency_figures", "contributions",
-           "history_of", "replay", "settle", "tally"]
+__all__ = ["AgencyFigures", "OpenStage", "OverdueTicket", "Replayed", "Stage", "agency_figures",
+           "history_of", "replay", "replay_all", "settle", "settle_all", "tally"]

@@ -29,6 +29,7 @@ from sqlalchemy import func, select
 from models import ledger as t
 from models.clock import Clock
 from models.directory import Catalogue
+from models.events import routed_event_id
 from streams.db import Ledger
 from streams.demo.scenario import Act, Scenario, Step, Submit
 
@@ -76,7 +77,7 @@ def ticket_views(ledger: Ledger, ids: list[str]) -> dict[str, TicketView]:
         for tid, status, agency, attempt, matter, address, received_at in rows:
             by = returned.get(tid, [])
             out[tid] = TicketView(status, agency, attempt or 0, len(by), tuple(a for a in by if a),
-                                  f"routed:{tid}#{attempt}" in routed_ids, matter, address, received_at)
+                                  routed_event_id(f"{tid}#{attempt}") in routed_ids, matter, address, received_at)
     return out
 
 

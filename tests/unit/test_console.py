@@ -20,7 +20,7 @@ from config.settings import Settings
 from models.directory import Catalogue
 from models.lifecycle import Status
 from models.supervision import TicketFacts
-from models.supervision.figures import contributions, replay
+from models.supervision.figures import replay, settle_all
 from models.workcalendar import TZ
 from streams.cli.agency import Action
 from streams.console.access import (
@@ -193,7 +193,9 @@ def test_daily_series_counts_by_dispatch_day(cat: Catalogue) -> None:
                                    event("X1", "signed", day1 + timedelta(hours=1), "BH-SCJG")]),
         (TicketFacts("X2", day2), [event("X2", "routed", day2, "BH-SCJG", **routed)]),
     ]
-    stages = [st for intake, evs in histories for st in contributions(replay(intake, evs, cat), now, cat.calendar)[0]]
+    replayed = [replay(intake, evs, cat) for intake, evs in histories]
+    late, _ = settle_all([r.pending for r in replayed if r.pending is not None], now, cat.calendar)
+    stages = [st for r in replayed for st in r.stages] + late
     s = daily_series([day1, day2, day2], stages, now=now, days=3)
     assert s.days == [date(2025, 6, 2), date(2025, 6, 3), date(2025, 6, 4)]
     assert s.received == [0, 1, 2] and s.dispatched == [0, 1, 1]
