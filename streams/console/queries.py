@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select, tuple_
+from sqlalchemy import case, func, null, or_, select, tuple_
 
 from models import ledger as t
 from models.lifecycle import Status
@@ -308,11 +308,20 @@ def recent_alerts(ledger: Ledger, *, limit: int = 50, agency: str | None = None,
         return list(s.scalars(q))
 
 
-def received_rows(ledger: Ledger, since: datetime) -> list[tuple[datetime, str | None]]:
-    """(received_at, matter) of the tickets received since ``since`` (for the weekly hot spots)."""
+def received_counts(ledger: Ledger, bounds: Sequence[datetime], *,
+                    by_matter: bool = False) -> list[tuple[int, str | None, int]]:
+    """Tickets received in each period [bounds[i], bounds[i + 1]), as (i, matter or None, count), counted by
+    the database: a district's eight weeks are some 50,000 tickets, which read row by row took 40% of the
+    overview's time. ``bounds`` ascend; the periods are found by a CASE on the received time, so both
+    backends count alike whatever their date functions."""
+    starts = list(enumerate(bounds[:-1]))
+    period = case(*((t.Ticket.received_at >= start, i) for i, start in reversed(starts)))
+    rows = (select(period.label("period"), (t.Ticket.matter if by_matter else null()).label("matter"))
+            .where(t.Ticket.received_at >= bounds[0], t.Ticket.received_at < bounds[-1]).subquery())
+    # grouped outside: PostgreSQL would see the CASE's parameters in GROUP BY as another expression
     with ledger.session() as s:
-        return [(r, m) for r, m in s.execute(select(t.Ticket.received_at, t.Ticket.matter)
-                                             .where(t.Ticket.received_at >= since))]
+        return [(i, m, n) for i, m, n in s.execute(select(rows.c.period, rows.c.matter, func.count())
+                                                   .group_by(rows.c.period, rows.c.matter))]
 
 
 def training_examples(ledger: Ledger, *, limit: int = 20) -> tuple[int, list[t.TrainingExample]]:

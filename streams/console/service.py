@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from config.settings import Settings
@@ -38,10 +38,17 @@ from streams.console.access import (
 )
 from streams.console.accounts import LoginThrottle
 from streams.console.publisher import BusUnavailable, Publisher
-from streams.console.trends import DailySeries, WeeklyHotspots, daily_series, weekly_hotspots
+from streams.console.trends import (
+    DailySeries,
+    WeeklyHotspots,
+    daily_series,
+    hotspot_weeks,
+    last_days,
+    weekly_hotspots,
+)
 from streams.db import Ledger
 from streams.intake import ticket_json
-from streams.reports import figures, intake_facts, load_alert_rules, load_stages, period_start
+from streams.reports import day_bounds, figures, intake_facts, load_alert_rules, load_stages, period_start
 
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 64 * 1024
@@ -114,6 +121,11 @@ def action_options(action: Action, options: dict[str, Any], catalogue: Catalogue
     if action is Action.SIGN:
         return {}
     return {"explanation": explanation}
+
+
+def _midnights(days: list[date]) -> list[datetime]:
+    """The Shanghai midnights that start ``days``."""
+    return [day_bounds(d)[0] for d in days]
 
 
 def intent_id(ticket_id: str, action: Action, p: Principal, options: dict[str, Any], version: str) -> str:
@@ -296,11 +308,16 @@ class Console:
         stages, overdue = load_stages(self.ledger, self.catalogue, now=now,
                                       since=None if since is None else min(since, series_since))
         figures = tally(stages, overdue, since=since, until=until, alerts=load_alert_rules(self.ledger, since, until))
-        rows = queries.received_rows(self.ledger, now - timedelta(weeks=weeks))
+        today = as_local(now).date()
+        days, mondays = last_days(today, series_days), hotspot_weeks(today, weeks)
+        # received tickets counted per day and per week (and matter) by the database
+        per_day = queries.received_counts(self.ledger, _midnights([*days, today + timedelta(days=1)]))
+        per_week = queries.received_counts(self.ledger, _midnights([*mondays, mondays[-1] + timedelta(weeks=1)]),
+                                           by_matter=True)
         return Overview(
             now, since, until, dict(sorted(figures.items())),
-            daily_series([r for r, _ in rows], stages, now=now, days=series_days),
-            weekly_hotspots(rows, self.catalogue, today=as_local(now).date(), weeks=weeks))
+            daily_series({days[i]: n for i, _, n in per_day}, stages, now=now, days=series_days),
+            weekly_hotspots([(mondays[i], m, n) for i, m, n in per_week], self.catalogue, today=today, weeks=weeks))
 
     def agency_figures(self, agency: str | None, since: datetime | None,
                        until: datetime | None = None) -> dict[str, AgencyFigures]:

@@ -7,8 +7,7 @@ own group, by the catalogue's own fields, next to the busiest matters of the per
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -32,6 +31,16 @@ def week_start(day: date) -> date:
     return day - timedelta(days=day.weekday())
 
 
+def hotspot_weeks(today: date, weeks: int) -> list[date]:
+    """The Mondays of the ``weeks`` weeks shown, oldest first, the current week last."""
+    return [week_start(today) - timedelta(weeks=weeks - 1 - i) for i in range(weeks)]
+
+
+def last_days(today: date, days: int) -> list[date]:
+    """The ``days`` calendar days ending today, oldest first."""
+    return [today - timedelta(days=days - 1 - i) for i in range(days)]
+
+
 @dataclass(frozen=True, slots=True)
 class WeeklyHotspots:
     weeks: list[date]  # Mondays, oldest first
@@ -39,22 +48,22 @@ class WeeklyHotspots:
     top: list[tuple[str, str, list[int], int]]  # (matter code, name, count per week, total), busiest first
 
 
-def weekly_hotspots(rows: Iterable[tuple[datetime, str | None]], catalogue: Catalogue, *, today: date,
+def weekly_hotspots(counts: Iterable[tuple[date, str | None, int]], catalogue: Catalogue, *, today: date,
                     weeks: int = 8, top: int = 6) -> WeeklyHotspots:
     """Tickets per week (by received time, Monday-based) for the focus groups and the ``top`` matters.
 
-    ``rows`` are (received_at, matter code) of tickets; older ones than the first week are ignored."""
-    mondays = [week_start(today) - timedelta(weeks=weeks - 1 - i) for i in range(weeks)]
+    ``counts`` are (Monday of the week received, matter code, tickets); weeks not shown are ignored."""
+    mondays = hotspot_weeks(today, weeks)
     index = {m: i for i, m in enumerate(mondays)}
     focus = {name: [0] * weeks for name in FOCUS_GROUPS}
     per_matter: dict[str, list[int]] = {}
-    for received_at, code in rows:
-        i = index.get(week_start(as_local(received_at).date()))
+    for monday, code, n in counts:
+        i = index.get(monday)
         if i is None or not code:
             continue
-        per_matter.setdefault(code, [0] * weeks)[i] += 1
+        per_matter.setdefault(code, [0] * weeks)[i] += n
         for group in focus_groups(catalogue.matters.get(code)):
-            focus[group][i] += 1
+            focus[group][i] += n
     busiest = sorted(per_matter.items(), key=lambda kv: (-sum(kv[1]), kv[0]))[:top]
     return WeeklyHotspots(mondays, focus, [(code, catalogue.matters[code].name if code in catalogue.matters
                                             else code, counts, sum(counts)) for code, counts in busiest])
@@ -73,13 +82,12 @@ def _rate(part: int, whole: int) -> float | None:
     return round(part / whole, 4) if whole else None
 
 
-def daily_series(received: Iterable[datetime], stages: Iterable[Stage], *, now: datetime,
+def daily_series(received: Mapping[date, int], stages: Iterable[Stage], *, now: datetime,
                  days: int = 14) -> DailySeries:
-    """Per day over the last ``days`` days (Asia/Shanghai): tickets received, dispatches, and the on-time
-    rates of the stages whose dispatch fell on that day (the same definitions as the per-agency figures)."""
-    today = as_local(now).date()
-    dates = [today - timedelta(days=days - 1 - i) for i in range(days)]
-    counts = Counter(as_local(r).date() for r in received)
+    """Per day over the last ``days`` days (Asia/Shanghai): tickets received (``received``: per day), dispatches,
+    and the on-time rates of the stages whose dispatch fell on that day (the same definitions as the per-agency
+    figures)."""
+    dates = last_days(as_local(now).date(), days)
     by_day: dict[date, list[Stage]] = {d: [] for d in dates}
     for st in stages:  # a stage counts on the day of its dispatch
         if (day := as_local(st.anchor).date()) in by_day:
@@ -91,4 +99,4 @@ def daily_series(received: Iterable[datetime], stages: Iterable[Stage], *, now: 
         sign.append(_rate(sum(f.signed_on_time for f in figs), sum(f.signed_on_time + f.signed_late for f in figs)))
         resolution.append(_rate(sum(f.resolved_on_time for f in figs),
                                 sum(f.resolved_on_time + f.resolved_late for f in figs)))
-    return DailySeries(dates, [counts.get(d, 0) for d in dates], dispatched, sign, resolution)
+    return DailySeries(dates, [received.get(d, 0) for d in dates], dispatched, sign, resolution)

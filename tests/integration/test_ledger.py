@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import pytest
 
@@ -109,3 +109,31 @@ def test_the_migrations_build_exactly_the_models_schema(database_url):
     with engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), t.Base.metadata) == []
     engine.dispose()
+
+
+def test_received_counts_per_shanghai_day_and_matter(database_url):
+    from datetime import timedelta
+
+    from streams.console.queries import received_counts
+    from streams.reports import day_bounds
+
+    ledger = Ledger(make_engine(database_url))
+    # Given tickets on both sides of Shanghai midnights (16:00 UTC), one not yet classified, one too late
+    received = {"C-1": ("2025-06-01T23:59:59+08:00", "HB-001"), "C-2": ("2025-06-02T00:00:00+08:00", "HB-001"),
+                "C-3": ("2025-06-02T15:59:59Z", "HB-001"), "C-4": ("2025-06-02T16:00:00Z", "RS-002"),
+                "C-5": ("2025-06-03T09:00:00+08:00", None), "C-6": ("2025-06-04T00:00:00+08:00", "HB-001"),
+                "C-0": ("2025-05-31T23:59:59+08:00", "HB-001")}
+    for tid, (at, _) in received.items():
+        ledger.record_ticket(parse_ticket({"id": tid, "text": "楼下饭店油烟扰民", "received_at": at}))
+    with ledger.session() as s:
+        for tid, (_, matter) in received.items():
+            s.get(t.Ticket, tid).matter = matter
+    # When they are counted per day from 1 to 3 June
+    first = date(2025, 6, 1)
+    bounds = [day_bounds(first + timedelta(days=i))[0] for i in range(4)]
+    # Then each lands on its Shanghai day, before and after grouping by matter
+    assert sorted(received_counts(ledger, bounds)) == [(0, None, 1), (1, None, 2), (2, None, 2)]
+    assert sorted(received_counts(ledger, bounds, by_matter=True), key=str) == sorted(
+        [(0, "HB-001", 1), (1, "HB-001", 2), (2, "RS-002", 1), (2, None, 1)], key=str)
+    assert received_counts(ledger, bounds[:1] + bounds[-1:]) == [(0, None, 5)]  # one period of three days
+    ledger.dispose()

@@ -45,7 +45,7 @@ from streams.console.api import decode_cursor, encode_cursor
 from streams.console.charts import bar_chart, line_chart
 from streams.console.service import ConsoleError, action_options
 from streams.console.suggest import suggestions
-from streams.console.trends import daily_series, focus_groups, weekly_hotspots
+from streams.console.trends import daily_series, focus_groups, hotspot_weeks, weekly_hotspots
 from streams.corrections import candidates_of, correction_label
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -169,13 +169,14 @@ def test_weekly_hotspots_group_the_reports_focus_matters(cat: Catalogue) -> None
     assert focus_groups(cat.matters["JY-002"]) == ["教育培训"] and focus_groups(cat.matters["RS-002"]) == ["劳动保障"]
     assert focus_groups(None) == []
     today = date(2025, 6, 4)  # a Wednesday
-    rows = [(datetime(2025, 6, 2, 9, tzinfo=TZ), "HB-001"), (datetime(2025, 6, 1, 23, tzinfo=TZ), "HB-001"),
-            (datetime(2025, 6, 3, 9, tzinfo=TZ), "RS-002"), (datetime(2025, 6, 3, 9, tzinfo=TZ), None),
-            (datetime(2025, 1, 1, 9, tzinfo=TZ), "JY-002")]  # too old: outside the weeks shown
-    h = weekly_hotspots(rows, cat, today=today, weeks=2)
+    assert hotspot_weeks(today, 2) == [date(2025, 5, 26), date(2025, 6, 2)]
+    counts = [(date(2025, 6, 2), "HB-001", 3), (date(2025, 5, 26), "HB-001", 1), (date(2025, 6, 2), "RS-002", 1),
+              (date(2025, 6, 2), None, 5),  # not yet classified: in no group
+              (date(2024, 12, 30), "JY-002", 9)]  # too old: outside the weeks shown
+    h = weekly_hotspots(counts, cat, today=today, weeks=2)
     assert h.weeks == [date(2025, 5, 26), date(2025, 6, 2)]
-    assert h.focus == {"教育培训": [0, 0], "劳动保障": [0, 1], "餐饮油烟": [1, 1]}
-    assert h.top[0] == ("HB-001", "餐饮油烟扰民", [1, 1], 2)
+    assert h.focus == {"教育培训": [0, 0], "劳动保障": [0, 1], "餐饮油烟": [1, 3]}
+    assert h.top == [("HB-001", "餐饮油烟扰民", [1, 3], 4), ("RS-002", cat.matters["RS-002"].name, [0, 1], 1)]
 
 
 def event(tid: str, kind: str, when: datetime, agency: str | None, **extra: Any) -> SimpleNamespace:
@@ -196,7 +197,7 @@ def test_daily_series_counts_by_dispatch_day(cat: Catalogue) -> None:
     replayed = [replay(intake, evs, cat) for intake, evs in histories]
     late, _ = settle_all([r.pending for r in replayed if r.pending is not None], now, cat.calendar)
     stages = [st for r in replayed for st in r.stages] + late
-    s = daily_series([day1, day2, day2], stages, now=now, days=3)
+    s = daily_series({day1.date(): 1, day2.date(): 2, date(2025, 5, 1): 7}, stages, now=now, days=3)
     assert s.days == [date(2025, 6, 2), date(2025, 6, 3), date(2025, 6, 4)]
     assert s.received == [0, 1, 2] and s.dispatched == [0, 1, 1]
     assert s.sign_on_time == [None, 1.0, None]  # day 2's sign-for is still open and not yet due
