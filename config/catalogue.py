@@ -43,7 +43,7 @@ import logging
 import re
 import threading
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -228,22 +228,28 @@ def _mapping(rep: _Report, file: str, field: str, value: Any) -> dict[str, Any] 
     return value
 
 
+def _yaml_rows(path: Path, rep: _Report, what: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    """The entries of a YAML file that holds a list of ``what`` (辖区, 承办单位, 事项), with their positions; a
+    file that cannot be read or is no list, and an entry that is no mapping, are reported and skipped."""
+    data = _read_yaml(path, rep)
+    if data is None:
+        return
+    file = rep.rel(path)
+    if not isinstance(data, list):
+        rep.error(file, "-", f"应为{what}列表")
+        return
+    for n, raw in enumerate(data):
+        if (row := _mapping(rep, file, f"[{n}]", raw)) is not None:
+            yield n, row
+
+
 # --- jurisdictions and agencies -------------------------------------------------------------
 def _load_jurisdictions(path: Path, rep: _Report) -> dict[str, Jurisdiction]:
     file = rep.rel(path)
-    data = _read_yaml(path, rep)
-    if data is None:
-        return {}
-    if not isinstance(data, list):
-        rep.error(file, "-", "应为辖区列表")
-        return {}
     out: dict[str, Jurisdiction] = {}
     street_codes: set[str] = set()
     street_names: dict[str, str] = {}
-    for n, raw in enumerate(data):
-        row = _mapping(rep, file, f"[{n}]", raw)
-        if row is None:
-            continue
+    for n, row in _yaml_rows(path, rep, "辖区"):
         code = _text(rep, file, f"[{n}].code", row.get("code"))
         where = f"[{code or n}]"
         if code and not JURISDICTION_CODE.match(code):
@@ -325,18 +331,9 @@ def _load_jurisdictions(path: Path, rep: _Report) -> dict[str, Jurisdiction]:
 
 def _load_agencies(path: Path, rep: _Report, jurisdictions: dict[str, Jurisdiction]) -> dict[str, Agency]:
     file = rep.rel(path)
-    data = _read_yaml(path, rep)
-    if data is None:
-        return {}
-    if not isinstance(data, list):
-        rep.error(file, "-", "应为承办单位列表")
-        return {}
     out: dict[str, Agency] = {}
     names: dict[str, str] = {}
-    for n, raw in enumerate(data):
-        row = _mapping(rep, file, f"[{n}]", raw)
-        if row is None:
-            continue
+    for n, row in _yaml_rows(path, rep, "承办单位"):
         code = _text(rep, file, f"[{n}].code", row.get("code"))
         where = f"[{code or n}]"
         if code and not AGENCY_CODE.match(code):
@@ -392,16 +389,7 @@ def _load_matters(folder: Path, rep: _Report) -> dict[str, Matter]:
         rep.warning(rep.rel(folder), "-", "没有事项文件")
     for path in files:
         file = rep.rel(path)
-        data = _read_yaml(path, rep)
-        if data is None:
-            continue
-        if not isinstance(data, list):
-            rep.error(file, "-", "应为事项列表")
-            continue
-        for n, raw in enumerate(data):
-            row = _mapping(rep, file, f"[{n}]", raw)
-            if row is None:
-                continue
+        for n, row in _yaml_rows(path, rep, "事项"):
             m = _matter(rep, file, n, row)
             if m is None:
                 continue
