@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
 
-from models.workcalendar import as_local
+from models.workcalendar import as_local, span_zh
 
 
 class Status(StrEnum):
@@ -242,18 +242,24 @@ def _named(event: Any) -> str:
     return f"「{EVENT_NAMES.get(event.type, event.type)}」"
 
 
-def _when_zh(moment: datetime) -> str:
+def _when_zh(moment: datetime, beside: datetime | None = None) -> str:
+    """12月5日09:30; with the year when it is not the year of ``beside`` (the other time of a comparison)."""
     m = as_local(moment)
-    return f"{m.month}月{m.day}日{m:%H:%M}"
+    year = f"{m.year}年" if beside is not None and as_local(beside).year != m.year else ""
+    return f"{year}{m.month}月{m.day}日{m:%H:%M}"
 
 
 def apply(state: TicketState | None, event: LifecycleEvent, *, max_attempts: int = 3,
-          known_agencies: Collection[str] = (), return_closes: datetime | None = None) -> Outcome | Refusal:
+          known_agencies: Collection[str] = (), return_closes: datetime | None = None,
+          now: datetime | None = None, max_skew: timedelta = timedelta(0)) -> Outcome | Refusal:
     """The next state after ``event``, with the follow-up effects; or why the event is refused.
 
     ``return_closes``: the end of the current dispatch's 退单 window, when returns after it are refused (the
     agency must then handle the ticket; a dispatcher can still reassign it). The caller knows the time limits;
-    None accepts a return whenever it comes (supervision flags it late)."""
+    None accepts a return whenever it comes (supervision flags it late).
+
+    ``now``: the stage's clock, for the check of the event's ``occurred_at`` (:func:`stamped_in_time`), with
+    ``max_skew`` the clocks' allowed difference. None skips that check: a replay of events accepted before."""
     if event.type not in EVENT_TYPES:
         return Refusal(f"未知的事件类型 {event.type!r} / unknown event type {event.type!r}; "
                        f"expected one of {', '.join(EVENT_TYPES)}")
@@ -276,7 +282,39 @@ def apply(state: TicketState | None, event: LifecycleEvent, *, max_attempts: int
                        "确非本单位职责的，请联系热线派单员改派 / "
                        f"the return window closed at {return_closes.isoformat()}: the agency must handle the "
                        "ticket now; a dispatcher can still reassign it")
+    if now is not None and isinstance(outcome, Outcome) and not outcome.duplicate \
+            and (refusal := stamped_in_time(state, event, now, max_skew)):
+        return refusal  # as above: said only of an event that would otherwise be accepted
     return outcome
+
+
+def stamped_in_time(state: TicketState, event: LifecycleEvent, now: datetime,
+                    max_skew: timedelta) -> Refusal | None:
+    """Why ``event`` cannot have happened when it says, or None. Its ``occurred_at`` comes from the sender (an
+    agency's system, the console, a CLI): one later than ``now`` makes stage durations negative and deadlines
+    meaningless; one earlier than the ticket's previous accepted step (the last event applied to ``state``: the
+    dispatch a sign-for answers, the sign-for a resolution follows) would let an agency sign or resolve "before"
+    it was dispatched, or before its own last step, and dodge an overdue mark. ``max_skew`` is the clocks'
+    allowed difference either way, so a sender whose clock is a little off is not refused for it.
+
+    Not of a 'routed' event: only the router writes one, stamped by the deployment's clock when the routing is
+    announced (after the step that caused it). A refused one would strand its ticket: the ledger's row of its
+    event id stops the catch-up and the re-announcement (``Ledger.unrecorded_routing``, ``unannounced``)."""
+    if event.type == "routed":
+        return None
+    at = event.occurred_at
+    if at > now + max_skew:
+        return Refusal(f"{_named(event)}的办理时间（{_when_zh(at, now)}）晚于当前时间（{_when_zh(now, at)}），"
+                       f"超出允许误差{span_zh(max_skew)}，请核对发送方系统时间后重新提交 / occurred_at "
+                       f"{at.isoformat()} is later than now ({as_local(now).isoformat()}) by more than the "
+                       f"allowed clock skew ({max_skew.total_seconds():g} s)")
+    previous = state.updated_at
+    if previous is not None and at < previous - max_skew:
+        return Refusal(f"{_named(event)}的办理时间（{_when_zh(at, previous)}）早于上一环节"
+                       f"（{_when_zh(previous, at)}），超出允许误差{span_zh(max_skew)}，不予受理 / occurred_at "
+                       f"{at.isoformat()} is earlier than the ticket's previous step ({as_local(previous).isoformat()}) "
+                       f"by more than the allowed clock skew ({max_skew.total_seconds():g} s)")
+    return None
 
 
 def _require_current_agency(state: TicketState, event: LifecycleEvent) -> Refusal | None:

@@ -13,7 +13,7 @@ import re
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sqlalchemy import String
 
 from models.ledger import Base, Ticket
-from models.workcalendar import as_local
+from models.workcalendar import as_local, span_zh
 
 
 def column_chars(table: type[Base]) -> dict[str, int]:
@@ -142,6 +142,20 @@ def plausible_time(v: datetime) -> datetime:
     return v
 
 
+def received_in_future(received_at: datetime, now: datetime, max_skew: timedelta) -> str | None:
+    """Why ``received_at`` cannot be when the hotline received the ticket, or None: it is later than ``now`` by
+    more than ``max_skew`` (a platform's wrong clock, "2027" typed for "2026"). Its deadlines would run from a
+    time to come, so it could never be overdue, and the supervisors' charts would count it on a future day.
+    A stamp ahead by no more than ``max_skew`` is a clock slightly ahead of ours: accepted as it is."""
+    if received_at <= now + max_skew:
+        return None
+    at, current = as_local(received_at), as_local(now)
+    return (f"received_at：受理时间晚于当前时间（受理时间 {at:%Y-%m-%d %H:%M}，当前 {current:%Y-%m-%d %H:%M}，"
+            f"允许误差 {span_zh(max_skew)}），请核对年份和平台的系统时间 / received_at: {at.isoformat()} is later "
+            f"than now ({current.isoformat()}) by more than the allowed clock skew "
+            f"({max_skew.total_seconds():g} s)")
+
+
 def hotline_time(moment: datetime) -> datetime:
     """``moment`` as the hotline means it, in Asia/Shanghai: a naive time is Shanghai wall-clock time;
     ValueError when no hotline could have stamped it (:func:`plausible_time`). Checked before converting:
@@ -258,8 +272,11 @@ def _rejection_key(data: dict[str, Any], payload_text: str) -> str:
     return content_key(payload_text)
 
 
-def parse_ticket(raw: bytes | str | dict[str, Any], *, now: datetime | None = None) -> TicketIn | Rejection:
-    """Validate one input; never raises for bad input."""
+def parse_ticket(raw: bytes | str | dict[str, Any], *, now: datetime | None = None,
+                 max_skew: timedelta | None = None) -> TicketIn | Rejection:
+    """Validate one input; never raises for bad input. ``now`` stamps a ticket that has no ``received_at``
+    (default: the wall clock); with ``max_skew`` too, a ``received_at`` later than ``now`` + ``max_skew`` is
+    rejected (:func:`received_in_future`). Without them no "now" is at hand (tests, tools reading old files)."""
     payload_text = shown_payload(raw)
     try:
         data: Any = storable(raw if isinstance(raw, dict) else json.loads(raw))
@@ -280,6 +297,9 @@ def parse_ticket(raw: bytes | str | dict[str, Any], *, now: datetime | None = No
         return Rejection(key, _explain(exc), payload_text[:2000])
     if ticket.received_at is None:
         ticket.received_at = (now or datetime.now(UTC)).astimezone(SHANGHAI)
+    elif now is not None and max_skew is not None and (reason := received_in_future(ticket.received_at, now,
+                                                                                      max_skew)):
+        return Rejection(key, reason, payload_text[:2000])
     return ticket
 
 

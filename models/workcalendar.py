@@ -80,6 +80,16 @@ def as_local(moment: datetime) -> datetime:
     return moment.astimezone(TZ)
 
 
+def span_zh(span: timedelta) -> str:
+    """A length of time as a person says it: 5分钟, 300小时, 30秒."""
+    seconds = int(span.total_seconds())
+    if seconds and seconds % 3600 == 0:
+        return f"{seconds // 3600}小时"
+    if seconds and seconds % 60 == 0:
+        return f"{seconds // 60}分钟"
+    return f"{span.total_seconds():g}秒"
+
+
 def local_date(moment: date | datetime) -> date:
     """The Shanghai calendar date of a moment (a plain date is returned as is)."""
     if isinstance(moment, datetime):

@@ -36,7 +36,7 @@ from streams.routing import (
     routed_event,
     routed_message,
 )
-from streams.wiring import services
+from streams.wiring import clock_skew, services
 
 log = logging.getLogger(__name__)
 BATCH = 200  # up to 200 events, or as many as came within settings.stream_batch_wait_ms
@@ -102,6 +102,8 @@ async def handle_batch(events: Sequence[Any]) -> None:
     finish what the first run did not.
     """
     svc = services()
+    # the senders' times are judged against our clock (one "now" per batch, taken after its events arrived)
+    now, skew = svc.clock.now(), clock_skew(svc.settings, svc.clock)
     states: dict[str, tuple[TicketState, int]] = {}  # ticket id -> (state after this batch, partition)
     observed: list[supervision.Observation] = []
     rows: list[dict[str, Any]] = []
@@ -125,7 +127,8 @@ async def handle_batch(events: Sequence[Any]) -> None:
             raw_state = ticket_table.state(event.ticket_id)
             state = TicketState.from_dict(raw_state) if raw_state else None
         outcome = apply(state, event, max_attempts=svc.catalogue.sla.max_dispatch_attempts,
-                        known_agencies=svc.catalogue.agencies, return_closes=return_closes(state, event))
+                        known_agencies=svc.catalogue.agencies, return_closes=return_closes(state, event),
+                        now=now, max_skew=skew)
         if not isinstance(outcome, Outcome) and event.type in EVENT_TYPES and event.type != "routed" \
                 and (caught_up := await published_routing(state, event.ticket_id)) is not None:
             # Acted on a routing whose announcement is still behind it on this partition: the routing is applied
@@ -138,7 +141,8 @@ async def handle_batch(events: Sequence[Any]) -> None:
             rows.append(_event_row(routed, routed_payload, accepted=True, state=landed))
             state = landed
             outcome = apply(state, event, max_attempts=svc.catalogue.sla.max_dispatch_attempts,
-                            known_agencies=svc.catalogue.agencies, return_closes=return_closes(state, event))
+                            known_agencies=svc.catalogue.agencies, return_closes=return_closes(state, event),
+                            now=now, max_skew=skew)
         if not isinstance(outcome, Outcome):
             log.warning("illegal %s on %s by %s (%s[%s]@%s): %s", event.type, event.ticket_id, event.actor,
                         m.topic, m.partition, m.offset, outcome.reason)
@@ -191,6 +195,8 @@ async def published_routing(state: TicketState | None, ticket_id: str
     routed, payload = read_event(routed_event(data, at).dumps())
     if isinstance(routed, Rejection) or payload is None:
         return None
+    # no check of its time (no ``now``): our own stored decision, stamped when it was routed, after the step that
+    # caused it; the action judged again after it is checked against that time
     landed = apply(state, routed, max_attempts=svc.catalogue.sla.max_dispatch_attempts,
                    known_agencies=svc.catalogue.agencies)
     if not isinstance(landed, Outcome) or landed.duplicate:

@@ -26,7 +26,7 @@ from models.tickets import Rejection, TicketIn, content_key, mask_caller_phone, 
 from streams.app import app, events_topic, manual_topic, received_topic, routed_topic
 from streams.db import Ledger
 from streams.intake import dead_letter, last_resort, positions, ticket_json
-from streams.wiring import services
+from streams.wiring import clock_skew, services
 
 log = logging.getLogger(__name__)
 BATCH = 200  # up to 200 tickets, or as many as came within settings.stream_batch_wait_ms
@@ -92,10 +92,12 @@ async def route_alone(ev: Any) -> None:
 async def route_batch(events: Sequence[Any]) -> None:
     svc = services()
     copies: dict[str, list[tuple[TicketIn, Any]]] = {}  # each id's copies in this batch, in order
-    now = svc.clock.now()  # a ticket without received_at was received now, on our clock (one "now" per batch)
+    # A ticket without received_at was received now, on our clock (one "now" per batch); one received later
+    # than now, beyond the clocks' allowed difference, is rejected (its deadlines would never run out)
+    now, skew = svc.clock.now(), clock_skew(svc.settings, svc.clock)
     for ev in events:
         m = ev.message
-        result = parse_ticket(ev.value or b"", now=now)
+        result = parse_ticket(ev.value or b"", now=now, max_skew=skew)
         if isinstance(result, Rejection):
             log.warning("rejected %s[%s]@%s key=%s: %s", m.topic, m.partition, m.offset, result.key, result.reason)
             await dead_letter(result, source="topic", topic=m.topic, partition=m.partition, offset=m.offset)

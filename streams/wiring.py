@@ -15,6 +15,7 @@ import random
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy.exc import OperationalError
@@ -38,6 +39,14 @@ def clock_for_settings(settings: Settings) -> Clock:
     """The deployment's clock: real time, or simulated time (``HOTLINE_CLOCK_SPEED`` /
     ``HOTLINE_CLOCK_ORIGIN``) shared through ``<data_dir>/clock.json`` by every process on that data dir."""
     return shared_clock(settings.clock_speed, settings.clock_origin, settings.data_dir / CLOCK_STATE_FILE)
+
+
+def clock_skew(settings: Settings, clock: Clock) -> timedelta:
+    """How far a time stamped elsewhere (a ticket's ``received_at``, an event's ``occurred_at``) may be ahead of
+    ``clock``, or an event behind its ticket's previous step: ``HOTLINE_MAX_CLOCK_SKEW`` real seconds, times
+    the clock's speed. What it covers passes in real time: clocks apart, and a message in flight (at the demo's
+    3600x, an announcement 0.1 s behind a sign-for is 6 simulated minutes)."""
+    return timedelta(seconds=settings.max_clock_skew * float(getattr(clock, "speed", 1.0)))
 
 
 @dataclass

@@ -19,7 +19,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any, NoReturn
 
@@ -28,6 +28,7 @@ from rich.console import Console
 from rich.markup import escape as esc
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from models.clock import Clock
 from models.tickets import (
     ID_PATTERN,
     MAX_ID_CHARS,
@@ -223,11 +224,14 @@ def repeated_id(ticket: TicketIn, row: int, raw: str, first_rows: dict[str, int]
                      "the router keeps only the first ticket of an id", shown_payload(raw)[:2000])
 
 
-def check_row(record: Record, columns: ColumnMap) -> TicketIn | Rejection:
-    """Turn one record into a ticket, or a Rejection whose reason names what is wrong."""
+def check_row(record: Record, columns: ColumnMap, *, now: datetime | None = None,
+              max_skew: timedelta | None = None) -> TicketIn | Rejection:
+    """Turn one record into a ticket, or a Rejection whose reason names what is wrong. ``now`` (the deployment's
+    clock) stamps a row without a receipt time; with ``max_skew``, a row received later than ``now`` beyond it
+    is rejected, as the router would reject it (:func:`models.tickets.parse_ticket`)."""
     if record.values is None:
         return Rejection(content_key(record.raw), record.error or "unreadable", shown_payload(record.raw)[:2000])
-    result = parse_ticket(columns.to_ticket(record.values))
+    result = parse_ticket(columns.to_ticket(record.values), now=now, max_skew=max_skew)
     if isinstance(result, Rejection):  # report the row as it was in the file, not our mapped version
         return Rejection(result.key, result.reason, shown_payload(record.raw)[:2000])
     return result
@@ -344,8 +348,12 @@ def ingest(
         except KafkaError as exc:
             console.print(f"[red]cannot connect to the broker at {bootstrap}:[/red] {esc(str(exc))}")
             raise typer.Exit(EXIT_BROKER) from None
+        from streams.wiring import clock_for_settings, clock_skew
+
+        clock = clock_for_settings(settings)  # the deployment's "now", shared with the worker (demo, tests)
         try:
-            outcome = _run(records, columns, sink, binary, size, rate, limit)
+            outcome = _run(records, columns, sink, binary, size, rate, limit, clock=clock,
+                           max_skew=clock_skew(settings, clock))
         finally:
             sink.close()
     finally:
@@ -462,7 +470,8 @@ class _Sink:
 
 
 def _run(records: Iterator[Record], columns: ColumnMap, sink: _Sink, binary: IO[bytes] | None,
-         size: int | None, rate: float | None, limit: int | None) -> Outcome:
+         size: int | None, rate: float | None, limit: int | None, *, clock: Clock | None = None,
+         max_skew: timedelta | None = None) -> Outcome:
     outcome = Outcome()
     bucket = TokenBucket(rate) if rate else None
     progress = Progress(TextColumn("[bold]ingest[/bold]"), BarColumn(), MofNCompleteColumn() if size is None
@@ -477,7 +486,8 @@ def _run(records: Iterator[Record], columns: ColumnMap, sink: _Sink, binary: IO[
                 if limit is not None and seen >= limit:
                     break
                 seen += 1
-                result = check_row(record, columns)
+                result = check_row(record, columns, now=clock.now() if clock is not None else None,
+                                   max_skew=max_skew)
                 if isinstance(result, TicketIn):
                     result = repeated_id(result, record.row, record.raw, first_rows) or result
                 if isinstance(result, Rejection):

@@ -157,11 +157,14 @@ class Console:
 
     def now(self) -> datetime:
         """The deployment's "now": real time, or the simulated clock shared with the worker (demo, tests)."""
+        return self.clock().now()
+
+    def clock(self) -> Clock:
         if self._clock is None:
             from streams.wiring import clock_for_settings
 
             self._clock = clock_for_settings(self.settings)
-        return self._clock.now()
+        return self._clock
 
     # --- tickets --------------------------------------------------------------------------------
     def ticket(self, p: Principal, ticket_id: str) -> queries.TicketDetail:
@@ -278,8 +281,11 @@ class Console:
         if p.role != DISPATCHER:
             raise ConsoleError(403, "forbidden", "只有派单员（热线平台账号）可以提交工单。")
         # a ticket without received_at was received now on the deployment's clock, as the router would stamp
-        # it (a simulated clock in the demo and tests): not the wall clock
-        result = parse_ticket(body, now=self.now())
+        # it (a simulated clock in the demo and tests): not the wall clock; one received later than now (beyond
+        # the clocks' allowed difference) is refused here, as the router would refuse it
+        from streams.wiring import clock_skew
+
+        result = parse_ticket(body, now=self.now(), max_skew=clock_skew(self.settings, self.clock()))
         if isinstance(result, Rejection):
             self.ledger.record_rejection(dedup_key=f"http:{content_key(body)}", key=result.key, source="http",
                                          reason=result.reason, payload=result.payload)

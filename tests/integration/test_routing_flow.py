@@ -8,6 +8,7 @@ import json
 import signal
 import uuid
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
@@ -41,7 +42,11 @@ def test_200_tickets_each_in_exactly_one_queue_and_ledger_agrees(kafka_bootstrap
     # When they arrive on tickets.received
     produce(kafka_bootstrap, TICKETS_RECEIVED, [(tk["id"], tk) for tk in tickets[:100]])
     produce(kafka_bootstrap, TICKETS_RECEIVED, [(f"{prefix}-bad", b"{not json"),
-                                                (f"{prefix}-notext", json.dumps({"id": f"{prefix}-x"}).encode())])
+                                                (f"{prefix}-notext", json.dumps({"id": f"{prefix}-x"}).encode()),
+                                                (f"{prefix}-future", json.dumps({"id": f"{prefix}-future",
+                                                                                 "text": "路灯不亮",
+                                                                                 "received_at": "2099-01-01T08:00"
+                                                                                 }).encode())])
     produce(kafka_bootstrap, TICKETS_RECEIVED, [(tk["id"], tk) for tk in tickets[100:]])
 
     # Then every ticket gets one published decision
@@ -74,6 +79,8 @@ def test_200_tickets_each_in_exactly_one_queue_and_ledger_agrees(kafka_bootstrap
     # and the malformed input is recorded with reasons while the flow went on
     reasons = [r.reason for r in ledger.rejections(500)]
     assert any("not JSON" in r for r in reasons) and any("text: Field required" in r for r in reasons)
+    assert any(r.startswith("received_at：受理时间晚于当前时间") for r in reasons)  # and it was not routed
+    assert ledger.get_ticket(f"{prefix}-future") is None
     assert worker.proc.poll() is None
     ledger.dispose()
 
@@ -151,6 +158,9 @@ def test_illegal_events_are_dead_lettered_and_flow_continues(kafka_bootstrap, da
         (tid, event(tid, "returned", "agency", agency, reason_code="NOT_OUR_DUTY")),  # no basis: illegal
         (tid, b"{broken"),
         (tid, event(tid, "signed", "agency", "SOMEONE-ELSE")),  # not the handler: illegal
+        # stamped a day ahead of the worker's clock, and a day before the dispatch it answers: illegal
+        (tid, event(tid, "signed", "agency", agency, occurred_at=(datetime.now(UTC) + timedelta(days=1)).isoformat())),
+        (tid, event(tid, "signed", "agency", agency, occurred_at=(datetime.now(UTC) - timedelta(days=1)).isoformat())),
     ])
     sign = event(tid, "signed", "agency", agency)
     produce(kafka_bootstrap, TICKETS_EVENTS, [(tid, sign), (tid, sign)])  # a duplicate delivery
@@ -163,11 +173,12 @@ def test_illegal_events_are_dead_lettered_and_flow_continues(kafka_bootstrap, da
     # a threshold of 0.02 dispatches it: the refusals below are refusals of an agency's events
     assert _latest(ledger, tid).decision == "auto", _latest(ledger, tid).reason
     assert wait_until(lambda: ledger.get_ticket(tid).status == "signed", timeout=30), worker.log()[-3000:]
-    assert wait_until(lambda: len(refused()) == 3, timeout=20)
+    assert wait_until(lambda: len(refused()) == 5, timeout=20)
     reasons = " | ".join(e.reason for e in refused())
     assert "not allowed while the ticket is dispatched" in reasons
     assert "legal basis or an explanation" in reasons
     assert "not the current handler" in reasons
+    assert "晚于当前时间" in reasons and "早于上一环节" in reasons
     with ledger.session() as s:
         signs = s.scalars(select(t.TicketEvent).where(t.TicketEvent.ticket_id == tid,
                                                       t.TicketEvent.type == "signed",

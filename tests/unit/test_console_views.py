@@ -132,6 +132,23 @@ def test_http_intake_stamps_a_missing_received_at_on_the_deployments_clock(tmp_p
         assert abs(received_at - origin) < timedelta(hours=1)  # the simulated "now", not the wall clock
 
 
+def test_http_intake_refuses_a_ticket_received_later_than_the_deployments_now(tmp_path: Path) -> None:
+    # Given the deployment's clock at 2025-06-02 09:00 (60x: 5 real minutes of allowed skew are 5 simulated hours)
+    origin = datetime(2025, 6, 2, 9, 0, tzinfo=TZ)
+    for site in _site(tmp_path, clock_origin=origin, clock_speed=60.0):
+        # When the platform sends a ticket received a year later ("2026" for "2025"), then one an hour ahead
+        r = site.api("POST", "/api/tickets", "disp",
+                     json={"id": "F1", "text": "路灯不亮好几天了", "received_at": "2026-06-02T08:55:00+08:00"})
+        ok = site.api("POST", "/api/tickets", "disp",
+                      json={"id": "F2", "text": "路灯不亮好几天了", "received_at": "2025-06-02T10:00:00+08:00"})
+        # Then the first is a 400 saying why, recorded in the ledger and dead-lettered; the second is accepted
+        assert r.status_code == 400 and "受理时间晚于当前时间" in r.json()["message"], r.text
+        assert [(x.key, x.source) for x in site.ledger.rejections(10)] == [("F1", "http")]
+        assert [(topic, key) for topic, key, _ in site.publisher.sent] == [("tickets.invalid", "F1"),
+                                                                          ("tickets.received", "F2")]
+        assert ok.status_code == 202, ok.text
+
+
 def test_a_complex_case_is_marked_on_the_agencys_card_the_ticket_page_and_in_the_api(site: Site) -> None:
     tickets(site.ledger, 2, prefix="X", status="dispatched", agency="BH-SCJG")
     with site.ledger.session() as s:

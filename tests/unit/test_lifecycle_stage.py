@@ -69,7 +69,7 @@ class Services:
         self.route = route
         self.routed = 0
         self.clock = SimpleNamespace(now=lambda: datetime(2025, 9, 26, 2, tzinfo=UTC))
-        self.settings = SimpleNamespace(stuck_dispatch_seconds=30.0)
+        self.settings = SimpleNamespace(stuck_dispatch_seconds=30.0, max_clock_skew=300.0)
         self.catalogue = SimpleNamespace(
             sla=SimpleNamespace(max_dispatch_attempts=3), agencies=set(AGENCIES),
             agency=lambda code: SimpleNamespace(code=code, name=AGENCIES[code], kind="market_regulation",
@@ -404,3 +404,35 @@ def test_a_routing_neither_published_nor_new_is_not_applied_early(monkeypatch: p
     world.deliver(event("sign2", "signed", "agency", "BH-SCJG"))
     # Then it is refused as unknown, and no state is made up
     assert len(world.refused) == 2 and "unknown to the router" in world.refused[1] and world.states == {}
+
+
+def test_an_action_stamped_in_the_future_is_refused_recorded_and_dead_lettered(monkeypatch: pytest.MonkeyPatch
+                                                                                ) -> None:
+    # Given a ticket dispatched to BH-SCJG at 09:59:59 (the stage's clock reads 10:00, 5 minutes' skew allowed)
+    world = World(monkeypatch, to("BH-CGW"))
+    published(world, 1, "BH-SCJG")
+    world.deliver(announcement(1, "BH-SCJG"))
+    # When BH-SCJG's system signs with a clock a day ahead, and then in time
+    world.deliver(event("sign-ahead", "signed", "agency", "BH-SCJG", occurred_at="2025-09-27T10:00:00+08:00"))
+    world.deliver(event("sign-now", "signed", "agency", "BH-SCJG", occurred_at="2025-09-26T10:04:00+08:00"))
+    # Then the first is refused (the ledger row says why, the sender learns it from the dead letter), the second
+    # accepted at its own time
+    rows = {r["event_id"]: r for r in world.svc.ledger.events}
+    assert not rows["sign-ahead"]["accepted"] and "晚于当前时间" in rows["sign-ahead"]["reason"]
+    assert len(world.refused) == 1 and "is later than now" in world.refused[0]
+    assert rows["sign-now"]["accepted"]
+    assert world.state().signed_at == datetime.fromisoformat("2025-09-26T10:04:00+08:00")
+
+
+def test_a_sign_for_that_overtook_its_announcement_is_judged_against_the_routing_time(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a routing to BH-SCJG decided at 09:59:59, published and not announced yet
+    world = World(monkeypatch, to("BH-CGW"))
+    published(world, 1, "BH-SCJG")
+    # When a 签收 stamped an hour before it arrives ahead of the announcement
+    world.deliver(event("sign-early", "signed", "agency", "BH-SCJG", occurred_at="2025-09-26T09:00:00+08:00"))
+    # Then the routing is applied (the catch-up), and the 签收 refused: before the dispatch it answers
+    assert [(r["event_id"], r["accepted"]) for r in world.svc.ledger.events] == [
+        ("routed:T1#1", True), ("sign-early", False)]
+    assert "早于上一环节" in world.svc.ledger.events[1]["reason"]
+    assert world.state().status == Status.DISPATCHED

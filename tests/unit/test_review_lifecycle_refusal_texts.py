@@ -9,6 +9,7 @@ import ast
 import inspect
 import re
 import sys
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -24,6 +25,7 @@ from tests.unit.test_lifecycle import (
     B,
     Clock,
     by,
+    by_agency,
     event_json,
     returned,
     routed,
@@ -55,6 +57,12 @@ def _more_cases() -> dict[str, tuple[Any, Any]]:
     cases["reassign while a dispatch is pending"] = (manual, by(c, "reassigned", "dispatcher", target_agency=B), {})
     rerouting = run(c, routed(c, A), returned(c, A))
     cases["reassign while re-routing"] = (rerouting, by(c, "reassigned", "dispatcher", target_agency=B), {})
+    dispatched = run(c, routed(c, A))
+    ahead = by_agency(c, "signed")  # an hour ahead of the stage's clock
+    cases["stamped in the future"] = (dispatched, ahead, {"now": ahead.occurred_at - timedelta(hours=1),
+                                                          "max_skew": timedelta(minutes=5)})
+    early = by_agency(Clock(), "signed", event_id="early")  # T0 + 1 minute, long before the dispatch
+    cases["stamped before the previous step"] = (dispatched, early, {"now": c.now, "max_skew": timedelta(minutes=5)})
     return cases
 
 
