@@ -189,15 +189,19 @@ LEDGER_CHARS = column_chars(TicketEvent)
 _ROLES = frozenset(r.value for r in Role)  # a set built per message was a tenth of a report's replay
 
 
-def parse_event(raw: bytes | str | dict[str, Any]) -> LifecycleEvent | Rejection:
-    """Validate one message of ``tickets.events``; bad input becomes a Rejection, never an exception."""
-    return read_event(raw)[0]
+def parse_event(raw: bytes | str | dict[str, Any], *, now: datetime | None = None) -> LifecycleEvent | Rejection:
+    """Validate one message of ``tickets.events``; bad input becomes a Rejection, never an exception. An event
+    without ``occurred_at`` happened ``now`` (default: the wall clock)."""
+    return read_event(raw, now=now)[0]
 
 
-def read_event(raw: bytes | str | dict[str, Any]) -> tuple[LifecycleEvent | Rejection, dict[str, Any] | None]:
+def read_event(raw: bytes | str | dict[str, Any], *, now: datetime | None = None
+               ) -> tuple[LifecycleEvent | Rejection, dict[str, Any] | None]:
     """:func:`parse_event`, with the storable JSON object it read (None when the input is not one).
 
-    The lifecycle stage keeps that object as the event's ledger payload, so a message is decoded once.
+    The lifecycle stage keeps that object as the event's ledger payload, so a message is decoded once. An event
+    stamped on arrival (no ``occurred_at``) has that stamp written into the object: the ledger's replays (figures,
+    restage) read the payload again and must see the time the lifecycle judged, not the time of the replay.
     """
     try:
         data = storable(raw if isinstance(raw, dict) else json.loads(raw))
@@ -210,10 +214,14 @@ def read_event(raw: bytes | str | dict[str, Any]) -> tuple[LifecycleEvent | Reje
     if not isinstance(data, dict):
         payload = shown_payload(raw)
         return Rejection(content_key(payload), "not a JSON object", payload[:2000]), None
-    return _event_of(data, raw), data
+    event = _event_of(data, raw, now)
+    if not isinstance(event, Rejection) and data.get("occurred_at") is None:
+        data["occurred_at"] = event.occurred_at.isoformat()
+    return event, data
 
 
-def _event_of(data: dict[str, Any], raw: bytes | str | dict[str, Any]) -> LifecycleEvent | Rejection:
+def _event_of(data: dict[str, Any], raw: bytes | str | dict[str, Any],
+              now: datetime | None) -> LifecycleEvent | Rejection:
     """The event a decoded message describes, or why it describes none (the message shown only then)."""
     named = data.get("event_id") or data.get("ticket_id")  # a huge int has no str(): the content's hash then
     key = (named if isinstance(named, str) else content_key(shown_payload(raw)))[:80]
@@ -230,7 +238,9 @@ def _event_of(data: dict[str, Any], raw: bytes | str | dict[str, Any]) -> Lifecy
                               f"expected one of {', '.join(r.value for r in Role)}", shown_payload(raw)[:2000])
     occurred = data.get("occurred_at")
     try:
-        when = datetime.fromisoformat(occurred) if isinstance(occurred, str) else datetime.now(UTC)
+        if occurred is not None and not isinstance(occurred, str):
+            raise ValueError("not a string")
+        when = datetime.fromisoformat(occurred) if occurred is not None else (now or datetime.now(UTC))
         when = as_local(plausible_time(as_local(when) if when.tzinfo is None else when))
     except (ValueError, OverflowError):
         return Rejection(key, f"发生时间 occurred_at {occurred!r} 不是 2000 至 2099 年间的 ISO 8601 时间 / "

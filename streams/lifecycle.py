@@ -112,7 +112,7 @@ async def handle_batch(events: Sequence[Any]) -> None:
     for ev in events:
         m = ev.message
         value = ev.value or b""
-        event, payload = read_event(value)
+        event, payload = read_event(value, now=now)
         if isinstance(event, Rejection):
             log.warning("rejected event %s[%s]@%s: %s", m.topic, m.partition, m.offset, event.reason)
             await dead_letter(event, source="events", topic=m.topic, partition=m.partition, offset=m.offset)

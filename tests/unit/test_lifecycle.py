@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from models.events import EVENT_CLASSES, LifecycleEvent, TicketReturned, parse_event
+from models.events import EVENT_CLASSES, LifecycleEvent, TicketReturned, parse_event, read_event
 from models.lifecycle import (
     SEEN_EVENTS_KEPT,
     Designate,
@@ -438,6 +438,16 @@ def test_naive_times_are_shanghai_and_unknown_fields_are_ignored() -> None:
     assert ev.occurred_at.utcoffset() == timedelta(hours=8) and not hasattr(ev, "colour")
 
 
+def test_an_event_without_its_time_happened_on_arrival_and_keeps_that_time() -> None:
+    # Given an event sent without occurred_at, read by the lifecycle at a (simulated) "now"
+    now = datetime(2025, 9, 26, 3, 0, tzinfo=UTC)
+    ev, payload = read_event(json.dumps({k: v for k, v in event_json().items() if k != "occurred_at"}), now=now)
+    # Then it happened then, and its stored payload says so: a replay of the ledger reads the same time later
+    assert isinstance(ev, LifecycleEvent) and ev.occurred_at == now
+    assert payload is not None and parse_event(payload).occurred_at == now
+    assert parse_event(event_json(occurred_at=None), now=now).occurred_at == now
+
+
 def test_a_return_parses_with_its_reason() -> None:
     ev = parse_event(event_json(type="returned", reason_code="OTHER_JURISDICTION", basis="《条例》第三条"))
     assert isinstance(ev, TicketReturned) and ev.reason_code == "OTHER_JURISDICTION"
@@ -463,6 +473,7 @@ def test_a_return_parses_with_its_reason() -> None:
     (event_json(agency=7), "agency must be a string"),
     (event_json(explanation=["a"]), "explanation must be a string"),
     (event_json(occurred_at="yesterday"), "is not an ISO 8601 time"),
+    (event_json(occurred_at=1758852000), "is not an ISO 8601 time"),  # not stamped "now" instead
 ])
 def test_bad_events_become_rejections_with_a_reason(raw: Any, reason: str) -> None:
     result = parse_event(raw)
