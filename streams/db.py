@@ -161,6 +161,11 @@ def _unrecorded_routings(s: Session, keys: list[str]) -> list[str]:
     return [key for key in keys if routed_event_id(key) not in recorded]
 
 
+# what a redelivered event's new verdict rewrites of its row: all but its id (its place in the accepted order too)
+_EVENT_VERDICT = ("ticket_id", "type", "actor", "agency", "occurred_at", "accepted", "reason", "payload", "recorded_at",
+                  "batch_position")
+
+
 def _insert(session: Session):  # type: ignore[no-untyped-def]
     return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
 
@@ -323,8 +328,15 @@ class Ledger:
             if row["event_id"] not in batch:
                 batch[row["event_id"]] = {**row, "batch_position": position}
         with self.session() as s:
+            # An event refused once and accepted on a redelivery (its verdict changed in between: a time stamped
+            # ahead that "now" has reached, a routing recorded since) takes the refused row over, so the ledger
+            # agrees with the lifecycle's state; an accepted row is never touched again.
+            ins = _insert(s)(events)
+            ins = ins.on_conflict_do_update(
+                index_elements=["event_id"], set_={c: ins.excluded[c] for c in _EVENT_VERDICT},
+                where=~events.c.accepted & ins.excluded.accepted)
             stored = set(s.scalars(
-                _insert(s)(events).on_conflict_do_nothing(index_elements=["event_id"]).returning(events.c.event_id),
+                ins.returning(events.c.event_id),
                 [{**{k: v for k, v in row.items() if k not in ("status", "current_agency")}, "recorded_at": now}
                  for _, row in sorted(batch.items())]))  # in key order, as record_tickets: no deadlock
             fresh = [row for event_id, row in batch.items() if event_id in stored]

@@ -137,3 +137,24 @@ def test_received_counts_per_shanghai_day_and_matter(database_url):
         [(0, "HB-001", 1), (1, "HB-001", 2), (2, "RS-002", 1), (2, None, 1)], key=str)
     assert received_counts(ledger, bounds[:1] + bounds[-1:]) == [(0, None, 5)]  # one period of three days
     ledger.dispose()
+
+
+def test_an_event_refused_then_accepted_on_redelivery_takes_its_row_over(database_url):
+    ledger = Ledger(make_engine(database_url))
+    ledger.record_ticket(parse_ticket({"id": "R-1", "text": "路灯不亮", "received_at": "2025-10-01T08:00:00"}))
+    signed = {"event_id": "e-sign", "ticket_id": "R-1", "type": "signed", "actor": "a", "agency": "BH-CGW",
+              "occurred_at": datetime(2025, 10, 1, 9, tzinfo=UTC), "payload": {"type": "signed"}}
+    # Given a sign-for refused when first delivered (its stamp then ahead of the lifecycle's clock, say)
+    assert ledger.record_event(**signed, accepted=False, reason="办理时间晚于当前时间") is True
+    assert ledger.get_ticket("R-1").status != "signed"
+    # When its redelivery is accepted
+    assert ledger.record_event(**signed, accepted=True, reason=None, status="signed", current_agency="BH-CGW")
+    # Then the ledger says what the lifecycle's state says: the row is accepted and the mirror follows it
+    with ledger.session() as s:
+        row = s.get(t.TicketEvent, "e-sign")
+        assert (row.accepted, row.reason) == (True, None)
+    assert ledger.get_ticket("R-1").status == "signed"
+    # and an accepted row is never taken back
+    assert ledger.record_event(**signed, accepted=False, reason="again") is False
+    assert ledger.count(t.TicketEvent) == 1 and ledger.get_ticket("R-1").status == "signed"
+    ledger.dispose()
