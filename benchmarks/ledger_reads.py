@@ -36,7 +36,7 @@ from models.clock import ManualClock
 from models.supervision.figures import agency_figures
 from streams.console import queries
 from streams.console.service import Console
-from streams.db import Ledger, chunks, make_engine, upgrade
+from streams.db import Ledger, chunks, code_revision, make_engine, upgrade
 from streams.reports import figures, load_alert_rules, load_histories, period_start, restage_all, restager
 
 NOW = datetime(2026, 6, 1, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai
@@ -218,27 +218,32 @@ def main() -> None:
 
 def write_path(ledger: Ledger, catalogue: Any, batch: int = 20) -> None:
     """What storing stages costs the lifecycle: batches resolving signed tickets, recorded with and without
-    restaging (alternately, the same batch size), in ms per resolved ticket."""
+    restaging, and with and without the worker's schema revision check (:meth:`Ledger.writing`), taken in turn
+    (the same batch size), in ms per resolved ticket."""
     with ledger.session() as s:
         signed = list(s.execute(select(t.Ticket.id, t.Ticket.current_agency).where(t.Ticket.status == "signed")
                                 .order_by(t.Ticket.id)))
-    gen, cost = Generator(1), {True: [], False: []}
+    modes = [(True, False), (False, False), (True, True), (False, True)]  # (restage, revision check)
+    gen, cost = Generator(1), {mode: [] for mode in modes}
     restage = restager(catalogue)
-    for i in range(0, len(signed) - batch + 1, batch):
+    for n, i in enumerate(range(0, len(signed) - batch + 1, batch)):
         rows = []
         for tid, agency in signed[i:i + batch]:
             ev = gen.event(tid, "resolved", NOW, agency, "agency", reply="已处理")
             rows.append({**{k: ev[k] for k in ("event_id", "ticket_id", "type", "actor", "agency", "occurred_at",
                                               "accepted", "reason", "payload")},
                          "status": "resolved", "current_agency": agency})
-        stage = (i // batch) % 2 == 0
+        stage, pinned = modes[n % len(modes)]
+        ledger.revision = code_revision() if pinned else None
         t0 = time.perf_counter()
         ledger.record_events(rows, restage=restage if stage else None)
-        cost[stage].append((time.perf_counter() - t0) * 1000 / batch)
-    if cost[True] and cost[False]:
-        print(f"lifecycle batches resolving {batch} tickets: {median(cost[True]):.2f} ms/ticket storing their stages, "
-              f"{median(cost[False]):.2f} without ({len(cost[True])}+{len(cost[False])} batches)")
-
+        cost[stage, pinned].append((time.perf_counter() - t0) * 1000 / batch)
+    ledger.revision = None
+    if all(cost.values()):
+        print(f"lifecycle batches resolving {batch} tickets: {median(cost[True, False]):.2f} ms/ticket storing their "
+              f"stages, {median(cost[False, False]):.2f} without ({len(cost[True, False])}+{len(cost[False, False])} "
+              f"batches); with the schema revision check: {median(cost[True, True]):.2f} and "
+              f"{median(cost[False, True]):.2f} ({len(cost[True, True])}+{len(cost[False, True])} batches)")
 
 if __name__ == "__main__":
     main()

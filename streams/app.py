@@ -24,6 +24,7 @@ from faust.exceptions import AlreadyConfiguredWarning
 from config.settings import Settings
 from models.events import InputRejected
 from models.supervision import LinkRules
+from streams.db import SchemaMoved
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +138,8 @@ async def every(seconds: float, round_: Callable[[], Awaitable[Any]], *, name: s
             await asyncio.shield(task)  # a cancelled timer must not cut a round off in the middle of a send
         except asyncio.CancelledError:
             raise
+        except SchemaMoved:
+            pass  # said by Services.schema_moved; the worker is stopping
         except Exception:
             log.exception("%s failed", name)
         finally:

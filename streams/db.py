@@ -6,6 +6,7 @@ functions that agents run in a one-thread executor (one session per call, commit
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Callable, Iterator
@@ -100,6 +101,7 @@ def _migrate(url: str, step: Any, revision: str) -> None:
                 conn.commit()
             try:
                 with conn.begin():
+                    hold_schema(conn)
                     cfg = alembic_config(url)
                     cfg.attributes["connection"] = conn
                     step(cfg, revision)
@@ -117,10 +119,74 @@ def _migrate(url: str, step: Any, revision: str) -> None:
 
 def migration_status(engine: Engine) -> tuple[str | None, str]:
     """(current revision in the database, head revision of the code)."""
-    head = ScriptDirectory.from_config(alembic_config(str(engine.url))).get_current_head()
     with engine.connect() as conn:
         current = MigrationContext.configure(conn).get_current_revision()
-    return current, head or ""
+    return current, code_revision()
+
+
+@functools.cache
+def code_revisions() -> tuple[str, ...]:
+    """The revisions of this code's migrations, newest (its head: the schema it writes) first."""
+    return tuple(s.revision for s in ScriptDirectory.from_config(alembic_config("sqlite://")).walk_revisions())
+
+
+def code_revision() -> str:
+    """The schema revision this code was written for: the head of its own migrations."""
+    return code_revisions()[0]
+
+
+def hold_schema(conn: Connection) -> None:
+    """Hold the ledger's schema revision until this migration's transaction ends (:func:`_migrate`).
+
+    A worker's write checks the revision first, in its own transaction (:meth:`Ledger.writing`), so the two are
+    serialised: on PostgreSQL this lock waits for the writes that read the revision to end and keeps new ones
+    waiting until the migration commits, when they read the new revision and refuse. On SQLite the migration
+    takes the write lock at once (its DDL would otherwise run outside any transaction, statement by statement,
+    and a write could land on a half-migrated schema); writers wait for it, then read the new revision."""
+    if conn.dialect.name == "sqlite":
+        _begin_immediate(conn)
+    elif conn.dialect.name == "postgresql" and conn.exec_driver_sql(
+            "SELECT to_regclass('alembic_version')").scalar() is not None:
+        conn.exec_driver_sql("LOCK TABLE alembic_version IN ACCESS EXCLUSIVE MODE")
+
+
+def _begin_immediate(conn: Connection) -> None:
+    """On SQLite, begin the transaction with the write lock (the driver begins one only at the first INSERT,
+    UPDATE or DELETE, and leaves DDL outside any)."""
+    if conn.dialect.name == "sqlite" and not conn.connection.dbapi_connection.in_transaction:  # type: ignore[union-attr]
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+class SchemaMoved(RuntimeError):
+    """The ledger's schema revision is not the one this code was written for: a newer version upgraded it (or an
+    older one took it back) while this process ran. Raised, in place of the write, by a pinned :class:`Ledger`."""
+
+    def __init__(self, found: str | None, expected: str) -> None:
+        super().__init__(f"the ledger's schema is now at revision {found or 'none'}, this code writes revision "
+                         f"{expected}")
+        self.found, self.expected = found, expected
+
+    @property
+    def advice(self) -> str:
+        """What the operator does about it."""
+        if self.found in code_revisions():  # taken back (``hotline db downgrade`` or a restored backup)
+            return "an older revision of this code's: run `hotline db upgrade`, then start the workers again"
+        return "a newer version upgraded it: run that version's workers, not this one"
+
+
+def check_revision(s: Session, expected: str) -> None:
+    """Raise :class:`SchemaMoved` unless the ledger's revision is ``expected``; the first statement of a pinned
+    write transaction, so nothing is written when it raises.
+
+    One read of the one-row ``alembic_version`` table. On PostgreSQL the read's own lock (ACCESS SHARE, held to
+    the end of the transaction) is what a migration's :func:`hold_schema` waits for. On SQLite the transaction
+    begins with the write lock (BEGIN IMMEDIATE): the driver would otherwise start it only at the first
+    INSERT, and this read would sit outside it, before a migration that commits in between."""
+    conn = s.connection()
+    _begin_immediate(conn)
+    found = [row[0] for row in conn.exec_driver_sql("SELECT version_num FROM alembic_version")]
+    if found != [expected]:
+        raise SchemaMoved(", ".join(found) or None, expected)
 
 
 def key_order(column: Any) -> Any:
@@ -173,9 +239,12 @@ def _insert(session: Session):  # type: ignore[no-untyped-def]
 class Ledger:
     """The ledger's writes and reads used by the stages; every write is idempotent."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, revision: str | None = None) -> None:
         self.engine = engine
         self.sessions = sessionmaker(engine, expire_on_commit=False)
+        # A worker's ledger is pinned to its code's schema revision: each write transaction checks it first
+        # (:meth:`writing`), so an older worker left running after `hotline db upgrade` stops writing
+        self.revision = revision
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Ledger:
@@ -186,16 +255,25 @@ class Ledger:
         with self.sessions.begin() as s:
             yield s
 
+    @contextmanager
+    def writing(self) -> Iterator[Session]:
+        """A session for one of the stages' writes: when the ledger is pinned, the transaction first checks that
+        the schema is still at the code's revision (:func:`check_revision`, raising :class:`SchemaMoved`)."""
+        with self.sessions.begin() as s:
+            if self.revision is not None:
+                check_revision(s, self.revision)
+            yield s
+
     def record_ticket(self, ticket: TicketIn, *, topic: str | None = None, partition: int | None = None,
                       offset: int | None = None) -> bool:
         """Insert the ticket unless its id is already known; True when this call created it."""
-        with self.session() as s:
+        with self.writing() as s:
             return upsert_values(s, t.Ticket, _ticket_row(ticket, topic, partition, offset, t.utcnow()), ["id"])
 
     def record_rejection(self, *, dedup_key: str, key: str, source: str, reason: str, payload: str,
                          at: datetime | None = None, topic: str | None = None, partition: int | None = None,
                          offset: int | None = None) -> bool:
-        with self.session() as s:
+        with self.writing() as s:
             # whatever was refused is kept, but PostgreSQL text cannot hold NUL characters
             return upsert_values(s, t.RejectedInput, {
                 "dedup_key": dedup_key[:200], "key": key[:80].replace("\x00", ""), "source": source,
@@ -213,7 +291,7 @@ class Ledger:
         # rebalance, the reconciler beside the agent) each wait for a row the other holds, a deadlock on PostgreSQL
         rows = sorted((_ticket_row(tk, topic, part, off, now) for tk, topic, part, off in items),
                       key=lambda r: r["id"])
-        with self.session() as s:
+        with self.writing() as s:
             stmt = _insert(s)(t.Ticket).on_conflict_do_nothing(index_elements=["id"]).returning(t.Ticket.id)
             return set(s.scalars(stmt, rows))
 
@@ -229,7 +307,7 @@ class Ledger:
         not store was decided first by someone else, whose stored message is the one to publish."""
         if not rows:
             return set()
-        with self.session() as s:
+        with self.writing() as s:
             stmt = (_insert(s)(t.RoutingDecision).on_conflict_do_nothing(index_elements=["decision_key"])
                     .returning(t.RoutingDecision.decision_key))
             return set(s.scalars(stmt, sorted(rows, key=lambda r: r["decision_key"])))  # key order: no deadlock
@@ -254,7 +332,7 @@ class Ledger:
                           attempt=bindparam("b_attempt"), matter=bindparam("b_matter"),
                           jurisdiction=bindparam("b_jurisdiction"), updated_at=bindparam("b_now")))
         d_ = t.RoutingDecision
-        with self.session() as s:
+        with self.writing() as s:
             # plain rows of the six columns the mirror needs: ORM decisions would also decode each stored
             # message and its alternatives (JSON), which made this 8% of a busy worker's samples
             marked = s.execute(update(d_).where(d_.decision_key.in_(keys), d_.published_at.is_(None))
@@ -327,7 +405,7 @@ class Ledger:
         for position, row in enumerate(rows):  # the first of a repeated id wins, as one call per event would
             if row["event_id"] not in batch:
                 batch[row["event_id"]] = {**row, "batch_position": position}
-        with self.session() as s:
+        with self.writing() as s:
             # An event refused once and accepted on a redelivery (its verdict changed in between: a time stamped
             # ahead that "now" has reached, a routing recorded since) takes the refused row over, so the ledger
             # agrees with the lifecycle's state; an accepted row is never touched again.
@@ -379,7 +457,7 @@ class Ledger:
 
     def record_training_example(self, *, ticket_id: str, label: str, predicted: str | None,
                                 created_by: str) -> None:
-        with self.session() as s:
+        with self.writing() as s:
             ticket = s.get(t.Ticket, ticket_id)
             if ticket is None:
                 return
@@ -393,7 +471,7 @@ class Ledger:
         """Store supervision alerts; idempotent by ``alert_key`` (a re-sent alert changes nothing)."""
         if not rows:
             return
-        with self.session() as s:
+        with self.writing() as s:
             s.execute(_insert(s)(t.Alert).on_conflict_do_nothing(index_elements=["alert_key"]), rows)
 
     # --- the reconciler's bookkeeping (streams/reconcile.py) ----------------------------------------------
@@ -428,7 +506,7 @@ class Ledger:
         The row is created first if missing, then locked and moved: a look-up that found no row, then an insert
         that a concurrent writer's won, dropped this call's mark and its ``recovered`` count."""
         now = t.utcnow()
-        with self.session() as s:
+        with self.writing() as s:
             if upsert_values(s, t.OffsetAudit, {"topic": topic, "partition": partition, "audited_to": to,
                                                 "recovered": recovered, "updated_at": now}, ["topic", "partition"]):
                 return
@@ -490,16 +568,30 @@ def upsert_values(session: Session, model: type[t.Base], values: dict[str, Any],
 
 
 class NotMigrated(RuntimeError):
-    """The ledger schema is missing or older than the code."""
+    """The ledger schema is missing or not at the code's revision."""
+
+
+class SchemaAhead(NotMigrated):
+    """The ledger is at a revision this code does not know: a newer version upgraded it."""
+
+
+def revision_mismatch(url: str, current: str | None, head: str) -> NotMigrated:
+    """What to tell the operator of a process whose code (``head``) does not match the ledger (``current``)."""
+    if current is not None and current not in code_revisions():
+        return SchemaAhead(f"the ledger {url} is at revision {current}, newer than this code's {head} (a newer "
+                           f"version upgraded it): run that version's workers and commands, not this one")
+    return NotMigrated(f"the ledger {url} is at revision {current or 'none'}, the code needs {head}: "
+                       "run `hotline db upgrade` first")
 
 
 class LedgerUnavailable(RuntimeError):
     """The ledger database cannot be reached."""
 
 
-def open_migrated(settings: Settings) -> Ledger:
-    """The ledger, if it exists, answers and is at the code's revision; else NotMigrated or LedgerUnavailable,
-    with a message for the operator.
+def open_migrated(settings: Settings, *, pin: bool = False) -> Ledger:
+    """The ledger, if it exists, answers and is at the code's revision; else NotMigrated (SchemaAhead when a newer
+    version upgraded it) or LedgerUnavailable, with a message for the operator. ``pin``: the ledger's writes check
+    that the revision stays the code's (a worker's; :meth:`Ledger.writing`).
 
     A SQLite file that does not exist is not created here: opening it would leave an empty ledger behind for a
     command that only reads (``hotline report`` on a fresh install), and say "revision none" about a file the
@@ -523,6 +615,7 @@ def open_migrated(settings: Settings) -> Ledger:
                                 f"{str(exc.orig).strip()}") from None
     if current != head:
         ledger.dispose()
-        raise NotMigrated(f"the ledger {settings.safe_database_url} is at revision {current or 'none'}, "
-                          f"the code needs {head}: run `hotline db upgrade` first")
+        raise revision_mismatch(settings.safe_database_url, current, head)
+    if pin:
+        ledger.revision = head
     return ledger

@@ -36,7 +36,7 @@ from streams.routing import (
     routed_event,
     routed_message,
 )
-from streams.wiring import clock_skew, services
+from streams.wiring import clock_skew, handling, services
 
 log = logging.getLogger(__name__)
 BATCH = 200  # up to 200 events, or as many as came within settings.stream_batch_wait_ms
@@ -49,12 +49,13 @@ async def lifecycle(stream):  # type: ignore[no-untyped-def]
     # partition of each ticket's own messages (see handle_batch), as faust does for one event.
     within = services().settings.stream_batch_wait_ms / 1000
     async for events in stream.take_events(BATCH, within=within):
-        try:
-            await handle_batch(events)
-        except Exception:  # retry one by one, so one bad event does not take its batch with it
-            log.exception("lifecycle batch of %d failed; retrying its events one at a time", len(events))
-            for ev in events:
-                await handle_alone(ev)
+        with handling(events):
+            try:
+                await handle_batch(events)
+            except Exception:  # retry one by one, so one bad event does not take its batch with it
+                log.exception("lifecycle batch of %d failed; retrying its events one at a time", len(events))
+                for ev in events:
+                    await handle_alone(ev)
 
 
 async def handle_alone(ev: Any) -> None:

@@ -22,6 +22,7 @@ from typing import Any
 
 from streams.app import TICKETS_RECEIVED, app, every, owned_partitions
 from streams.broker import BrokerReader, Redelivery
+from streams.db import SchemaMoved
 from streams.routing import activity, route_batch
 from streams.wiring import services
 
@@ -149,6 +150,8 @@ async def reconcile_once(reader: BrokerReader, topic: str = TICKETS_RECEIVED) ->
             continue
         try:  # one partition's failure (a read, the ledger, the routing) must not stop the others' audit
             routed = await _audit(reader, topic, partition, lo, hi)
+        except SchemaMoved:
+            raise  # the worker is stopping (streams.wiring.Services.schema_moved): no round, no traceback
         except Exception:
             log.exception("reconcile %s[%d]: auditing offsets %d-%d failed; the next round tries again", topic,
                           partition, lo, hi - 1)

@@ -26,7 +26,7 @@ from models.tickets import Rejection, TicketIn, content_key, mask_caller_phone, 
 from streams.app import app, events_topic, manual_topic, received_topic, routed_topic
 from streams.db import Ledger
 from streams.intake import dead_letter, last_resort, positions, ticket_json
-from streams.wiring import clock_skew, services
+from streams.wiring import clock_skew, handling, services
 
 log = logging.getLogger(__name__)
 BATCH = 200  # up to 200 tickets, or as many as came within settings.stream_batch_wait_ms
@@ -62,12 +62,14 @@ async def route(stream):  # type: ignore[no-untyped-def]
     async for events in stream.take_events(BATCH, within=within):
         activity.busy = True
         try:
-            await route_batch(events)
-        except Exception:  # retry one by one, so one ticket that hits a bug does not take its batch with it
-            log.exception("routing batch of %d failed (%s); retrying its tickets one at a time", len(events),
-                          positions(ev.message for ev in events))
-            for ev in events:
-                await route_alone(ev)
+            with handling(events):
+                try:
+                    await route_batch(events)
+                except Exception:  # retry one by one, so one ticket that hits a bug does not take its batch with it
+                    log.exception("routing batch of %d failed (%s); retrying its tickets one at a time", len(events),
+                                  positions(ev.message for ev in events))
+                    for ev in events:
+                        await route_alone(ev)
         finally:
             done = time.monotonic()
             for ev in events:

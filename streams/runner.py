@@ -91,7 +91,9 @@ def run_worker(settings: Settings) -> None:
     started = time.monotonic()
     settings.data_dir.mkdir(parents=True, exist_ok=True)  # faust creates only the last level
     router = Router.load(settings)  # ModelError (missing, corrupt, not ours) stops us here, clearly
-    ledger = open_migrated(settings)  # NotMigrated / LedgerUnavailable: a message, not a traceback
+    # NotMigrated (SchemaAhead) / LedgerUnavailable: a message, not a traceback. Pinned: every write of the stages
+    # checks the revision is still the code's, and the worker stops when a newer version migrated it (SchemaMoved)
+    ledger = open_migrated(settings, pin=True)
     with kafka_bootstrap(settings) as bootstrap:
         if settings.processing_guarantee == "exactly_once":
             check_transactions(bootstrap)
@@ -123,6 +125,10 @@ def run_worker(settings: Settings) -> None:
         # CPU (docs/results.md, session 13). Fewer, larger young collections; full ones stay rare.
         gc.set_threshold(20_000, 20, 20)
         try:
-            worker.execute_from_commandline()
+            worker.execute_from_commandline()  # raises SystemExit when the worker has stopped
+        except SystemExit:
+            if services.moved is not None:  # it stopped itself: the ledger's schema moved (Services.schema_moved)
+                raise services.moved from None
+            raise
         finally:
             services.close()

@@ -71,7 +71,7 @@ from streams.app import (
 )
 from streams.broker import BrokerReader
 from streams.db import Ledger
-from streams.wiring import services
+from streams.wiring import handling, services
 
 log = logging.getLogger(__name__)
 
@@ -275,21 +275,26 @@ async def linker(stream):  # type: ignore[no-untyped-def]
     """
     within = services().settings.stream_batch_wait_ms / 1000
     async for events in stream.take_events(BATCH, within=within):
-        firsts: dict[int, int] = {}
-        for ev in events:
-            firsts.setdefault(ev.message.partition, ev.message.offset)
-        await _rebuild_links(firsts)
-        items = [(fact, ev.message) for ev in events for fact in facts_of(ev)]
-        try:
-            await on_links([(fact, m.partition) for fact, m in items])
-        except Exception:  # one fact at a time, so one bad fact does not take its batch (or message) with it
-            log.exception("linking failed on a batch of %d fact(s); retrying them one at a time", len(items))
-            for fact, m in items:
-                try:
-                    await on_links([(fact, m.partition)])
-                except Exception:  # logged with its position; the key's next fact carries on from the stored state
-                    log.exception("linking failed on a fact of %s[%s]@%s (key %s)", m.topic, m.partition, m.offset,
-                                  fact.get("key"))
+        with handling(events):
+            await _link_batch(events)
+
+
+async def _link_batch(events: list[Any]) -> None:
+    firsts: dict[int, int] = {}
+    for ev in events:
+        firsts.setdefault(ev.message.partition, ev.message.offset)
+    await _rebuild_links(firsts)
+    items = [(fact, ev.message) for ev in events for fact in facts_of(ev)]
+    try:
+        await on_links([(fact, m.partition) for fact, m in items])
+    except Exception:  # one fact at a time, so one bad fact does not take its batch (or message) with it
+        log.exception("linking failed on a batch of %d fact(s); retrying them one at a time", len(items))
+        for fact, m in items:
+            try:
+                await on_links([(fact, m.partition)])
+            except Exception:  # logged with its position; the key's next fact carries on from the stored state
+                log.exception("linking failed on a fact of %s[%s]@%s (key %s)", m.topic, m.partition, m.offset,
+                              fact.get("key"))
 
 
 def facts_of(ev: Any) -> list[dict[str, Any]]:

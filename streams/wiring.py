@@ -11,9 +11,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
 import random
-from collections.abc import Callable, Sequence
+import signal
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -26,13 +30,64 @@ from classifier.router import Router, RouteRequest
 from config.settings import Settings
 from models.clock import Clock, shared_clock
 from models.directory import Catalogue
-from streams.db import Ledger
+from streams.db import Ledger, SchemaMoved
 from streams.reports import restager
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 CLOCK_STATE_FILE = "clock.json"
+
+# The batches of faust events the agents are handling now (:func:`handling`), and the one of the running task (each
+# agent runs as its own task): held, never acknowledged, once the ledger's schema moved (:func:`hold_batches`).
+_batch: ContextVar[Sequence[Any]] = ContextVar("batch", default=())
+_in_flight: dict[int, Sequence[Any]] = {}
+_holding = False
+
+
+@contextmanager
+def handling(events: Sequence[Any]) -> Iterator[None]:
+    """Run an agent's batch: the ledger calls made inside are this batch's (:meth:`Services.schema_moved`)."""
+    if _holding:  # a batch that starts while the worker stops for an upgraded schema: held like the others
+        log.warning("stopping for the ledger's new schema: batch %s held unacknowledged too", hold_batches([events]))
+    token = _batch.set(events)
+    _in_flight[id(events)] = events
+    try:
+        yield
+    finally:
+        _batch.reset(token)
+        _in_flight.pop(id(events), None)
+
+
+def hold_batches(batches: Sequence[Sequence[Any]] | None = None) -> str:
+    """Keep faust from ever committing these batches' offsets (default: every batch in flight, and any that starts
+    from now on); returns where they are, for the log.
+
+    faust's ``take_events`` acknowledges the batch it handed out when the agent's loop ends, raising or cancelled
+    (its ``finally``), and a stopping worker commits what was acknowledged: a batch cut off by the stop would be
+    committed unwritten. A message counts towards the committed offset only when ``Consumer.ack`` flips its
+    ``acked`` flag; set beforehand, that acknowledgement does nothing, and the stop does not wait for the message
+    either (faust's ``wait_empty`` drops acked messages from those it waits for)."""
+    from streams.intake import positions
+
+    global _holding
+    if batches is None:
+        _holding = True
+        batches = list(_in_flight.values())
+    messages = [ev.message for events in batches for ev in events]
+    for m in messages:
+        m.acked = True
+    return positions(messages) or "none"
+
+
+def _terminate() -> None:
+    """Stop this worker as SIGTERM does (faust's handler on the loop: agents and timers stop, the offsets of what
+    was acknowledged are committed, the consumer leaves its group), without waiting for the agents' buffered
+    messages, which the held agents would never take (faust's ``stream_wait_empty``)."""
+    from streams.app import app
+
+    app.conf.stream_wait_empty = False
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def clock_for_settings(settings: Settings) -> Clock:
@@ -62,6 +117,8 @@ class Services:
     max_backoff: float = 30.0
     bootstrap: str = ""  # the Kafka cluster the worker runs on (the reconciler reads it back directly)
     classifier: RouterPool | None = None  # default: a pool of settings.classify_processes around ``router``
+    stop: Callable[[], None] = _terminate  # how the worker stops itself when the ledger's schema moved
+    moved: SchemaMoved | None = None  # why it did
     _clock: Clock | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -102,6 +159,26 @@ class Services:
                             str(exc).splitlines()[0])
                 await asyncio.sleep(delay)
                 delay = min(self.max_backoff, delay * 2) * (0.8 + 0.4 * random.random())
+            except SchemaMoved as exc:
+                await self.schema_moved(exc)
+
+    async def schema_moved(self, exc: SchemaMoved) -> None:
+        """The ledger was migrated to another revision under this worker (``hotline db upgrade`` by a newer
+        version): its code would write the old way. Nothing was written (the check comes first in the write's
+        transaction). The worker stops; every batch in flight is held unacknowledged (:func:`hold_batches`) and
+        its partitions' next owner, an upgraded worker, handles it again from the committed offset (at least once;
+        every ledger write is idempotent). Inside an agent's batch this never returns: the agent waits for the
+        stop to cancel it. Outside one (a timer's round) the error is raised: a round is done again by whoever
+        runs it next."""
+        if self.moved is None:
+            self.moved = exc
+            held = hold_batches()
+            log.error("%s (%s): not writing; stopping this worker, its batches held unacknowledged for the next "
+                      "owners of its partitions: %s", exc, exc.advice, held)
+            self.stop()
+        if not _batch.get():
+            raise exc
+        await asyncio.Future()  # until the stop cancels the agent
 
     def close(self) -> None:
         self.executor.shutdown(wait=True)

@@ -78,7 +78,7 @@ def worker() -> None:
     from classifier.model import ModelError
     from config.catalogue import CatalogueError
     from streams.broker import BrokerUnavailable, TransactionsUnsupported
-    from streams.db import LedgerUnavailable, NotMigrated
+    from streams.db import LedgerUnavailable, NotMigrated, SchemaMoved
     from streams.runner import TopicsMismatch, run_worker, setup_logging
 
     settings = load_settings()
@@ -91,9 +91,12 @@ def worker() -> None:
     except CatalogueError as exc:  # raised by Router.load before anything else starts
         console.print(f"[red]cannot start:[/red] {domain_data_errors(exc)}")
         raise typer.Exit(1) from None
-    except NotMigrated as exc:
-        console.print(f"[red]{exc}[/red]")
+    except NotMigrated as exc:  # behind the code (run the upgrade), or ahead of it (SchemaAhead: a newer version's)
+        console.print(f"[red]cannot start: {escape(str(exc))}[/red]", soft_wrap=True)
         raise typer.Exit(1) from None
+    except SchemaMoved as exc:  # migrated by a newer version while this worker ran: it stopped without writing
+        console.print(f"[red]stopped: {escape(str(exc))} ({escape(exc.advice)})[/red]", soft_wrap=True)
+        raise typer.Exit(3) from None
     except LedgerUnavailable as exc:
         console.print(f"[red]cannot start: {escape(str(exc))}[/red]\n"
                       "start the database or fix HOTLINE_DATABASE_URL (hotline doctor checks it)")
@@ -183,11 +186,9 @@ def _restage(settings: Settings, *, every: bool) -> None:
 
 
 def _revisions() -> set[str]:
-    from alembic.script import ScriptDirectory
+    from streams.db import code_revisions
 
-    from streams.db import alembic_config
-
-    return {s.revision for s in ScriptDirectory.from_config(alembic_config("sqlite://")).walk_revisions()}
+    return set(code_revisions())
 
 
 @db_app.command("status")

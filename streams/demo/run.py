@@ -417,7 +417,7 @@ class _Session:
     # --- start ------------------------------------------------------------------------------------------
     def _start(self) -> None:
         from streams.broker import ADDRESS_FILE, EmbeddedBroker
-        from streams.db import Ledger, upgrade
+        from streams.db import Ledger
         from streams.demo.player import Player
         from streams.wiring import clock_for_settings
 
@@ -430,7 +430,7 @@ class _Session:
         (self.demo_dir / ADDRESS_FILE).write_text(self.broker.bootstrap, encoding="utf-8")
         pid = self.broker.process.pid if self.broker.process is not None else "?"
         con.print(f"  broker: embedded Tansu at {self.broker.bootstrap} (memory only, pid {pid})")
-        upgrade(settings.resolved_database_url)
+        self._upgrade(settings)
         con.print(f"  ledger: {settings.safe_database_url}")
         env = child_env(settings)
         worker = Child("worker", [sys.executable, "-m", "streams.cli", "worker"], env,
@@ -469,6 +469,22 @@ class _Session:
                 raise DemoError(f"the worker was not ready after {WORKER_START_TIMEOUT:.0f}s; its log "
                                 f"({worker.log_path}) ends with:\n{worker.tail()}")
             self.stop.event.wait(0.1)
+
+    @staticmethod
+    def _upgrade(settings: Settings) -> None:
+        """Migrate the demo's ledger; one a newer version migrated (a demo folder kept across versions) is refused
+        with a message, as the worker would refuse it, instead of Alembic's traceback."""
+        from streams.db import SchemaAhead, make_engine, migration_status, revision_mismatch, upgrade
+
+        engine = make_engine(settings.resolved_database_url)
+        try:
+            current, head = migration_status(engine)
+        finally:
+            engine.dispose()
+        if current != head and isinstance(ahead := revision_mismatch(settings.safe_database_url, current, head),
+                                          SchemaAhead):
+            raise DemoError(str(ahead))
+        upgrade(settings.resolved_database_url)
 
     def _start_web(self, settings: Settings, env: dict[str, str], logins: list[Any], no_logins: str | None) -> None:
         con = self.console
