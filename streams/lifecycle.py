@@ -19,7 +19,7 @@ from typing import Any
 from classifier.decision import AUTO, MANUAL, Decision
 from classifier.router import RouteRequest
 from models.events import LifecycleEvent, read_event
-from models.lifecycle import EVENT_TYPES, Designate, Dispatch, Outcome, Reroute, TicketState, apply
+from models.lifecycle import EVENT_TYPES, Designate, Dispatch, Outcome, Refusal, Reroute, TicketState, apply
 from models.supervision import TicketFacts
 from models.supervision.deadlines import return_window
 from models.tickets import Rejection, content_key
@@ -105,6 +105,12 @@ async def handle_batch(events: Sequence[Any]) -> None:
     svc = services()
     # the senders' times are judged against our clock (one "now" per batch, taken after its events arrived)
     now, skew = svc.clock.now(), clock_skew(svc.settings, svc.clock)
+
+    def judge(state: TicketState | None, event: LifecycleEvent) -> Outcome | Refusal:
+        return apply(state, event, max_attempts=svc.catalogue.sla.max_dispatch_attempts,
+                     known_agencies=svc.catalogue.agencies, return_closes=return_closes(state, event),
+                     now=now, max_skew=skew)
+
     states: dict[str, tuple[TicketState, int]] = {}  # ticket id -> (state after this batch, partition)
     observed: list[supervision.Observation] = []
     rows: list[dict[str, Any]] = []
@@ -127,9 +133,7 @@ async def handle_batch(events: Sequence[Any]) -> None:
         else:
             raw_state = ticket_table.state(event.ticket_id)
             state = TicketState.from_dict(raw_state) if raw_state else None
-        outcome = apply(state, event, max_attempts=svc.catalogue.sla.max_dispatch_attempts,
-                        known_agencies=svc.catalogue.agencies, return_closes=return_closes(state, event),
-                        now=now, max_skew=skew)
+        outcome = judge(state, event)
         if not isinstance(outcome, Outcome) and event.type in EVENT_TYPES and event.type != "routed" \
                 and (caught_up := await published_routing(state, event.ticket_id)) is not None:
             # Acted on a routing whose announcement is still behind it on this partition: the routing is applied
@@ -141,9 +145,7 @@ async def handle_batch(events: Sequence[Any]) -> None:
             states[event.ticket_id] = (landed, m.partition)
             rows.append(_event_row(routed, routed_payload, accepted=True, state=landed))
             state = landed
-            outcome = apply(state, event, max_attempts=svc.catalogue.sla.max_dispatch_attempts,
-                            known_agencies=svc.catalogue.agencies, return_closes=return_closes(state, event),
-                            now=now, max_skew=skew)
+            outcome = judge(state, event)
         if not isinstance(outcome, Outcome):
             log.warning("illegal %s on %s by %s (%s[%s]@%s): %s", event.type, event.ticket_id, event.actor,
                         m.topic, m.partition, m.offset, outcome.reason)
