@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
@@ -108,6 +109,19 @@ def create_app(settings: Settings, *, ledger: Ledger | None = None, catalogue: C
     app = FastAPI(title="12345 热线工单智能分拨 API", version="1", description=API_DESCRIPTION, lifespan=lifespan,
                   openapi_url="/api/openapi.json", docs_url=None, redoc_url=None)  # Swagger UI needs a CDN
     app.state.console = console
+
+    @app.middleware("http")
+    async def _schema_current(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        # inside the session middleware (added after it, so outside of this one): error pages show the user.
+        # A console left running after a newer version's `hotline db upgrade` stops serving, pages and API alike
+        moved = await run_in_threadpool(console.schema_moved) if console.schema_check_due() \
+            else console.schema_moved()
+        if moved is not None and not request.url.path.startswith("/static/"):
+            return error_response(request, 503, "schema_moved",
+                                  f"系统已升级（账本修订 {moved.found}），本控制台仍是旧版本（{moved.expected}），"
+                                  f"请管理员以新版本重启控制台。/ {moved} ({moved.advice})")
+        return await call_next(request)
+
     app.add_middleware(SessionMiddleware, secret_key=session_secret(settings), session_cookie=SESSION_COOKIE,
                        max_age=int(settings.web_session_hours * 3600), same_site="lax", https_only=False)
 

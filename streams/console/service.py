@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from config.settings import Settings
 from models.clock import Clock
@@ -46,7 +49,7 @@ from streams.console.trends import (
     last_days,
     weekly_hotspots,
 )
-from streams.db import Ledger
+from streams.db import Ledger, SchemaMoved, migration_status
 from streams.intake import ticket_json
 from streams.reports import day_bounds, figures, intake_facts, load_alert_rules, load_stages, period_start
 
@@ -54,6 +57,11 @@ log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 64 * 1024
 MAX_FIELD_CHARS = 2000
 BUS_DOWN = "消息总线暂时不可用，操作未提交，请稍后重试。"
+
+
+# how often (real seconds) the console looks at the ledger's schema revision; a worker checks it in every write
+# (streams.db.Ledger.writing), the console only needs to stop serving soon after `hotline db upgrade`
+SCHEMA_CHECK_SECONDS = 10.0
 
 
 class ConsoleError(Exception):
@@ -154,6 +162,24 @@ class Console:
         self.settings, self.ledger, self.catalogue, self.publisher = settings, ledger, catalogue, publisher
         self._clock: Clock | None = None  # built on first use: that is when a shared clock file is read
         self.login_throttle = LoginThrottle()
+        self._schema_checked: float | None = None  # time.monotonic() of the last look at the ledger's revision
+        self._schema_moved: SchemaMoved | None = None
+
+    def schema_check_due(self) -> bool:
+        return self._schema_checked is None or time.monotonic() - self._schema_checked >= SCHEMA_CHECK_SECONDS
+
+    def schema_moved(self) -> SchemaMoved | None:
+        """Why this console must not serve any more, or None: a newer version migrated the ledger under it (its
+        pages would read, and its account writes write, the new schema the old way). Looked at every
+        ``SCHEMA_CHECK_SECONDS`` at most; a ledger that does not answer is left to the request to say."""
+        if self.schema_check_due():
+            self._schema_checked = time.monotonic()
+            try:
+                current, head = migration_status(self.ledger.engine)
+            except SQLAlchemyError:
+                return self._schema_moved
+            self._schema_moved = SchemaMoved(current, head) if current != head else None
+        return self._schema_moved
 
     def now(self) -> datetime:
         """The deployment's "now": real time, or the simulated clock shared with the worker (demo, tests)."""

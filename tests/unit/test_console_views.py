@@ -362,3 +362,27 @@ def test_the_users_cli_says_what_a_password_change_or_disabling_ended(site: Site
     assert r.exit_code == 0 and "disabled: console sessions ended, 1 API token(s) revoked" in r.output, r.output
     r = runner.invoke(cli, ["users", "disable", "disp", "--enable"], env=env)
     assert r.exit_code == 0 and site.api("GET", "/api/me", "disp").status_code == 401  # still revoked
+
+
+def test_a_console_left_running_after_a_newer_versions_upgrade_stops_serving(site: Site, monkeypatch) -> None:
+    from sqlalchemy import text
+
+    from streams.console import service
+
+    monkeypatch.setattr(service, "SCHEMA_CHECK_SECONDS", 0.0)  # look at every request
+    site.login("boss")
+    assert site.client.get("/supervisor").status_code == 200
+    # Given a newer version's `hotline db upgrade` while this console runs
+    with site.ledger.session() as s:
+        head = s.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
+        s.execute(text("UPDATE alembic_version SET version_num = 'ffff_newer'"))
+    # Then pages, the API and the health probe say so, and nothing is served the old way
+    page = site.client.get("/supervisor")
+    assert page.status_code == 503 and "请管理员以新版本重启控制台" in page.text
+    r = site.api("GET", "/api/tickets", "boss")
+    assert r.status_code == 503 and r.json()["error"] == "schema_moved" and "ffff_newer" in r.json()["message"]
+    assert site.client.get("/healthz").status_code == 503
+    # and when the ledger is back at this code's revision (the upgrade taken back), it serves again
+    with site.ledger.session() as s:
+        s.execute(text("UPDATE alembic_version SET version_num = :v"), {"v": head})
+    assert site.client.get("/supervisor").status_code == 200
