@@ -402,8 +402,12 @@ class Ledger:
         events = t.TicketEvent.__table__
         tickets = t.Ticket.__table__
         batch: dict[str, dict[str, Any]] = {}
-        for position, row in enumerate(rows):  # the first of a repeated id wins, as one call per event would
-            if row["event_id"] not in batch:
+        for position, row in enumerate(rows):
+            # As one call per event would store them: the first of a repeated id wins, but an accepted copy takes
+            # a refused one over, in its own place (a 办结 refused, the sign-for, the 办结 again: the state holds it)
+            first = batch.get(row["event_id"])
+            if first is None or (row["accepted"] and not first["accepted"]):
+                batch.pop(row["event_id"], None)  # re-inserted last: the dict keeps the batch's order
                 batch[row["event_id"]] = {**row, "batch_position": position}
         with self.writing() as s:
             # An event refused once and accepted on a redelivery (its verdict changed in between: a time stamped

@@ -75,10 +75,12 @@ def histories_of(db: Session | Connection, ticket_ids: Iterable[str]) -> list[tu
     for chunk in chunks(sorted(ticket_ids)):
         rows = {r.id: r for r in db.execute(select(*_INTAKE_COLUMNS).where(t.Ticket.id.in_(chunk)))}
         events: dict[str, list[tuple[datetime, int | None, Any]]] = {tid: [] for tid in rows}
-        for tid, recorded_at, position, payload in db.execute(
-                select(e_.ticket_id, e_.recorded_at, e_.batch_position, e_.payload)
+        for tid, recorded_at, position, payload, occurred_at in db.execute(
+                select(e_.ticket_id, e_.recorded_at, e_.batch_position, e_.payload, e_.occurred_at)
                 .where(e_.ticket_id.in_(chunk), e_.accepted).order_by(*t.ACCEPTED_ORDER)):
-            parsed = parse_event(payload)
+            # a payload stored without occurred_at (before the lifecycle wrote its stamp in) happened when the
+            # row says, as the lifecycle judged it: not at the time of this replay
+            parsed = parse_event(payload, now=occurred_at)
             if tid in events and not isinstance(parsed, Rejection):
                 events[tid].append((recorded_at, position, parsed))
         out.extend(history_of(intake_facts(rows[tid]), accepted_order(evs)) for tid, evs in events.items())

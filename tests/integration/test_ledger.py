@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
@@ -157,4 +157,55 @@ def test_an_event_refused_then_accepted_on_redelivery_takes_its_row_over(databas
     # and an accepted row is never taken back
     assert ledger.record_event(**signed, accepted=False, reason="again") is False
     assert ledger.count(t.TicketEvent) == 1 and ledger.get_ticket("R-1").status == "signed"
+    ledger.dispose()
+
+
+def test_an_event_refused_then_accepted_in_one_batch_is_stored_accepted(database_url):
+    ledger = Ledger(make_engine(database_url))
+    ledger.record_ticket(parse_ticket({"id": "R-2", "text": "路灯不亮", "received_at": "2025-10-01T08:00:00"}))
+    at = datetime(2025, 10, 1, 9, tzinfo=UTC)
+
+    def row(event_id: str, type_: str, accepted: bool, status: str | None) -> dict:
+        return {"event_id": event_id, "ticket_id": "R-2", "type": type_, "actor": "a", "agency": "BH-CGW",
+                "occurred_at": at, "accepted": accepted, "reason": None if accepted else "工单当前状态为「已派发」",
+                "payload": {"type": type_}, "status": status, "current_agency": "BH-CGW"}
+
+    # Given one lifecycle batch holding a 办结 refused (not signed yet), the sign-for, then the 办结 sent again
+    # under its event id and now accepted: the lifecycle's state says resolved
+    rows = [row("e-resolve", "resolved", False, None), row("e-sign", "signed", True, "signed"),
+            row("e-resolve", "resolved", True, "resolved")]
+    # When the batch is stored
+    assert ledger.record_events(rows) == 2
+    # Then the ledger says what the state says: the 办结 accepted, after the sign-for, and the ticket resolved
+    with ledger.session() as s:
+        stored = {e.event_id: e for e in s.query(t.TicketEvent)}
+        assert stored["e-resolve"].accepted and stored["e-resolve"].reason is None
+        assert stored["e-resolve"].batch_position > stored["e-sign"].batch_position
+    assert ledger.get_ticket("R-2").status == "resolved"
+    ledger.dispose()
+
+
+def test_a_replay_reads_an_event_stored_without_its_time_at_the_time_the_lifecycle_gave_it(database_url):
+    from streams.reports import histories_of
+
+    ledger = Ledger(make_engine(database_url))
+    ledger.record_ticket(parse_ticket({"id": "R-3", "text": "路灯不亮", "received_at": "2025-10-01T08:00:00"}))
+    at = datetime(2025, 10, 1, 9, tzinfo=UTC)
+    routed = {"event_id": "R-3#1", "ticket_id": "R-3", "type": "routed", "actor": "router", "role": "system",
+              "agency": "BH-CGW", "attempt": 1, "decision": "auto", "occurred_at": at.isoformat()}
+    # Given a sign-for its agency sent without occurred_at, stored before the lifecycle wrote its stamp into the
+    # payload (the stamp only in the row's column)
+    signed = {"event_id": "e-sign", "ticket_id": "R-3", "type": "signed", "actor": "a", "role": "agency",
+              "agency": "BH-CGW"}
+    ledger.record_events([
+        {"event_id": "R-3#1", "ticket_id": "R-3", "type": "routed", "actor": "router", "agency": "BH-CGW",
+         "occurred_at": at, "accepted": True, "reason": None, "payload": routed, "status": "dispatched"},
+        {"event_id": "e-sign", "ticket_id": "R-3", "type": "signed", "actor": "a", "agency": "BH-CGW",
+         "occurred_at": at + timedelta(minutes=20), "accepted": True, "reason": None, "payload": signed,
+         "status": "signed"}])
+    # When the figures replay the ticket's history (a report, a restage), on any later day
+    with ledger.session() as s:
+        ((_, events),) = histories_of(s, ["R-3"])
+    # Then the sign-for happened when the lifecycle said it did, not at the time of the replay
+    assert [e.occurred_at for e in events] == [at, at + timedelta(minutes=20)]
     ledger.dispose()
