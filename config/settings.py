@@ -118,8 +118,9 @@ class Settings(BaseSettings):
         default=300.0, ge=0, le=86400,
         description="how far (real seconds) a time stamped elsewhere may be ahead of this deployment's clock: a "
                     "ticket received later than now + this, or a lifecycle event that happened later than that or "
-                    "earlier than the ticket's previous step minus this, is refused. On a sped-up clock "
-                    "(HOTLINE_CLOCK_SPEED) it stretches with it: clocks apart and messages in flight are real time")
+                    "earlier than the ticket's previous step minus twice this (two senders' clocks), is refused. On "
+                    "a sped-up clock (HOTLINE_CLOCK_SPEED) it stretches with it: clocks apart and messages in "
+                    "flight are real time")
     review_confidence: float = Field(
         default=0.8, ge=0.0, le=1.0,
         description="an agency signing a ticket the classifier gave another agency with at least this "

@@ -294,8 +294,9 @@ def stamped_in_time(state: TicketState, event: LifecycleEvent, now: datetime,
     agency's system, the console, a CLI): one later than ``now`` makes stage durations negative and deadlines
     meaningless; one earlier than the ticket's previous accepted step (the last event applied to ``state``: the
     dispatch a sign-for answers, the sign-for a resolution follows) would let an agency sign or resolve "before"
-    it was dispatched, or before its own last step, and dodge an overdue mark. ``max_skew`` is the clocks'
-    allowed difference either way, so a sender whose clock is a little off is not refused for it.
+    it was dispatched, or before its own last step, and dodge an overdue mark. ``max_skew`` is how far a sender's
+    clock may be off ours, so a sender whose clock is a little off is not refused for it; against the previous
+    step twice that: two senders (an agency ahead, the call-back centre behind) may each be off by it the other way.
 
     Not of a 'routed' event: only the router writes one, stamped by the deployment's clock when the routing is
     announced (after the step that caused it). A refused one would strand its ticket: the ledger's row of its
@@ -308,12 +309,12 @@ def stamped_in_time(state: TicketState, event: LifecycleEvent, now: datetime,
                        f"超出允许误差{span_zh(max_skew)}，请核对发送方系统时间后重新提交 / occurred_at "
                        f"{at.isoformat()} is later than now ({as_local(now).isoformat()}) by more than the "
                        f"allowed clock skew ({max_skew.total_seconds():g} s)")
-    previous = state.updated_at
-    if previous is not None and at < previous - max_skew:
+    previous, apart = state.updated_at, 2 * max_skew
+    if previous is not None and at < previous - apart:
         return Refusal(f"{_named(event)}的办理时间（{_when_zh(at, previous)}）早于上一环节"
-                       f"（{_when_zh(previous, at)}），超出允许误差{span_zh(max_skew)}，不予受理 / occurred_at "
+                       f"（{_when_zh(previous, at)}），超出允许误差{span_zh(apart)}，不予受理 / occurred_at "
                        f"{at.isoformat()} is earlier than the ticket's previous step ({as_local(previous).isoformat()}) "
-                       f"by more than the allowed clock skew ({max_skew.total_seconds():g} s)")
+                       f"by more than two senders' allowed clock skew ({apart.total_seconds():g} s)")
     return None
 
 

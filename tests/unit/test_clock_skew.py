@@ -152,6 +152,20 @@ def test_a_sign_for_stamped_before_the_dispatch_is_refused(dispatched: TicketSta
     assert "is earlier than the ticket's previous step (2026-12-04T07:30:00+08:00)" in outcome.reason
     # a few minutes before it (a clock behind, or the sign-for that overtook the announcement): accepted
     accepted(dispatched, ev("signed", DISPATCHED_AT - timedelta(minutes=4)))
+    # up to twice the tolerance before it (two clocks off ours the opposite ways), and not a second more
+    accepted(dispatched, ev("signed", DISPATCHED_AT - 2 * SKEW))
+    assert isinstance(judged(dispatched, ev("signed", DISPATCHED_AT - 2 * SKEW - timedelta(seconds=1))), Refusal)
+
+
+def test_senders_whose_clocks_are_off_ours_the_opposite_ways_are_not_refused(dispatched: TicketState) -> None:
+    # Given an agency whose clock is 4 minutes ahead of ours: its 签收 and 办结 are accepted at their stamps
+    signed = accepted(dispatched, ev("signed", NOW - timedelta(minutes=30) + timedelta(minutes=4)))
+    resolved = accepted(signed, ev("resolved", NOW + timedelta(minutes=4), reply="已处理"), now=NOW)
+    # When the call-back centre, its clock 4 minutes behind ours, rates the ticket 2 real minutes later
+    later = NOW + timedelta(minutes=2)
+    rating = ev("rated", later - timedelta(minutes=4), role="callcenter", agency=None, rating="satisfied")
+    # Then the rating is accepted: 6 minutes "before" the 办结 is within the two clocks' tolerances
+    assert accepted(resolved, rating, now=later).rating == "satisfied"
 
 
 def test_a_resolution_stamped_before_the_agency_s_own_sign_for_is_refused(dispatched: TicketState) -> None:
