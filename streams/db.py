@@ -22,6 +22,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, bindparam, create_engine, delete, event, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from config.settings import Settings
@@ -184,6 +185,10 @@ def check_revision(s: Session, expected: str) -> None:
     INSERT, and this read would sit outside it, before a migration that commits in between."""
     conn = s.connection()
     _begin_immediate(conn)
+    _refuse_moved(conn, expected)
+
+
+def _refuse_moved(conn: Connection, expected: str) -> None:
     found = [row[0] for row in conn.exec_driver_sql("SELECT version_num FROM alembic_version")]
     if found != [expected]:
         raise SchemaMoved(", ".join(found) or None, expected)
@@ -263,6 +268,21 @@ class Ledger:
             if self.revision is not None:
                 check_revision(s, self.revision)
             yield s
+
+    def schema_moved(self) -> SchemaMoved | None:
+        """Whether a pinned ledger's schema moved, asked after one of its calls failed: a read comes before the
+        write that would refuse, and fails once a newer version's migration renamed or dropped what it reads. None
+        when it did not move, or when the ledger does not answer (the call's own error stands)."""
+        if self.revision is None:
+            return None
+        try:
+            with self.engine.connect() as conn:  # a plain read: no write lock on SQLite
+                _refuse_moved(conn, self.revision)
+        except SchemaMoved as exc:
+            return exc
+        except SQLAlchemyError:
+            return None
+        return None
 
     def record_ticket(self, ticket: TicketIn, *, topic: str | None = None, partition: int | None = None,
                       offset: int | None = None) -> bool:

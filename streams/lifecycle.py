@@ -26,6 +26,7 @@ from models.tickets import Rejection, content_key
 from streams import supervision, ticket_table
 from streams.app import app, changelog_written, events_topic, every
 from streams.corrections import candidates_of, correction_label
+from streams.db import SchemaMoved
 from streams.intake import dead_letter, last_resort
 from streams.routing import (
     announce,
@@ -329,6 +330,8 @@ async def sweep_stuck_dispatches(now: float | None = None) -> int:
                 log.warning("ticket %s: dispatch %s (%s, caused by %s) has not landed; doing it again",
                             state.ticket_id, key, state.pending, state.pending_event)
                 await follow_up(effect, state, state.pending_actor or "dispatcher")
+        except SchemaMoved:
+            raise  # the worker is stopping (streams.wiring.Services.schema_moved): the round ends, as the others'
         except Exception:
             log.exception("ticket %s: dispatch %s failed again; the next sweep retries it", state.ticket_id, key)
     return len(due)

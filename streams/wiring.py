@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from classifier.decision import Decision
 from classifier.pool import RouterPool
@@ -154,6 +154,7 @@ class Services:
             try:
                 return await loop.run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))
             except OperationalError as exc:  # unreachable, restarting, or locked: wait, don't drop
+                await self._stop_if_moved()  # (SQLite: also a read of a table a newer migration renamed)
                 attempt += 1
                 log.warning("ledger unavailable (attempt %d, retry in %.1fs): %s", attempt, delay,
                             str(exc).splitlines()[0])
@@ -161,6 +162,17 @@ class Services:
                 delay = min(self.max_backoff, delay * 2) * (0.8 + 0.4 * random.random())
             except SchemaMoved as exc:
                 await self.schema_moved(exc)
+            except DBAPIError:  # refused by the database: a defect, or (PostgreSQL) a read of a schema since migrated
+                await self._stop_if_moved()
+                raise
+
+    async def _stop_if_moved(self) -> None:
+        """After a ledger call failed: when the schema moved, stop as for a refused write (:meth:`schema_moved`).
+        A read comes before its batch's writes and fails on what a newer version's migration renamed or dropped;
+        retried as "unavailable", it kept the worker from ever stopping."""
+        moved = await asyncio.get_running_loop().run_in_executor(self.executor, self.ledger.schema_moved)
+        if moved is not None:
+            await self.schema_moved(moved)
 
     async def schema_moved(self, exc: SchemaMoved) -> None:
         """The ledger was migrated to another revision under this worker (``hotline db upgrade`` by a newer

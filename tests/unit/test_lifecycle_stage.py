@@ -17,6 +17,7 @@ import streams.lifecycle as stage
 from classifier.decision import AUTO, Decision
 from models.lifecycle import Dispatch, Status, TicketState
 from streams import supervision, ticket_table
+from streams.db import SchemaMoved
 
 AT = "2025-09-26T10:00:00+08:00"
 AGENCIES = {"BH-SCJG": "市场监管局", "BH-CGW": "城管委", "BH-STHJ": "生态环境局"}
@@ -295,6 +296,34 @@ def test_a_stuck_reassignment_is_dispatched_in_the_dispatchers_name(monkeypatch:
     (sent,) = world.published
     assert (sent["routing_id"], sent["agency"], sent["decided_by"]) == ("T1#2", "BH-SCJG", "dispatcher-1")
     assert world.svc.ledger.training == ["BH-SCJG"]
+
+
+def test_the_sweep_ends_its_round_once_the_ledger_s_schema_moved(monkeypatch: pytest.MonkeyPatch,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    # Given two reassignments whose follow-ups did not land (the ledger was unreachable for their decisions)
+    world = World(monkeypatch, to("BH-CGW"))
+    refused: list[str] = []
+
+    def down(rows: list[dict[str, Any]]) -> set[str]:
+        raise ConnectionError("database down")
+
+    def moved(rows: list[dict[str, Any]]) -> set[str]:  # Services.db outside a batch: said, the worker stopping
+        refused.extend(r["decision_key"] for r in rows)
+        raise SchemaMoved("9999_newer", "0011")
+
+    monkeypatch.setattr(world.svc.ledger, "record_decisions", down)
+    for tid in ("T1", "T2"):
+        world.states[tid] = TicketState(tid, status=Status.MANUAL, attempt=1).to_dict()
+        reassigned = event(f"d-{tid}", "reassigned", "dispatcher", target_agency="BH-SCJG")
+        world.deliver({**reassigned, "ticket_id": tid})
+    assert world.published == [] and world.state("T2").pending == "dispatch"
+    assert world.sweep(at=0.0) == 0
+    # When a newer version migrated the ledger before the sweep does them again
+    monkeypatch.setattr(world.svc.ledger, "record_decisions", moved)
+    # Then the round ends at the first refused write (as the reconciler's): no traceback per stuck ticket
+    with pytest.raises(SchemaMoved):
+        world.sweep(at=45.0)
+    assert len(refused) == 1 and world.published == [] and "failed again" not in caplog.text
 
 
 def test_a_reassignment_records_where_the_router_had_sent_the_ticket(monkeypatch: pytest.MonkeyPatch) -> None:
