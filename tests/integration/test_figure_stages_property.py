@@ -164,8 +164,8 @@ def check(ledger: Ledger, cat: Catalogue, lc: Lifecycle) -> None:
             assert stored == replayed, (now, since, until)
 
 
-# derandomized: the same 30 examples every run. One CI run (session 22) timed out at 300 s on an unknown random
-# example (it held for 11 other seeds); the random search belongs to a hunt, not to CI
+# derandomized: the same 30 examples every run. A random hunt (session 22, 400 examples) found a falsifying example,
+# not yet fixed: --hypothesis-seed=73584458186333841601683001041955534435 with max_examples=400 (see the session note)
 @settings(max_examples=30, deadline=None, database=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(data=st.data())
