@@ -277,8 +277,8 @@ def tally(stages: Iterable[Stage], open_overdue: Iterable[OverdueTicket] = (), *
             f.alerts[rule] += 1
             if rule == REPEATED_COMPLAINT and ticket_id:  # a 重复件 is about its ticket, always named
                 f.repeated_tickets.add(ticket_id)
-    for f in out.values():
-        f.open_overdue.sort(key=lambda o: o.due)
+    for f in out.values():  # due first; ties by ticket, so the list reads the same whichever way it was loaded
+        f.open_overdue.sort(key=lambda o: (o.due, o.ticket_id, o.stage))
     return out
 
 

@@ -164,21 +164,27 @@ def check(ledger: Ledger, cat: Catalogue, lc: Lifecycle) -> None:
             assert stored == replayed, (now, since, until)
 
 
-# derandomized: the same 30 examples every run. A random hunt (session 22, 400 examples) found a falsifying example,
-# not yet fixed: --hypothesis-seed=73584458186333841601683001041955534435 with max_examples=400 (see the session note)
+def open_ledger(template: Path, path: Path) -> Ledger:
+    """A copy of the migrated template with the three tickets received."""
+    shutil.copy(template, path)
+    ledger = Ledger(make_engine(f"sqlite:///{path}"))
+    ledger.record_tickets([(TicketIn(id=tid, text="小区门口餐饮店油烟扰民，请尽快处理。", received_at=START,
+                                     request_type=rt, complex_case=complex_case), None, None, None)
+                           for tid, rt, complex_case in zip(TICKETS, ("投诉", "求助", "投诉"), (False, False, True),
+                                                            strict=True)])
+    return ledger
+
+
+# Derandomized: the same 30 examples every run (a CI run once timed out at 300 s on a random one). Hunt with random
+# ones by hand: max_examples=400 and no derandomize, ~7 minutes (session 23: seed 73584458186333841601683001041955534435
+# found the scenario of the next test)
 @settings(max_examples=30, deadline=None, database=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(data=st.data())
 def test_stored_figures_equal_a_replay_of_every_ticket_whatever_happened(
         data: st.DataObject, cat: Catalogue, template: Path, tmp_path: Path) -> None:
-    path = tmp_path / f"ledger-{id(data)}.sqlite3"
-    shutil.copy(template, path)
-    ledger = Ledger(make_engine(f"sqlite:///{path}"))
+    ledger = open_ledger(template, path := tmp_path / f"ledger-{id(data)}.sqlite3")
     try:
-        ledger.record_tickets([(TicketIn(id=tid, text="小区门口餐饮店油烟扰民，请尽快处理。", received_at=START,
-                                         request_type=rt, complex_case=complex_case), None, None, None)
-                               for tid, rt, complex_case in zip(TICKETS, ("投诉", "求助", "投诉"), (False, False, True),
-                                                                strict=True)])
         lc = Lifecycle(ledger, cat)
         for _ in range(data.draw(st.integers(1, 14), label="batches")):
             action = data.draw(st.integers(0, 9), label="action")
@@ -193,3 +199,30 @@ def test_stored_figures_equal_a_replay_of_every_ticket_whatever_happened(
     finally:
         ledger.dispose()
         path.unlink(missing_ok=True)
+
+
+def test_two_tickets_overdue_since_one_instant_are_listed_alike_stored_or_replayed(cat: Catalogue, template: Path,
+                                                                                   tmp_path: Path) -> None:
+    """The random hunt's falsifying example (session 23): P1 stored, P0 live, both unsigned past the same
+    deadline; the stored figures listed P1 before P0 and the replay the other way round."""
+    ledger = open_ledger(template, tmp_path / "ledger.sqlite3")
+    lc = Lifecycle(ledger, cat)
+
+    def event(tid: str, kind: str, **fields: Any) -> dict[str, Any]:
+        role = ROLES.get(kind, "agency")
+        payload = {"schema_version": 1, "event_id": f"{tid}-{len(lc.sent)}", "ticket_id": tid, "type": kind,
+                   "actor": role, "role": role, "occurred_at": START.isoformat(), **fields}
+        lc.sent.append(payload)
+        return payload
+
+    # Given P0 reassigned before any routing (refused) and P1 routed, in one batch, then P1's stages stored
+    lc.batch([event("P0", "reassigned", target_agency="BH-CGW"),
+              event("P1", "routed", agency="BH-STHJ", attempt=1, decision="auto")])
+    reports.restage_all(ledger, cat)
+    # When P0 is routed to the same agency at the same instant (live: just routed)
+    lc.batch([event("P0", "routed", agency="BH-STHJ", attempt=1, decision="auto")])
+    # Then 40 days later both are open past the same sign-for deadline, listed alike whichever way they were read
+    stored, replayed = figures_of(ledger, cat, START + timedelta(days=40), None, None)
+    assert [o["ticket_id"] for o in stored["BH-STHJ"]["open_overdue"]] == ["P0", "P1"]
+    assert stored == replayed
+    ledger.dispose()

@@ -152,3 +152,17 @@ def test_average_handling_time_is_rounded_half_up() -> None:
     assert AgencyFigures("X", handled=4, handling_centidays=890).average_handling_days == 2.23
     assert AgencyFigures("X", handled=3, handling_centidays=100).average_handling_days == 0.33
     assert AgencyFigures("X").average_handling_days is None
+
+
+def test_open_overdue_stages_with_one_due_time_are_listed_by_ticket_whichever_came_first() -> None:
+    # Given two tickets unsigned past the same deadline, handed over in either order (the figures read stored
+    # stages first, then replay the live tickets: a property test found the list order flip with that)
+    from models.supervision.figures import OverdueTicket, tally
+
+    due = at("2025-10-21T09:00")
+    late = [OverdueTicket("P1", "BH-STHJ", "sign", due, 28), OverdueTicket("P0", "BH-STHJ", "sign", due, 28),
+            OverdueTicket("P2", "BH-STHJ", "handle", at("2025-10-20T09:00"), 29)]
+    # When they are tallied, in one order and in the other
+    orders = [[o.ticket_id for o in tally([], given)["BH-STHJ"].open_overdue] for given in (late, late[::-1])]
+    # Then the list reads the same: by deadline, then by ticket
+    assert orders == [["P2", "P0", "P1"], ["P2", "P0", "P1"]]
