@@ -125,6 +125,14 @@ def migration_status(engine: Engine) -> tuple[str | None, str]:
     return current, code_revision()
 
 
+def revision_moved(engine: Engine, expected: str) -> SchemaMoved | None:
+    """Why the ledger is no longer at revision ``expected`` (a newer version migrated it, or it was taken back), or
+    None. A ledger without ``alembic_version`` (downgraded to base) has moved too: a pinned write fails on the
+    missing table instead of refusing. A plain read: no write lock on SQLite."""
+    current, _ = migration_status(engine)
+    return SchemaMoved(current, expected) if current != expected else None
+
+
 @functools.cache
 def code_revisions() -> tuple[str, ...]:
     """The revisions of this code's migrations, newest (its head: the schema it writes) first."""
@@ -276,13 +284,9 @@ class Ledger:
         if self.revision is None:
             return None
         try:
-            with self.engine.connect() as conn:  # a plain read: no write lock on SQLite
-                _refuse_moved(conn, self.revision)
-        except SchemaMoved as exc:
-            return exc
+            return revision_moved(self.engine, self.revision)
         except SQLAlchemyError:
             return None
-        return None
 
     def record_ticket(self, ticket: TicketIn, *, topic: str | None = None, partition: int | None = None,
                       offset: int | None = None) -> bool:

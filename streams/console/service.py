@@ -49,7 +49,7 @@ from streams.console.trends import (
     last_days,
     weekly_hotspots,
 )
-from streams.db import Ledger, SchemaMoved, migration_status
+from streams.db import Ledger, SchemaMoved, code_revision, revision_moved
 from streams.intake import ticket_json
 from streams.reports import day_bounds, figures, intake_facts, load_alert_rules, load_stages, period_start
 
@@ -175,10 +175,9 @@ class Console:
         if self.schema_check_due():
             self._schema_checked = time.monotonic()
             try:
-                current, head = migration_status(self.ledger.engine)
+                self._schema_moved = revision_moved(self.ledger.engine, code_revision())
             except SQLAlchemyError:
-                return self._schema_moved
-            self._schema_moved = SchemaMoved(current, head) if current != head else None
+                pass
         return self._schema_moved
 
     def now(self) -> datetime:

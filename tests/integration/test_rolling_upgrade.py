@@ -265,3 +265,36 @@ def test_an_idle_worker_whose_reads_the_migration_broke_stops_too(tmp_path, star
     # Then the worker stops as for a refused write (it retried the read as "ledger unavailable" for ever)
     assert worker.proc.wait(timeout=60) == 3, worker.log()[-3000:]
     assert f"stopped: the ledger's schema is now at revision {NEWER}" in worker.log()
+
+
+def test_a_ledger_taken_back_to_no_revision_stops_a_pinned_worker_and_the_console(database_url, tmp_path):
+    """`hotline db downgrade base` drops ``alembic_version``: a pinned write then fails on the missing table
+    instead of refusing; before, the worker retried it as "ledger unavailable" for ever (SQLite), and the console
+    and the worker asked two different questions (the console saw it, the worker did not)."""
+    from config.settings import Settings
+    from streams.console.service import Console
+
+    ledger = Ledger(make_engine(database_url), revision=code_revision())
+    stops: list[int] = []
+    svc = Services(settings=None, ledger=ledger, router=None, catalogue=None, classifier=object(),  # type: ignore[arg-type]
+                   stop=lambda: stops.append(1), max_backoff=0.2)
+    console = Console(Settings(database_url=database_url, data_dir=tmp_path / "var", kafka_bootstrap=""),
+                      Ledger(make_engine(database_url)), catalogue=None, publisher=None)  # type: ignore[arg-type]
+    assert console.schema_moved() is None
+    with ledger.engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE alembic_version")
+
+    async def write() -> Any:
+        return await asyncio.wait_for(svc.db(ledger.record_rejection, dedup_key="x", key="k", source="topic",
+                                             reason="r", payload="p"), 5)
+
+    with pytest.raises(SchemaMoved, match="revision none"):
+        asyncio.run(write())
+    assert stops == [1] and svc.moved is not None and svc.moved.found is None
+    console._schema_checked = None  # its next look (every SCHEMA_CHECK_SECONDS)
+    moved = console.schema_moved()
+    assert moved is not None and moved.found is None
+    svc.executor.shutdown()
+    svc.cpu_executor.shutdown()
+    console.ledger.dispose()
+    ledger.dispose()
