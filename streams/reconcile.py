@@ -213,6 +213,8 @@ async def adopt_assigned(sender: Any, assigned: set[Any], **_: Any) -> None:
         if marks := await adopt(broker_reader(), partitions):
             log.info("reconcile: auditing %s from offsets %s", TICKETS_RECEIVED,
                      ", ".join(f"[{p}]@{o}" for p, o in sorted(marks.items())))
+    except SchemaMoved:
+        pass  # said by Services.schema_moved; the worker is stopping
     except Exception:
         log.exception("reconcile: could not adopt partitions %s at assignment", sorted(partitions))
 

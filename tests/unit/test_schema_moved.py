@@ -99,3 +99,26 @@ def test_without_holding_faust_would_acknowledge_the_batch() -> None:
     (other,) = batch("tickets.received", 0, 6)
     assert hold_batches([[other]]) == "tickets.received[0]@6"
     assert other.message.ack(consumer) is False and consumer.acked == [5]
+
+
+def test_partitions_assigned_while_the_schema_moved_are_left_without_a_traceback(
+        svc: Services, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    # Given a worker whose reconciler adopts new partitions at assignment, and a ledger migrated under it
+    from streams import reconcile
+
+    svc.settings = SimpleNamespace(reconcile_seconds=2)  # type: ignore[assignment]
+    monkeypatch.setattr(wiring, "_services", svc)
+    monkeypatch.setattr(reconcile, "broker_reader", lambda: None)
+
+    async def adopt(reader: Any, partitions: set[int]) -> dict[int, int]:
+        return await svc.db(moved)
+
+    monkeypatch.setattr(reconcile, "adopt", adopt)
+    # When partitions are assigned
+    from faust.types import TP
+
+    assigned = {TP("tickets.received", 0)}
+    asyncio.run(reconcile.adopt_assigned(None, assigned))
+    # Then the worker stops once, said by Services.schema_moved alone: no "could not adopt" traceback
+    assert svc.stops == [1]  # type: ignore[attr-defined]
+    assert not [r for r in caplog.records if r.exc_info], caplog.text
