@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from models.events import InputRejected
-from models.tickets import Rejection, TicketIn
+from models.tickets import Rejection, TicketIn, content_key
 from streams.app import invalid_topic
 from streams.wiring import services
 
@@ -43,6 +43,29 @@ async def last_resort(rejection: Rejection, *, source: str, message: Any) -> Non
     except Exception:
         log.exception("could not dead-letter %s[%s]@%s (%s)", message.topic, message.partition, message.offset,
                       rejection.reason)
+
+
+async def batch_or_each(events: Sequence[Any], handle: Callable[[Sequence[Any]], Awaitable[None]], *, stage: str,
+                        source: str) -> None:
+    """An agent's batch through ``handle``; when it fails, each event again as a batch of one, so one event that
+    hits a bug does not take the batch with it (every stage is idempotent: what the failed batch did is not done
+    twice). One that fails alone too is dead-lettered with the error (``source``), never dropped: before, every
+    event of a failed batch (up to 200) was, and none of them was handled."""
+    try:
+        await handle(events)
+        return
+    except Exception:
+        log.exception("%s batch of %d failed (%s); retrying its events one at a time", stage, len(events),
+                      positions(ev.message for ev in events))
+    for ev in events:
+        m = ev.message
+        try:
+            await handle([ev])
+        except Exception:
+            log.exception("%s failed on %s[%s]@%s; dead-lettering it", stage, m.topic, m.partition, m.offset)
+            raw = (ev.value or b"").decode("utf-8", "replace")
+            await last_resort(Rejection(content_key(raw), f"internal error in {stage}; see worker log", raw[:2000]),
+                              source=source, message=m)
 
 
 def positions(messages: Iterable[Any]) -> str:

@@ -22,12 +22,12 @@ from models.events import LifecycleEvent, read_event
 from models.lifecycle import EVENT_TYPES, Designate, Dispatch, Outcome, Refusal, Reroute, TicketState, apply
 from models.supervision import TicketFacts
 from models.supervision.deadlines import return_window
-from models.tickets import Rejection, content_key
+from models.tickets import Rejection
 from streams import supervision, ticket_table
 from streams.app import app, changelog_written, events_topic, every
 from streams.corrections import candidates_of, correction_label
 from streams.db import SchemaMoved
-from streams.intake import dead_letter, last_resort
+from streams.intake import batch_or_each, dead_letter
 from streams.routing import (
     announce,
     decision_key,
@@ -51,24 +51,7 @@ async def lifecycle(stream):  # type: ignore[no-untyped-def]
     within = services().settings.stream_batch_wait_ms / 1000
     async for events in stream.take_events(BATCH, within=within):
         with handling(events):
-            try:
-                await handle_batch(events)
-            except Exception:  # retry one by one, so one bad event does not take its batch with it
-                log.exception("lifecycle batch of %d failed; retrying its events one at a time", len(events))
-                for ev in events:
-                    await handle_alone(ev)
-
-
-async def handle_alone(ev: Any) -> None:
-    """One event as a batch of one (everything is idempotent, so events of a failed batch may repeat)."""
-    m = ev.message
-    try:
-        await handle_batch([ev])
-    except Exception:  # record it instead of losing it silently
-        log.exception("lifecycle failed on %s[%s]@%s", m.topic, m.partition, m.offset)
-        raw = (ev.value or b"").decode("utf-8", "replace")
-        await last_resort(Rejection(content_key(raw), "internal error in the lifecycle stage; see worker log",
-                                    raw[:2000]), source="events", message=m)
+            await batch_or_each(events, handle_batch, stage="the lifecycle stage", source="events")
 
 
 def _event_row(event: LifecycleEvent, payload: dict[str, Any], *, accepted: bool, reason: str | None = None,

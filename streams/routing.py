@@ -22,10 +22,10 @@ import orjson
 from classifier.decision import AUTO, Decision
 from classifier.router import RouteRequest
 from models.events import Alternative, RoutedTicket, TicketRouted, routed_event_id
-from models.tickets import Rejection, TicketIn, content_key, mask_caller_phone, parse_ticket
+from models.tickets import Rejection, TicketIn, mask_caller_phone, parse_ticket
 from streams.app import app, events_topic, manual_topic, received_topic, routed_topic
 from streams.db import Ledger
-from streams.intake import dead_letter, last_resort, positions, ticket_json
+from streams.intake import batch_or_each, dead_letter, ticket_json
 from streams.wiring import clock_skew, handling, services
 
 log = logging.getLogger(__name__)
@@ -63,32 +63,12 @@ async def route(stream):  # type: ignore[no-untyped-def]
         activity.busy = True
         try:
             with handling(events):
-                try:
-                    await route_batch(events)
-                except Exception:  # retry one by one, so one ticket that hits a bug does not take its batch with it
-                    log.exception("routing batch of %d failed (%s); retrying its tickets one at a time", len(events),
-                                  positions(ev.message for ev in events))
-                    for ev in events:
-                        await route_alone(ev)
+                await batch_or_each(events, route_batch, stage="routing", source="routing")
         finally:
             done = time.monotonic()
             for ev in events:
                 activity.handled[ev.message.partition] = done
             activity.busy = False
-
-
-async def route_alone(ev: Any) -> None:
-    """One ticket as a batch of one (routing is idempotent: a ticket of the failed batch already recorded or
-    published is not routed twice). One that fails alone too is dead-lettered with the error, never dropped:
-    before, every ticket of a failed batch (up to 200) was, and none of them was routed."""
-    m = ev.message
-    try:
-        await route_batch([ev])
-    except Exception:
-        log.exception("routing failed on %s[%s]@%s; dead-lettering it", m.topic, m.partition, m.offset)
-        raw = (ev.value or b"").decode("utf-8", "replace")
-        await last_resort(Rejection(content_key(raw), "internal error while routing; see worker log", raw[:2000]),
-                          source="routing", message=m)
 
 
 async def route_batch(events: Sequence[Any]) -> None:

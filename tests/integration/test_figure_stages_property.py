@@ -177,7 +177,7 @@ def open_ledger(template: Path, path: Path) -> Ledger:
 
 # Derandomized: the same 30 examples every run (a CI run once timed out at 300 s on a random one). Hunt with random
 # ones by hand: max_examples=400 and no derandomize, ~7 minutes (session 23: seed 73584458186333841601683001041955534435
-# found the scenario of the next test)
+# found the scenario of the next test; after its fix 400 other random examples passed, 4 minutes)
 @settings(max_examples=30, deadline=None, database=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(data=st.data())

@@ -79,7 +79,7 @@ def test_offsets_committed_but_never_handled_are_found_and_routed_once(own_broke
         # (the one at 3 dead-lettered as an internal error: a failed publication takes that path, and the
         # rejection must not count as having handled it)
         ledger.record_rejection(dedup_key=f"routing:{TICKETS_RECEIVED}/{PARTITION}/3", key=recorded[0].id,
-                                source="routing", reason="internal error while routing; see worker log",
+                                source="routing", reason="internal error in routing; see worker log",
                                 payload="{}", topic=TICKETS_RECEIVED, partition=PARTITION, offset=3)
         # ... and a group committed past the first five all the same
         _commit(bootstrap, 5)

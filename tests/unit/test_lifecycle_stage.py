@@ -16,7 +16,7 @@ import pytest
 import streams.lifecycle as stage
 from classifier.decision import AUTO, Decision
 from models.lifecycle import Dispatch, Status, TicketState
-from streams import supervision, ticket_table
+from streams import intake, supervision, ticket_table
 from streams.db import SchemaMoved
 
 AT = "2025-09-26T10:00:00+08:00"
@@ -147,7 +147,7 @@ class World:
         monkeypatch.setattr(stage, "publish", publish)
         monkeypatch.setattr(stage, "announce", announce)
         monkeypatch.setattr(stage, "dead_letter", dead_letter)
-        monkeypatch.setattr(stage, "last_resort", last_resort)
+        monkeypatch.setattr(intake, "last_resort", last_resort)
         monkeypatch.setattr(stage, "dispatched_matter", lambda *_: {})
 
     def state(self, ticket_id: str = "T1") -> TicketState:
@@ -159,14 +159,7 @@ class World:
                                  message=SimpleNamespace(topic="tickets.events", partition=0, offset=n))
                  for n, e in enumerate(events)]
 
-        async def run() -> None:
-            try:
-                await stage.handle_batch(batch)
-            except Exception:
-                for ev in batch:
-                    await stage.handle_alone(ev)
-
-        asyncio.run(run())
+        asyncio.run(intake.batch_or_each(batch, stage.handle_batch, stage="the lifecycle stage", source="events"))
 
     def sweep(self, at: float) -> int:
         """One run of the stuck-dispatch sweep at monotonic time ``at``."""

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from streams import routing
+from streams import intake, routing
 
 
 class Stream:
@@ -40,8 +40,8 @@ def test_a_failed_routing_batch_names_its_messages_positions(monkeypatch: pytest
 
     monkeypatch.setattr(routing, "services", lambda: SimpleNamespace(settings=SimpleNamespace(stream_batch_wait_ms=1)))
     monkeypatch.setattr(routing, "route_batch", broken)
-    monkeypatch.setattr(routing, "last_resort", last_resort)
-    with caplog.at_level(logging.ERROR, logger="streams.routing"):
+    monkeypatch.setattr(intake, "last_resort", last_resort)
+    with caplog.at_level(logging.ERROR, logger="streams.intake"):
         asyncio.run(routing.route.fun(Stream([event(1, 64), event(1, 65), event(3, 7)])))
     assert dead == [(1, 64), (1, 65), (3, 7)]  # each failed alone too
     assert "routing batch of 3 failed (tickets.received[1]@64-65, tickets.received[3]@7)" in caplog.text
@@ -63,7 +63,7 @@ def test_one_ticket_that_breaks_routing_does_not_take_its_batch_with_it(monkeypa
 
     monkeypatch.setattr(routing, "services", lambda: SimpleNamespace(settings=SimpleNamespace(stream_batch_wait_ms=1)))
     monkeypatch.setattr(routing, "route_batch", route_batch)
-    monkeypatch.setattr(routing, "last_resort", last_resort)
+    monkeypatch.setattr(intake, "last_resort", last_resort)
     # When the routing agent takes the batch
     asyncio.run(routing.route.fun(Stream([event(1, 64), event(1, 65), event(1, 66)])))
     # Then the other two are routed, and only the broken one is dead-lettered
