@@ -44,8 +44,16 @@ CLOCK_STATE_VERSION = 1
 
 @runtime_checkable
 class Clock(Protocol):
+    speed: float
+    """Simulated seconds per real second (1.0: real time): what passes in real time (clocks apart, a message in
+    flight, a person's pause) is that many times longer on this clock."""
+
     def now(self) -> datetime:
         """The current moment, timezone-aware (Asia/Shanghai)."""
+        ...
+
+    def real_seconds(self, simulated: timedelta) -> float:
+        """How long to wait in real time for ``simulated`` to pass on this clock."""
         ...
 
 

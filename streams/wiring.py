@@ -101,7 +101,7 @@ def clock_skew(settings: Settings, clock: Clock) -> timedelta:
     ``clock``, or an event behind its ticket's previous step: ``HOTLINE_MAX_CLOCK_SKEW`` real seconds, times
     the clock's speed. What it covers passes in real time: clocks apart, and a message in flight (at the demo's
     3600x, an announcement 0.1 s behind a sign-for is 6 simulated minutes)."""
-    return timedelta(seconds=settings.max_clock_skew * float(getattr(clock, "speed", 1.0)))
+    return timedelta(seconds=settings.max_clock_skew * clock.speed)
 
 
 @dataclass

@@ -160,10 +160,10 @@ class Player:
 
     # --- pacing ---------------------------------------------------------------------------------------
     def _sim_delay(self, real_seconds: float) -> timedelta:
-        return timedelta(seconds=real_seconds * float(getattr(self.clock, "speed", 1.0)))
+        return timedelta(seconds=real_seconds * self.clock.speed)
 
     def _real_seconds(self, simulated: timedelta) -> float:
-        return simulated.total_seconds() / float(getattr(self.clock, "speed", 1.0))
+        return simulated.total_seconds() / self.clock.speed
 
     def _push(self, step: Step, at: datetime, first_try: float | None = None) -> None:
         self._seq += 1

@@ -15,6 +15,7 @@ import pytest
 
 import streams.lifecycle as stage
 from classifier.decision import AUTO, Decision
+from models.clock import ManualClock
 from models.lifecycle import Dispatch, Status, TicketState
 from streams import intake, supervision, ticket_table
 from streams.db import SchemaMoved
@@ -69,7 +70,7 @@ class Services:
         self.restage = None  # the figure stages are the real ledger's concern (tests/integration)
         self.route = route
         self.routed = 0
-        self.clock = SimpleNamespace(now=lambda: datetime(2025, 9, 26, 2, tzinfo=UTC))
+        self.clock = ManualClock(datetime(2025, 9, 26, 2, tzinfo=UTC))
         self.settings = SimpleNamespace(stuck_dispatch_seconds=30.0, max_clock_skew=300.0)
         self.catalogue = SimpleNamespace(
             sla=SimpleNamespace(max_dispatch_attempts=3), agencies=set(AGENCIES),

@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import update
 
 from models import ledger as t
+from models.clock import ManualClock
 from models.lifecycle import Status, TicketState
 from streams import routing, ticket_table
 from tests.conftest import run_async
@@ -56,7 +57,7 @@ def test_an_interrupted_publication_goes_out_as_the_stored_message_byte_for_byte
         s.execute(update(t.RoutingDecision).values(published_at=None))
     # When it is delivered again, later (a new decision would carry another routed_at) and to a classifier
     # that would now decide otherwise
-    world.svc.clock = SimpleNamespace(now=lambda: datetime(2025, 9, 27, 9, tzinfo=UTC))
+    world.svc.clock = ManualClock(datetime(2025, 9, 27, 9, tzinfo=UTC))
     decided: list[Any] = []
 
     async def route_many(requests: list[Any]) -> list[Any]:

@@ -14,6 +14,7 @@ import pytest
 
 from classifier.decision import AUTO, Decision
 from models import ledger as t
+from models.clock import ManualClock
 from models.tickets import Rejection, parse_ticket
 from streams import intake, routing
 from streams.db import Ledger, make_engine, upgrade
@@ -40,7 +41,7 @@ class Services:
     def __init__(self, url: str) -> None:
         self.ledger = Ledger(make_engine(url))
         self.settings = SimpleNamespace(stream_batch_wait_ms=10, max_clock_skew=300.0)
-        self.clock = SimpleNamespace(now=lambda: datetime(2025, 9, 26, 2, tzinfo=UTC))
+        self.clock = ManualClock(datetime(2025, 9, 26, 2, tzinfo=UTC))
 
     async def db(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         return fn(*args, **kwargs)
