@@ -8,6 +8,7 @@ uvicorn until SIGINT/SIGTERM.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import secrets
@@ -114,8 +115,9 @@ def create_app(settings: Settings, *, ledger: Ledger | None = None, catalogue: C
     async def _schema_current(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         # inside the session middleware (added after it, so outside of this one): error pages show the user.
         # A console left running after a newer version's `hotline db upgrade` stops serving, pages and API alike
-        moved = await run_in_threadpool(console.schema_moved) if console.schema_check_due() \
-            else console.schema_moved()
+        writes = request.method not in ("GET", "HEAD", "OPTIONS")  # looked at before each, not every 10 s
+        moved = await run_in_threadpool(functools.partial(console.schema_moved, writes=writes)) \
+            if console.schema_check_due(writes=writes) else console.schema_moved()
         if moved is not None and not request.url.path.startswith("/static/"):
             return error_response(request, 503, "schema_moved",
                                   f"系统已升级（账本修订 {moved.found}），本控制台仍是旧版本（{moved.expected}），"

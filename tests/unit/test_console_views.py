@@ -386,3 +386,21 @@ def test_a_console_left_running_after_a_newer_versions_upgrade_stops_serving(sit
     with site.ledger.session() as s:
         s.execute(text("UPDATE alembic_version SET version_num = :v"), {"v": head})
     assert site.client.get("/supervisor").status_code == 200
+
+
+def test_a_write_right_after_a_newer_versions_upgrade_is_refused_without_waiting_for_the_next_look(
+        site: Site) -> None:
+    from sqlalchemy import text
+
+    # Given a console that looked at the revision a moment ago (it looks every SCHEMA_CHECK_SECONDS, 10 s)
+    site.login("boss")
+    assert site.client.get("/supervisor").status_code == 200
+    # When a newer version's `hotline db upgrade` lands within those seconds
+    with site.ledger.session() as s:
+        s.execute(text("UPDATE alembic_version SET version_num = 'ffff_newer'"))
+    # Then a request that writes (here a ticket over the API: a refused one is recorded in the ledger) is refused
+    # at once; before, it was served the old way until the next look
+    r = site.api("POST", "/api/tickets", "boss", json={"id": "T-NEW", "text": "路灯坏了"})
+    assert r.status_code == 503 and r.json()["error"] == "schema_moved"
+    # and so is every page once it has looked
+    assert site.client.get("/supervisor").status_code == 503
