@@ -108,6 +108,10 @@ class WorkCalendar:
             self._holidays.update(y.holidays)
             self._workdays.update(y.workdays)
         self._warned: set[int] = set()
+        # working days in (a, b] by date pair: the figures and the supervision tick ask for thousands of stages
+        # overdue since a few hundred dates, counted day by day (a year's list: ~70 ms). A pair's answer never
+        # changes: the years it spans were taken in (_note_missing) while it was counted. Cleared when large.
+        self._between: dict[tuple[date, date], int] = {}
 
     @property
     def years(self) -> tuple[int, ...]:
@@ -166,11 +170,17 @@ class WorkCalendar:
         a, b = local_date(start), local_date(end)
         if b <= a:
             return 0
+        count = self._between.get((a, b))
+        if count is not None:
+            return count
         count = 0
         d = a + _DAY
         while d <= b:
             count += self.is_working_day(d)
             d += _DAY
+        if len(self._between) >= 100_000:
+            self._between.clear()
+        self._between[(a, b)] = count
         return count
 
     def whole_working_days(self, start: datetime, end: datetime) -> int:

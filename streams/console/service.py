@@ -339,11 +339,12 @@ class Console:
         now = self.now()
         series_since = period_start(now, series_days)
         # One load serves both: the stages since the earlier start (a superset; the figures count by window).
-        stages, overdue = load_stages(self.ledger, self.catalogue, now=now,
-                                      since=None if since is None else min(since, series_since))
-        figures = tally(stages, overdue, since=since, until=until, alerts=load_alert_rules(self.ledger, since, until))
         today = as_local(now).date()
         days, mondays = last_days(today, series_days), hotspot_weeks(today, weeks)
+        stages, overdue = load_stages(self.ledger, self.catalogue, now=now,
+                                      since=None if since is None else min(since, series_since),
+                                      split=[*_midnights(days), *(b for b in (since, until) if b is not None)])
+        figures = tally(stages, overdue, since=since, until=until, alerts=load_alert_rules(self.ledger, since, until))
         # received tickets counted per day and per week (and matter) by the database
         per_day = queries.received_counts(self.ledger, _midnights([*days, today + timedelta(days=1)]))
         per_week = queries.received_counts(self.ledger, _midnights([*mondays, mondays[-1] + timedelta(weeks=1)]),

@@ -160,6 +160,35 @@ def test_stages_are_stored_as_agencies_act_and_the_figures_do_not_change(ledger:
     assert sorted(o["ticket_id"] for f in later.values() for o in f["open_overdue"]) == ["F10", "F11"]
 
 
+def test_the_overview_sums_the_stored_stages_in_the_database_as_a_replay_counts_them(ledger: Ledger,
+                                                                                      cat: Catalogue) -> None:
+    """The console's overview asks the database for the stored stages' sums per agency and day (a CASE over the
+    days' midnights, grouped outside it: PostgreSQL refuses the CASE's parameters in GROUP BY otherwise)."""
+    from models.clock import ManualClock
+    from models.supervision.figures import replay_all, settle_all, tally
+    from streams.console.service import Console
+    from streams.console.trends import daily_series
+
+    # Given a month of tickets, and a supervisor reading the last 30 days and the last 7 (days start at midnight;
+    # the series' 14 days straddle the 7-day period's start)
+    district(Player(ledger, cat))
+    console = Console(None, ledger, cat, publisher=None)  # type: ignore[arg-type]
+    console._clock = ManualClock(NOW)
+    stages, pending = replay_all(reports.load_histories(ledger), cat)
+    late, overdue = settle_all(pending, NOW, cat.calendar)
+    for days in (30, 7, None):
+        since = reports.period_start(NOW, days)
+        # When the overview is read
+        view = console.overview(since)
+        # Then its figures and its daily series are those of replaying every ticket
+        assert {c: f.to_dict() for c, f in view.figures.items()} == {
+            c: f.to_dict() for c, f in sorted(tally(stages + late, overdue, since=since).items())}, days
+        expected = daily_series(dict(zip(view.series.days, view.series.received, strict=True)), stages + late,
+                                now=NOW)
+        assert view.series == expected, days
+    assert sum(view.series.dispatched) > 0 and any(f.overdue for f in view.figures.values())
+
+
 def test_a_reopened_ticket_is_restaged_with_its_handling_open(ledger: Ledger, cat: Catalogue) -> None:
     p = Player(ledger, cat)
     district(p)

@@ -26,10 +26,11 @@ from models import ledger as t
 from models.directory import Catalogue
 from models.events import parse_event
 from models.lifecycle import EVENT_TYPES, Outcome, Status, TicketState, apply
-from models.supervision.figures import agency_figures
+from models.supervision.figures import agency_figures, replay_all, settle_all, tally
 from models.tickets import TicketIn
 from models.workcalendar import TZ
 from streams import reports
+from streams.console.trends import daily_series, last_days
 from streams.db import Ledger, make_engine, upgrade
 
 pytestmark = pytest.mark.integration
@@ -162,6 +163,18 @@ def check(ledger: Ledger, cat: Catalogue, lc: Lifecycle) -> None:
                              (START + timedelta(days=3), None), (None, START + timedelta(hours=12))):
             stored, replayed = figures_of(ledger, cat, now, since, until)
             assert stored == replayed, (now, since, until)
+    # the console's overview: one load (stored stages summed per agency and day) for its figures and daily series
+    now = START + timedelta(days=5, hours=3)
+    days = last_days(now.date(), 14)
+    since, series_since = START + timedelta(days=1), reports.period_start(now, 14)
+    assert series_since is not None
+    stages, overdue = reports.load_stages(ledger, cat, now=now, since=min(since, series_since),
+                                          split=[*(reports.day_bounds(d)[0] for d in days), since])
+    every_stage, pending = replay_all(reports.load_histories(ledger), cat)
+    late, replayed_overdue = settle_all(pending, now, cat.calendar)
+    assert daily_series({}, stages, now=now) == daily_series({}, every_stage + late, now=now)
+    assert ({c: f.to_dict() for c, f in tally(stages, overdue, since=since).items()}
+            == {c: f.to_dict() for c, f in tally(every_stage + late, replayed_overdue, since=since).items()})
 
 
 def open_ledger(template: Path, path: Path) -> Ledger:
