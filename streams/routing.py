@@ -10,7 +10,6 @@ ticket is routed once, and never lost between the ledger and the queue.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Sequence
@@ -23,7 +22,7 @@ from classifier.decision import AUTO, Decision
 from classifier.router import RouteRequest
 from models.events import Alternative, RoutedTicket, TicketRouted, routed_event_id
 from models.tickets import Rejection, TicketIn, mask_caller_phone, parse_ticket
-from streams.app import app, events_topic, manual_topic, received_topic, routed_topic
+from streams.app import app, delivered, events_topic, manual_topic, received_topic, routed_topic
 from streams.db import Ledger
 from streams.intake import batch_or_each, dead_letter, ticket_json
 from streams.wiring import clock_skew, handling, services
@@ -225,7 +224,7 @@ async def publish(messages: list[dict[str, Any]]) -> None:
         # UTF-8, compact; the standard library's encoder was 1.5% of a busy worker)
         value = orjson.dumps(data)
         futures.append(await queue_for(data).send(key=data["ticket_id"], value=value))
-    await asyncio.gather(*futures)  # delivery reports: the broker has them
+    await delivered(futures)  # delivery reports: the broker has them
     await svc.db(svc.ledger.mark_published, [d["routing_id"] for d in messages])
     await announce(messages)
     log.info("published %d routing decision(s)", len(messages))

@@ -64,6 +64,7 @@ from streams.app import (
     alerts_topic,
     app,
     changelog_written,
+    delivered,
     every,
     link_partition,
     links_topic,
@@ -235,7 +236,7 @@ async def emit(alerts: list[Alert]) -> int:
         return 0
     records = [AlertRaised(**a.record_fields()) for a in todo]
     futures = [await alerts_topic.send(key=alert_subject(a), value=r) for a, r in zip(todo, records, strict=True)]
-    await asyncio.gather(*futures)  # delivery reports: the broker has them before the ledger says so
+    await delivered(futures)  # delivery reports: the broker has them before the ledger says so
     await svc.db(svc.ledger.record_alerts, [alert_row(a, r) for a, r in zip(todo, records, strict=True)])
     log.info("raised %d alert(s): %s", len(todo), ", ".join(a.alert_key for a in todo[:5])
              + (" ..." if len(todo) > 5 else ""))
@@ -252,7 +253,7 @@ async def publish_links(facts: list[LinkFact]) -> None:
         by_partition.setdefault(link_partition(f.key), []).append({"schema_version": LINK_SCHEMA, **f.to_dict()})
     futures = [await links_topic.send(partition=p, value=links_message(group[i:i + FACTS_PER_MESSAGE]))
                for p, group in sorted(by_partition.items()) for i in range(0, len(group), FACTS_PER_MESSAGE)]
-    await asyncio.gather(*futures)
+    await delivered(futures)
 
 
 def links_message(facts: list[dict[str, Any]]) -> bytes:

@@ -162,8 +162,11 @@ def _committed(bootstrap: str) -> dict[tuple[str, int], int]:
 N = 400
 
 
-# slow, on both backends: the handover fails intermittently (2 of 8 runs, 3 of 10 in review): the new worker records
-# only some of the held 'routed' announcements of tickets.events (not yet understood; docs/guarantees.md)
+# slow, on both backends. It failed intermittently (5 of 18 runs): the new worker never read the 'routed' announcements
+# the old one held in its first lifecycle batch (no offset committed on tickets.events: faust's start-up seek left
+# those partitions where the fetcher was; HotlineConsumer.seek_to_committed in streams/app.py reads them from the start).
+# Still 1 of 17 runs after that: offset 0 of one tickets.events partition never recorded (not yet understood;
+# docs/guarantees.md)
 @pytest.mark.slow
 def test_an_old_worker_stops_without_writing_and_an_upgraded_one_takes_its_batch(own_broker, database_url,
                                                                                  start_worker):
@@ -217,7 +220,9 @@ def test_an_old_worker_stops_without_writing_and_an_upgraded_one_takes_its_batch
             return Counter(s.scalars(select(t.TicketEvent.ticket_id).where(
                 t.TicketEvent.ticket_id.like(f"{prefix}-%"), t.TicketEvent.type == "routed")))
 
-    assert wait_until(lambda: len(routed()) == N, timeout=60), new.log()[-3000:]
+    assert wait_until(lambda: len(routed()) == N, timeout=60), (
+        f"no 'routed' event: {sorted({tk['id'] for tk in tickets} - set(routed()))[:20]}; committed "
+        f"{sorted(_committed(own_broker).items())}\n--- new worker\n{new.log()[-3000:]}")
     assert set(routed().values()) == {1}
     assert new.proc.poll() is None
     ledger.dispose()

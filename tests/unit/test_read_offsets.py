@@ -93,3 +93,36 @@ def test_read_offsets(stopped: bool, start: int | None, offset: int | None, afte
     offsets[PART] = offset
     assert offsets[PART] == after
     assert offsets[TP(TOPIC, 3)] is None  # never read
+
+
+def test_the_start_up_seek_rewinds_the_stream_partitions_with_no_committed_offset(monkeypatch) -> None:
+    """aiokafka's ``seek_to_committed`` moves only partitions with a committed offset above 0; one with none stayed
+    where the fetcher was, past messages fetched during the recovery and never handed to the agents (the rolling
+    upgrade test's new worker began tickets.events at 3/3/3/4, the log's end, and never read the held batch)."""
+    from aiokafka import TopicPartition
+
+    events = [TopicPartition("tickets.events", p) for p in range(2)]
+    received, changelog = TopicPartition(TOPIC, 0), TopicPartition("hotline-router-ticket-state-changelog", 0)
+    rewound: list[Any] = []
+
+    class Thread:
+        async def seek_to_committed(self) -> dict[Any, int | None]:
+            return {events[0]: None, events[1]: 0, received: 5, changelog: None}
+
+        async def seek_to_beginning(self, *partitions: Any) -> None:
+            rewound.extend(partitions)
+
+    async def scenario() -> dict[Any, int | None]:
+        async def nothing(*_: Any) -> None:
+            return None
+
+        _install_consumer_class()
+        consumer = app.transport.Consumer(app.transport, callback=nothing, loop=asyncio.get_running_loop(),
+                                          on_partitions_revoked=nothing, on_partitions_assigned=nothing)
+        consumer._thread = Thread()
+        return await consumer.seek_to_committed()
+
+    monkeypatch.setattr(app.topics, "_acking_topics", {"tickets.events", TOPIC})
+    committed = run_async(scenario())
+    assert committed[received] == 5  # what faust records as committed is unchanged
+    assert sorted(rewound) == events  # not the partition with an offset, nor a table's changelog
