@@ -109,6 +109,12 @@ class Settings(BaseSettings):
         default=10.0, ge=0, le=3600,
         description="how often (real seconds) a worker checks that every offset of tickets.received below the "
                     "group's committed offset reached the ledger, and routes any that did not; 0 = never")
+    reannounce_after_seconds: float = Field(
+        default=300.0, ge=0, le=86400,
+        description="how long (real seconds) after its publication a routing's 'routed' announcement may still be "
+                    "unrecorded by the lifecycle before the reconciler sends it again (a lost announcement would "
+                    "leave its ticket unwatched by supervision); looked for in the hour after that, at each "
+                    "reconciler round; 0 = never")
     stuck_dispatch_seconds: float = Field(
         default=30.0, ge=0, le=3600,
         description="how often (real seconds) a worker looks for follow-up dispatches (re-routing after a return, "

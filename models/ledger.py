@@ -131,7 +131,8 @@ class RoutingDecision(Base):
     decided_by: Mapped[str] = mapped_column(String(64), default="router")
     decided_at: Mapped[datetime] = mapped_column(default=utcnow)
     topic: Mapped[str | None] = mapped_column(String(120))  # the queue it was published to
-    published_at: Mapped[datetime | None]  # None until the broker acknowledged the publication
+    # None until the broker acknowledged the publication; indexed for the reconciler's look for lost announcements
+    published_at: Mapped[datetime | None] = mapped_column(index=True)
     message: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # exactly what was (to be) published
 
 

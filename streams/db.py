@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -20,7 +20,18 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, bindparam, create_engine, delete, event, func, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    bindparam,
+    create_engine,
+    delete,
+    event,
+    func,
+    literal,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -394,6 +405,22 @@ class Ledger:
             return []
         with self.session() as s:
             return _unrecorded_routings(s, keys)
+
+    def lost_announcements(self, since: datetime, before: datetime, partitions: Collection[int], *,
+                           limit: int = 200) -> list[dict[str, Any]]:
+        """The stored messages of decisions published in [since, before), of tickets received on ``partitions`` of
+        tickets.received, whose 'routed' event the lifecycle never recorded (oldest first, at most ``limit``): their
+        announcement was lost, or is very late. One index range (``published_at``), one key look-up each."""
+        if not partitions:
+            return []
+        d, e, tk = t.RoutingDecision, t.TicketEvent, t.Ticket
+        with self.session() as s:
+            return list(s.scalars(
+                select(d.message).join(tk, tk.id == d.ticket_id)
+                .outerjoin(e, e.event_id == literal(routed_event_id("")).concat(d.decision_key))
+                .where(d.published_at >= since, d.published_at < before, d.message.is_not(None),
+                       tk.source_partition.in_(sorted(partitions)), e.event_id.is_(None))
+                .order_by(d.published_at, d.decision_key).limit(limit)))
 
     def record_event(self, *, event_id: str, ticket_id: str, type: str, actor: str, agency: str | None,
                      occurred_at: datetime, accepted: bool, reason: str | None, payload: dict[str, Any],

@@ -308,7 +308,7 @@ async def sweep_stuck_dispatches(now: float | None = None) -> int:
             if stored is not None and stored.message and stored.published_at is not None:
                 log.warning("ticket %s: dispatch %s is on its queue but its routing never came back; "
                             "announcing it again", state.ticket_id, key)
-                await announce([stored.message])
+                await announce([stored.message], again=True)
             else:
                 log.warning("ticket %s: dispatch %s (%s, caused by %s) has not landed; doing it again",
                             state.ticket_id, key, state.pending, state.pending_event)

@@ -18,12 +18,13 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from streams.app import TICKETS_RECEIVED, app, every, owned_partitions
 from streams.broker import BrokerReader, Redelivery
 from streams.db import SchemaMoved
-from streams.routing import activity, route_batch
+from streams.routing import activity, announce, route_batch
 from streams.wiring import services
 
 log = logging.getLogger(__name__)
@@ -160,7 +161,35 @@ async def reconcile_once(reader: BrokerReader, topic: str = TICKETS_RECEIVED) ->
     interval = svc.settings.reconcile_seconds
     if interval:
         recovered += await catch_up(reader, topic, committed, owned, interval)
+    await announce_lost(owned)
     return recovered
+
+
+LOST_LOOKBACK = timedelta(hours=1)  # how long after the grace a lost announcement is still looked for
+
+
+async def announce_lost(owned: set[int]) -> int:
+    """Announce again the routings of this worker's tickets (their tickets.received partitions) published more than
+    ``reannounce_after_seconds`` ago whose 'routed' event the lifecycle never recorded; returns how many.
+
+    The announcement goes out after the publication and its mark; a ticket whose announcement is lost sits on its
+    agency's queue with no state in the lifecycle, so supervision never watches its time limits. A redelivered
+    ticket is announced again (routing), but one whose tickets.received offset was committed is never redelivered:
+    a worker stopped between marking and announcing, or a handover that never read the announcements the stopped
+    worker held (the rolling-upgrade test, session 23). The event id is the routing's: the lifecycle applies it
+    once, and an announcement that was only late is a duplicate it records nothing more for."""
+    svc = services()
+    after = svc.settings.reannounce_after_seconds
+    if not after or not owned:
+        return 0
+    before = datetime.now(UTC) - timedelta(seconds=after)  # published_at is real time, as decided_at
+    lost = await svc.db(svc.ledger.lost_announcements, before - LOST_LOOKBACK, before, owned)
+    if lost:
+        log.warning("reconcile: %d published routing(s) without a 'routed' event in the ledger %gs after their "
+                    "publication (announcement lost, or the lifecycle far behind); announcing them again: %s",
+                    len(lost), after, ", ".join(m["routing_id"] for m in lost[:10]))
+        await announce(lost, again=True)
+    return len(lost)
 
 
 async def _audit(reader: BrokerReader, topic: str, partition: int, lo: int, hi: int) -> int:

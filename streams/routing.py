@@ -114,7 +114,7 @@ async def route_batch(events: Sequence[Any]) -> None:
         if unheard:
             log.info("announcing again %d published routing(s) the lifecycle never recorded: %s", len(unheard),
                      ", ".join(unheard[:10]))
-            await announce([existing[key].message for key in unheard])
+            await announce([existing[key].message for key in unheard], again=True)
     if fresh:
         decisions = await svc.route_many([RouteRequest(tk.text, tk.address, tk.received_at) for tk in fresh])
         now = svc.clock.now()
@@ -230,12 +230,18 @@ async def publish(messages: list[dict[str, Any]]) -> None:
     log.info("published %d routing decision(s)", len(messages))
 
 
-async def announce(messages: list[dict[str, Any]]) -> None:
+async def announce(messages: list[dict[str, Any]], *, again: bool = False) -> None:
     """Tell the lifecycle stage (``tickets.events``) that these published decisions are on their queues; the
-    event id is the routing id's, so an announcement made twice is applied once."""
+    event id is the routing id's, so an announcement made twice is applied once. ``again``: announced once more
+    (lost on the way, or its worker stopped before it): stamped when the decision was routed, as the lifecycle's
+    catch-up stamps it (:func:`streams.lifecycle.published_routing`). The ticket has been on its queue since, and
+    its sign-for deadline runs from then, not from the moment someone noticed."""
     svc = services()
     for data in messages:
-        ev = routed_event(data, svc.clock.now())
+        at = svc.clock.now()
+        if again and isinstance(data.get("routed_at"), str):
+            at = datetime.fromisoformat(data["routed_at"])
+        ev = routed_event(data, at)
         await events_topic.send(key=data["ticket_id"].encode(), value=ev.dumps())
 
 

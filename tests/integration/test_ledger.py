@@ -209,3 +209,29 @@ def test_a_replay_reads_an_event_stored_without_its_time_at_the_time_the_lifecyc
     # Then the sign-for happened when the lifecycle said it did, not at the time of the replay
     assert [e.occurred_at for e in events] == [at, at + timedelta(minutes=20)]
     ledger.dispose()
+
+
+def test_lost_announcements_are_published_routings_without_their_routed_event(database_url):
+    from sqlalchemy import insert
+
+    ledger = Ledger(make_engine(database_url))
+    now = datetime.now(UTC)
+    for i, (partition, published, recorded) in enumerate([(0, 10, False), (0, 10, True), (1, 10, False),
+                                                           (0, 120, False), (0, None, False), (0, 1, False)]):
+        tid = f"LA-{i}"
+        ledger.record_tickets([(parse_ticket({"id": tid, "text": "路灯不亮", "received_at": "2025-10-01T08:00:00"}),
+                                "tickets.received", partition, i)])
+        with ledger.session() as s:
+            s.execute(insert(t.RoutingDecision).values(
+                decision_key=f"{tid}#1", ticket_id=tid, attempt=1, decision="auto", message={"routing_id": f"{tid}#1"},
+                published_at=None if published is None else now - timedelta(minutes=published)))
+        if recorded:
+            ledger.record_event(event_id=f"routed:{tid}#1", ticket_id=tid, type="routed", actor="router", agency=None,
+                                occurred_at=now, accepted=True, reason=None, payload={})
+    lost = ledger.lost_announcements(now - timedelta(hours=1), now - timedelta(minutes=5), {0})
+    # LA-0 only: LA-1 recorded, LA-2 another partition's, LA-3 before the hour, LA-4 unpublished, LA-5 too recent
+    assert lost == [{"routing_id": "LA-0#1"}]
+    assert ledger.lost_announcements(now - timedelta(hours=3), now, {0, 1}) == [
+        {"routing_id": f"LA-{i}#1"} for i in (3, 0, 2, 5)]  # oldest first (LA-0 and LA-2 tie: by key)
+    assert ledger.lost_announcements(now - timedelta(hours=1), now, set()) == []
+    ledger.dispose()

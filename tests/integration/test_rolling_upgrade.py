@@ -165,14 +165,16 @@ N = 400
 # slow, on both backends. It failed intermittently (5 of 18 runs): the new worker never read the 'routed' announcements
 # the old one held in its first lifecycle batch (no offset committed on tickets.events: faust's start-up seek left
 # those partitions where the fetcher was; HotlineConsumer.seek_to_committed in streams/app.py reads them from the start).
-# Still 1 of 17 runs after that: offset 0 of one tickets.events partition never recorded (not yet understood;
-# docs/guarantees.md)
+# Still 1 of 17 runs after that: offset 0 of one tickets.events partition never recorded (not understood). The
+# reconciler now announces again a routing published a while ago without its 'routed' event (reconcile.announce_lost;
+# here after 5 s instead of 300): the test asserts the guarantee, and says when that net had to catch one.
 @pytest.mark.slow
 def test_an_old_worker_stops_without_writing_and_an_upgraded_one_takes_its_batch(own_broker, database_url,
                                                                                  start_worker):
     # Given a worker routing a burst of tickets (on a broker of the test's own: the group's committed offsets are
     # read back; reconciler rounds every 2 s, as in the scale-out test, for the embedded broker's stalls)
-    env = {"HOTLINE_KAFKA_BOOTSTRAP": own_broker, "HOTLINE_RECONCILE_SECONDS": "2"}
+    env = {"HOTLINE_KAFKA_BOOTSTRAP": own_broker, "HOTLINE_RECONCILE_SECONDS": "2",
+           "HOTLINE_REANNOUNCE_AFTER_SECONDS": "5"}
     ledger = Ledger(make_engine(database_url))
     prefix = f"U{uuid.uuid4().hex[:6]}"
     tickets = realistic_tickets(N, prefix, seed=2026)
@@ -225,6 +227,9 @@ def test_an_old_worker_stops_without_writing_and_an_upgraded_one_takes_its_batch
         f"{sorted(_committed(own_broker).items())}\n--- new worker\n{new.log()[-3000:]}")
     assert set(routed().values()) == {1}
     assert new.proc.poll() is None
+    caught = [line for line in new.log().splitlines() if "announcing them again" in line]
+    if caught:  # the guarantee held, through the net: worth knowing when the handover itself lost one
+        print(f"the reconciler announced again what the handover lost: {caught}")
     ledger.dispose()
 
 

@@ -126,7 +126,7 @@ class World:
             self.published.extend(messages)
             self.svc.ledger.published.update(m["routing_id"] for m in messages)
 
-        async def announce(messages: list[dict[str, Any]]) -> None:
+        async def announce(messages: list[dict[str, Any]], *, again: bool = False) -> None:
             self.announced.extend(m["routing_id"] for m in messages)
 
         async def dead_letter(rejection: Any, **_: Any) -> None:

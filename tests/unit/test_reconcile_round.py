@@ -4,8 +4,10 @@ ticket at another offset is no recovered ticket, and one partition's failed read
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -28,7 +30,14 @@ def svc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Services:
         monkeypatch.setattr(module, "services", lambda: svc)
     monkeypatch.setattr(routing, "routed_topic", lambda code: Topic(f"tickets.routed.{code}", sent))
     monkeypatch.setattr(routing, "manual_topic", Topic("tickets.manual", sent))
-    monkeypatch.setattr(routing, "events_topic", Topic("tickets.events", sent))
+    values: list[dict[str, Any]] = []
+
+    class Events(Topic):
+        async def send(self, key: Any = None, value: Any = None) -> Any:
+            values.append(json.loads(value))
+            return await super().send(key, value)
+
+    monkeypatch.setattr(routing, "events_topic", Events("tickets.events", sent))
     monkeypatch.setattr(intake, "invalid_topic", Topic("tickets.invalid", sent))
     svc.settings.reconcile_seconds = 0  # no catch-up in these rounds: the audit only
     return svc
@@ -99,3 +108,51 @@ def test_a_partition_whose_read_fails_does_not_stop_the_others(svc: Services,
     recovered = asyncio.run(reconcile.reconcile_once(Reader({0: 1, 1: 1}, log, down={0}), TOPIC))
     # Then partition 1 is audited and its ticket routed; partition 0 waits for the next round
     assert recovered == 1 and svc.ledger.audit_marks(TOPIC) == {0: 0, 1: 1}
+
+
+def test_a_round_announces_again_the_routings_whose_announcement_never_reached_the_ledger(
+        svc: Services, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import update
+
+    # Given four tickets routed and published from partitions 0 and 1, their announcements sent; the lifecycle
+    # recorded A1's only (A2's and B1's never came: lost with a stopped worker, say); A3 was published long ago
+    monkeypatch.setattr(reconcile, "owned_partitions", lambda topic: {0})
+    svc.settings.reannounce_after_seconds = 300.0
+    sent: list[tuple[str, Any]] = []
+    values: list[dict[str, Any]] = []
+
+    class Events(Topic):
+        async def send(self, key: Any = None, value: Any = None) -> Any:
+            values.append(json.loads(value))
+            return await super().send(key, value)
+
+    monkeypatch.setattr(routing, "events_topic", Events("tickets.events", sent))
+    for partition, offset, tid in ((0, 0, "A1"), (0, 1, "A2"), (0, 2, "A3"), (1, 0, "B1")):
+        ev = SimpleNamespace(value=ticket(tid, "饭店油烟"), message=SimpleNamespace(topic=TOPIC, partition=partition,
+                                                                                offset=offset))
+        asyncio.run(routing.route_batch([ev]))
+    svc.ledger.record_event(event_id="routed:A1#1", ticket_id="A1", type="routed", actor="router", agency=None,
+                            occurred_at=datetime.now(UTC), accepted=True, reason=None, payload={})
+    now = datetime.now(UTC)
+    with svc.ledger.session() as s:
+        for tid, ago in (("A1", 10), ("A2", 10), ("B1", 10), ("A3", 120)):
+            s.execute(update(t.RoutingDecision).where(t.RoutingDecision.ticket_id == tid)
+                      .values(published_at=now - timedelta(minutes=ago)))
+    sent.clear()
+    svc.clock.advance(timedelta(minutes=10))
+    # When a round runs (nothing to audit)
+    with caplog.at_level(logging.WARNING, logger="streams.reconcile"):
+        asyncio.run(reconcile.reconcile_once(Reader({0: 3}, {}), TOPIC))
+    # Then A2 is announced again, saying so: A1 was recorded, B1 is another worker's (partition 1), A3 past the hour
+    assert sent == [("tickets.events", b"A2")]
+    # stamped when it was routed (its sign-for deadline runs from then), not at this round
+    (stored,) = svc.ledger.decisions(["A2#1"]).values()
+    assert values[-1]["occurred_at"] == stored.message["routed_at"] != svc.clock.now().isoformat()
+    assert "1 published routing(s) without a 'routed' event" in caplog.text and "A2#1" in caplog.text
+    # and not while within the grace (the lifecycle may only be behind)
+    svc.settings.reannounce_after_seconds = 1200.0
+    sent.clear()
+    asyncio.run(reconcile.reconcile_once(Reader({0: 3}, {}), TOPIC))
+    assert sent == []

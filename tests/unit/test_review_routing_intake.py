@@ -40,7 +40,7 @@ class Topic:
 class Services:
     def __init__(self, url: str) -> None:
         self.ledger = Ledger(make_engine(url))
-        self.settings = SimpleNamespace(stream_batch_wait_ms=10, max_clock_skew=300.0)
+        self.settings = SimpleNamespace(stream_batch_wait_ms=10, max_clock_skew=300.0, reannounce_after_seconds=0.0)
         self.clock = ManualClock(datetime(2025, 9, 26, 2, tzinfo=UTC))
 
     async def db(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
