@@ -30,14 +30,7 @@ def svc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Services:
         monkeypatch.setattr(module, "services", lambda: svc)
     monkeypatch.setattr(routing, "routed_topic", lambda code: Topic(f"tickets.routed.{code}", sent))
     monkeypatch.setattr(routing, "manual_topic", Topic("tickets.manual", sent))
-    values: list[dict[str, Any]] = []
-
-    class Events(Topic):
-        async def send(self, key: Any = None, value: Any = None) -> Any:
-            values.append(json.loads(value))
-            return await super().send(key, value)
-
-    monkeypatch.setattr(routing, "events_topic", Events("tickets.events", sent))
+    monkeypatch.setattr(routing, "events_topic", Topic("tickets.events", sent))
     monkeypatch.setattr(intake, "invalid_topic", Topic("tickets.invalid", sent))
     svc.settings.reconcile_seconds = 0  # no catch-up in these rounds: the audit only
     return svc
