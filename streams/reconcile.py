@@ -11,6 +11,10 @@ partition in the ledger (``offset_audits``), so each offset is checked once.
 
 A partition seen for the first time is adopted at its committed offset: what was handled before this
 ledger watched (another deployment, an earlier ledger) is not its business.
+
+Each round also proves the next step for the same tickets: a published routing has its 'routed' event in the
+ledger (the lifecycle watches its ticket from then on). One still without it some minutes after its publication
+is announced again (:func:`announce_lost`).
 """
 
 from __future__ import annotations
