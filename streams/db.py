@@ -407,20 +407,23 @@ class Ledger:
             return _unrecorded_routings(s, keys)
 
     def lost_announcements(self, since: datetime, before: datetime, partitions: Collection[int], *,
-                           limit: int = 200) -> list[dict[str, Any]]:
+                           skip: Collection[str] = (), limit: int = 200,
+                           topic: str = "tickets.received") -> list[dict[str, Any]]:
         """The stored messages of decisions published in [since, before), of tickets received on ``partitions`` of
-        tickets.received, whose 'routed' event the lifecycle never recorded (oldest first, at most ``limit``): their
-        announcement was lost, or is very late. One index range (``published_at``), one key look-up each."""
+        ``topic``, whose 'routed' event the lifecycle never recorded (oldest first, at most ``limit``, none of the
+        routing ids in ``skip``): their announcement was lost, or is very late. One index range (``published_at``),
+        one key look-up each."""
         if not partitions:
             return []
         d, e, tk = t.RoutingDecision, t.TicketEvent, t.Ticket
+        q = (select(d.message).join(tk, tk.id == d.ticket_id)
+             .outerjoin(e, e.event_id == literal(routed_event_id("")).concat(d.decision_key))
+             .where(d.published_at >= since, d.published_at < before, d.message.is_not(None),
+                    tk.source_topic == topic, tk.source_partition.in_(sorted(partitions)), e.event_id.is_(None)))
+        skipped = set(skip)  # filtered here: thousands of ids would not fit in one statement's parameters
         with self.session() as s:
-            return list(s.scalars(
-                select(d.message).join(tk, tk.id == d.ticket_id)
-                .outerjoin(e, e.event_id == literal(routed_event_id("")).concat(d.decision_key))
-                .where(d.published_at >= since, d.published_at < before, d.message.is_not(None),
-                       tk.source_partition.in_(sorted(partitions)), e.event_id.is_(None))
-                .order_by(d.published_at, d.decision_key).limit(limit)))
+            found = s.scalars(q.order_by(d.published_at, d.decision_key).limit(limit + len(skipped)))
+            return [m for m in found if m.get("routing_id") not in skipped][:limit]
 
     def record_event(self, *, event_id: str, ticket_id: str, type: str, actor: str, agency: str | None,
                      occurred_at: datetime, accepted: bool, reason: str | None, payload: dict[str, Any],

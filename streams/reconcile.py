@@ -170,6 +170,10 @@ async def reconcile_once(reader: BrokerReader, topic: str = TICKETS_RECEIVED) ->
 
 
 LOST_LOOKBACK = timedelta(hours=1)  # how long after the grace a lost announcement is still looked for
+# routing id -> when (monotonic) this worker announced it again: not again before another grace has passed. A
+# lifecycle far behind would otherwise get the same oldest 200 every round, and one that fails on an announcement
+# (dead-lettered, no row) would keep those 200 places from newer lost ones for the hour
+_reannounced: dict[str, float] = {}
 
 
 async def announce_lost(owned: set[int]) -> int:
@@ -187,7 +191,12 @@ async def announce_lost(owned: set[int]) -> int:
     if not after or not owned:
         return 0
     before = datetime.now(UTC) - timedelta(seconds=after)  # published_at is real time, as decided_at
-    lost = await svc.db(svc.ledger.lost_announcements, before - LOST_LOOKBACK, before, owned)
+    clock = time.monotonic()
+    for key in [k for k, at in _reannounced.items() if clock - at >= after]:
+        del _reannounced[key]
+    lost = [m for m in await svc.db(svc.ledger.lost_announcements, before - LOST_LOOKBACK, before, owned,
+                                    skip=list(_reannounced))]
+    _reannounced.update((m["routing_id"], clock) for m in lost)
     if lost:
         log.warning("reconcile: %d published routing(s) without a 'routed' event in the ledger %gs after their "
                     "publication (announcement lost, or the lifecycle far behind); announcing them again: %s",

@@ -343,7 +343,10 @@ class Console:
         days, mondays = last_days(today, series_days), hotspot_weeks(today, weeks)
         stages, overdue = load_stages(self.ledger, self.catalogue, now=now,
                                       since=None if since is None else min(since, series_since),
-                                      split=[*_midnights(days), *(b for b in (since, until) if b is not None)])
+                                      # the series' days and the end of today: a stage anchored after it (a
+                                      # clock ahead) must not be summed with today's
+                                      split=[*_midnights([*days, today + timedelta(days=1)]),
+                                             *(b for b in (since, until) if b is not None)])
         figures = tally(stages, overdue, since=since, until=until, alerts=load_alert_rules(self.ledger, since, until))
         # received tickets counted per day and per week (and matter) by the database
         per_day = queries.received_counts(self.ledger, _midnights([*days, today + timedelta(days=1)]))

@@ -360,3 +360,29 @@ def test_a_batch_holding_its_tickets_leaves_the_routers_decision_inserts_free(le
         lifecycle.rollback()
         lifecycle.close()
     assert ledger.decisions(["K1#1"])["K1#1"].agency == "BH-CGW"
+
+
+def test_the_overview_does_not_count_a_stage_anchored_after_today_on_today(ledger: Ledger, cat: Catalogue) -> None:
+    """A dispatch stamped after the console's midnight (a worker's clock a little ahead, the demo's fast clock) is
+    not on any day of the series; summed with today's stages of its agency it must not be counted today."""
+    from models.clock import ManualClock
+    from models.supervision.figures import replay_all, settle_all
+    from streams.console.service import Console
+    from streams.console.trends import daily_series
+
+    p = Player(ledger, cat)
+    tomorrow = NOW.replace(hour=0) + DAY  # Saturday 00:00
+    for tid, at in (("T1", NOW - timedelta(hours=2)), ("T2", tomorrow + timedelta(minutes=30))):
+        p.ticket(tid, at - timedelta(minutes=1))
+        p.routed(tid, at, "BH-CGW")
+        p.event(tid, "signed", at + timedelta(minutes=5), "BH-CGW")
+        p.event(tid, "resolved", at + timedelta(minutes=50), "BH-CGW", reply="已处理")
+    assert live_and_staged(ledger) == (set(), {"T1", "T2"})
+    console = Console(None, ledger, cat, publisher=None)  # type: ignore[arg-type]
+    console._clock = ManualClock(NOW)
+    stages, pending = replay_all(reports.load_histories(ledger), cat)
+    late, _ = settle_all(pending, NOW, cat.calendar)
+    view = console.overview(reports.period_start(NOW, 7))
+    expected = daily_series(dict(zip(view.series.days, view.series.received, strict=True)), stages + late, now=NOW)
+    assert view.series.dispatched[-1] == 1
+    assert view.series == expected

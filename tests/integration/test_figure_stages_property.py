@@ -169,7 +169,7 @@ def check(ledger: Ledger, cat: Catalogue, lc: Lifecycle) -> None:
     since, series_since = START + timedelta(days=1), reports.period_start(now, 14)
     assert series_since is not None
     stages, overdue = reports.load_stages(ledger, cat, now=now, since=min(since, series_since),
-                                          split=[*(reports.day_bounds(d)[0] for d in days), since])
+                                          split=[*(reports.day_bounds(d)[0] for d in days), reports.day_bounds(days[-1])[1], since])
     every_stage, pending = replay_all(reports.load_histories(ledger), cat)
     late, replayed_overdue = settle_all(pending, now, cat.calendar)
     assert daily_series({}, stages, now=now) == daily_series({}, every_stage + late, now=now)

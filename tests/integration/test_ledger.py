@@ -234,4 +234,8 @@ def test_lost_announcements_are_published_routings_without_their_routed_event(da
     assert ledger.lost_announcements(now - timedelta(hours=3), now, {0, 1}) == [
         {"routing_id": f"LA-{i}#1"} for i in (3, 0, 2, 5)]  # oldest first (LA-0 and LA-2 tie: by key)
     assert ledger.lost_announcements(now - timedelta(hours=1), now, set()) == []
+    # those announced again a moment ago are skipped, and the limit counts the others only
+    assert ledger.lost_announcements(now - timedelta(hours=3), now, {0, 1}, skip={"LA-3#1", "LA-0#1"}, limit=1) == [
+        {"routing_id": "LA-2#1"}]
+    assert ledger.lost_announcements(now - timedelta(hours=3), now, {0}, topic="tickets.other") == []
     ledger.dispose()

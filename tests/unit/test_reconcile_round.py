@@ -112,6 +112,7 @@ def test_a_round_announces_again_the_routings_whose_announcement_never_reached_t
     # Given four tickets routed and published from partitions 0 and 1, their announcements sent; the lifecycle
     # recorded A1's only (A2's and B1's never came: lost with a stopped worker, say); A3 was published long ago
     monkeypatch.setattr(reconcile, "owned_partitions", lambda topic: {0})
+    monkeypatch.setattr(reconcile, "_reannounced", {})
     svc.settings.reannounce_after_seconds = 300.0
     sent: list[tuple[str, Any]] = []
     values: list[dict[str, Any]] = []
@@ -144,6 +145,11 @@ def test_a_round_announces_again_the_routings_whose_announcement_never_reached_t
     (stored,) = svc.ledger.decisions(["A2#1"]).values()
     assert values[-1]["occurred_at"] == stored.message["routed_at"] != svc.clock.now().isoformat()
     assert "1 published routing(s) without a 'routed' event" in caplog.text and "A2#1" in caplog.text
+    # and not at the next round: it is given another grace (a lifecycle far behind, or one failing on it)
+    sent.clear()
+    asyncio.run(reconcile.reconcile_once(Reader({0: 3}, {}), TOPIC))
+    assert sent == []
+    monkeypatch.setattr(reconcile, "_reannounced", {})  # (as after that grace)
     # and not while within the grace (the lifecycle may only be behind)
     svc.settings.reannounce_after_seconds = 1200.0
     sent.clear()
