@@ -194,8 +194,8 @@ async def announce_lost(owned: set[int]) -> int:
     clock = time.monotonic()
     for key in [k for k, at in _reannounced.items() if clock - at >= after]:
         del _reannounced[key]
-    lost = [m for m in await svc.db(svc.ledger.lost_announcements, before - LOST_LOOKBACK, before, owned,
-                                    skip=list(_reannounced))]
+    lost = await svc.db(svc.ledger.lost_announcements, before - LOST_LOOKBACK, before, owned,
+                        skip=list(_reannounced))
     _reannounced.update((m["routing_id"], clock) for m in lost)
     if lost:
         log.warning("reconcile: %d published routing(s) without a 'routed' event in the ledger %gs after their "

@@ -341,15 +341,15 @@ class Console:
         # One load serves both: the stages since the earlier start (a superset; the figures count by window).
         today = as_local(now).date()
         days, mondays = last_days(today, series_days), hotspot_weeks(today, weeks)
+        # the series' days and the end of today: a stage anchored after it (a clock ahead) must not be summed with
+        # today's, nor a ticket received after it counted on it
+        day_starts = _midnights([*days, today + timedelta(days=1)])
         stages, overdue = load_stages(self.ledger, self.catalogue, now=now,
                                       since=None if since is None else min(since, series_since),
-                                      # the series' days and the end of today: a stage anchored after it (a
-                                      # clock ahead) must not be summed with today's
-                                      split=[*_midnights([*days, today + timedelta(days=1)]),
-                                             *(b for b in (since, until) if b is not None)])
+                                      split=[*day_starts, *(b for b in (since, until) if b is not None)])
         figures = tally(stages, overdue, since=since, until=until, alerts=load_alert_rules(self.ledger, since, until))
         # received tickets counted per day and per week (and matter) by the database
-        per_day = queries.received_counts(self.ledger, _midnights([*days, today + timedelta(days=1)]))
+        per_day = queries.received_counts(self.ledger, day_starts)
         per_week = queries.received_counts(self.ledger, _midnights([*mondays, mondays[-1] + timedelta(weeks=1)]),
                                            by_matter=True)
         return Overview(
