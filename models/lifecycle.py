@@ -113,7 +113,10 @@ class TicketState:
     extension_days_granted: int = 0
     rating: str | None = None
     reopen_count: int = 0
-    updated_at: datetime | None = None
+    updated_at: datetime | None = None  # the last accepted step, by anyone
+    # The handling agency's own last accepted step of this handling (签收, 延期申请, 办结): with the dispatch
+    # and a reopen, what the agency's next step follows, so what its time is judged against (stamped_in_time)
+    agency_acted_at: datetime | None = None
     seen_events: tuple[str, ...] = field(default=())
     # The dispatch (attempt n+1) decided but not landed yet, i.e. its 'routed' event has not come back:
     # "reroute" | "designate" | "dispatch" (to pending_agency). Kept in the state, not only in memory, so
@@ -298,6 +301,10 @@ def stamped_in_time(state: TicketState, event: LifecycleEvent, now: datetime,
     clock may be off ours, so a sender whose clock is a little off is not refused for it; against the previous
     step twice that: two senders (an agency ahead, the call-back centre behind) may each be off by it the other way.
 
+    An agency's step follows its dispatch, a reopen and its own last step, not what others did meanwhile: a
+    办结 its system sent late, after a supervisor had approved its extension, happened before that approval and
+    is accepted at its time (:func:`_previous_step`).
+
     Not of a 'routed' event: only the router writes one, stamped by the deployment's clock when the routing is
     announced (after the step that caused it). A refused one would strand its ticket: the ledger's row of its
     event id stops the catch-up and the re-announcement (``Ledger.unrecorded_routing``, ``unannounced``)."""
@@ -309,13 +316,21 @@ def stamped_in_time(state: TicketState, event: LifecycleEvent, now: datetime,
                        f"超出允许误差{span_zh(max_skew)}，请核对发送方系统时间后重新提交 / occurred_at "
                        f"{at.isoformat()} is later than now ({as_local(now).isoformat()}) by more than the "
                        f"allowed clock skew ({max_skew.total_seconds():g} s)")
-    previous, apart = state.updated_at, 2 * max_skew
+    previous, apart = _previous_step(state, event), 2 * max_skew
     if previous is not None and at < previous - apart:
         return Refusal(f"{_named(event)}的办理时间（{_when_zh(at, previous)}）早于上一环节"
                        f"（{_when_zh(previous, at)}），超出允许误差{span_zh(apart)}，不予受理 / occurred_at "
                        f"{at.isoformat()} is earlier than the ticket's previous step ({as_local(previous).isoformat()}) "
                        f"by more than two senders' allowed clock skew ({apart.total_seconds():g} s)")
     return None
+
+
+def _previous_step(state: TicketState, event: LifecycleEvent) -> datetime | None:
+    """The step ``event`` follows, whose time it may not precede (beyond the clocks' tolerance)."""
+    if event.role != Role.AGENCY:
+        return state.updated_at
+    steps = [t for t in (state.dispatched_at, state.handling_started_at, state.agency_acted_at) if t is not None]
+    return max(steps, default=state.updated_at)
 
 
 def _require_current_agency(state: TicketState, event: LifecycleEvent) -> Refusal | None:
@@ -348,7 +363,7 @@ def _routed(state: TicketState, event: Any, max_attempts: int, known: Collection
     if refusal := _refuse_state(state, event, {Status.RECEIVED, Status.RETURNED, Status.MANUAL}):
         return refusal
     # A new attempt starts a new handling: the previous handler's signature, clock and extensions go.
-    fresh = {"signed_at": None, "handling_started_at": None, "extension_pending_days": 0,
+    fresh = {"signed_at": None, "handling_started_at": None, "agency_acted_at": None, "extension_pending_days": 0,
              "extension_days_granted": 0, "pending": None, "pending_agency": None, "pending_event": None,
              "pending_actor": None}
     decision = getattr(event, "decision", "")
@@ -365,7 +380,7 @@ def _signed(state: TicketState, event: Any, _m: int, _k: Collection[str]) -> Out
     if refusal := _require_current_agency(state, event) or _refuse_state(state, event, {Status.DISPATCHED}):
         return refusal
     return Outcome(_remember(state, event, status=Status.SIGNED, signed_at=event.occurred_at,
-                             handling_started_at=event.occurred_at))
+                             handling_started_at=event.occurred_at, agency_acted_at=event.occurred_at))
 
 
 def _returned(state: TicketState, event: Any, max_attempts: int, _k: Collection[str]) -> Outcome | Refusal:
@@ -439,7 +454,7 @@ def _extension_requested(state: TicketState, event: Any, _m: int, _k: Collection
         return Refusal("延期天数须为 1 至 30 个工作日 / an extension needs 'days' between 1 and 30 working days")
     if not _text(event, "explanation"):
         return Refusal("申请延期须说明理由 / an extension request needs an explanation")
-    return Outcome(_remember(state, event, extension_pending_days=days))
+    return Outcome(_remember(state, event, extension_pending_days=days, agency_acted_at=event.occurred_at))
 
 
 def _extension_decided(state: TicketState, event: Any, _m: int, _k: Collection[str]) -> Outcome | Refusal:
@@ -458,7 +473,7 @@ def _resolved(state: TicketState, event: Any, _m: int, _k: Collection[str]) -> O
     if not _text(event, "reply"):
         return Refusal("办结须填写答复群众的内容 / a resolution needs the reply text given to the citizen")
     return Outcome(_remember(state, event, status=Status.RESOLVED, resolved_at=event.occurred_at,
-                             extension_pending_days=0))
+                             extension_pending_days=0, agency_acted_at=event.occurred_at))
 
 
 def _rated(state: TicketState, event: Any, _m: int, _k: Collection[str]) -> Outcome | Refusal:

@@ -175,6 +175,49 @@ def test_a_resolution_stamped_before_the_agency_s_own_sign_for_is_refused(dispat
     assert accepted(signed, ev("resolved", NOW, reply="已处理")).status == Status.RESOLVED
 
 
+def test_a_resolution_sent_late_after_its_extension_was_approved_is_accepted_at_its_time(
+        dispatched: TicketState) -> None:
+    # Given a ticket signed at 08:00 whose agency asked for an extension at 08:30, approved by a supervisor at 09:20
+    signed = accepted(dispatched, ev("signed", NOW - timedelta(minutes=90)))
+    asked = accepted(signed, ev("extension_requested", NOW - timedelta(minutes=60), days=5, explanation="需现场勘查"))
+    approved = accepted(asked, ev("extension_approved", NOW - timedelta(minutes=10), role="supervisor", agency=None))
+    # When the agency's 办结 of 08:50, held in its own system, arrives only now (after the approval)
+    late = ev("resolved", NOW - timedelta(minutes=40), reply="已处理")
+    # Then it is accepted at its own time: it follows the agency's own request, not the supervisor's approval
+    assert accepted(approved, late).resolved_at == NOW - timedelta(minutes=40)
+    # but a 办结 stamped before the agency's own extension request is refused, naming that request's time
+    early = judged(approved, ev("resolved", NOW - timedelta(minutes=75), reply="已处理"))
+    assert isinstance(early, Refusal) and "早于上一环节（12月4日08:30）" in early.reason
+
+
+def test_an_agency_s_step_after_a_reopen_follows_the_reopen(dispatched: TicketState) -> None:
+    # Given a ticket resolved at 08:00 and reopened by the call-back centre at 09:00
+    signed = accepted(dispatched, ev("signed", NOW - timedelta(minutes=100)))
+    resolved = accepted(signed, ev("resolved", NOW - timedelta(minutes=90), reply="已处理"))
+    reopened = accepted(resolved, ev("reopened", NOW - timedelta(minutes=30), role="callcenter", agency=None))
+    # When the agency resolves it again "at 08:30", before it was reopened; Then that is refused
+    assert isinstance(judged(reopened, ev("resolved", NOW - timedelta(minutes=60), reply="再次处理")), Refusal)
+    assert accepted(reopened, ev("resolved", NOW, reply="再次处理")).resolved_at == NOW
+
+
+def test_others_steps_still_follow_the_ticket_s_last_step_by_anyone(dispatched: TicketState) -> None:
+    # a supervisor's decision on an extension cannot come before the request it answers
+    signed = accepted(dispatched, ev("signed", NOW - timedelta(minutes=90)))
+    asked = accepted(signed, ev("extension_requested", NOW - timedelta(minutes=30), days=5, explanation="需现场勘查"))
+    decision = ev("extension_approved", NOW - timedelta(minutes=60), role="supervisor", agency=None)
+    assert isinstance(judged(asked, decision), Refusal)
+
+
+def test_a_state_stored_before_the_agency_s_own_step_was_kept_judges_against_its_handling(
+        dispatched: TicketState) -> None:
+    # a state from a table written by the previous version has no agency_acted_at: its sign-for still bounds a 办结
+    signed = accepted(dispatched, ev("signed", NOW - timedelta(minutes=90)))
+    old = TicketState.from_dict({k: v for k, v in signed.to_dict().items() if k != "agency_acted_at"})
+    assert old.agency_acted_at is None and old.handling_started_at == signed.signed_at
+    assert isinstance(judged(old, ev("resolved", NOW - timedelta(minutes=120), reply="已处理")), Refusal)
+    assert accepted(old, ev("resolved", NOW, reply="已处理")).agency_acted_at == NOW
+
+
 def test_a_redelivered_event_is_a_duplicate_however_far_the_ticket_has_moved_on(dispatched: TicketState) -> None:
     # Given a sign-for accepted at 08:00 and a resolution at 09:00
     sign = ev("signed", NOW - timedelta(minutes=90))
