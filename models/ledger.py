@@ -81,6 +81,8 @@ class Ticket(Base):
     request_type: Mapped[str | None] = mapped_column(String(8))
     urgency: Mapped[str | None] = mapped_column(String(8))
     caller_phone: Mapped[str | None] = mapped_column(String(40))  # shown masked except to the handler
+    # its digits as the linker compares them (normalise_phone), for the search by caller (migration 0013)
+    caller_key: Mapped[str | None] = mapped_column(String(20))
     complex_case: Mapped[bool] = mapped_column(default=False, server_default=false())  # 复杂件, said at intake
     jurisdiction: Mapped[str | None] = mapped_column(String(16))
     street: Mapped[str | None] = mapped_column(String(64))
@@ -104,6 +106,8 @@ class Ticket(Base):
                       # an agency's own list; its inbox by status and its counts
                       Index("ix_tickets_agency_received_id", "current_agency", "received_at", "id"),
                       Index("ix_tickets_agency_status_received", "current_agency", "status", "received_at"),
+                      # a caller's tickets, newest first: the search by number (migration 0013)
+                      Index("ix_tickets_caller_key_received", "caller_key", "received_at"),
                       # the few live ones among a year's tickets, for the figures (partial: ~open tickets only)
                       Index("ix_tickets_figures_live", "id", sqlite_where=sql("figures_live"),
                             postgresql_where=sql("figures_live")))

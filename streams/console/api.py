@@ -16,7 +16,8 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 from urllib.parse import urlencode
@@ -32,6 +33,7 @@ from streams.cli.agency import Action
 from streams.console import queries
 from streams.console.access import AGENCY, Principal, sees_full_phone
 from streams.console.accounts import principal_for_token
+from streams.console.search import MAX_QUERY_CHARS, BadSearch, parse_search
 from streams.console.service import MAX_BODY_BYTES, Console, ConsoleError
 from streams.reports import day_bounds, parse_day, parse_month, period_start
 
@@ -209,6 +211,50 @@ async def read_limited(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
     return b"".join(chunks)
 
 
+@dataclass(frozen=True, slots=True)
+class TicketFilters:
+    """A ticket list's filters, checked: ``criteria`` for :func:`queries.list_tickets`, ``query`` to link the
+    next page with (as given)."""
+
+    criteria: dict[str, Any]
+    query: dict[str, str]
+
+
+def ticket_filters(now: datetime, *, q: str | None = None, status: str | None = None, agency: str | None = None,
+                   since: str | None = None, until: str | None = None, through: bool = False) -> TicketFilters:
+    """The filters of the ticket list and the search (API and page alike); 400 in Chinese for a bad one.
+
+    ``until`` is the first day not included (as ``/api/figures``), or with ``through`` the last day included (the
+    page's date fields: "从 12-01 至 12-05" means the 5th too)."""
+    try:
+        search = parse_search(q)
+    except BadSearch as exc:
+        raise ConsoleError(400, "invalid_search", str(exc)) from None
+    if through and until is not None:
+        try:
+            last = parse_day(until)
+        except ValueError:
+            raise ConsoleError(400, "invalid_period", f"「至」应为日期，格式 YYYY-MM-DD（如 2026-11-30），"
+                                                      f"而不是 {until[:20]!r}。") from None
+        if since is not None and _parses(since) and last < parse_day(since):
+            raise ConsoleError(400, "invalid_period", f"「至」（{until}）早于「受理自」（{since}）。")
+        start, end = figures_period(now, None, since, (last + timedelta(days=1)).isoformat(), None)
+    else:
+        start, end = figures_period(now, None, since, until, None)
+    given = {"q": search.text if search else None, "status": status, "agency": agency or None, "since": since,
+             "until": until}
+    return TicketFilters({"search": search, "status": status, "agency": agency or None, "since": start,
+                          "until": end}, {k: str(v) for k, v in given.items() if v})
+
+
+def _parses(day: str) -> bool:
+    try:
+        parse_day(day)
+    except ValueError:
+        return False
+    return True
+
+
 @router.get("/me", response_model=Me, responses=AUTH, summary="当前令牌的用户")
 def me(request: Request, p: Principal = Depends(api_user)) -> Me:
     agency = console_of(request).catalogue.agencies.get(p.agency or "")
@@ -229,30 +275,37 @@ async def intake(request: Request, p: Principal = Depends(api_user)) -> Accepted
     return Accepted(id=ticket.id, status="accepted")
 
 
-@router.get("/tickets", response_model=list[TicketBrief], summary="工单列表", responses={
+@router.get("/tickets", response_model=list[TicketBrief], summary="工单列表与查询", responses={
     **AUTH, 200: {"description": "一页工单（最新受理的在前）", "headers": {"Link": {
         "description": '还有更多工单时给出下一页：`</api/tickets?...&before=<游标>>; rel="next"`；没有此头即已是最后一页',
         "schema": {"type": "string"}}}},
-    400: {"model": ErrorOut, "description": "参数有误（如 status 未知、before 游标无效）"}})
+    400: {"model": ErrorOut, "description": "参数有误（如 status 未知、before 游标无效、日期格式不对、查询内容过长）"}})
 def list_tickets(request: Request, response: Response, p: Principal = Depends(api_user),
+                 q: str | None = Query(None, max_length=2 * MAX_QUERY_CHARS,
+                                       description="查询：工单编号、来电号码（任意写法）或关键词（空格分隔，须都出现在"
+                                                   "编号、标题、内容或地址中）"),
                  status: Status | None = Query(None, description="按状态筛选，如 dispatched、manual"),
+                 agency: str | None = Query(None, max_length=32, description="当前承办单位代码"),
+                 since: str | None = Query(None, description="受理时间自该日上海时间 0 时起（YYYY-MM-DD，含该日）"),
+                 until: str | None = Query(None, description="受理时间到该日上海时间 0 时为止（YYYY-MM-DD，不含该日）"),
                  limit: int = Query(100, ge=1, le=500, description="每页最多多少张"),
                  before: str | None = Query(None, max_length=MAX_CURSOR_CHARS,
                                             description="分页游标：取上一页响应 Link 头（rel=\"next\"）中的地址即可，"
                                                         "不必自己构造")) -> list[TicketBrief]:
     """最新受理的工单在前（受理时间相同的按编号），每页至多 `limit` 张；后面还有时，响应的 `Link` 头给出下一页的地址
-    （`rel="next"`，带 `before` 游标），逐页取完不会漏掉或重复工单。承办单位只得到当前由本单位承办的工单。"""
+    （`rel="next"`，带 `before` 游标），逐页取完不会漏掉或重复工单。`q` 按工单编号、来电号码或关键词查询，可与
+    状态、承办单位、受理日期同用。承办单位只得到当前由本单位承办或曾派给本单位的工单。"""
     position = decode_cursor(before) if before is not None else None
-    agency = p.agency if p.role == AGENCY else None
-    if p.role == AGENCY and agency is None:
+    if p.role == AGENCY and p.agency is None:
         return []
+    console = console_of(request)
+    filters = ticket_filters(console.now(), q=q, status=status, agency=agency, since=since, until=until)
     # one more than asked for: whether a next page exists, without a count
-    rows = queries.list_tickets(console_of(request).ledger, agency=agency, status=status, limit=limit + 1,
-                                before=position)
+    rows = queries.list_tickets(console.ledger, visible_to=p.agency if p.role == AGENCY else None,
+                                limit=limit + 1, before=position, **filters.criteria)
     if len(rows) > limit:
         rows = rows[:limit]
-        query = {"limit": limit, **({"status": status.value} if status is not None else {}),
-                 "before": encode_cursor(rows[-1].received_at, rows[-1].id)}
+        query = {**filters.query, "limit": limit, "before": encode_cursor(rows[-1].received_at, rows[-1].id)}
         # a relative reference (RFC 8288): right behind a proxy that rewrites the host, too
         response.headers["Link"] = f'<{request.url.path}?{urlencode(query)}>; rel="next"'
     out = []

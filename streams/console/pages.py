@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlencode
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
@@ -48,6 +48,7 @@ from streams.console.access import (
     sees_full_phone,
 )
 from streams.console.accounts import authenticate, principal_for_session
+from streams.console.api import decode_cursor, encode_cursor, ticket_filters
 from streams.console.app import HERE, LoginRequired
 from streams.console.charts import bar_chart, line_chart
 from streams.console.service import MAX_BODY_BYTES, Console, ConsoleError
@@ -422,6 +423,43 @@ def supervisor_agency(code: str, request: Request, period: str = DEFAULT_PERIOD,
 
 
 # --- tickets -------------------------------------------------------------------------------------------
+SEARCH_PAGE = 50
+
+
+@router.get("/tickets")
+def tickets_page(request: Request, q: str = "", status: str = "", agency: str = "", since: str = "",
+                 until: str = "", before: str = "", p: Principal = Depends(page_user)) -> Response:
+    """工单查询: by number, caller's number or words, with status, handler and receipt dates; an agency finds
+    the tickets it may see (handles now or was dispatched before)."""
+    console = console_of(request)
+    form = {"q": q.strip(), "status": status, "agency": "" if p.role == AGENCY else agency, "since": since.strip(),
+            "until": until.strip()}
+    context: dict[str, Any] = {"form": form, "rows": [], "next_url": None, "error": None, "searched": False,
+                               "agency_options": [] if p.role == AGENCY else _agency_options(console)}
+    try:
+        if status and status not in STATUS_NAMES:
+            raise ConsoleError(400, "invalid_status", f"没有这个工单状态：{status[:24]}。")
+        filters = ticket_filters(console.now(), **{k: v or None for k, v in form.items()},
+                                 through=True)
+        position = decode_cursor(before) if before else None
+    except ConsoleError as exc:
+        return render(request, "tickets.html", p, status=exc.status, **{**context, "error": exc.message})
+    context["searched"] = bool(filters.query)
+    if p.role == AGENCY and p.agency is None:
+        return render(request, "tickets.html", p, **context)
+    rows = queries.list_tickets(console.ledger, visible_to=p.agency if p.role == AGENCY else None,
+                                limit=SEARCH_PAGE + 1, before=position, **filters.criteria)
+    search = filters.criteria["search"]
+    if search is not None and before == "" and len(rows) == 1 and rows[0].id in (search.text, search.text.upper()):
+        return RedirectResponse(f"/tickets/{rows[0].id}", status_code=303)  # a ticket number typed: that ticket
+    if len(rows) > SEARCH_PAGE:
+        rows = rows[:SEARCH_PAGE]
+        query = {**filters.query, "before": encode_cursor(rows[-1].received_at, rows[-1].id)}
+        context["next_url"] = f"/tickets?{urlencode(query)}"
+    first = f"/tickets?{urlencode(filters.query)}" if before else None
+    return render(request, "tickets.html", p, **{**context, "rows": rows, "first_url": first})
+
+
 @router.get("/tickets/{ticket_id}")
 def ticket_page(ticket_id: str, request: Request, p: Principal = Depends(page_user)) -> HTMLResponse:
     console = console_of(request)

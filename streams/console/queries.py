@@ -13,12 +13,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, func, null, or_, select, tuple_
+from sqlalchemy import and_, case, func, null, or_, select, tuple_
 
 from models import ledger as t
 from models.lifecycle import Status
 from models.tickets import shown_text, shown_ticket
 from streams.console.access import extension_pending
+from streams.console.search import Search
 from streams.db import Ledger
 
 OPEN = (Status.DISPATCHED, Status.SIGNED)
@@ -281,20 +282,47 @@ def agency_tickets(ledger: Ledger, agency: str, *, limit: int = 200) -> list[Car
 
 
 def list_tickets(ledger: Ledger, *, agency: str | None = None, status: str | None = None, limit: int = 100,
-                 before: tuple[datetime, str] | None = None) -> list[t.Ticket]:
+                 before: tuple[datetime, str] | None = None, visible_to: str | None = None,
+                 search: Search | None = None, since: datetime | None = None,
+                 until: datetime | None = None) -> list[t.Ticket]:
     """Newest first, by (received_at, id): a total order, so that pages cut at ``before`` (the last ticket of
-    the previous page) neither skip nor repeat tickets received at the same instant."""
+    the previous page) neither skip nor repeat tickets received at the same instant.
+
+    ``visible_to``: only the tickets that agency may see (handles now or was dispatched before, as
+    ``access.can_view_ticket``); ``agency``: only those it handles now; ``search``: what the ticket search
+    matched (:mod:`streams.console.search`); ``since``/``until``: received in [since, until)."""
     with ledger.session() as s:
         q = select(t.Ticket).order_by(t.Ticket.received_at.desc(), t.Ticket.id.desc()).limit(limit)
         if before is not None:
             # a row value, not received_at < at OR (= at AND id < ...): both backends then read the page off
             # ix_tickets_received_id from the cursor on; with the OR, SQLite sorted every older ticket (seconds)
             q = q.where(tuple_(t.Ticket.received_at, t.Ticket.id) < tuple_(*before))
+        if visible_to is not None:
+            q = q.where(or_(t.Ticket.current_agency == visible_to, t.Ticket.id.in_(
+                select(t.RoutingDecision.ticket_id).where(t.RoutingDecision.agency == visible_to))))
         if agency is not None:
             q = q.where(t.Ticket.current_agency == agency)
         if status is not None:
             q = q.where(t.Ticket.status == status)
+        if since is not None:
+            q = q.where(t.Ticket.received_at >= since)
+        if until is not None:
+            q = q.where(t.Ticket.received_at < until)
+        if search is not None:
+            q = q.where(_matches(search))
         return list(s.scalars(q))
+
+
+def _matches(search: Search) -> Any:
+    """The tickets a search finds: by number, by caller, or holding every word (LIKE, escaped: a % typed is
+    a %). Case-insensitive, as people type ticket numbers and Latin shop names."""
+    found = [t.Ticket.id.in_({search.text, search.text.upper()})]
+    if search.caller_key is not None:
+        found.append(t.Ticket.caller_key == search.caller_key)
+    found.append(and_(*(or_(*(column.icontains(word, autoescape=True) for column in
+                              (t.Ticket.id, t.Ticket.title, t.Ticket.text, t.Ticket.address)))
+                        for word in search.words)))
+    return or_(*found)
 
 
 def recent_alerts(ledger: Ledger, *, limit: int = 50, agency: str | None = None,

@@ -1,7 +1,7 @@
 """The console in a real browser, on the real stack (broker, worker, ledger, web server): an agency logs in,
 sees only its own tickets, returns one with a reason and legal basis; a dispatcher re-dispatches it with
-one click; the supervisor sees the return alert arrive live and the agency's return rate change. Another
-agency's ticket answers 404. Screenshots of the views go to docs/screenshots/ for the README."""
+one click and finds it again by the caller's number; the supervisor sees the return alert arrive live and the
+agency's return rate change. Another agency's ticket answers 404. Screenshots of the views go to docs/screenshots/ for the README."""
 
 from __future__ import annotations
 
@@ -161,6 +161,16 @@ def test_return_redispatch_and_supervision_in_the_browser(stack: Stack, browser:
     assert dispatcher.locator("ol.timeline li[data-type=returned]").count() == 1
     assert dispatcher.inner_text("#caller-phone") == "139****5678"
     shot(dispatcher, "ticket")
+
+    # The caller rings again: the dispatcher finds the ticket by their number, from any page's 工单查询
+    dispatcher.click("header nav a[href='/tickets']")
+    dispatcher.fill("input[name=q]", "139 1234 5678")
+    dispatcher.click("form.search button[type=submit]")
+    dispatcher.wait_for_load_state()
+    assert dispatcher.locator(f"table.list a[href='/tickets/{mine}']").count() == 1
+    found = dispatcher.inner_text("table.list")
+    assert PHONE not in found and "139****5678" in found
+    shot(dispatcher, "search")
 
     # The correction is kept as a training example for the next `hotline train`
     ledger = Ledger(make_engine(stack.database_url))

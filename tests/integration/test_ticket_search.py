@@ -1,0 +1,141 @@
+"""The ticket search's query (``queries.list_tickets`` with a ``Search``) on both backends: a caller found by their
+number however the platform wrote it, every word required, LIKE's wildcards taken literally, an agency's scope,
+the receipt dates; and migration 0013 giving the tickets stored before it their caller key."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+
+import pytest
+from sqlalchemy import select, text
+
+from models import ledger as t
+from models.tickets import TicketIn
+from models.workcalendar import TZ
+from streams.console import queries
+from streams.console.search import parse_search
+from streams.db import Ledger, make_engine, upgrade
+from tests.conftest import PG_DB, PG_HOST, PG_PORT
+
+T0 = datetime(2026, 11, 30, 9, 0, tzinfo=TZ)
+CALLER = "13812345678"
+
+
+@pytest.fixture
+def ledger(database_url: str) -> Ledger:
+    ledger = Ledger(make_engine(database_url))
+    # Given tickets as the router records them, one an hour, newest last
+    rows = [
+        ("A1", "新北街道某某烧烤店油烟很大，晚上开窗全是烟味", "滨海新区新北街道福州道100号", "+86 138-1234-5678"),
+        ("A2", "还是那家烧烤店，油烟问题没有解决", "滨海新区新北街道福州道100号", "１３８１２３４５６７８"),
+        ("B1", "小区门口占道经营，早上堵路", "滨海新区新河街道", "13900001111"),
+        ("C1", "打折标价100%虚假，商场价格欺诈", "滨海新区胡家园街道", None),
+        ("D1", "公司拖欠工资三个月，烧烤店老板不给钱", "东丽区华明街道", "022-2580 1234"),
+    ]
+    ledger.record_tickets([(TicketIn(id=f"12345-{tid}", text=body, address=address, caller_phone=phone,
+                                     received_at=T0 + timedelta(hours=i)), None, None, None)
+                           for i, (tid, body, address, phone) in enumerate(rows)])
+    with ledger.session() as s:
+        for tid, status, agency in [("A1", "resolved", "BH-SCJG"), ("A2", "dispatched", "BH-STHJ"),
+                                    ("B1", "dispatched", "BH-CGW"), ("D1", "manual", None)]:
+            tk = s.get(t.Ticket, f"12345-{tid}")
+            assert tk is not None
+            tk.status, tk.current_agency = status, agency
+        # A2 went to 市场监管 first, which returned it; the ecology bureau handles it now
+        for tid, attempt, agency in [("A1", 1, "BH-SCJG"), ("A2", 1, "BH-SCJG"), ("A2", 2, "BH-STHJ"),
+                                     ("B1", 1, "BH-CGW")]:
+            s.add(t.RoutingDecision(decision_key=f"12345-{tid}#{attempt}", ticket_id=f"12345-{tid}", attempt=attempt,
+                                    decision="auto", agency=agency))
+    return ledger
+
+
+def found(ledger: Ledger, query: str, **kw: object) -> list[str]:
+    return [tk.id.removeprefix("12345-") for tk in queries.list_tickets(ledger, search=parse_search(query), **kw)]
+
+
+def test_a_caller_is_found_by_their_number_however_either_side_wrote_it(ledger: Ledger) -> None:
+    # the platform stored +86 138-1234-5678 and full-width digits; the operator types it plainly, or with spaces
+    assert found(ledger, CALLER) == ["A2", "A1"]  # newest first
+    assert found(ledger, "138 1234 5678") == found(ledger, "+8613812345678") == ["A2", "A1"]
+    # a landline with its area code, typed with a dash
+    assert found(ledger, "022-25801234") == ["D1"]
+    # part of a number is no caller: it is a word, found only where it is written
+    assert found(ledger, "1234567") == []
+
+
+def test_every_word_must_appear_in_the_number_title_text_or_address(ledger: Ledger) -> None:
+    assert found(ledger, "烧烤店") == ["D1", "A2", "A1"]
+    assert found(ledger, "烧烤店 福州道") == ["A2", "A1"]  # one in the text, one in the address
+    assert found(ledger, "烧烤店 工资") == ["D1"]
+    assert found(ledger, "油烟 东丽区") == []
+
+
+def test_wildcards_are_taken_literally(ledger: Ledger) -> None:
+    assert found(ledger, "100%") == ["C1"]  # not "100" followed by anything
+    assert found(ledger, "%") == ["C1"]
+    assert found(ledger, "_") == []
+
+
+def test_a_ticket_number_is_found_in_either_case(ledger: Ledger) -> None:
+    assert found(ledger, "12345-B1") == found(ledger, "12345-b1") == ["B1"]
+    assert found(ledger, "B1") == ["B1"]  # a part of the number, as a word
+
+
+def test_an_agency_finds_what_it_handles_or_was_dispatched_and_nothing_else(ledger: Ledger) -> None:
+    # 市场监管 resolved A1 and returned A2, which the ecology bureau handles now
+    assert found(ledger, "烧烤店", visible_to="BH-SCJG") == ["A2", "A1"]
+    assert found(ledger, "烧烤店", visible_to="BH-STHJ") == ["A2"]
+    assert found(ledger, CALLER, visible_to="BH-CGW") == []
+    assert found(ledger, "12345-A1", visible_to="BH-CGW") == []
+    # and the filters on top: handled now by, status
+    assert found(ledger, "烧烤店", visible_to="BH-SCJG", agency="BH-SCJG") == ["A1"]
+    assert found(ledger, "烧烤店", status="manual") == ["D1"]
+
+
+def test_receipt_dates_and_pages(ledger: Ledger) -> None:
+    assert found(ledger, "烧烤店", since=T0 + timedelta(hours=1)) == ["D1", "A2"]
+    assert found(ledger, "烧烤店", until=T0 + timedelta(hours=4)) == ["A2", "A1"]
+    first = queries.list_tickets(ledger, search=parse_search("烧烤店"), limit=2)
+    rest = queries.list_tickets(ledger, search=parse_search("烧烤店"), limit=2,
+                                before=(first[-1].received_at, first[-1].id))
+    assert [tk.id for tk in first + rest] == ["12345-D1", "12345-A2", "12345-A1"]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_migration_0013_gives_stored_tickets_their_caller_key(backend: str, tmp_path, request) -> None:  # type: ignore[no-untyped-def]
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'old.sqlite3'}"
+    else:
+        base = request.getfixturevalue("pg_schema_url")
+        import psycopg
+
+        schema = f"hotline_m_{uuid.uuid4().hex[:10]}"
+        with psycopg.connect(host=PG_HOST, port=PG_PORT, dbname=PG_DB, user="postgres", autocommit=True) as c:
+            c.execute(f'CREATE SCHEMA "{schema}"')
+        request.addfinalizer(lambda: _drop(schema))
+        url = base.split("?")[0] + f"?options=-csearch_path%3D{schema}"
+    # Given a ledger of the previous version with tickets in it
+    upgrade(url, "0012")
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        for i, phone in enumerate(["+86 138-1234-5678", None, "138****5678", "12345"]):
+            conn.execute(text("INSERT INTO tickets (id, received_at, text, caller_phone, status, attempt, "
+                              "first_seen_at, updated_at) VALUES (:id, :at, 'x', :phone, 'received', 0, :at, :at)"),
+                         {"id": f"T{i}", "at": T0.isoformat() if backend == "sqlite" else T0, "phone": phone})
+    engine.dispose()
+    # When it is migrated
+    upgrade(url)
+    # Then a real number has its key; none, a masked one or a short one has none
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        keys = dict(conn.execute(select(t.Ticket.id, t.Ticket.caller_key)).all())
+    engine.dispose()
+    assert keys == {"T0": CALLER, "T1": None, "T2": None, "T3": None}
+
+
+def _drop(schema: str) -> None:
+    import psycopg
+
+    with psycopg.connect(host=PG_HOST, port=PG_PORT, dbname=PG_DB, user="postgres", autocommit=True) as c:
+        c.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
