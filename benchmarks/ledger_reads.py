@@ -34,7 +34,9 @@ from config.settings import Settings
 from models import ledger as t
 from models.clock import ManualClock
 from models.supervision.figures import agency_figures
+from models.supervision.linking import normalise_phone
 from streams.console import queries
+from streams.console.search import parse_search
 from streams.console.service import Console
 from streams.db import Ledger, chunks, code_revision, make_engine, upgrade
 from streams.reports import figures, load_alert_rules, load_histories, period_start, restage_all, restager
@@ -76,9 +78,11 @@ class Generator:
         rnd, tid = self.rnd, f"T{i:08d}"
         received = NOW - timedelta(seconds=rnd.random() * 365 * 86400)
         matter = rnd.choice(self.matters)
-        tk = {"id": tid, "received_at": received, "text": TEXT, "title": "油烟扰民", "address": "滨海新区塘沽街道某小区",
-              "channel": "phone", "request_type": rnd.choice(["咨询", "求助", "投诉", "举报", "建议"]),
-              "urgency": "一般", "caller_phone": "13812345678", "complex_case": False, "jurisdiction": "BH",
+        phone = f"138{rnd.randrange(10**8):08d}"  # a caller rings again now and then: see read_paths' search
+        tk = {"id": tid, "received_at": received, "text": TEXT, "title": "油烟扰民",
+              "address": f"滨海新区塘沽街道某小区{rnd.randrange(1, 3000)}号", "channel": "phone",
+              "request_type": rnd.choice(["咨询", "求助", "投诉", "举报", "建议"]), "urgency": "一般",
+              "caller_phone": phone, "caller_key": normalise_phone(phone), "complex_case": False, "jurisdiction": "BH",
               "matter": matter, "status": "received", "current_agency": None, "attempt": 0,
               "source_topic": "tickets.received", "source_partition": i % 6, "source_offset": i // 6,
               "first_seen_at": received, "updated_at": received}
@@ -145,6 +149,10 @@ def build(url: str, tickets: int, seed: int) -> dict[str, int]:
 
 def read_paths(ledger: Ledger, console: Console, busy: str) -> dict[str, Callable[[], Any]]:
     first = queries.list_tickets(ledger, limit=51)
+
+    def search(query: str | None, **kw: Any) -> list[t.Ticket]:
+        return queries.list_tickets(ledger, search=parse_search(query), limit=51, **kw)
+
     return {
         "ticket list, first page": lambda: queries.list_tickets(ledger, limit=51),
         "ticket list, next page": lambda: queries.list_tickets(ledger, limit=51,
@@ -159,6 +167,15 @@ def read_paths(ledger: Ledger, console: Console, busy: str) -> dict[str, Callabl
         "supervisor: overview, 30 days": lambda: console.overview(period_start(NOW, 30)),
         "report --digest (yesterday)": lambda: figures(ledger, console.catalogue, now=NOW,
                                                        since=NOW - timedelta(days=1), until=NOW),
+        # 工单查询 (50 a page, as the console's page asks): a caller's number and a ticket number are index
+        # look-ups; a word found everywhere stops at the first page; a word found nowhere reads every ticket
+        "search: caller's number": lambda: search(first[7].caller_phone),
+        "search: ticket number": lambda: search(first[9].id.lower()),
+        "search: common word": lambda: search("油烟"),
+        "search: two words, few hits": lambda: search("油烟 2999号"),
+        "search: word found nowhere": lambda: search("垃圾焚烧"),
+        "search: nowhere, last 30 days": lambda: search("垃圾焚烧", since=period_start(NOW, 30)),
+        "search: nowhere, one agency's": lambda: search("垃圾焚烧", visible_to=busy),
     }
 
 

@@ -32,10 +32,13 @@ def ledger(database_url: str) -> Ledger:
         ("B1", "小区门口占道经营，早上堵路", "滨海新区新河街道", "13900001111"),
         ("C1", "打折标价100%虚假，商场价格欺诈", "滨海新区胡家园街道", None),
         ("D1", "公司拖欠工资三个月，烧烤店老板不给钱", "东丽区华明街道", "022-2580 1234"),
+        ("E1", "请回电13900001111或13700009999，路灯不亮", "滨海新区新河街道", None),
     ]
     ledger.record_tickets([(TicketIn(id=f"12345-{tid}", text=body, address=address, caller_phone=phone,
                                      received_at=T0 + timedelta(hours=i)), None, None, None)
-                           for i, (tid, body, address, phone) in enumerate(rows)])
+                           for i, (tid, body, address, phone) in enumerate(rows)]
+                          + [(TicketIn(id="12345-F0", text="代邻居反映，联系电话13900001111，井盖缺失",
+                                       received_at=T0 - timedelta(hours=1)), None, None, None)])
     with ledger.session() as s:
         for tid, status, agency in [("A1", "resolved", "BH-SCJG"), ("A2", "dispatched", "BH-STHJ"),
                                     ("B1", "dispatched", "BH-CGW"), ("D1", "manual", None)]:
@@ -62,6 +65,14 @@ def test_a_caller_is_found_by_their_number_however_either_side_wrote_it(ledger: 
     assert found(ledger, "022-25801234") == ["D1"]
     # part of a number is no caller: it is a word, found only where it is written
     assert found(ledger, "1234567") == []
+    # a caller's number finds that caller's tickets, not others that mention it; a number no caller rang from
+    # is a word like any other
+    assert found(ledger, "13900001111") == ["B1"]
+    assert found(ledger, "13700009999") == ["E1"]
+    # decided before the page's cursor: the page after the caller's only ticket is empty, not the older F0,
+    # which mentions the number
+    (b1,) = queries.list_tickets(ledger, search=parse_search("13900001111"))
+    assert found(ledger, "13900001111", before=(b1.received_at, b1.id)) == []
 
 
 def test_every_word_must_appear_in_the_number_title_text_or_address(ledger: Ledger) -> None:
@@ -88,6 +99,8 @@ def test_an_agency_finds_what_it_handles_or_was_dispatched_and_nothing_else(ledg
     assert found(ledger, "烧烤店", visible_to="BH-STHJ") == ["A2"]
     assert found(ledger, CALLER, visible_to="BH-CGW") == []
     assert found(ledger, "12345-A1", visible_to="BH-CGW") == []
+    # nor by a number whose ticket it cannot see: the word search among its own finds nothing either
+    assert found(ledger, "13900001111", visible_to="BH-SCJG") == []
     # and the filters on top: handled now by, status
     assert found(ledger, "烧烤店", visible_to="BH-SCJG", agency="BH-SCJG") == ["A1"]
     assert found(ledger, "烧烤店", status="manual") == ["D1"]
