@@ -45,6 +45,8 @@ from streams.console.access import (
     SUPERVISOR,
     Principal,
     allowed_actions,
+    can_view_ticket,
+    not_found_message,
     sees_full_phone,
 )
 from streams.console.accounts import authenticate, principal_for_session
@@ -428,36 +430,48 @@ SEARCH_PAGE = 50
 
 @router.get("/tickets")
 def tickets_page(request: Request, q: str = "", status: str = "", agency: str = "", since: str = "",
-                 until: str = "", before: str = "", p: Principal = Depends(page_user)) -> Response:
+                 until: str = "", before: str = "", caller_of: str = "",
+                 p: Principal = Depends(page_user)) -> Response:
     """工单查询: by number, caller's number or words, with status, handler and receipt dates; an agency finds
-    the tickets it may see (handles now or was dispatched before)."""
+    the tickets it may see (handles now or was dispatched before). ``caller_of``: the tickets of that ticket's
+    caller (the ticket page's link: the caller's history without their number in the address bar)."""
     console = console_of(request)
     form = {"q": q.strip(), "status": status, "agency": "" if p.role == AGENCY else agency, "since": since.strip(),
             "until": until.strip()}
     context: dict[str, Any] = {"form": form, "rows": [], "next_url": None, "error": None, "searched": False,
-                               "agency_options": [] if p.role == AGENCY else _agency_options(console)}
+                               "caller_of": None, "agency_options": [] if p.role == AGENCY else _agency_options(console)}
     try:
         if status and status not in STATUS_NAMES:
             raise ConsoleError(400, "invalid_status", f"没有这个工单状态：{status[:24]}。")
         filters = ticket_filters(console.now(), **{k: v or None for k, v in form.items()},
                                  through=True)
         position = decode_cursor(before) if before else None
+        caller = _caller_of(console, p, caller_of.strip()) if caller_of.strip() else None
     except ConsoleError as exc:
         return render(request, "tickets.html", p, status=exc.status, **{**context, "error": exc.message})
-    context["searched"] = bool(filters.query)
-    if p.role == AGENCY and p.agency is None:
+    query = {**filters.query, **({"caller_of": caller.id} if caller is not None else {})}
+    context.update(searched=bool(query), caller_of=caller)
+    if p.role == AGENCY and p.agency is None or caller is not None and caller.caller_key is None:
         return render(request, "tickets.html", p, **context)
     rows = queries.list_tickets(console.ledger, visible_to=p.agency if p.role == AGENCY else None,
-                                limit=SEARCH_PAGE + 1, before=position, **filters.criteria)
+                                limit=SEARCH_PAGE + 1, before=position,
+                                caller_key=caller.caller_key if caller is not None else None, **filters.criteria)
     search = filters.criteria["search"]
     if search is not None and before == "" and len(rows) == 1 and rows[0].id in (search.text, search.text.upper()):
         return RedirectResponse(f"/tickets/{rows[0].id}", status_code=303)  # a ticket number typed: that ticket
     if len(rows) > SEARCH_PAGE:
         rows = rows[:SEARCH_PAGE]
-        query = {**filters.query, "before": encode_cursor(rows[-1].received_at, rows[-1].id)}
-        context["next_url"] = f"/tickets?{urlencode(query)}"
-    first = f"/tickets?{urlencode(filters.query)}" if before else None
+        context["next_url"] = f"/tickets?{urlencode({**query, 'before': encode_cursor(rows[-1].received_at, rows[-1].id)})}"
+    first = f"/tickets?{urlencode(query)}" if before else None
     return render(request, "tickets.html", p, **{**context, "rows": rows, "first_url": first})
+
+
+def _caller_of(console: Console, p: Principal, ticket_id: str) -> Any:
+    """The ticket whose caller's tickets are asked for; 404 as for its page when ``p`` may not see it."""
+    tk, dispatched = queries.dispatched_to(console.ledger, ticket_id[:64])
+    if tk is None or not can_view_ticket(p, tk.current_agency, dispatched):
+        raise ConsoleError(404, "not_found", not_found_message(p, ticket_id[:64]))
+    return tk
 
 
 @router.get("/tickets/{ticket_id}")
@@ -480,6 +494,7 @@ def ticket_page(ticket_id: str, request: Request, p: Principal = Depends(page_us
     return render(request, "ticket.html", p, d=detail, card=card, actions=actions, timeline=timeline,
                   known_matter=known_matter,
                   full_phone=sees_full_phone(p, tk.current_agency),
+                  same_caller=queries.same_caller(console.ledger, tk, visible_to=p.agency if p.role == AGENCY else None),
                   suggestions=_suggest(console, card) if Action.REASSIGN in actions else [],
                   agency_options=_agency_options(console) if Action.REASSIGN in actions else [])
 

@@ -283,19 +283,21 @@ def agency_tickets(ledger: Ledger, agency: str, *, limit: int = 200) -> list[Car
 
 def list_tickets(ledger: Ledger, *, agency: str | None = None, status: str | None = None, limit: int = 100,
                  before: tuple[datetime, str] | None = None, visible_to: str | None = None,
-                 search: Search | None = None, since: datetime | None = None,
-                 until: datetime | None = None) -> list[t.Ticket]:
+                 search: Search | None = None, since: datetime | None = None, until: datetime | None = None,
+                 caller_key: str | None = None) -> list[t.Ticket]:
     """Newest first, by (received_at, id): a total order, so that pages cut at ``before`` (the last ticket of
     the previous page) neither skip nor repeat tickets received at the same instant.
 
     ``visible_to``: only the tickets that agency may see (handles now or was dispatched before, as
     ``access.can_view_ticket``); ``agency``: only those it handles now; ``search``: what the ticket search
-    matched (:func:`_found`); ``since``/``until``: received in [since, until)."""
+    matched (:func:`_found`); ``since``/``until``: received in [since, until); ``caller_key``: the tickets of one
+    caller (``tickets.caller_key``, the digits of their number)."""
     with ledger.session() as s:
         where = []
         if visible_to is not None:
-            where.append(or_(t.Ticket.current_agency == visible_to, t.Ticket.id.in_(
-                select(t.RoutingDecision.ticket_id).where(t.RoutingDecision.agency == visible_to))))
+            where.append(_visible_to(visible_to))
+        if caller_key is not None:
+            where.append(t.Ticket.caller_key == caller_key)
         if agency is not None:
             where.append(t.Ticket.current_agency == agency)
         if status is not None:
@@ -312,6 +314,25 @@ def list_tickets(ledger: Ledger, *, agency: str | None = None, status: str | Non
             # ix_tickets_received_id from the cursor on; with the OR, SQLite sorted every older ticket (seconds)
             q = q.where(tuple_(t.Ticket.received_at, t.Ticket.id) < tuple_(*before))
         return list(s.scalars(q))
+
+
+def _visible_to(agency: str) -> Any:
+    """The tickets an agency may see: it handles them now or they were dispatched to it before."""
+    return or_(t.Ticket.current_agency == agency, t.Ticket.id.in_(
+        select(t.RoutingDecision.ticket_id).where(t.RoutingDecision.agency == agency)))
+
+
+def same_caller(ledger: Ledger, ticket: t.Ticket, *, visible_to: str | None = None) -> int:
+    """How many other tickets the ticket's caller has (among those ``visible_to`` sees): what the ticket page links
+    to, so that whoever reads a ticket sees the caller's history without being shown their number."""
+    if ticket.caller_key is None:
+        return 0
+    with ledger.session() as s:
+        q = select(func.count()).select_from(t.Ticket).where(t.Ticket.caller_key == ticket.caller_key,
+                                                             t.Ticket.id != ticket.id)
+        if visible_to is not None:
+            q = q.where(_visible_to(visible_to))
+        return s.scalar(q) or 0
 
 
 def _found(s: Any, search: Search, where: list[Any]) -> Any:

@@ -129,3 +129,25 @@ def test_the_api_searches_with_q_and_links_the_next_page_with_it(site: Site) -> 
     bad = site.api("GET", "/api/tickets", "disp", params={"since": "2026-13-01"})
     assert bad.status_code == 400 and bad.json()["error"] == "invalid_period"
     assert site.api("GET", "/api/tickets", "disp", params={"q": "a b c d e f"}).json()["error"] == "invalid_search"
+
+
+def test_a_ticket_page_links_to_its_caller_s_other_tickets_without_their_number(site: Site) -> None:
+    site.login("disp")
+    page = site.client.get("/tickets/12345-A2").text
+    link = re.search(r'<a id="same-caller" href="([^"]+)">另有 1 张工单', page).group(1)  # type: ignore[union-attr]
+    assert link == "/tickets?caller_of=12345-A2"  # the ticket, not the number, in the address
+    listing = site.client.get(link).text
+    assert listed(listing) == ["12345-A2", "12345-A1"] and 'id="caller-of"' in listing
+    assert 'name="caller_of" value="12345-A2"' in listing  # kept when the filters are refined
+    assert listed(site.client.get(link + "&q=没有解决").text) == ["12345-A2"]
+    # a ticket whose caller rang once links nowhere
+    assert 'id="same-caller"' not in site.client.get("/tickets/12345-B1").text
+
+
+def test_an_agency_sees_only_its_share_of_a_caller_s_history(site: Site) -> None:
+    site.login("scjg")
+    assert 'id="same-caller"' not in site.client.get("/tickets/12345-A2").text  # A1 never came to it
+    assert listed(site.client.get("/tickets?caller_of=12345-A2").text) == ["12345-A2"]
+    # and another agency's ticket is not found, as its page is not
+    r = site.client.get("/tickets?caller_of=12345-B1")
+    assert r.status_code == 404 and "未派给本单位" in r.text
