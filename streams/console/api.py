@@ -294,7 +294,7 @@ def list_tickets(request: Request, response: Response, p: Principal = Depends(ap
                                                         "不必自己构造")) -> list[TicketBrief]:
     """最新受理的工单在前（受理时间相同的按编号），每页至多 `limit` 张；后面还有时，响应的 `Link` 头给出下一页的地址
     （`rel="next"`，带 `before` 游标），逐页取完不会漏掉或重复工单。`q` 按工单编号、来电号码或关键词查询，可与
-    状态、承办单位、受理日期同用。承办单位只得到当前由本单位承办或曾派给本单位的工单。"""
+    状态、承办单位、受理日期同用。承办单位只得到当前由本单位承办和本单位退回的工单；按编号或来电号码可查到曾派给本单位的任何工单。"""
     position = decode_cursor(before) if before is not None else None
     if p.role == AGENCY and p.agency is None:
         return []

@@ -433,7 +433,7 @@ def tickets_page(request: Request, q: str = "", status: str = "", agency: str = 
                  until: str = "", before: str = "", caller_of: str = "",
                  p: Principal = Depends(page_user)) -> Response:
     """工单查询: by number, caller's number or words, with status, handler and receipt dates; an agency finds
-    the tickets it may see (handles now or was dispatched before). ``caller_of``: the tickets of that ticket's
+    the tickets it handles and those it returned, by number any it may see. ``caller_of``: the tickets of that ticket's
     caller (the ticket page's link: the caller's history without their number in the address bar)."""
     console = console_of(request)
     form = {"q": q.strip(), "status": status, "agency": "" if p.role == AGENCY else agency, "since": since.strip(),

@@ -288,32 +288,45 @@ def list_tickets(ledger: Ledger, *, agency: str | None = None, status: str | Non
     """Newest first, by (received_at, id): a total order, so that pages cut at ``before`` (the last ticket of
     the previous page) neither skip nor repeat tickets received at the same instant.
 
-    ``visible_to``: only the tickets that agency may see (handles now or was dispatched before, as
-    ``access.can_view_ticket``); ``agency``: only those it handles now; ``search``: what the ticket search
-    matched (:func:`_found`); ``since``/``until``: received in [since, until); ``caller_key``: the tickets of one
-    caller (``tickets.caller_key``, the digits of their number)."""
+    ``visible_to``: an agency's tickets, those it handles now and those it returned (its inbox's; a number typed
+    finds any it may see, :func:`_visible_to`); ``agency``: only those it handles now; ``search``: what the
+    ticket search matched (:func:`_found`); ``since``/``until``: received in [since, until); ``caller_key``: the
+    tickets of one caller (``tickets.caller_key``, the digits of their number)."""
     with ledger.session() as s:
         where = []
-        if visible_to is not None:
-            where.append(_visible_to(visible_to))
-        if caller_key is not None:
-            where.append(t.Ticket.caller_key == caller_key)
         if agency is not None:
             where.append(t.Ticket.current_agency == agency)
+        if caller_key is not None:
+            where.append(t.Ticket.caller_key == caller_key)
         if status is not None:
             where.append(t.Ticket.status == status)
         if since is not None:
             where.append(t.Ticket.received_at >= since)
         if until is not None:
             where.append(t.Ticket.received_at < until)
+        exact = False
         if search is not None:
-            where.append(_found(s, search, where))
-        q = select(t.Ticket).where(*where).order_by(t.Ticket.received_at.desc(), t.Ticket.id.desc()).limit(limit)
+            scope = [_visible_to(visible_to)] if visible_to is not None else []
+            found, exact = _found(s, search, [*where, *scope])
+            where.append(found)
         if before is not None:
             # a row value, not received_at < at OR (= at AND id < ...): both backends then read the page off
             # ix_tickets_received_id from the cursor on; with the OR, SQLite sorted every older ticket (seconds)
-            q = q.where(tuple_(t.Ticket.received_at, t.Ticket.id) < tuple_(*before))
-        return list(s.scalars(q))
+            where.append(tuple_(t.Ticket.received_at, t.Ticket.id) < tuple_(*before))
+        order = (t.Ticket.received_at.desc(), t.Ticket.id.desc())
+        if visible_to is None or exact:  # a number found: a few rows from an index, the agency's scope on them
+            scope = [_visible_to(visible_to)] if visible_to is not None else []
+            return list(s.scalars(select(t.Ticket).where(*where, *scope).order_by(*order).limit(limit)))
+        # Two ordered reads merged, not one with an OR: with the OR both backends sorted every ticket the agency
+        # was ever sent (0.45 s for a busy agency at 300,000 tickets); each of these reads a page off an index.
+        # OFFSET 0 keeps PostgreSQL from walking every ticket newest first, probing its events (0.25 s for a
+        # busy agency at 300,000 tickets): it reads the agency's returns first (0.02 s)
+        returned = select(t.TicketEvent.ticket_id).where(t.TicketEvent.agency == visible_to,
+                                                         t.TicketEvent.type == "returned",
+                                                         t.TicketEvent.accepted).offset(0)
+        rows = {tk.id: tk for branch in (t.Ticket.current_agency == visible_to, t.Ticket.id.in_(returned))
+                for tk in s.scalars(select(t.Ticket).where(*where, branch).order_by(*order).limit(limit))}
+        return sorted(rows.values(), key=lambda tk: (tk.received_at, tk.id), reverse=True)[:limit]
 
 
 def _visible_to(agency: str) -> Any:
@@ -335,22 +348,22 @@ def same_caller(ledger: Ledger, ticket: t.Ticket, *, visible_to: str | None = No
         return s.scalar(q) or 0
 
 
-def _found(s: Any, search: Search, where: list[Any]) -> Any:
-    """What a search finds among the tickets ``where`` selects: the ticket of that number or the caller of that
-    number when there is one (index look-ups: with the words OR-ed in, every query read every ticket), else
-    the tickets holding every word (LIKE, escaped: a % typed is a %). Decided before any page's cursor, so
-    that every page of one search lists the same kind. Case-insensitive, as people type ticket numbers and
-    Latin shop names."""
+def _found(s: Any, search: Search, where: list[Any]) -> tuple[Any, bool]:
+    """What a search finds among the tickets ``where`` selects, and whether it is a number found: the ticket of
+    that number or the caller of that number when there is one (index look-ups: with the words OR-ed in, every
+    query read every ticket), else the tickets holding every word (LIKE, escaped: a % typed is a %). Decided
+    before any page's cursor, so that every page of one search lists the same kind. Case-insensitive, as
+    people type ticket numbers and Latin shop names."""
     exact = t.Ticket.id.in_({search.text, search.text.upper()})
     if search.caller_key is not None:
         exact = or_(exact, t.Ticket.caller_key == search.caller_key)
     if s.scalar(select(t.Ticket.id).where(*where, exact).limit(1)) is not None:
-        return exact
+        return exact, True
     # SQLite's LIKE ignores ASCII case already: its ILIKE form, lower() of both sides, cost a third more per row
     sqlite = s.get_bind().dialect.name == "sqlite"
     return and_(*(or_(*(column.contains(word, autoescape=True) if sqlite else column.icontains(word, autoescape=True)
                         for column in (t.Ticket.id, t.Ticket.title, t.Ticket.text, t.Ticket.address)))
-                  for word in search.words))
+                  for word in search.words)), False
 
 
 def recent_alerts(ledger: Ledger, *, limit: int = 50, agency: str | None = None,

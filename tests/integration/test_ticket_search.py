@@ -1,5 +1,6 @@
 """The ticket search's query (``queries.list_tickets`` with a ``Search``) on both backends: a caller found by their
-number however the platform wrote it, every word required, LIKE's wildcards taken literally, an agency's scope,
+number however the platform wrote it, every word required, LIKE's wildcards taken literally, an agency's lists
+(what it handles and what it returned; by number, any ticket it may see),
 the receipt dates; and migration 0013 giving the tickets stored before it their caller key."""
 
 from __future__ import annotations
@@ -50,6 +51,9 @@ def ledger(database_url: str) -> Ledger:
                                      ("B1", 1, "BH-CGW")]:
             s.add(t.RoutingDecision(decision_key=f"12345-{tid}#{attempt}", ticket_id=f"12345-{tid}", attempt=attempt,
                                     decision="auto", agency=agency))
+    ledger.record_event(event_id="ret-A2", ticket_id="12345-A2", type="returned", actor="scjg", agency="BH-SCJG",
+                        occurred_at=T0 + timedelta(hours=2), accepted=True, reason=None,
+                        payload={"reason_code": "NOT_OUR_DUTY", "basis": "《某法》"})
     return ledger
 
 
@@ -93,7 +97,7 @@ def test_a_ticket_number_is_found_in_either_case(ledger: Ledger) -> None:
     assert found(ledger, "B1") == ["B1"]  # a part of the number, as a word
 
 
-def test_an_agency_finds_what_it_handles_or_was_dispatched_and_nothing_else(ledger: Ledger) -> None:
+def test_an_agency_finds_what_it_handles_or_returned_and_nothing_else(ledger: Ledger) -> None:
     # 市场监管 resolved A1 and returned A2, which the ecology bureau handles now
     assert found(ledger, "烧烤店", visible_to="BH-SCJG") == ["A2", "A1"]
     assert found(ledger, "烧烤店", visible_to="BH-STHJ") == ["A2"]
@@ -101,6 +105,13 @@ def test_an_agency_finds_what_it_handles_or_was_dispatched_and_nothing_else(ledg
     assert found(ledger, "12345-A1", visible_to="BH-CGW") == []
     # nor by a number whose ticket it cannot see: the word search among its own finds nothing either
     assert found(ledger, "13900001111", visible_to="BH-SCJG") == []
+    # a ticket a dispatcher took away from it (no return of its own) is not in its lists, but its number finds it
+    with ledger.session() as s:
+        s.add(t.RoutingDecision(decision_key="12345-B1#0", ticket_id="12345-B1", attempt=0, decision="auto",
+                                agency="BH-SCJG"))
+    assert found(ledger, "占道经营", visible_to="BH-SCJG") == []
+    assert found(ledger, "12345-B1", visible_to="BH-SCJG") == found(ledger, "13900001111", visible_to="BH-SCJG") \
+        == ["B1"]
     # and the filters on top: handled now by, status
     assert found(ledger, "烧烤店", visible_to="BH-SCJG", agency="BH-SCJG") == ["A1"]
     assert found(ledger, "烧烤店", status="manual") == ["D1"]

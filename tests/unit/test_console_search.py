@@ -124,7 +124,7 @@ def test_the_api_searches_with_q_and_links_the_next_page_with_it(site: Site) -> 
     nxt = re.match(r"<([^>]+)>", r.headers["Link"]).group(1)  # type: ignore[union-attr]
     assert [b["id"] for b in site.api("GET", nxt, "disp").json()] == ["12345-A1"]
     assert r.json()[0]["caller_phone"] == "138****5678"
-    # an agency's list: what it handles now and was dispatched before, searched or not
+    # an agency's list: what it handles now and what it returned, searched or not
     assert [b["id"] for b in site.api("GET", "/api/tickets", "scjg", params={"q": CALLER}).json()] == ["12345-A2"]
     bad = site.api("GET", "/api/tickets", "disp", params={"since": "2026-13-01"})
     assert bad.status_code == 400 and bad.json()["error"] == "invalid_period"
