@@ -288,8 +288,8 @@ def list_tickets(ledger: Ledger, *, agency: str | None = None, status: str | Non
     """Newest first, by (received_at, id): a total order, so that pages cut at ``before`` (the last ticket of
     the previous page) neither skip nor repeat tickets received at the same instant.
 
-    ``visible_to``: an agency's tickets, those it handles now and those it returned (its inbox's; a number typed
-    finds any it may see, :func:`_visible_to`); ``agency``: only those it handles now; ``search``: what the
+    ``visible_to``: an agency's tickets, those it handles now and those it returned (its inbox's; a number typed,
+    or a caller's tickets, any it may see: :func:`_visible_to`); ``agency``: only those it handles now; ``search``: what the
     ticket search matched (:func:`_found`); ``since``/``until``: received in [since, until); ``caller_key``: the
     tickets of one caller (``tickets.caller_key``, the digits of their number)."""
     with ledger.session() as s:
@@ -314,7 +314,8 @@ def list_tickets(ledger: Ledger, *, agency: str | None = None, status: str | Non
             # ix_tickets_received_id from the cursor on; with the OR, SQLite sorted every older ticket (seconds)
             where.append(tuple_(t.Ticket.received_at, t.Ticket.id) < tuple_(*before))
         order = (t.Ticket.received_at.desc(), t.Ticket.id.desc())
-        if visible_to is None or exact:  # a number found: a few rows from an index, the agency's scope on them
+        if visible_to is None or exact or caller_key is not None:
+            # a number found, or one caller's tickets: a few rows from an index, whatever the agency may see of them
             scope = [_visible_to(visible_to)] if visible_to is not None else []
             return list(s.scalars(select(t.Ticket).where(*where, *scope).order_by(*order).limit(limit)))
         # Two ordered reads merged, not one with an OR: with the OR both backends sorted every ticket the agency

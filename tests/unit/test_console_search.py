@@ -151,3 +151,16 @@ def test_an_agency_sees_only_its_share_of_a_caller_s_history(site: Site) -> None
     # and another agency's ticket is not found, as its page is not
     r = site.client.get("/tickets?caller_of=12345-B1")
     assert r.status_code == 404 and "未派给本单位" in r.text
+
+
+def test_a_caller_s_ticket_once_dispatched_to_the_agency_is_counted_and_listed_alike(site: Site) -> None:
+    # Given A1 was first dispatched to 市场监管, and a dispatcher moved it away (no return of its own)
+    with site.ledger.session() as session:
+        session.add(t.RoutingDecision(decision_key="12345-A1#0", ticket_id="12345-A1", attempt=0, decision="auto",
+                                      agency="BH-SCJG"))
+    site.login("scjg")
+    # Then the agency's page of A2 counts it, and the list behind the link shows it
+    assert re.search(r'id="same-caller"[^>]*>另有 1 张工单', site.client.get("/tickets/12345-A2").text)
+    assert listed(site.client.get("/tickets?caller_of=12345-A2").text) == ["12345-A2", "12345-A1"]
+    # while its word search lists only what it handles and returned
+    assert listed(site.client.get("/tickets", params={"q": "烧烤店"}).text) == ["12345-A2"]
