@@ -34,7 +34,7 @@ from config.settings import Settings
 from models import ledger as t
 from models.clock import ManualClock
 from models.supervision.figures import agency_figures
-from models.supervision.linking import normalise_phone
+from models.supervision.linking import phone_key
 from streams.console import queries
 from streams.console.search import parse_search
 from streams.console.service import Console
@@ -82,7 +82,7 @@ class Generator:
         tk = {"id": tid, "received_at": received, "text": TEXT, "title": "油烟扰民",
               "address": f"滨海新区塘沽街道某小区{rnd.randrange(1, 3000)}号", "channel": "phone",
               "request_type": rnd.choice(["咨询", "求助", "投诉", "举报", "建议"]), "urgency": "一般",
-              "caller_phone": phone, "caller_key": normalise_phone(phone), "complex_case": False, "jurisdiction": "BH",
+              "caller_phone": phone, "caller_key": phone_key(phone), "complex_case": False, "jurisdiction": "BH",
               "matter": matter, "status": "received", "current_agency": None, "attempt": 0,
               "source_topic": "tickets.received", "source_partition": i % 6, "source_offset": i // 6,
               "first_seen_at": received, "updated_at": received}

@@ -39,7 +39,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from config.settings import Settings
 from models import ledger as t
 from models.events import routed_event_id
-from models.supervision.linking import normalise_phone
+from models.supervision.linking import phone_key
 from models.tickets import TicketIn
 
 log = logging.getLogger(__name__)
@@ -611,7 +611,7 @@ def _ticket_row(tk: TicketIn, topic: str | None, partition: int | None, offset: 
     return {
         "id": tk.id, "received_at": tk.received_at, "text": tk.text, "title": tk.title, "address": tk.address,
         "channel": tk.channel, "request_type": tk.request_type, "urgency": tk.urgency,
-        "caller_phone": tk.caller_phone, "caller_key": normalise_phone(tk.caller_phone),
+        "caller_phone": tk.caller_phone, "caller_key": phone_key(tk.caller_phone),
         "complex_case": tk.complex_case, "status": "received", "attempt": 0, "source_topic": topic,
         "source_partition": partition, "source_offset": offset, "first_seen_at": now, "updated_at": now,
     }

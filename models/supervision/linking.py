@@ -58,6 +58,16 @@ def normalise_phone(phone: str | None) -> str | None:
     return digits if len(digits) >= 7 else None
 
 
+MAX_PHONE_DIGITS = 15  # E.164: no telephone number is longer
+
+
+def phone_key(phone: str | None) -> str | None:
+    """The caller's number as the ticket search finds it (``tickets.caller_key``): :func:`normalise_phone`, and
+    None for more digits than any telephone number has (what a platform put in the field is not always one)."""
+    key = normalise_phone(phone)
+    return key if key is not None and len(key) <= MAX_PHONE_DIGITS else None
+
+
 def normalise_place(text: str | None) -> str | None:
     """A comparable place key: NFKC, lower case, no punctuation or spaces (one "-" between two numbers), without
     the city prefix."""

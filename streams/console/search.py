@@ -18,7 +18,7 @@ from __future__ import annotations
 import unicodedata
 from dataclasses import dataclass
 
-from models.supervision.linking import normalise_phone
+from models.supervision.linking import phone_key
 from models.tickets import MIN_PHONE_DIGITS
 
 MAX_QUERY_CHARS = 100
@@ -46,7 +46,7 @@ def parse_search(query: str | None) -> Search | None:
         raise BadSearch(f"查询内容过长（{len(text)} 字）：请输入工单编号、来电号码或不超过 {MAX_QUERY_CHARS} 字的关键词。")
     folded = unicodedata.normalize("NFKC", text)
     if _phone_shaped(folded):
-        return Search(text, (text,), normalise_phone(folded))
+        return Search(text, (text,), phone_key(folded))
     words = tuple(dict.fromkeys(text.split(" ")))
     if len(words) > MAX_WORDS:
         raise BadSearch(f"关键词过多（{len(words)} 个）：至多 {MAX_WORDS} 个，以空格分隔。")

@@ -163,3 +163,15 @@ def _drop(schema: str) -> None:
 
     with psycopg.connect(host=PG_HOST, port=PG_PORT, dbname=PG_DB, user="postgres", autocommit=True) as c:
         c.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def test_a_caller_field_longer_than_any_phone_number_is_stored_without_a_key(ledger: Ledger) -> None:
+    # 25 digits in the caller field (a platform's account number, a typo): the key column holds 20 characters,
+    # and PostgreSQL refused the whole routing batch's insert when the key was the 25 digits
+    odd = TicketIn(id="12345-Z1", text="路灯不亮", caller_phone="1234567890123456789012345", received_at=T0)
+    assert ledger.record_tickets([(odd, None, None, None)]) == {"12345-Z1"}
+    with ledger.session() as s:
+        assert s.scalar(select(t.Ticket.caller_key).where(t.Ticket.id == "12345-Z1")) is None
+    # and not found by it: no caller has that number, and the caller field is not searched by parts (typing
+    # "138" would tell a user who sees the number masked which tickets have callers starting so)
+    assert found(ledger, "1234567890123456789012345") == []

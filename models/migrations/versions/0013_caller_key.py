@@ -3,8 +3,8 @@
 The console's ticket search (工单查询) answers the commonest question at a hotline: a caller rings again and asks
 what became of their complaint. ``caller_phone`` keeps the number as the platform sent it (138-0000-1234,
 +86 13800001234, full-width digits ...); ``caller_key`` holds its digits as the supervision linker compares them
-(``models.supervision.linking.normalise_phone``: country code dropped, full-width folded; None for a masked or
-short number), indexed with the receipt time so that a caller's tickets come newest first from the index.
+(``models.supervision.linking.phone_key``: country code dropped, full-width folded; None for a masked, short
+or overlong number), indexed with the receipt time so that a caller's tickets come newest first from the index.
 
 Existing tickets get their key here, in batches.
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from models.supervision.linking import normalise_phone
+from models.supervision.linking import phone_key
 
 revision = '0013'
 down_revision = '0012'
@@ -40,7 +40,7 @@ def upgrade() -> None:
                             .order_by(tickets.c.id).limit(BATCH)).all()
         if not rows:
             break
-        keyed = [{'b_id': r.id, 'b_key': key} for r in rows if (key := normalise_phone(r.caller_phone))]
+        keyed = [{'b_id': r.id, 'b_key': key} for r in rows if (key := phone_key(r.caller_phone))]
         if keyed:
             conn.execute(tickets.update().where(tickets.c.id == sa.bindparam('b_id'))
                          .values(caller_key=sa.bindparam('b_key')), keyed)
