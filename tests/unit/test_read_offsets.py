@@ -1,10 +1,13 @@
 """faust's delivery loop (its real ``Consumer._drain_messages``, fed by a scripted fetch) must not skip messages
 whose hand-over it abandoned because the flow stopped: the restarted worker of session 10 dropped 514 messages
-that way and left three partitions standing still (``streams.app.ReadOffsets``)."""
+that way and left three partitions standing still (``streams.app.ReadOffsets``). Nor may it hand messages over
+during the seek at the end of a recovery, which faust follows by emptying the agents' queues (the rolling-upgrade
+test's lost announcement; ``HotlineConsumer.perform_seek``)."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from types import SimpleNamespace
@@ -126,3 +129,101 @@ def test_the_start_up_seek_rewinds_the_stream_partitions_with_no_committed_offse
     committed = run_async(scenario())
     assert committed[received] == 5  # what faust records as committed is unchanged
     assert sorted(rewound) == events  # not the partition with an offset, nor a table's changelog
+
+
+def _recovery_end(fixed: bool, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Offsets an agent takes when a recovery ends as faust ends it (``Recovery.on_recovery_completed``): the
+    stream partitions resumed with the flow running, the seek to the committed offsets, then faust's flow control
+    resumed, which empties the agents' queues, and the flow. The partition has no committed offset and the fetcher
+    was at the log's end (5); the consumer thread answers the seek back to the start after the fetcher has read from
+    there, and the agent is busy with a batch until the recovery ended, so what is handed over waits in its queue."""
+    from faust.transport.consumer import Consumer
+    from mode.utils.queues import FlowControlEvent, FlowControlQueue
+
+    events = TP("tickets.events", 0)
+    monkeypatch.setattr(app.topics, "_acking_topics", {"tickets.events"})
+    taken: list[int] = []
+
+    async def scenario() -> None:
+        flow_control = FlowControlEvent(initially_suspended=False)
+        queue: FlowControlQueue[Message] = FlowControlQueue(flow_control=flow_control, clear_on_resume=True)
+        handed_from_start, recovered = asyncio.Event(), asyncio.Event()
+        position = 5
+
+        async def callback(message: Message) -> None:  # faust's conductor: into the agent's queue
+            queue.put_nowait(message)
+            if message.offset == 4:
+                handed_from_start.set()
+
+        async def nothing(*_: Any) -> None:
+            return None
+
+        class Thread:
+            async def seek_to_committed(self) -> dict[TP, int | None]:
+                return {events: None}
+
+            async def seek_to_beginning(self, *partitions: TP) -> None:
+                nonlocal position
+                position = 0
+                try:  # the fetcher reads from the start before the thread answers (if the flow lets it)
+                    await asyncio.wait_for(handed_from_start.wait(), 0.2)
+                except TimeoutError:
+                    pass
+
+            def assignment(self) -> set[TP]:
+                return {events}
+
+            def highwater(self, tp: TP) -> int:
+                return 5
+
+        async def fetch(active_partitions: set[TP], timeout: float) -> dict[TP, list[Any]]:
+            nonlocal position
+            await asyncio.sleep(0.001)
+            if not consumer.flow_active or events not in active_partitions or position >= 5:  # as faust's driver
+                return {}
+            records = [SimpleNamespace(topic=events.topic, partition=0, offset=o, timestamp=None, timestamp_type=0,
+                                       headers=[], key=b"k", value=b"v", checksum=None, serialized_key_size=1,
+                                       serialized_value_size=1) for o in range(position, 5)]
+            position = 5
+            return {events: records}
+
+        async def agent() -> None:
+            await recovered.wait()
+            while True:
+                taken.append((await queue.get()).offset)
+
+        _install_consumer_class()
+        consumer = app.transport.Consumer(app.transport, callback=callback, loop=asyncio.get_running_loop(),
+                                          on_partitions_revoked=nothing, on_partitions_assigned=nothing)
+        consumer._thread = Thread()
+        consumer._getmany = fetch  # type: ignore[method-assign]
+        if not fixed:  # faust's own seek
+            consumer.perform_seek = functools.partial(Consumer.perform_seek, consumer)  # type: ignore[method-assign]
+        consumer.resume_flow()  # the recovery resumed the flow to read the tables' changelogs
+        fetcher = SimpleNamespace(_stopped=asyncio.Event())
+        drain = asyncio.ensure_future(consumer._drain_messages(fetcher))
+        taking = asyncio.ensure_future(agent())
+        consumer.resume_partitions({events})  # on_recovery_completed, in its order
+        await consumer.perform_seek()
+        flow_control.resume()
+        recovered.set()
+        consumer.resume_flow()
+        for _ in range(50):
+            if len(taken) >= 5:
+                break
+            await asyncio.sleep(0.01)
+        fetcher._stopped.set()
+        taking.cancel()
+        await asyncio.wait_for(drain, timeout=5)
+
+    run_async(scenario())
+    return taken
+
+
+def test_no_message_is_handed_over_between_the_seek_and_faust_emptying_the_agents_queues(monkeypatch) -> None:
+    assert _recovery_end(fixed=True, monkeypatch=monkeypatch) == [0, 1, 2, 3, 4]
+
+
+def test_faust_s_own_seek_loses_them(monkeypatch) -> None:
+    """The fault itself (the rolling-upgrade test's lost announcement), so that the test above exercises it."""
+    assert _recovery_end(fixed=False, monkeypatch=monkeypatch) == []
