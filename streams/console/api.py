@@ -17,7 +17,7 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 from urllib.parse import urlencode
@@ -27,6 +27,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
+from config.catalogue import AGENCY_CODE
 from models.lifecycle import RETURN_REASONS, Status
 from models.tickets import ID_PATTERN, TicketIn, shown_ticket
 from streams.cli.agency import Action
@@ -230,15 +231,15 @@ def ticket_filters(now: datetime, *, q: str | None = None, status: str | None = 
         search = parse_search(q)
     except BadSearch as exc:
         raise ConsoleError(400, "invalid_search", str(exc)) from None
-    if through and until is not None:
-        try:
-            last = parse_day(until)
-        except ValueError:
-            raise ConsoleError(400, "invalid_period", f"「至」应为日期，格式 YYYY-MM-DD（如 2026-11-30），"
-                                                      f"而不是 {until[:20]!r}。") from None
-        if since is not None and _parses(since) and last < parse_day(since):
+    if agency and not AGENCY_CODE.match(agency):  # not one (NUL in it was a 500 on PostgreSQL)
+        raise ConsoleError(400, "invalid_agency", f"承办单位代码格式不对（如 BH-SCJG），而不是 {agency[:32]!r}。")
+    if through:
+        # the page's own fields and words: its last day may be 2099-12-31 (the API's exclusive until is a day later)
+        first, last = (_page_day(value, label) for value, label in ((since, "受理自"), (until, "至")))
+        if first is not None and last is not None and last < first:
             raise ConsoleError(400, "invalid_period", f"「至」（{until}）早于「受理自」（{since}）。")
-        start, end = figures_period(now, None, since, (last + timedelta(days=1)).isoformat(), None)
+        start = day_bounds(first)[0] if first is not None else None
+        end = day_bounds(last)[1] if last is not None else None
     else:
         start, end = figures_period(now, None, since, until, None)
     given = {"q": search.text if search else None, "status": status, "agency": agency or None, "since": since,
@@ -247,12 +248,15 @@ def ticket_filters(now: datetime, *, q: str | None = None, status: str | None = 
                           "until": end}, {k: str(v) for k, v in given.items() if v})
 
 
-def _parses(day: str) -> bool:
+def _page_day(value: str | None, label: str) -> date | None:
+    """A date field of the search page, or None when empty; 400 naming the field as the page does."""
+    if value is None:
+        return None
     try:
-        parse_day(day)
+        return parse_day(value)
     except ValueError:
-        return False
-    return True
+        raise ConsoleError(400, "invalid_period", f"「{label}」应为 2000 至 2099 年间的日期，格式 YYYY-MM-DD"
+                                                  f"（如 2026-11-30），而不是 {value[:20]!r}。") from None
 
 
 @router.get("/me", response_model=Me, responses=AUTH, summary="当前令牌的用户")
@@ -279,7 +283,8 @@ async def intake(request: Request, p: Principal = Depends(api_user)) -> Accepted
     **AUTH, 200: {"description": "一页工单（最新受理的在前）", "headers": {"Link": {
         "description": '还有更多工单时给出下一页：`</api/tickets?...&before=<游标>>; rel="next"`；没有此头即已是最后一页',
         "schema": {"type": "string"}}}},
-    400: {"model": ErrorOut, "description": "参数有误（如 status 未知、before 游标无效、日期格式不对、查询内容过长）"}})
+    400: {"model": ErrorOut, "description": "参数有误（如 status 未知、承办单位代码格式不对、before 游标无效、日期格式不对、"
+                                                  "查询内容过长或含控制字符）"}})
 def list_tickets(request: Request, response: Response, p: Principal = Depends(api_user),
                  q: str | None = Query(None, max_length=2 * MAX_QUERY_CHARS,
                                        description="查询：工单编号、来电号码（任意写法）或关键词（空格分隔，须都出现在"

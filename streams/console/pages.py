@@ -32,7 +32,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from models.lifecycle import EVENT_NAMES, RATING_NAMES, RATINGS, RETURN_REASONS, Status, said_in_chinese
 from models.supervision import RULE_NAMES
-from models.tickets import mask_caller_phone, mask_phone
+from models.tickets import ID_PATTERN, MAX_ID_CHARS, mask_caller_phone, mask_phone
 from models.workcalendar import as_local
 from streams.cli.agency import Action
 from streams.console import queries
@@ -468,7 +468,9 @@ def tickets_page(request: Request, q: str = "", status: str = "", agency: str = 
 
 def _caller_of(console: Console, p: Principal, ticket_id: str) -> Any:
     """The ticket whose caller's tickets are asked for; 404 as for its page when ``p`` may not see it."""
-    tk, dispatched = queries.dispatched_to(console.ledger, ticket_id[:64])
+    # not a ticket number at all (a NUL in it was a 500 on PostgreSQL): answered as a missing one, as its page is
+    tk, dispatched = (queries.dispatched_to(console.ledger, ticket_id) if ID_PATTERN.match(ticket_id)
+                      and len(ticket_id) <= MAX_ID_CHARS else (None, set()))
     if tk is None or not can_view_ticket(p, tk.current_agency, dispatched):
         raise ConsoleError(404, "not_found", not_found_message(p, ticket_id[:64]))
     return tk

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, case, func, null, or_, select, tuple_
+from sqlalchemy import and_, case, func, null, or_, select, tuple_, union
 
 from models import ledger as t
 from models.lifecycle import Status
@@ -325,9 +325,14 @@ def list_tickets(ledger: Ledger, *, agency: str | None = None, status: str | Non
         returned = select(t.TicketEvent.ticket_id).where(t.TicketEvent.agency == visible_to,
                                                          t.TicketEvent.type == "returned",
                                                          t.TicketEvent.accepted).offset(0)
-        rows = {tk.id: tk for branch in (t.Ticket.current_agency == visible_to, t.Ticket.id.in_(returned))
-                for tk in s.scalars(select(t.Ticket).where(*where, branch).order_by(*order).limit(limit))}
-        return sorted(rows.values(), key=lambda tk: (tk.received_at, tk.id), reverse=True)[:limit]
+        branches = [select(t.Ticket.received_at, t.Ticket.id).where(*where, branch).order_by(*order).limit(limit)
+                    .subquery() for branch in (t.Ticket.current_agency == visible_to, t.Ticket.id.in_(returned))]
+        # merged and cut by the database, not by Python: the next page's cursor is compared in the column's collation,
+        # and under one that is not code point order (en_US: 'a1' before 'B1') a merge sorted in Python skipped and
+        # repeated tickets received at the same instant. UNION: a ticket in both branches once
+        merged = union(*(select(b.c.received_at, b.c.id) for b in branches)).subquery()
+        return list(s.scalars(select(t.Ticket).join(merged, t.Ticket.id == merged.c.id)
+                              .order_by(merged.c.received_at.desc(), merged.c.id.desc()).limit(limit)))
 
 
 def _visible_to(agency: str) -> Any:

@@ -38,12 +38,14 @@ class Search:
 
 def parse_search(query: str | None) -> Search | None:
     """The search ``query`` means; None for an empty one (no search: the plain list). Raises :class:`BadSearch`
-    for one too long to be a person's query."""
+    for one too long to be a person's query, or with control characters in it."""
     text = " ".join((query or "").split())
     if not text:
         return None
     if len(text) > MAX_QUERY_CHARS:
         raise BadSearch(f"查询内容过长（{len(text)} 字）：请输入工单编号、来电号码或不超过 {MAX_QUERY_CHARS} 字的关键词。")
+    if any(unicodedata.category(c) == "Cc" for c in text):  # NUL and the like: PostgreSQL refuses NUL (a 500)
+        raise BadSearch("查询内容含有控制字符：请只输入工单编号、来电号码或关键词。")
     folded = unicodedata.normalize("NFKC", text)
     if _phone_shaped(folded):
         return Search(text, (text,), phone_key(folded))

@@ -1,7 +1,8 @@
 """The ticket search's query (``queries.list_tickets`` with a ``Search``) on both backends: a caller found by their
 number however the platform wrote it, every word required, LIKE's wildcards taken literally, an agency's lists
 (what it handles and what it returned; by number, any ticket it may see),
-the receipt dates; and migration 0013 giving the tickets stored before it their caller key."""
+the receipt dates, an agency's pages under any collation, control characters a 400; and migration 0013 giving the
+tickets stored before it their caller key."""
 
 from __future__ import annotations
 
@@ -18,9 +19,11 @@ from streams.console import queries
 from streams.console.search import parse_search
 from streams.db import Ledger, make_engine, upgrade
 from tests.conftest import PG_DB, PG_HOST, PG_PORT
+from tests.unit.test_console_views import _site
 
 T0 = datetime(2026, 11, 30, 9, 0, tzinfo=TZ)
 CALLER = "13812345678"
+TWO_NUMBERS = "13812345678 转 0225801234567890"  # 27 digits: a valid caller_phone (40 characters at most)
 
 
 @pytest.fixture
@@ -126,6 +129,66 @@ def test_receipt_dates_and_pages(ledger: Ledger) -> None:
     assert [tk.id for tk in first + rest] == ["12345-D1", "12345-A2", "12345-A1"]
 
 
+def test_an_agency_s_pages_neither_skip_nor_repeat_tickets_whatever_the_collation(database_url: str) -> None:
+    """The agency's list merges what it handles and what it returned; the next page starts below the last ticket
+    as the database compares (received_at, id). Merged in Python's order, under a collation other than code
+    points (en_US: 'a1' before 'B1') tickets received at one instant were skipped and repeated."""
+    ledger = Ledger(make_engine(database_url))
+    if database_url.startswith("postgresql"):
+        with ledger.session() as s:
+            if s.scalar(text("SELECT count(*) FROM pg_collation WHERE collname = 'en-US-x-icu'")) == 0:
+                pytest.skip("PostgreSQL without ICU collations")
+            s.execute(text('ALTER TABLE tickets ALTER COLUMN id TYPE VARCHAR(64) COLLATE "en-US-x-icu"'))
+    # Given six tickets received at one instant: three 市场监管 handles, three it returned to others
+    handles, returned = ["B1", "b3", "C-2"], ["a1", "A2", "c1"]
+    with ledger.session() as s:
+        for tid in handles + returned:
+            s.add(t.Ticket(id=tid, received_at=T0, text="路灯不亮", status="dispatched", attempt=1, first_seen_at=T0,
+                           updated_at=T0, current_agency="BH-SCJG" if tid in handles else "BH-CGW"))
+        s.flush()
+        for tid in returned:
+            s.add(t.TicketEvent(event_id=f"ret-{tid}", ticket_id=tid, type="returned", actor="scjg",
+                                agency="BH-SCJG", occurred_at=T0, accepted=True, payload={}))
+    # When its list (and its word search) is read page by page, whatever the page's size
+    for search in (None, parse_search("路灯")):
+        for limit in range(1, 7):
+            seen: list[str] = []
+            before = None
+            while page := queries.list_tickets(ledger, visible_to="BH-SCJG", search=search, limit=limit,
+                                               before=before):
+                seen += [tk.id for tk in page]
+                before = (page[-1].received_at, page[-1].id)
+            # Then every ticket comes once
+            assert sorted(seen) == sorted(handles + returned), (limit, seen)
+    ledger.dispose()
+
+
+def test_a_phone_field_with_more_digits_than_one_number_is_stored_without_a_caller_key(database_url: str) -> None:
+    # the ticket is valid (caller_phone holds 40 characters); on PostgreSQL its 27-digit key overflowed the
+    # caller_key column and failed the write of the whole batch
+    ledger = Ledger(make_engine(database_url))
+    assert ledger.record_tickets([(TicketIn(id=tid, text="x", caller_phone=phone, received_at=T0), None, None, None)
+                                  for tid, phone in [("L1", TWO_NUMBERS), ("L2", CALLER)]]) == {"L1", "L2"}
+    with ledger.session() as s:
+        assert dict(s.execute(select(t.Ticket.id, t.Ticket.caller_key)).all()) == {"L1": None, "L2": CALLER}
+    ledger.dispose()
+
+
+def test_control_characters_are_a_400_not_a_500(database_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """PostgreSQL refuses NUL in a string: a NUL in the query, the agency or caller_of failed the request (500)."""
+    for site in _site(tmp_path, database_url):
+        for params in ({"q": "\x00"}, {"q": "油烟\x00"}, {"q": "138\x0012345678"}):
+            r = site.api("GET", "/api/tickets", "disp", params=params)
+            assert r.status_code == 400 and r.json()["error"] == "invalid_search", r.text
+        r = site.api("GET", "/api/tickets", "disp", params={"agency": "BH-SCJG\x00"})
+        assert r.status_code == 400 and r.json()["error"] == "invalid_agency"
+        site.login("disp")
+        page = site.client.get("/tickets", params={"q": "油烟\x00"})
+        assert page.status_code == 400 and "控制字符" in page.text
+        assert site.client.get("/tickets", params={"agency": "X\x00"}).status_code == 400
+        assert site.client.get("/tickets", params={"caller_of": "A1\x00"}).status_code == 404
+
+
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_migration_0013_gives_stored_tickets_their_caller_key(backend: str, tmp_path, request) -> None:  # type: ignore[no-untyped-def]
     if backend == "sqlite":
@@ -139,23 +202,24 @@ def test_migration_0013_gives_stored_tickets_their_caller_key(backend: str, tmp_
             c.execute(f'CREATE SCHEMA "{schema}"')
         request.addfinalizer(lambda: _drop(schema))
         url = base.split("?")[0] + f"?options=-csearch_path%3D{schema}"
-    # Given a ledger of the previous version with tickets in it
+    # Given a ledger of the previous version with tickets in it, one with two numbers in its phone field
     upgrade(url, "0012")
     engine = make_engine(url)
     with engine.begin() as conn:
-        for i, phone in enumerate(["+86 138-1234-5678", None, "138****5678", "12345"]):
+        for i, phone in enumerate(["+86 138-1234-5678", None, "138****5678", "12345", TWO_NUMBERS]):
             conn.execute(text("INSERT INTO tickets (id, received_at, text, caller_phone, status, attempt, "
                               "first_seen_at, updated_at) VALUES (:id, :at, 'x', :phone, 'received', 0, :at, :at)"),
                          {"id": f"T{i}", "at": T0.isoformat() if backend == "sqlite" else T0, "phone": phone})
     engine.dispose()
     # When it is migrated
     upgrade(url)
-    # Then a real number has its key; none, a masked one or a short one has none
+    # Then a real number has its key; none, a masked one, a short one or digits too long for one number (on
+    # PostgreSQL they overflowed the column and failed the migration) have none
     engine = make_engine(url)
     with engine.connect() as conn:
         keys = dict(conn.execute(select(t.Ticket.id, t.Ticket.caller_key)).all())
     engine.dispose()
-    assert keys == {"T0": CALLER, "T1": None, "T2": None, "T3": None}
+    assert keys == {"T0": CALLER, "T1": None, "T2": None, "T3": None, "T4": None}
 
 
 def _drop(schema: str) -> None:

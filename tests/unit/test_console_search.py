@@ -42,6 +42,13 @@ def test_a_query_too_long_or_with_too_many_words_is_refused_saying_why() -> None
         parse_search("油" * (MAX_QUERY_CHARS + 1))
     with pytest.raises(BadSearch, match="关键词过多"):
         parse_search("a b c d e f")
+    with pytest.raises(BadSearch, match="控制字符"):  # PostgreSQL refuses a NUL; SQLite's LIKE stopped at it
+        parse_search("油烟\x00")
+
+
+def test_digits_too_long_for_one_number_are_words_only() -> None:
+    # no ticket's caller_key is longer than the column: a 21-digit query is no caller
+    assert parse_search("1" * 21) == Search("1" * 21, ("1" * 21,))
 
 
 # --- the page and the API ---------------------------------------------------------------------------------------
@@ -104,6 +111,12 @@ def test_the_page_s_last_day_is_included_and_a_reversed_range_is_refused(site: S
     r = site.client.get("/tickets", params={"q": "油" * 101})
     assert r.status_code == 400 and "查询内容过长" in r.text
     assert site.client.get("/tickets", params={"status": "nonsense"}).status_code == 400
+    # the last day the date field takes (the API's exclusive until is a day past it), and the field named as shown
+    for since in ("", "2099-12-31"):
+        r = site.client.get("/tickets", params={"since": since, "until": "2099-12-31"})
+        assert r.status_code == 200 and "2100" not in r.text
+    r = site.client.get("/tickets", params={"since": "2026-02-30"})
+    assert r.status_code == 400 and "「受理自」应为" in r.text and "since 应为" not in r.text
 
 
 def test_the_page_goes_on_to_older_tickets(site: Site) -> None:

@@ -61,8 +61,9 @@ class Site:
         assert r.status_code == 303
 
 
-def _site(tmp_path: Path, **settings: Any) -> Iterator[Site]:
-    url = f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
+def _site(tmp_path: Path, url: str | None = None, **settings: Any) -> Iterator[Site]:
+    """The console on a new SQLite ledger, or on ``url`` (a migrated, empty one: the ``database_url`` fixture)."""
+    url = url or f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
     upgrade(url)
     ledger = Ledger(make_engine(url))
     catalogue = load_catalogue()
