@@ -73,9 +73,10 @@ def test_a_caller_is_found_by_their_number_however_either_side_wrote_it(ledger: 
     # part of a number is no caller: it is a word, found only where it is written
     assert found(ledger, "1234567") == []
     # a caller's number finds that caller's tickets, not others that mention it; a number no caller rang from
-    # is a word like any other
+    # is a word, found where it shows: masked to everyone but the handling agency (E1 has none), by its ends only
     assert found(ledger, "13900001111") == ["B1"]
-    assert found(ledger, "13700009999") == ["E1"]
+    assert found(ledger, "13700009999") == []
+    assert found(ledger, "9999") == found(ledger, "137") == ["E1"]
     # decided before the page's cursor: the page after the caller's only ticket is empty, not the older F0,
     # which mentions the number
     (b1,) = queries.list_tickets(ledger, search=parse_search("13900001111"))
@@ -239,3 +240,19 @@ def test_a_caller_field_longer_than_any_phone_number_is_stored_without_a_key(led
     # and not found by it: no caller has that number, and the caller field is not searched by parts (typing
     # "138" would tell a user who sees the number masked which tickets have callers starting so)
     assert found(ledger, "1234567890123456789012345") == []
+
+
+def test_pages_read_on_past_tickets_matched_only_in_a_hidden_number(ledger: Ledger) -> None:
+    # Given 30 newer tickets whose text holds a number with 1381 in its hidden middle, and one older ticket showing
+    # 1381 in its address
+    ledger.record_tickets([(TicketIn(id=f"12345-H{i:02d}", text=f"噪音扰民，回电1391381{i:04d}",
+                                     received_at=T0 + timedelta(days=1, minutes=i)), None, None, None)
+                           for i in range(30)]
+                          + [(TicketIn(id="12345-G1", text="噪音扰民", address="福州道1381号",
+                                       received_at=T0 - timedelta(days=1)), None, None, None)])
+    # When a user who sees those numbers masked searches "噪音 1381", a page of 5 at a time
+    search = parse_search("噪音 1381")
+    first = queries.list_tickets(ledger, search=search, limit=5)
+    # Then the page holds the one ticket where 1381 shows, read past the 30 others, and nothing follows it
+    assert [tk.id for tk in first] == ["12345-G1"]
+    assert queries.list_tickets(ledger, search=search, limit=5, before=(first[0].received_at, first[0].id)) == []

@@ -177,3 +177,25 @@ def test_a_caller_s_ticket_once_dispatched_to_the_agency_is_counted_and_listed_a
     assert listed(site.client.get("/tickets?caller_of=12345-A2").text) == ["12345-A2", "12345-A1"]
     # while its word search lists only what it handles and returned
     assert listed(site.client.get("/tickets", params={"q": "烧烤店"}).text) == ["12345-A2"]
+
+
+def test_a_masked_number_cannot_be_read_digit_by_digit_through_the_search(site: Site) -> None:
+    # Given A1's text holds the caller's number, shown to a dispatcher as 138****5678
+    site.login("disp")
+    # When the dispatcher tries the hidden digits one by one; Then no guess is confirmed, right or wrong
+    for guess in ("1381", "1382", "13812", "8123"):
+        assert listed(site.client.get("/tickets", params={"q": f"烧烤店 {guess}"}).text) == [], guess
+    # while what the page shows of the number is found as shown
+    assert listed(site.client.get("/tickets", params={"q": "烧烤店 138"}).text) == ["12345-A1"]
+    assert listed(site.client.get("/tickets", params={"q": "5678"}).text) == ["12345-A1"]
+    # and the API alike
+    assert site.api("GET", "/api/tickets", "boss", params={"q": "请回电 1381"}).json() == []
+
+
+def test_the_handling_agency_finds_its_ticket_by_the_number_it_sees_whole(site: Site) -> None:
+    with site.ledger.session() as session:  # A1 is now 市场监管's to handle
+        tk = session.get(t.Ticket, "12345-A1")
+        assert tk is not None
+        tk.status, tk.current_agency = "dispatched", "BH-SCJG"
+    site.login("scjg")
+    assert listed(site.client.get("/tickets", params={"q": "回电 1381"}).text) == ["12345-A1"]
