@@ -455,7 +455,7 @@ def tickets_page(request: Request, q: str = "", status: str = "", agency: str = 
         return render(request, "tickets.html", p, **context)
     rows = queries.list_tickets(console.ledger, visible_to=p.agency if p.role == AGENCY else None,
                                 limit=SEARCH_PAGE + 1, before=position,
-                                caller_key=caller.caller_key if caller is not None else None, **filters.criteria)
+                                caller_key=caller.caller_key if caller is not None else None, **filters.of(p))
     search = filters.criteria["search"]
     if search is not None and before == "" and len(rows) == 1 and rows[0].id in (search.text, search.text.upper()):
         return RedirectResponse(f"/tickets/{rows[0].id}", status_code=303)  # a ticket number typed: that ticket

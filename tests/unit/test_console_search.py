@@ -199,3 +199,21 @@ def test_the_handling_agency_finds_its_ticket_by_the_number_it_sees_whole(site: 
         tk.status, tk.current_agency = "dispatched", "BH-SCJG"
     site.login("scjg")
     assert listed(site.client.get("/tickets", params={"q": "回电 1381"}).text) == ["12345-A1"]
+
+
+def test_only_those_who_see_the_number_whole_or_take_the_calls_find_a_caller_by_it(site: Site) -> None:
+    # A dispatcher (the hotline's staff, who take the calls) finds the caller's two tickets by the number
+    assert [b["id"] for b in site.api("GET", "/api/tickets", "disp", params={"q": CALLER}).json()] == \
+        ["12345-A2", "12345-A1"]
+    # A supervisor sees it masked everywhere: a match would confirm one of 10,000 guesses at 138****5678, so the
+    # number is only a word, found where it shows (nowhere here: A1's text shows it masked)
+    assert site.api("GET", "/api/tickets", "boss", params={"q": CALLER}).json() == []
+    site.login("boss")
+    assert listed(site.client.get("/tickets", params={"q": "138 1234 5678"}).text) == []
+    # An agency finds the caller only among the tickets it handles, not one it was dispatched before and lost
+    with site.ledger.session() as session:
+        session.add(t.RoutingDecision(decision_key="12345-A1#0", ticket_id="12345-A1", attempt=0, decision="auto",
+                                      agency="BH-SCJG"))
+    assert [b["id"] for b in site.api("GET", "/api/tickets", "scjg", params={"q": CALLER}).json()] == ["12345-A2"]
+    # whose ticket number still finds it
+    assert [b["id"] for b in site.api("GET", "/api/tickets", "scjg", params={"q": "12345-A1"}).json()] == ["12345-A1"]
