@@ -63,6 +63,11 @@ class Principal:
     def label(self) -> str:
         return self.display_name or self.username
 
+    @property
+    def own_agency(self) -> str | None:
+        """The agency whose tickets alone this user sees and acts on; None for dispatchers and supervisors."""
+        return self.agency if self.role == AGENCY else None
+
 
 @dataclass(frozen=True, slots=True)
 class Denial:

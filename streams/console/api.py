@@ -316,8 +316,7 @@ def list_tickets(request: Request, response: Response, p: Principal = Depends(ap
     console = console_of(request)
     filters = ticket_filters(console.now(), q=q, status=status, agency=agency, since=since, until=until)
     # one more than asked for: whether a next page exists, without a count
-    rows = queries.list_tickets(console.ledger, visible_to=p.agency if p.role == AGENCY else None,
-                                limit=limit + 1, before=position, **filters.of(p))
+    rows = queries.list_tickets(console.ledger, visible_to=p.own_agency, limit=limit + 1, before=position, **filters.of(p))
     if len(rows) > limit:
         rows = rows[:limit]
         query = {**filters.query, "limit": limit, "before": encode_cursor(rows[-1].received_at, rows[-1].id)}

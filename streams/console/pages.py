@@ -32,7 +32,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from models.lifecycle import EVENT_NAMES, RATING_NAMES, RATINGS, RETURN_REASONS, Status, said_in_chinese
 from models.supervision import RULE_NAMES
-from models.tickets import ID_PATTERN, MAX_ID_CHARS, mask_caller_phone, mask_phone
+from models.tickets import mask_caller_phone, mask_phone
 from models.workcalendar import as_local
 from streams.cli.agency import Action
 from streams.console import queries
@@ -45,8 +45,6 @@ from streams.console.access import (
     SUPERVISOR,
     Principal,
     allowed_actions,
-    can_view_ticket,
-    not_found_message,
     sees_full_phone,
 )
 from streams.console.accounts import authenticate, principal_for_session
@@ -446,15 +444,15 @@ def tickets_page(request: Request, q: str = "", status: str = "", agency: str = 
         filters = ticket_filters(console.now(), **{k: v or None for k, v in form.items()},
                                  through=True)
         position = decode_cursor(before) if before else None
-        caller = _caller_of(console, p, caller_of.strip()) if caller_of.strip() else None
+        # the ticket whose caller's tickets are asked for; 404 as for its page when p may not see it
+        caller = console.visible_ticket(p, caller_of.strip()) if caller_of.strip() else None
     except ConsoleError as exc:
         return render(request, "tickets.html", p, status=exc.status, **{**context, "error": exc.message})
     query = {**filters.query, **({"caller_of": caller.id} if caller is not None else {})}
     context.update(searched=bool(query), caller_of=caller)
     if p.role == AGENCY and p.agency is None or caller is not None and caller.caller_key is None:
         return render(request, "tickets.html", p, **context)
-    rows = queries.list_tickets(console.ledger, visible_to=p.agency if p.role == AGENCY else None,
-                                limit=SEARCH_PAGE + 1, before=position,
+    rows = queries.list_tickets(console.ledger, visible_to=p.own_agency, limit=SEARCH_PAGE + 1, before=position,
                                 caller_key=caller.caller_key if caller is not None else None, **filters.of(p))
     search = filters.criteria["search"]
     if search is not None and before == "" and len(rows) == 1 and rows[0].id in (search.text, search.text.upper()):
@@ -464,16 +462,6 @@ def tickets_page(request: Request, q: str = "", status: str = "", agency: str = 
         context["next_url"] = f"/tickets?{urlencode({**query, 'before': encode_cursor(rows[-1].received_at, rows[-1].id)})}"
     first = f"/tickets?{urlencode(query)}" if before else None
     return render(request, "tickets.html", p, **{**context, "rows": rows, "first_url": first})
-
-
-def _caller_of(console: Console, p: Principal, ticket_id: str) -> Any:
-    """The ticket whose caller's tickets are asked for; 404 as for its page when ``p`` may not see it."""
-    # not a ticket number at all (a NUL in it was a 500 on PostgreSQL): answered as a missing one, as its page is
-    tk, dispatched = (queries.dispatched_to(console.ledger, ticket_id) if ID_PATTERN.match(ticket_id)
-                      and len(ticket_id) <= MAX_ID_CHARS else (None, set()))
-    if tk is None or not can_view_ticket(p, tk.current_agency, dispatched):
-        raise ConsoleError(404, "not_found", not_found_message(p, ticket_id[:64]))
-    return tk
 
 
 @router.get("/tickets/{ticket_id}")
@@ -496,7 +484,7 @@ def ticket_page(ticket_id: str, request: Request, p: Principal = Depends(page_us
     return render(request, "ticket.html", p, d=detail, card=card, actions=actions, timeline=timeline,
                   known_matter=known_matter,
                   full_phone=sees_full_phone(p, tk.current_agency),
-                  same_caller=queries.same_caller(console.ledger, tk, visible_to=p.agency if p.role == AGENCY else None),
+                  same_caller=queries.same_caller(console.ledger, tk, visible_to=p.own_agency),
                   suggestions=_suggest(console, card) if Action.REASSIGN in actions else [],
                   agency_options=_agency_options(console) if Action.REASSIGN in actions else [])
 

@@ -305,9 +305,9 @@ def list_tickets(ledger: Ledger, *, agency: str | None = None, status: str | Non
             where.append(t.Ticket.received_at >= since)
         if until is not None:
             where.append(t.Ticket.received_at < until)
+        scope = [_visible_to(visible_to)] if visible_to is not None else []
         exact = False
         if search is not None:
-            scope = [_visible_to(visible_to)] if visible_to is not None else []
             found, exact = _found(s, search, [*where, *scope], handled_by=visible_to)
             where.append(found)
         order = (t.Ticket.received_at.desc(), t.Ticket.id.desc())
@@ -318,7 +318,6 @@ def list_tickets(ledger: Ledger, *, agency: str | None = None, status: str | Non
             cut = [tuple_(t.Ticket.received_at, t.Ticket.id) < tuple_(*after)] if after is not None else []
             if visible_to is None or exact or caller_key is not None:
                 # a number found, or one caller's tickets: a few rows from an index, whatever the agency may see
-                scope = [_visible_to(visible_to)] if visible_to is not None else []
                 return list(s.scalars(select(t.Ticket).where(*where, *cut, *scope).order_by(*order).limit(limit)))
             return _merged(s, where + cut, order, visible_to, limit)
 
@@ -360,8 +359,9 @@ def _merged(s: Any, where: list[Any], order: tuple[Any, ...], agency: str, limit
 def _shows(tk: t.Ticket, words: tuple[str, ...], *, unmasked: bool) -> bool:
     """Whether every word is in what the user is shown of the ticket: its number, title, text and address, the
     numbers in the title and text masked (models.tickets.shown_ticket) unless ``unmasked`` (the handling agency)."""
-    fields = [tk.id, tk.address or "", *(shown_text(v or "", reveal=unmasked) for v in (tk.title, tk.text))]
-    return all(any(word.lower() in f.lower() for f in fields) for word in words)
+    fields = [f.lower() for f in (tk.id, tk.address or "", *(shown_text(v or "", reveal=unmasked)
+                                                              for v in (tk.title, tk.text)))]
+    return all(any(word.lower() in f for f in fields) for word in words)
 
 
 def _visible_to(agency: str) -> Any:

@@ -17,20 +17,20 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 
 from config.settings import Settings
+from models import ledger as t
 from models.clock import Clock
 from models.directory import Catalogue
 from models.events import InputRejected, parse_event
 from models.lifecycle import CLOSED_HELD, RATINGS, RETURN_REASONS, Status, said_in_chinese
 from models.supervision.deadlines import return_window
 from models.supervision.figures import AgencyFigures, tally
-from models.tickets import ID_PATTERN, Rejection, TicketIn, content_key, parse_ticket
+from models.tickets import ID_PATTERN, MAX_ID_CHARS, Rejection, TicketIn, content_key, parse_ticket
 from models.workcalendar import as_local
 from streams.app import TICKETS_EVENTS, TICKETS_INVALID, TICKETS_RECEIVED
 from streams.cli.agency import Action, build_event, intent_event_id, ticket_version
 from streams.console import queries
 from streams.console.access import (
     ACTION_NAMES,
-    AGENCY,
     DISPATCHER,
     STATUS_NAMES,
     Principal,
@@ -70,6 +70,12 @@ class ConsoleError(Exception):
     def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.extra = status, code, message, extra
+
+
+def _refuse_malformed(p: Principal, ticket_id: str) -> None:
+    """404 for what is no ticket number at all, as for a missing ticket (a NUL in it was a 500 on PostgreSQL)."""
+    if not ID_PATTERN.match(ticket_id) or len(ticket_id) > MAX_ID_CHARS:
+        raise ConsoleError(404, "not_found", not_found_message(p, ticket_id[:MAX_ID_CHARS]))
 
 
 def _denied(status: int, message: str) -> ConsoleError:
@@ -198,12 +204,19 @@ class Console:
     def ticket(self, p: Principal, ticket_id: str) -> queries.TicketDetail:
         """The ticket's history if ``p`` may see it; 404 when unknown and also when it is another agency's, with
         the same words: an agency learns nothing of tickets that are not its own, not even that they exist."""
-        if not ID_PATTERN.match(ticket_id) or len(ticket_id) > 64:
-            raise ConsoleError(404, "not_found", not_found_message(p, ticket_id[:64]))
+        _refuse_malformed(p, ticket_id)
         detail = queries.ticket_detail(self.ledger, ticket_id)
         if detail is None or not can_view_ticket(p, detail.ticket.current_agency, detail.dispatched_to):
             raise ConsoleError(404, "not_found", not_found_message(p, ticket_id))
         return detail
+
+    def visible_ticket(self, p: Principal, ticket_id: str) -> t.Ticket:
+        """The ticket's row alone (no history) if ``p`` may see it; 404 as :meth:`ticket` otherwise."""
+        _refuse_malformed(p, ticket_id)
+        tk, dispatched = queries.dispatched_to(self.ledger, ticket_id)
+        if tk is None or not can_view_ticket(p, tk.current_agency, dispatched):
+            raise ConsoleError(404, "not_found", not_found_message(p, ticket_id))
+        return tk
 
     def return_closes(self, detail: queries.TicketDetail) -> datetime | None:
         """When the current dispatch's 退单 window closes, if ``sla.yaml`` refuses late returns (as the
@@ -282,7 +295,7 @@ class Console:
             raise ConsoleError(409, "conflict", f"工单 {ticket_id} 已由该单位承办。")
         try:
             event = build_event(ticket_id, action, actor=p.username, role=p.role,
-                                agency=p.agency if p.role == AGENCY else None, options=opts, now=self.now())
+                                agency=p.own_agency, options=opts, now=self.now())
         except ValueError as exc:  # our checks above should have caught it; say what build_event says
             raise ConsoleError(400, "invalid_action", str(exc)) from None
         assert event_id is not None
