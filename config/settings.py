@@ -74,6 +74,22 @@ class Settings(BaseSettings):
         description="key that signs session cookies; empty = generated once and kept in <data_dir>/web.secret")
     web_session_hours: float = Field(
         default=12.0, gt=0, le=24 * 30, description="how long a console log-in lasts (hours)")
+    # a search by a caller's number that finds no one tells a user who sees the number masked (138****5678) that a
+    # guess at its hidden digits was wrong: these bound the guesses (streams.console.search.NumberSearchThrottle)
+    number_search_misses: int = Field(
+        default=20, ge=1, le=10_000,
+        description="a user's searches by a caller's number that found no one: after this many within "
+                    "number_search_window_minutes, the user's number searches are refused for that long")
+    number_search_window_minutes: float = Field(
+        default=10.0, gt=0, le=24 * 60, description="the window (and the refusal's length) of number_search_misses")
+    number_search_misses_per_day: int = Field(
+        default=200, ge=1, le=10_000,
+        description="after this many number searches that found no one within 24 hours, the user's number searches "
+                    "are refused for 24 hours")
+    number_search_misses_per_address: int = Field(
+        default=60, ge=1, le=100_000,
+        description="as number_search_misses, for all users at one client address together (an office behind one "
+                    "address shares it)")
 
     # --- storage ---------------------------------------------------------------------------
     data_dir: Path = Field(default=PROJECT_ROOT / "var", description="where SQLite, models and state live")

@@ -29,6 +29,7 @@ from sqlalchemy import (
     event,
     func,
     literal,
+    literal_column,
     select,
     update,
 )
@@ -38,6 +39,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from config.settings import Settings
 from models import ledger as t
+from models import word_index
 from models.events import routed_event_id
 from models.supervision.linking import phone_key
 from models.tickets import TicketIn
@@ -261,6 +263,19 @@ def _insert(session: Session):  # type: ignore[no-untyped-def]
     return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
 
 
+def _insert_tickets(s: Session, rows: list[dict[str, Any]]) -> set[str]:
+    """Insert-or-ignore ticket rows by id; the ids inserted. On SQLite the new ones go into the word index in the
+    same transaction (PostgreSQL keeps its own: ``models.word_index``)."""
+    stmt = _insert(s)(t.Ticket).on_conflict_do_nothing(index_elements=["id"])
+    if s.get_bind().dialect.name != "sqlite":
+        return set(s.scalars(stmt.returning(t.Ticket.id), rows))
+    stored = {tid: rowid for tid, rowid in s.execute(stmt.returning(t.Ticket.id, literal_column("rowid")), rows)}
+    by_id = {row["id"]: row for row in rows}
+    word_index.index_sqlite(s, ((rowid, [by_id[tid].get(c) for c in word_index.INDEXED])
+                                for tid, rowid in stored.items()))
+    return set(stored)
+
+
 class Ledger:
     """The ledger's writes and reads used by the stages; every write is idempotent."""
 
@@ -304,7 +319,7 @@ class Ledger:
                       offset: int | None = None) -> bool:
         """Insert the ticket unless its id is already known; True when this call created it."""
         with self.writing() as s:
-            return upsert_values(s, t.Ticket, _ticket_row(ticket, topic, partition, offset, t.utcnow()), ["id"])
+            return bool(_insert_tickets(s, [_ticket_row(ticket, topic, partition, offset, t.utcnow())]))
 
     def record_rejection(self, *, dedup_key: str, key: str, source: str, reason: str, payload: str,
                          at: datetime | None = None, topic: str | None = None, partition: int | None = None,
@@ -328,8 +343,7 @@ class Ledger:
         rows = sorted((_ticket_row(tk, topic, part, off, now) for tk, topic, part, off in items),
                       key=lambda r: r["id"])
         with self.writing() as s:
-            stmt = _insert(s)(t.Ticket).on_conflict_do_nothing(index_elements=["id"]).returning(t.Ticket.id)
-            return set(s.scalars(stmt, rows))
+            return _insert_tickets(s, rows)
 
     def decisions(self, keys: list[str]) -> dict[str, t.RoutingDecision]:
         if not keys:

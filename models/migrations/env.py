@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine, pool
 
+from models import word_index
 from models.ledger import Base
 
 config = context.config
@@ -30,7 +31,8 @@ def run_migrations_online() -> None:
 
 def _run(connection) -> None:  # type: ignore[no-untyped-def]
     # render_as_batch: SQLite can only ALTER by copying tables; batch mode does that for us.
-    context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
+    context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True,
+                      include_name=word_index.include_name)
     with context.begin_transaction():
         context.run_migrations()
 

@@ -8,7 +8,8 @@ A console session carries a *stamp* of the user's stored password hash (:func:`s
 every request: a new password (a new salt, so a new hash) ends every session issued before it, and so does
 disabling the user, which bumps the user's ``session_generation``, part of the stamp. Both also revoke the
 user's API tokens, so re-enabling a user revives neither. Failed log-ins are throttled per user name and client
-address, and per client address (:class:`LoginThrottle`), in the memory of each console process.
+address, and per client address (:class:`LoginThrottle`), in the memory of each console process; the counting
+(:class:`FailureCounts`) serves the ticket search's throttle too (``streams.console.search``).
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select, update
 
@@ -32,6 +33,9 @@ from models import ledger as t
 from models.directory import Catalogue
 from streams.console.access import AGENCY, DISPATCHER, ROLES, SUPERVISOR, Principal
 from streams.db import Ledger
+
+if TYPE_CHECKING:
+    from starlette.requests import HTTPConnection
 
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{1,31}$")
 MIN_PASSWORD_CHARS = 8
@@ -318,77 +322,62 @@ def address_key(address: str | None) -> str:
     return str(ip)
 
 
-class LoginThrottle:
-    """Failed log-ins, in this process's memory (the ledger has no table for them, and a console restart
-    forgetting a lock-out is acceptable), counted two ways:
+def client_address(request: HTTPConnection) -> str | None:
+    """The address the throttles count by (failed log-ins, number searches that found no one): the connection's
+    peer as the ASGI server reports it. Behind a reverse proxy that is the proxy's address for every user (everyone
+    would share one address's ceiling): uvicorn then takes the client from X-Forwarded-For, but only on connections
+    from the addresses in its ``FORWARDED_ALLOW_IPS`` environment variable (by default the loopback ones: a proxy on
+    the same host); set it to the proxy's address. The console has no setting of its own to trust X-Forwarded-For:
+    from anyone else the header is forged at will, and a throttle keyed by it is no throttle."""
+    return request.client.host if request.client is not None else None
 
-    * per (user name, client address): after ``max_failures`` within ``window_s`` that name may not log in
-      from that address for ``lockout_s``, also with the right password. Not per name alone: then anyone
-      who knows a name could lock its user out from anywhere; the real user, elsewhere, is not affected.
-    * per client address, across all names: after ``address_max_failures`` within ``window_s`` the address
-      may not log in at all for ``lockout_s`` (one address trying a password on many names).
 
-    A successful log-in clears only its (name, address) count: a sprayer who knows one password must not
-    reset the address's. Guessing one name from many addresses is slowed by scrypt only, the usual price
-    of not letting strangers lock accounts. Each table keeps at most ``tracked`` keys.
+class FailureCounts:
+    """Failures per key within a sliding window, in this process's memory: ``limit`` of them within ``window_s``
+    lock the key out for ``lockout_s`` (its count then starts again). At most ``tracked`` keys are kept.
 
     Monotonic time, not the deployment's clock: a demo's simulated clock runs fast."""
 
-    def __init__(self, *, max_failures: int = LOGIN_MAX_FAILURES, window_s: float = LOGIN_WINDOW_S,
-                 lockout_s: float = LOGIN_LOCKOUT_S, address_max_failures: int = LOGIN_MAX_FAILURES_PER_ADDRESS,
-                 tracked: int = LOGIN_TRACKED, clock: Callable[[], float] = time.monotonic) -> None:
-        self.max_failures, self.window_s, self.lockout_s, self.tracked = max_failures, window_s, lockout_s, tracked
-        self.address_max_failures = address_max_failures
+    def __init__(self, limit: int, window_s: float, lockout_s: float, *, tracked: int = LOGIN_TRACKED,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.limit, self.window_s, self.lockout_s, self.tracked = limit, window_s, lockout_s, tracked
         self._clock = clock
-        self._by_name: dict[tuple[str, str], _Attempts] = {}  # (user name, address key)
-        self._by_address: dict[str, _Attempts] = {}
+        self._table: dict[Hashable, _Attempts] = {}
         self._lock = threading.Lock()
 
-    @staticmethod
-    def _key(username: str, address: str | None) -> tuple[str, str]:
-        return username.strip().lower()[:64], address_key(address)
+    def __len__(self) -> int:
+        return len(self._table)
 
-    def _left(self, entry: _Attempts | None) -> int:
-        left = entry.locked_until - self._clock() if entry is not None else 0.0
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self._table
+
+    def retry_after(self, key: Hashable) -> int:
+        """Seconds until ``key``'s lock-out ends; 0 when it is not locked out."""
+        with self._lock:
+            entry = self._table.get(key)
+            left = entry.locked_until - self._clock() if entry is not None else 0.0
         return max(0, int(left + 0.999))
 
-    def address_retry_after(self, address: str | None) -> int:
-        """Seconds until any log-in from ``address`` may be tried again; 0 when now."""
-        with self._lock:
-            return self._left(self._by_address.get(address_key(address)))
-
-    def retry_after(self, username: str, address: str | None = None) -> int:
-        """Seconds until ``username`` may try again from ``address``; 0 when it may now."""
-        with self._lock:
-            return max(self._left(self._by_name.get(self._key(username, address))),
-                       self._left(self._by_address.get(address_key(address))))
-
-    def failed(self, username: str, address: str | None = None) -> int:
-        """Count a failed log-in; the seconds of the lock-out it started (of the name here, or of the whole
-        address), or 0."""
+    def failed(self, key: Hashable) -> int:
+        """Count a failure under ``key``; the seconds of the lock-out it started, or 0."""
         now = self._clock()
         with self._lock:
-            started = max(self._count(self._by_name, self._key(username, address), self.max_failures, now),
-                          self._count(self._by_address, address_key(address), self.address_max_failures, now))
-        return max(1, int(self.lockout_s + 0.999)) if started else 0
+            if key not in self._table and len(self._table) >= self.tracked:
+                self._forget_stale(now)
+            entry = self._table.setdefault(key, _Attempts())
+            entry.failures = [f for f in entry.failures if now - f < self.window_s] + [now]
+            if len(entry.failures) < self.limit:
+                return 0
+            entry.failures.clear()
+            entry.locked_until = now + self.lockout_s
+        return max(1, int(self.lockout_s + 0.999))
 
-    def succeeded(self, username: str, address: str | None = None) -> None:
+    def forget(self, key: Hashable) -> None:
         with self._lock:
-            self._by_name.pop(self._key(username, address), None)
+            self._table.pop(key, None)
 
-    def _count(self, table: dict[Any, _Attempts], key: Any, limit: int, now: float) -> bool:
-        """Add a failure under ``key``; True when it started a lock-out."""
-        if key not in table and len(table) >= self.tracked:
-            self._forget_stale(table, now)
-        entry = table.setdefault(key, _Attempts())
-        entry.failures = [f for f in entry.failures if now - f < self.window_s] + [now]
-        if len(entry.failures) < limit:
-            return False
-        entry.failures.clear()
-        entry.locked_until = now + self.lockout_s
-        return True
-
-    def _forget_stale(self, table: dict[Any, _Attempts], now: float) -> None:
+    def _forget_stale(self, now: float) -> None:
+        table = self._table
         stale = [k for k, e in table.items()
                  if e.locked_until <= now and all(now - f >= self.window_s for f in e.failures)]
         for k in stale:
@@ -399,3 +388,44 @@ class LoginThrottle:
             if len(table) < self.tracked:
                 break
             table.pop(k, None)
+
+
+class LoginThrottle:
+    """Failed log-ins, in this process's memory (the ledger has no table for them, and a console restart
+    forgetting a lock-out is acceptable), counted two ways (:class:`FailureCounts`):
+
+    * per (user name, client address): after ``max_failures`` within ``window_s`` that name may not log in
+      from that address for ``lockout_s``, also with the right password. Not per name alone: then anyone
+      who knows a name could lock its user out from anywhere; the real user, elsewhere, is not affected.
+    * per client address, across all names: after ``address_max_failures`` within ``window_s`` the address
+      may not log in at all for ``lockout_s`` (one address trying a password on many names).
+
+    A successful log-in clears only its (name, address) count: a sprayer who knows one password must not
+    reset the address's. Guessing one name from many addresses is slowed by scrypt only, the usual price
+    of not letting strangers lock accounts. Each table keeps at most ``tracked`` keys."""
+
+    def __init__(self, *, max_failures: int = LOGIN_MAX_FAILURES, window_s: float = LOGIN_WINDOW_S,
+                 lockout_s: float = LOGIN_LOCKOUT_S, address_max_failures: int = LOGIN_MAX_FAILURES_PER_ADDRESS,
+                 tracked: int = LOGIN_TRACKED, clock: Callable[[], float] = time.monotonic) -> None:
+        self._by_name = FailureCounts(max_failures, window_s, lockout_s, tracked=tracked, clock=clock)
+        self._by_address = FailureCounts(address_max_failures, window_s, lockout_s, tracked=tracked, clock=clock)
+
+    @staticmethod
+    def _key(username: str, address: str | None) -> tuple[str, str]:
+        return username.strip().lower()[:64], address_key(address)
+
+    def address_retry_after(self, address: str | None) -> int:
+        """Seconds until any log-in from ``address`` may be tried again; 0 when now."""
+        return self._by_address.retry_after(address_key(address))
+
+    def retry_after(self, username: str, address: str | None = None) -> int:
+        """Seconds until ``username`` may try again from ``address``; 0 when it may now."""
+        return max(self._by_name.retry_after(self._key(username, address)), self.address_retry_after(address))
+
+    def failed(self, username: str, address: str | None = None) -> int:
+        """Count a failed log-in; the seconds of the lock-out it started (of the name here, or of the whole
+        address), or 0."""
+        return max(self._by_name.failed(self._key(username, address)), self._by_address.failed(address_key(address)))
+
+    def succeeded(self, username: str, address: str | None = None) -> None:
+        self._by_name.forget(self._key(username, address))

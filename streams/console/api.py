@@ -4,7 +4,8 @@ Documented by the OpenAPI document FastAPI builds from these declarations (``/ap
 readable page at ``/api-reference``; ``hotline web --openapi`` prints it). Errors are JSON
 ``{"error": <code>, "message": <中文说明>}``: 400 invalid input, 401 no or bad token, 403 not allowed to,
 404 unknown (for an agency also another agency's ticket: existence is not revealed), 409 not in the ticket's
-current state (or changed since the ``version`` an action names), 413 body over 64 KiB, 503 broker unavailable.
+current state (or changed since the ``version`` an action names), 413 body over 64 KiB, 429 too many searches by a
+caller's number that found no one (with ``Retry-After``), 503 broker unavailable.
 
 ``GET /api/tickets`` pages with a keyset cursor: the body stays a plain list (as before paging existed), and
 when more tickets follow, a ``Link: <...>; rel="next"`` header gives the next page's address, whose opaque
@@ -16,6 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 from enum import StrEnum
@@ -28,16 +30,18 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
 from config.catalogue import AGENCY_CODE
+from models import ledger as t
 from models.lifecycle import RETURN_REASONS, Status
-from models.tickets import ID_PATTERN, TicketIn, shown_ticket
+from models.tickets import ID_PATTERN, TicketIn, mask_caller_phone, shown_ticket
 from streams.cli.agency import Action
 from streams.console import queries
 from streams.console.access import AGENCY, SUPERVISOR, Principal, sees_full_phone
-from streams.console.accounts import principal_for_token
-from streams.console.search import MAX_QUERY_CHARS, BadSearch, parse_search
+from streams.console.accounts import client_address, principal_for_token
+from streams.console.search import MAX_QUERY_CHARS, BadSearch, number_found, parse_search
 from streams.console.service import MAX_BODY_BYTES, Console, ConsoleError
 from streams.reports import day_bounds, parse_day, parse_month, period_start
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api", tags=["api"])
 bearer = HTTPBearer(auto_error=False, description="hotline users token 用户名 生成的令牌")
 
@@ -258,6 +262,35 @@ def ticket_filters(now: datetime, *, q: str | None = None, status: str | None = 
                           "until": end}, {k: str(v) for k, v in given.items() if v})
 
 
+def search_tickets(console: Console, p: Principal, filters: TicketFilters, address: str | None,
+                   **kw: Any) -> list[t.Ticket]:
+    """:func:`queries.list_tickets` with ``filters`` as ``p`` may search them (:meth:`TicketFilters.of`); a search by
+    a caller's number among tickets whose numbers ``p`` sees masked (a dispatcher's: a supervisor's number is a
+    word, an agency's finds only its own callers) is throttled (:class:`~streams.console.search.NumberSearchThrottle`):
+    429 with ``retry_after`` while ``p`` or ``address`` made too many that found no one, and one that finds no one
+    is counted."""
+    criteria = filters.of(p)
+    search = criteria["search"]
+    guess = search if search is not None and search.caller_key is not None and p.own_agency is None else None
+    throttle = console.number_searches
+    if guess is not None and (wait := throttle.retry_after(p.user_id, address)):
+        log.warning("number search by user %s from %s refused (too many found no one; %d s to wait): %s",
+                    p.username, address, wait, mask_caller_phone(guess.caller_key))
+        raise ConsoleError(429, "too_many_number_misses", f"号码查询未命中次数过多，请 {_wait_words(wait)}后再试"
+                                                          "（按工单编号或关键词查询不受影响）。", retry_after=wait)
+    rows = queries.list_tickets(console.ledger, visible_to=p.own_agency, **kw, **criteria)
+    if guess is not None and not number_found(guess, rows) and (wait := throttle.missed(p.user_id, address)):
+        log.warning("number searches by user %s from %s refused for %d s: too many found no one (last: %s)",
+                    p.username, address, wait, mask_caller_phone(guess.caller_key))
+    return rows
+
+
+def _wait_words(seconds: int) -> str:
+    """A wait as a person reads it: "10 分钟", a day's refusal "24 小时"."""
+    minutes = -(-seconds // 60)
+    return f"{minutes} 分钟" if minutes < 120 else f"{-(-minutes // 60)} 小时"
+
+
 def _page_day(value: str | None, label: str) -> date | None:
     """A date field of the search page, or None when empty; 400 naming the field as the page does."""
     if value is None:
@@ -294,7 +327,9 @@ async def intake(request: Request, p: Principal = Depends(api_user)) -> Accepted
         "description": '还有更多工单时给出下一页：`</api/tickets?...&before=<游标>>; rel="next"`；没有此头即已是最后一页',
         "schema": {"type": "string"}}}},
     400: {"model": ErrorOut, "description": "参数有误（如 status 未知、承办单位代码格式不对、before 游标无效、日期格式不对、"
-                                                  "查询内容过长或含控制字符）"}})
+                                                  "查询内容过长或含控制字符）"},
+    429: {"model": ErrorOut, "description": "按来电号码查询未命中的次数过多，暂停号码查询（Retry-After 头给出秒数）；"
+                                            "按工单编号或关键词查询不受影响"}})
 def list_tickets(request: Request, response: Response, p: Principal = Depends(api_user),
                  q: str | None = Query(None, max_length=2 * MAX_QUERY_CHARS,
                                        description="查询：工单编号、来电号码（任意写法）或关键词（空格分隔，须都出现在"
@@ -316,7 +351,7 @@ def list_tickets(request: Request, response: Response, p: Principal = Depends(ap
     console = console_of(request)
     filters = ticket_filters(console.now(), q=q, status=status, agency=agency, since=since, until=until)
     # one more than asked for: whether a next page exists, without a count
-    rows = queries.list_tickets(console.ledger, visible_to=p.own_agency, limit=limit + 1, before=position, **filters.of(p))
+    rows = search_tickets(console, p, filters, client_address(request), limit=limit + 1, before=position)
     if len(rows) > limit:
         rows = rows[:limit]
         query = {**filters.query, "limit": limit, "before": encode_cursor(rows[-1].received_at, rows[-1].id)}

@@ -47,7 +47,8 @@ API_DESCRIPTION = """\
 **分页**：`GET /api/tickets` 每页至多 `limit` 张，最新受理的在前；还有更多时响应带
 `Link: </api/tickets?...&before=<游标>>; rel="next"`，按它逐页取完，不会漏掉或重复工单。
 
-**手机号**：来电号码只对当前承办单位显示全号，其他人看到的是 `138****5678`。
+**手机号**：来电号码只对当前承办单位显示全号，其他人看到的是 `138****5678`。按来电号码查询而查不到来电人的
+次数过多时，该用户（或该网络地址）的号码查询暂停一段时间（429，`Retry-After` 头给出秒数）。
 
 **异步**：办理动作写入 `tickets.events` 后立即返回 202（`status: submitted`）；路由工作进程随后按工单状态机
 校验并记入台账，被拒绝的动作连同原因出现在工单的 `events` 中（`accepted: false`）。
@@ -129,7 +130,10 @@ def create_app(settings: Settings, *, ledger: Ledger | None = None, catalogue: C
 
     @app.exception_handler(ConsoleError)
     async def _console_error(request: Request, exc: ConsoleError) -> Response:
-        return error_response(request, exc.status, exc.code, exc.message, **exc.extra)
+        response = error_response(request, exc.status, exc.code, exc.message, **exc.extra)
+        if "retry_after" in exc.extra:  # a 429: when to try again (RFC 9110), not only in the body
+            response.headers["Retry-After"] = str(exc.extra["retry_after"])
+        return response
 
     @app.exception_handler(LoginRequired)
     async def _login_required(request: Request, exc: LoginRequired) -> Response:

@@ -47,8 +47,8 @@ from streams.console.access import (
     allowed_actions,
     sees_full_phone,
 )
-from streams.console.accounts import authenticate, principal_for_session
-from streams.console.api import decode_cursor, encode_cursor, ticket_filters
+from streams.console.accounts import authenticate, client_address, principal_for_session
+from streams.console.api import decode_cursor, encode_cursor, search_tickets, ticket_filters
 from streams.console.app import HERE, LoginRequired
 from streams.console.charts import bar_chart, line_chart
 from streams.console.service import MAX_BODY_BYTES, Console, ConsoleError
@@ -227,16 +227,6 @@ def login_page(request: Request, next: str | None = None) -> Response:
     if isinstance(request.session.get("uid"), int):
         return RedirectResponse(safe_next(next, "/"), status_code=303)
     return render(request, "login.html", None, next=safe_next(next, ""))
-
-
-def client_address(request: Request) -> str | None:
-    """The address failed log-ins are counted by: the connection's peer as the ASGI server reports it. Behind a
-    reverse proxy that is the proxy's address for every user (everyone would share one address's ceiling):
-    uvicorn then takes the client from X-Forwarded-For, but only on connections from the addresses in its
-    ``FORWARDED_ALLOW_IPS`` environment variable (by default the loopback ones: a proxy on the same host); set
-    it to the proxy's address. The console has no setting of its own to trust X-Forwarded-For: from anyone
-    else the header is forged at will, and a throttle keyed by it is no throttle."""
-    return request.client.host if request.client is not None else None
 
 
 @router.post("/login")
@@ -452,8 +442,14 @@ def tickets_page(request: Request, q: str = "", status: str = "", agency: str = 
     context.update(searched=bool(query), caller_of=caller)
     if p.role == AGENCY and p.agency is None or caller is not None and caller.caller_key is None:
         return render(request, "tickets.html", p, **context)
-    rows = queries.list_tickets(console.ledger, visible_to=p.own_agency, limit=SEARCH_PAGE + 1, before=position,
-                                caller_key=caller.caller_key if caller is not None else None, **filters.of(p))
+    try:
+        rows = search_tickets(console, p, filters, client_address(request), limit=SEARCH_PAGE + 1, before=position,
+                              caller_key=caller.caller_key if caller is not None else None)
+    except ConsoleError as exc:  # too many number searches that found no one: the form and why, not the list
+        response = render(request, "tickets.html", p, status=exc.status, **{**context, "error": exc.message})
+        if "retry_after" in exc.extra:
+            response.headers["Retry-After"] = str(exc.extra["retry_after"])
+        return response
     search = filters.criteria["search"]
     if search is not None and before == "" and len(rows) == 1 and rows[0].id in (search.text, search.text.upper()):
         return RedirectResponse(f"/tickets/{rows[0].id}", status_code=303)  # a ticket number typed: that ticket

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import and_, case, func, null, or_, select, tuple_, union
 
 from models import ledger as t
+from models import word_index
 from models.lifecycle import Status
 from models.tickets import shown_text, shown_ticket
 from streams.console.access import extension_pending
@@ -391,18 +392,27 @@ def _found(s: Any, search: Search, where: list[Any], *, handled_by: str | None =
     people type ticket numbers and Latin shop names.
 
     ``handled_by``: an agency's search finds a caller only among the tickets it handles, whose number it sees
-    whole. Elsewhere a match would tell it the number behind 138****5678 in at most 10,000 tries."""
-    exact = t.Ticket.id.in_({search.text, search.text.upper()})
+    whole. Elsewhere a match would tell it the number behind 138****5678 in at most 10,000 tries.
+
+    A ticket's number before a caller's: a ticket made with a guess as its number must not hide, behind that ticket
+    found, whether the guess found a caller (the number-search throttle counts those that found nothing)."""
+    exacts = [t.Ticket.id.in_({search.text, search.text.upper()})]
     if search.caller_key is not None:
         caller = t.Ticket.caller_key == search.caller_key
-        exact = or_(exact, and_(caller, t.Ticket.current_agency == handled_by) if handled_by is not None else caller)
-    if s.scalar(select(t.Ticket.id).where(*where, exact).limit(1)) is not None:
-        return exact, True
+        exacts.append(and_(caller, t.Ticket.current_agency == handled_by) if handled_by is not None else caller)
+    for exact in exacts:
+        if s.scalar(select(t.Ticket.id).where(*where, exact).limit(1)) is not None:
+            return exact, True
     # SQLite's LIKE ignores ASCII case already: its ILIKE form, lower() of both sides, cost a third more per row
-    sqlite = s.get_bind().dialect.name == "sqlite"
-    return and_(*(or_(*(column.contains(word, autoescape=True) if sqlite else column.icontains(word, autoescape=True)
+    dialect = s.get_bind().dialect.name
+    sqlite = dialect == "sqlite"
+    held = and_(*(or_(*(column.contains(word, autoescape=True) if sqlite else column.icontains(word, autoescape=True)
                         for column in (t.Ticket.id, t.Ticket.title, t.Ticket.text, t.Ticket.address)))
-                  for word in search.words)), False
+                  for word in search.words))
+    # the word index narrows the tickets the LIKE reads to those holding every bigram of the words (a word found
+    # nowhere read every ticket: 0.93 s at 300,000 on SQLite); the LIKE decides among them, as before
+    narrowed = word_index.candidates(dialect, search.words, t.Ticket)
+    return (held if narrowed is None else and_(narrowed, held)), False
 
 
 def recent_alerts(ledger: Ledger, *, limit: int = 50, agency: str | None = None,

@@ -10,19 +10,27 @@ complaint or its address. One box takes all three:
   (``tickets.caller_key``);
 * otherwise, or besides, every word (split at spaces) must appear in the ticket's number, title, text or address.
 
+A number search that finds no caller tells a user who sees callers' numbers masked that a guess at the hidden
+digits of 138****5678 was wrong; :class:`NumberSearchThrottle` bounds how many such searches a user makes.
+
 Pure: the console's queries turn a :class:`Search` into SQL (``streams.console.queries.list_tickets``).
 """
 
 from __future__ import annotations
 
+import time
 import unicodedata
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from models.supervision.linking import phone_key
 from models.tickets import MIN_PHONE_DIGITS
+from streams.console.accounts import FailureCounts, address_key
 
 MAX_QUERY_CHARS = 100
 MAX_WORDS = 5
+DAY_S = 24 * 3600
 
 
 class BadSearch(ValueError):
@@ -59,3 +67,37 @@ def _phone_shaped(text: str) -> bool:
     """A number as people type one (digits, spaces, dashes, dots, parentheses, a leading +) with 7+ digits."""
     body = text.removeprefix("+")
     return all(c.isdigit() or c in " -.()" for c in body) and sum(c.isdigit() for c in body) >= MIN_PHONE_DIGITS
+
+
+def number_found(search: Search, rows: Iterable[Any]) -> bool:
+    """Whether a search by number found what it was for: the ticket of that number, or a ticket of the caller with
+    that number (``rows``: what ``queries.list_tickets`` returned). Tickets found by the number as a word, where it
+    shows, do not count: a ticket made with a guess in its address must not hide that the guess found no caller."""
+    numbers = {search.text, search.text.upper()}
+    return any(tk.id in numbers or tk.caller_key == search.caller_key for tk in rows)
+
+
+class NumberSearchThrottle:
+    """Searches by a caller's number that found nothing (:func:`number_found`), counted per user and per client
+    address in this process's memory (:class:`~streams.console.accounts.FailureCounts`, as failed log-ins): each
+    told a user who sees the number masked that a guess at its 4 hidden digits was wrong, and 10,000 guesses
+    read it. After ``misses`` within ``window_s`` a user's number searches are refused for ``window_s``; after
+    ``misses_per_day`` within a day, for a day (with the defaults, a script kept just under the first limit would
+    still try some 2,800 numbers a day; this makes it 200); after ``address_misses`` within ``window_s`` from one
+    address, whoever the users, that address's are (one person with colleagues' log-ins). A search that finds
+    someone is not counted and resets nothing: a dispatcher looking up callers who rang before is the normal use,
+    and a guess that hits ends the guessing anyway."""
+
+    def __init__(self, *, misses: int = 20, window_s: float = 600, misses_per_day: int = 200,
+                 address_misses: int = 60, clock: Callable[[], float] = time.monotonic) -> None:
+        self._by_user = [FailureCounts(misses, window_s, window_s, clock=clock),
+                         FailureCounts(misses_per_day, DAY_S, DAY_S, clock=clock)]
+        self._by_address = FailureCounts(address_misses, window_s, window_s, clock=clock)
+
+    def retry_after(self, user_id: int, address: str | None) -> int:
+        """Seconds until the user may search by number again from ``address``; 0 when now."""
+        return max(*(c.retry_after(user_id) for c in self._by_user), self._by_address.retry_after(address_key(address)))
+
+    def missed(self, user_id: int, address: str | None) -> int:
+        """Count a number search that found nothing; the seconds of the refusal it started, or 0."""
+        return max(*(c.failed(user_id) for c in self._by_user), self._by_address.failed(address_key(address)))

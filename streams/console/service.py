@@ -41,6 +41,7 @@ from streams.console.access import (
 )
 from streams.console.accounts import LoginThrottle
 from streams.console.publisher import BusUnavailable, Publisher
+from streams.console.search import NumberSearchThrottle
 from streams.console.trends import (
     DailySeries,
     WeeklyHotspots,
@@ -168,6 +169,10 @@ class Console:
         self.settings, self.ledger, self.catalogue, self.publisher = settings, ledger, catalogue, publisher
         self._clock: Clock | None = None  # built on first use: that is when a shared clock file is read
         self.login_throttle = LoginThrottle()
+        self.number_searches = NumberSearchThrottle(
+            misses=settings.number_search_misses, window_s=settings.number_search_window_minutes * 60,
+            misses_per_day=settings.number_search_misses_per_day,
+            address_misses=settings.number_search_misses_per_address)
         self._schema_checked: float | None = None  # time.monotonic() of the last look at the ledger's revision
         self._schema_moved: SchemaMoved | None = None
 

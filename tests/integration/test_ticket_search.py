@@ -1,25 +1,28 @@
 """The ticket search's query (``queries.list_tickets`` with a ``Search``) on both backends: a caller found by their
 number however the platform wrote it, every word required, LIKE's wildcards taken literally, an agency's lists
 (what it handles and what it returned; by number, any ticket it may see),
-the receipt dates, an agency's pages under any collation, control characters a 400; and migration 0013 giving the
-tickets stored before it their caller key."""
+the receipt dates, an agency's pages under any collation, control characters a 400, a dispatcher's number searches
+that find no one throttled; and migration 0013 giving the tickets stored before it their caller key."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import select, text, update
 
 from models import ledger as t
 from models.tickets import TicketIn
 from models.workcalendar import TZ
 from streams.console import queries
-from streams.console.search import parse_search
+from streams.console.accounts import add_user, issue_token
+from streams.console.search import NumberSearchThrottle, parse_search
 from streams.db import Ledger, make_engine, upgrade
 from tests.conftest import PG_DB, PG_HOST, PG_PORT
-from tests.unit.test_console_views import _site
+from tests.unit.test_console_views import PASSWORD, Clock, Site, _site
 
 T0 = datetime(2026, 11, 30, 9, 0, tzinfo=TZ)
 CALLER = "13812345678"
@@ -144,11 +147,12 @@ def test_an_agency_s_pages_neither_skip_nor_repeat_tickets_whatever_the_collatio
             s.execute(text('ALTER TABLE tickets ALTER COLUMN id TYPE VARCHAR(64) COLLATE "en-US-x-icu"'))
     # Given six tickets received at one instant: three 市场监管 handles, three it returned to others
     handles, returned = ["B1", "b3", "C-2"], ["a1", "A2", "c1"]
+    ledger.record_tickets([(TicketIn(id=tid, text="路灯不亮", received_at=T0), None, None, None)
+                           for tid in handles + returned])
     with ledger.session() as s:
         for tid in handles + returned:
-            s.add(t.Ticket(id=tid, received_at=T0, text="路灯不亮", status="dispatched", attempt=1, first_seen_at=T0,
-                           updated_at=T0, current_agency="BH-SCJG" if tid in handles else "BH-CGW"))
-        s.flush()
+            s.execute(update(t.Ticket).where(t.Ticket.id == tid).values(
+                status="dispatched", attempt=1, current_agency="BH-SCJG" if tid in handles else "BH-CGW"))
         for tid in returned:
             s.add(t.TicketEvent(event_id=f"ret-{tid}", ticket_id=tid, type="returned", actor="scjg",
                                 agency="BH-SCJG", occurred_at=T0, accepted=True, payload={}))
@@ -194,17 +198,7 @@ def test_control_characters_are_a_400_not_a_500(database_url: str, tmp_path) -> 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_migration_0013_gives_stored_tickets_their_caller_key(backend: str, tmp_path, request) -> None:  # type: ignore[no-untyped-def]
-    if backend == "sqlite":
-        url = f"sqlite:///{tmp_path / 'old.sqlite3'}"
-    else:
-        base = request.getfixturevalue("pg_schema_url")
-        import psycopg
-
-        schema = f"hotline_m_{uuid.uuid4().hex[:10]}"
-        with psycopg.connect(host=PG_HOST, port=PG_PORT, dbname=PG_DB, user="postgres", autocommit=True) as c:
-            c.execute(f'CREATE SCHEMA "{schema}"')
-        request.addfinalizer(lambda: _drop(schema))
-        url = base.split("?")[0] + f"?options=-csearch_path%3D{schema}"
+    url = _scratch_url(backend, tmp_path, request)
     # Given a ledger of the previous version with tickets in it, one with two numbers in its phone field
     upgrade(url, "0012")
     engine = make_engine(url)
@@ -223,6 +217,20 @@ def test_migration_0013_gives_stored_tickets_their_caller_key(backend: str, tmp_
         keys = dict(conn.execute(select(t.Ticket.id, t.Ticket.caller_key)).all())
     engine.dispose()
     assert keys == {"T0": CALLER, "T1": None, "T2": None, "T3": None, "T4": None}
+
+
+def _scratch_url(backend: str, tmp_path, request) -> str:  # type: ignore[no-untyped-def]
+    """An empty ledger of its own (a migration test starts below the head)."""
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path / 'old.sqlite3'}"
+    base = request.getfixturevalue("pg_schema_url")
+    import psycopg
+
+    schema = f"hotline_m_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(host=PG_HOST, port=PG_PORT, dbname=PG_DB, user="postgres", autocommit=True) as c:
+        c.execute(f'CREATE SCHEMA "{schema}"')
+    request.addfinalizer(lambda: _drop(schema))
+    return base.split("?")[0] + f"?options=-csearch_path%3D{schema}"
 
 
 def _drop(schema: str) -> None:
@@ -258,3 +266,135 @@ def test_pages_read_on_past_tickets_matched_only_in_a_hidden_number(ledger: Ledg
     # Then the page holds the one ticket where 1381 shows, read past the 30 others, and nothing follows it
     assert [tk.id for tk in first] == ["12345-G1"]
     assert queries.list_tickets(ledger, search=search, limit=5, before=(first[0].received_at, first[0].id)) == []
+
+
+# Tickets whose words sit next to ASCII punctuation, quotes, case and field edges: what the word index cuts
+WORDY = [("W1", "KFC门口油烟机噪音", "噪音扰民", "3-5号楼"),
+         ("W2", 'He said "hi"，烧烤店到半夜', None, "新港路"),
+         ("W3", "路灯, 不亮--请修", "夜间施工", None),
+         ("W4", "一", None, None)]
+
+
+def _wordy(ledger: Ledger) -> None:
+    ledger.record_tickets([(TicketIn(id=f"12345-{tid}", text=body, title=title, address=address,
+                                     received_at=T0 + timedelta(minutes=i)), None, None, None)
+                           for i, (tid, body, title, address) in enumerate(WORDY)])
+
+
+@pytest.mark.parametrize("query", ["油烟", "kfc", "Kfc", "3-5号", "5号楼", "--", '"hi"', "噪音 施工", "音扰", "烧",
+                                   "烧 hi", "灯,", "火星", "民K", "W3", "12345-w", "一", "扰民 3-5", "e s"])
+def test_the_word_index_finds_every_ticket_the_words_are_in(database_url: str, query: str) -> None:
+    """The index only narrows what LIKE reads: it must hold every ticket LIKE would find (here, ASCII case folded
+    on both backends), and a word across two fields (民K: the title's end, the text's start) is in neither."""
+    # Given tickets with punctuation, quotes, ASCII case and a one-character text
+    ledger = Ledger(make_engine(database_url))
+    _wordy(ledger)
+    # When the words are searched for
+    # Then the tickets are those holding every word in one of their number, title, text or address
+    words = parse_search(query).words  # type: ignore[union-attr]
+    expected = sorted(tid for tid, body, title, address in WORDY
+                      if all(any(w.lower() in f.lower() for f in (f"12345-{tid}", body, title or "", address or ""))
+                             for w in words))
+    assert sorted(found(ledger, query)) == expected
+    ledger.dispose()
+
+
+def test_on_sqlite_the_search_reads_the_word_index(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Not a LIKE over every ticket: a ticket missing from the index is not found by a word of two characters,
+    and is again once the index is rebuilt (what a migration that copies ``tickets`` must do)."""
+    from models import word_index
+
+    ledger = Ledger(make_engine(f"sqlite:///{tmp_path / 'l.sqlite3'}"))
+    upgrade(str(ledger.engine.url))
+    _wordy(ledger)
+    assert found(ledger, "油烟") == ["W1"]
+    with ledger.engine.begin() as conn:
+        conn.exec_driver_sql(f"INSERT INTO {word_index.FTS_TABLE}({word_index.FTS_TABLE}) VALUES ('delete-all')")
+    assert found(ledger, "油烟") == []
+    assert found(ledger, "烧") == ["W2"]  # one character: no bigram to look up, LIKE reads every ticket
+    with ledger.engine.begin() as conn:
+        word_index.rebuild_sqlite(conn)
+    assert found(ledger, "油烟") == ["W1"]
+    ledger.dispose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_migration_0014_indexes_the_stored_tickets(backend: str, tmp_path, request) -> None:  # type: ignore[no-untyped-def]
+    url = _scratch_url(backend, tmp_path, request)
+    # Given a ledger of the previous version with tickets in it
+    upgrade(url, "0013")
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        for i, (body, address) in enumerate([("楼下饭店油烟直排", "新港路1号"), ("工地夜间施工噪音", None)]):
+            conn.execute(text("INSERT INTO tickets (id, received_at, text, address, status, attempt, first_seen_at, "
+                              "updated_at) VALUES (:id, :at, :body, :address, 'received', 0, :at, :at)"),
+                         {"id": f"T{i}", "at": T0.isoformat() if backend == "sqlite" else T0, "body": body,
+                          "address": address})
+    engine.dispose()
+    # When it is migrated, then its tickets are found by their words, and a ticket recorded since too
+    upgrade(url)
+    ledger = Ledger(make_engine(url))
+    ledger.record_tickets([(TicketIn(id="T2", text="油烟扰民", received_at=T0), None, None, None)])
+    assert sorted(tk.id for tk in queries.list_tickets(ledger, search=parse_search("油烟"))) == ["T0", "T2"]
+    assert [tk.id for tk in queries.list_tickets(ledger, search=parse_search("港路"))] == ["T0"]
+    assert [tk.id for tk in queries.list_tickets(ledger, search=parse_search("施工 噪音"))] == ["T1"]
+    ledger.dispose()
+
+
+def test_a_number_that_is_a_ticket_s_finds_that_ticket_and_not_also_a_caller(ledger: Ledger) -> None:
+    # with both found, a ticket made with each guess as its number would be found by every guess, and whether a
+    # caller came with it would read the masked number while the throttle saw only searches that found something
+    ledger.record_tickets([(TicketIn(id="138-1234-5678", text="x", received_at=T0), None, None, None)])
+    assert found(ledger, "138-1234-5678") == ["138-1234-5678"]
+    assert found(ledger, CALLER) == ["A2", "A1"]
+
+
+def test_a_dispatcher_s_number_searches_that_find_no_one_are_throttled(ledger: Ledger, database_url: str, tmp_path,
+                                                                      caplog) -> None:  # type: ignore[no-untyped-def]
+    """Each number search that finds no caller tells a dispatcher, who sees the number masked, that a guess at the
+    hidden digits of 138****5678 was wrong: 10,000 of them read it. After 20 within 10 minutes, no more for a
+    while; words, numbers found and other users go on."""
+    for site in _site(tmp_path, database_url):
+        clock = Clock()
+        site.client.app.state.console.number_searches = NumberSearchThrottle(clock=clock)  # type: ignore[attr-defined]
+        add_user(site.ledger, "disp2", "dispatcher", PASSWORD)
+        site.tokens["disp2"] = issue_token(site.ledger, "disp2")
+
+        def guess(i: int, user: str = "disp", site: Site = site) -> Any:  # a guess at 138****5678's hidden digits
+            return site.api("GET", "/api/tickets", user, params={"q": f"138{i:04d}5678"})
+
+        # Given 19 guesses that found no one (one found only as a word, in the address of a ticket made for it),
+        # among searches by words and by numbers that found their caller or their ticket
+        ledger.record_tickets([(TicketIn(id=tid, text="x", address=address, received_at=T0), None, None, None)
+                               for tid, address in [("12345-P1", "13800005678号"), ("2025113000123", None)]])
+        assert [tk["id"] for tk in guess(0).json()] == ["12345-P1"]
+        for i in range(1, 19):
+            r = guess(i)
+            assert r.status_code == 200 and r.json() == [], r.text
+        for q in [CALLER, "138 1234 5678", "13900001111", "2025113000123", "烧烤店", "12345-B1",
+                  "路灯 13700009999"] * 5:
+            assert site.api("GET", "/api/tickets", "disp", params={"q": q}).status_code == 200, q
+        # When the 20th misses, then the 21st number search is refused: a 429 saying when to try again
+        assert guess(19).status_code == 200
+        r = guess(20)
+        assert r.status_code == 429 and r.headers["retry-after"] == "600", r.text
+        assert r.json()["error"] == "too_many_number_misses" and "10 分钟后再试" in r.json()["message"]
+        assert site.api("GET", "/api/tickets", "disp", params={"q": CALLER}).status_code == 429  # any number
+        # and on the page, the form and why, not the list
+        site.login("disp")
+        page = site.client.get("/tickets", params={"q": "13800015678"})
+        assert page.status_code == 429 and page.headers["retry-after"] == "600"
+        assert "号码查询未命中次数过多，请 10 分钟后再试" in page.text and "<table" not in page.text
+        # words, ticket numbers, a caller's other tickets (the ticket page's link) and the lists stay open
+        assert site.client.get("/tickets", params={"q": "烧烤店"}).status_code == 200
+        assert site.client.get("/tickets", params={"caller_of": "12345-A1"}).status_code == 200
+        assert site.api("GET", "/api/tickets", "disp", params={"q": "12345-B1"}).status_code == 200
+        # the refusal is logged, the number masked
+        refusals = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+        assert refusals and "138****5678" in refusals[-1] and not any(re.search(r"\d{7}", m) for m in refusals)
+        # another dispatcher, at the same address, is not affected; nor are a supervisor's numbers (words to them)
+        assert guess(21, "disp2").status_code == 200
+        assert all(guess(i, "boss").status_code == 200 for i in range(30, 55))
+        # When the window has passed, the dispatcher may search by number again
+        clock.t += 600
+        assert guess(22).status_code == 200
