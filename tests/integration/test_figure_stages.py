@@ -18,6 +18,7 @@ from sqlalchemy import func, insert, select, text
 from sqlalchemy.orm import Session
 
 from config.catalogue import load_catalogue
+from config.settings import Settings
 from models import ledger as t
 from models.directory import Catalogue
 from models.events import parse_event
@@ -172,7 +173,7 @@ def test_the_overview_sums_the_stored_stages_in_the_database_as_a_replay_counts_
     # Given a month of tickets, and a supervisor reading the last 30 days and the last 7 (days start at midnight;
     # the series' 14 days straddle the 7-day period's start)
     district(Player(ledger, cat))
-    console = Console(None, ledger, cat, publisher=None)  # type: ignore[arg-type]
+    console = Console(Settings(), ledger, cat, publisher=None)  # type: ignore[arg-type]
     console._clock = ManualClock(NOW)
     stages, pending = replay_all(reports.load_histories(ledger), cat)
     late, overdue = settle_all(pending, NOW, cat.calendar)
@@ -378,7 +379,7 @@ def test_the_overview_does_not_count_a_stage_anchored_after_today_on_today(ledge
         p.event(tid, "signed", at + timedelta(minutes=5), "BH-CGW")
         p.event(tid, "resolved", at + timedelta(minutes=50), "BH-CGW", reply="已处理")
     assert live_and_staged(ledger) == (set(), {"T1", "T2"})
-    console = Console(None, ledger, cat, publisher=None)  # type: ignore[arg-type]
+    console = Console(Settings(), ledger, cat, publisher=None)  # type: ignore[arg-type]
     console._clock = ManualClock(NOW)
     stages, pending = replay_all(reports.load_histories(ledger), cat)
     late, _ = settle_all(pending, NOW, cat.calendar)
