@@ -39,7 +39,8 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
   FROM (SELECT string_to_array(lower(array_to_string(fields, ' ')), NULL) AS c) AS chars,
        unnest(chars.c[1:cardinality(chars.c) - 1], chars.c[2:]) AS pairs(a, b)
 $$"""
-FTS_DDL = f"CREATE VIRTUAL TABLE {FTS_TABLE} USING fts5(grams, content='', detail=none, tokenize='ascii')"
+FTS_DDL = (f"CREATE VIRTUAL TABLE {FTS_TABLE} USING fts5(grams, content='', detail=none, columnsize=0, "
+           "tokenize='ascii')")  # no positions, no sizes: which rows hold a bigram is all a search asks
 INDEXED = ("id", "title", "text", "address")  # the columns the search's LIKE reads
 BATCH = 2000
 
