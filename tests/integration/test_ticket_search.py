@@ -200,14 +200,8 @@ def test_control_characters_are_a_400_not_a_500(database_url: str, tmp_path) -> 
 def test_migration_0013_gives_stored_tickets_their_caller_key(backend: str, tmp_path, request) -> None:  # type: ignore[no-untyped-def]
     url = _scratch_url(backend, tmp_path, request)
     # Given a ledger of the previous version with tickets in it, one with two numbers in its phone field
-    upgrade(url, "0012")
-    engine = make_engine(url)
-    with engine.begin() as conn:
-        for i, phone in enumerate(["+86 138-1234-5678", None, "138****5678", "12345", TWO_NUMBERS]):
-            conn.execute(text("INSERT INTO tickets (id, received_at, text, caller_phone, status, attempt, "
-                              "first_seen_at, updated_at) VALUES (:id, :at, 'x', :phone, 'received', 0, :at, :at)"),
-                         {"id": f"T{i}", "at": T0.isoformat() if backend == "sqlite" else T0, "phone": phone})
-    engine.dispose()
+    _stored_at(url, "0012", [{"text": "x", "caller_phone": phone}
+                             for phone in ["+86 138-1234-5678", None, "138****5678", "12345", TWO_NUMBERS]])
     # When it is migrated
     upgrade(url)
     # Then a real number has its key; none, a masked one, a short one or digits too long for one number (on
@@ -231,6 +225,21 @@ def _scratch_url(backend: str, tmp_path, request) -> str:  # type: ignore[no-unt
         c.execute(f'CREATE SCHEMA "{schema}"')
     request.addfinalizer(lambda: _drop(schema))
     return base.split("?")[0] + f"?options=-csearch_path%3D{schema}"
+
+
+def _stored_at(url: str, revision: str, tickets: list[dict[str, Any]]) -> None:
+    """A ledger migrated up to ``revision`` (an earlier version's) holding ``tickets`` (T0, T1 ...: their columns
+    beside the required ones), written by SQL as that version's worker left them."""
+    upgrade(url, revision)
+    engine = make_engine(url)
+    at = T0.isoformat() if engine.dialect.name == "sqlite" else T0
+    with engine.begin() as conn:
+        for i, row in enumerate(tickets):
+            columns = ", ".join(row)
+            conn.execute(text(f"INSERT INTO tickets (id, received_at, status, attempt, first_seen_at, updated_at, "
+                              f"{columns}) VALUES (:id, :at, 'received', 0, :at, :at, "
+                              f"{', '.join(':' + c for c in row)})"), {"id": f"T{i}", "at": at, **row})
+    engine.dispose()
 
 
 def _drop(schema: str) -> None:
@@ -322,15 +331,7 @@ def test_on_sqlite_the_search_reads_the_word_index(tmp_path) -> None:  # type: i
 def test_migration_0014_indexes_the_stored_tickets(backend: str, tmp_path, request) -> None:  # type: ignore[no-untyped-def]
     url = _scratch_url(backend, tmp_path, request)
     # Given a ledger of the previous version with tickets in it
-    upgrade(url, "0013")
-    engine = make_engine(url)
-    with engine.begin() as conn:
-        for i, (body, address) in enumerate([("楼下饭店油烟直排", "新港路1号"), ("工地夜间施工噪音", None)]):
-            conn.execute(text("INSERT INTO tickets (id, received_at, text, address, status, attempt, first_seen_at, "
-                              "updated_at) VALUES (:id, :at, :body, :address, 'received', 0, :at, :at)"),
-                         {"id": f"T{i}", "at": T0.isoformat() if backend == "sqlite" else T0, "body": body,
-                          "address": address})
-    engine.dispose()
+    _stored_at(url, "0013", [{"text": "楼下饭店油烟直排", "address": "新港路1号"}, {"text": "工地夜间施工噪音"}])
     # When it is migrated, then its tickets are found by their words, and a ticket recorded since too
     upgrade(url)
     ledger = Ledger(make_engine(url))
