@@ -42,8 +42,7 @@ def without_index(ledger: Ledger) -> Any:
         yield
     finally:
         with ledger.engine.begin() as conn:
-            conn.exec_driver_sql(f"CREATE INDEX {word_index.PG_INDEX} ON tickets USING gin "
-                                 f"({word_index.PG_FUNCTION_NAME}({', '.join(word_index.INDEXED)}))")
+            conn.exec_driver_sql(word_index.PG_INDEX_DDL)
 
 
 def main() -> None:

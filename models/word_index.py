@@ -39,9 +39,10 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
   FROM (SELECT string_to_array(lower(array_to_string(fields, ' ')), NULL) AS c) AS chars,
        unnest(chars.c[1:cardinality(chars.c) - 1], chars.c[2:]) AS pairs(a, b)
 $$"""
+INDEXED = ("id", "title", "text", "address")  # the columns the search's LIKE reads
+PG_INDEX_DDL = f"CREATE INDEX {PG_INDEX} ON tickets USING gin ({PG_FUNCTION_NAME}({', '.join(INDEXED)}))"
 FTS_DDL = (f"CREATE VIRTUAL TABLE {FTS_TABLE} USING fts5(grams, content='', detail=none, columnsize=0, "
            "tokenize='ascii')")  # no positions, no sizes: which rows hold a bigram is all a search asks
-INDEXED = ("id", "title", "text", "address")  # the columns the search's LIKE reads
 BATCH = 2000
 
 
@@ -103,8 +104,7 @@ def create(conn: Connection) -> None:
         _fill_sqlite(conn)
     else:
         conn.exec_driver_sql(PG_FUNCTION)
-        conn.exec_driver_sql(f"CREATE INDEX {PG_INDEX} ON tickets USING gin "
-                             f"({PG_FUNCTION_NAME}({', '.join(INDEXED)}))")
+        conn.exec_driver_sql(PG_INDEX_DDL)
 
 
 def drop(conn: Connection) -> None:

@@ -131,8 +131,7 @@ def create_app(settings: Settings, *, ledger: Ledger | None = None, catalogue: C
     @app.exception_handler(ConsoleError)
     async def _console_error(request: Request, exc: ConsoleError) -> Response:
         response = error_response(request, exc.status, exc.code, exc.message, **exc.extra)
-        if "retry_after" in exc.extra:  # a 429: when to try again (RFC 9110), not only in the body
-            response.headers["Retry-After"] = str(exc.extra["retry_after"])
+        response.headers.update(exc.headers)
         return response
 
     @app.exception_handler(LoginRequired)

@@ -447,11 +447,10 @@ def tickets_page(request: Request, q: str = "", status: str = "", agency: str = 
                               caller_key=caller.caller_key if caller is not None else None)
     except ConsoleError as exc:  # too many number searches that found no one: the form and why, not the list
         response = render(request, "tickets.html", p, status=exc.status, **{**context, "error": exc.message})
-        if "retry_after" in exc.extra:
-            response.headers["Retry-After"] = str(exc.extra["retry_after"])
+        response.headers.update(exc.headers)
         return response
     search = filters.criteria["search"]
-    if search is not None and before == "" and len(rows) == 1 and rows[0].id in (search.text, search.text.upper()):
+    if search is not None and before == "" and len(rows) == 1 and rows[0].id in search.ticket_ids:
         return RedirectResponse(f"/tickets/{rows[0].id}", status_code=303)  # a ticket number typed: that ticket
     if len(rows) > SEARCH_PAGE:
         rows = rows[:SEARCH_PAGE]

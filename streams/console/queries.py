@@ -396,7 +396,7 @@ def _found(s: Any, search: Search, where: list[Any], *, handled_by: str | None =
 
     A ticket's number before a caller's: a ticket made with a guess as its number must not hide, behind that ticket
     found, whether the guess found a caller (the number-search throttle counts those that found nothing)."""
-    exacts = [t.Ticket.id.in_({search.text, search.text.upper()})]
+    exacts = [t.Ticket.id.in_(search.ticket_ids)]
     if search.caller_key is not None:
         caller = t.Ticket.caller_key == search.caller_key
         exacts.append(and_(caller, t.Ticket.current_agency == handled_by) if handled_by is not None else caller)

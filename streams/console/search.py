@@ -43,6 +43,11 @@ class Search:
     words: tuple[str, ...]  # each must appear in the number, title, text or address
     caller_key: str | None = None  # when the query is a phone number: its digits (models.supervision.linking)
 
+    @property
+    def ticket_ids(self) -> set[str]:
+        """The ticket numbers the query may be: as typed, or upper-cased (people type 12345-bh... in lower case)."""
+        return {self.text, self.text.upper()}
+
 
 def parse_search(query: str | None) -> Search | None:
     """The search ``query`` means; None for an empty one (no search: the plain list). Raises :class:`BadSearch`
@@ -73,7 +78,7 @@ def number_found(search: Search, rows: Iterable[Any]) -> bool:
     """Whether a search by number found what it was for: the ticket of that number, or a ticket of the caller with
     that number (``rows``: what ``queries.list_tickets`` returned). Tickets found by the number as a word, where it
     shows, do not count: a ticket made with a guess in its address must not hide that the guess found no caller."""
-    numbers = {search.text, search.text.upper()}
+    numbers = search.ticket_ids
     return any(tk.id in numbers or tk.caller_key == search.caller_key for tk in rows)
 
 

@@ -72,6 +72,12 @@ class ConsoleError(Exception):
         super().__init__(message)
         self.status, self.code, self.message, self.extra = status, code, message, extra
 
+    @property
+    def headers(self) -> dict[str, str]:
+        """The HTTP headers its response carries, page or API: a 429's ``Retry-After`` (RFC 9110), not only in the
+        body."""
+        return {"Retry-After": str(self.extra["retry_after"])} if "retry_after" in self.extra else {}
+
 
 def _refuse_malformed(p: Principal, ticket_id: str) -> None:
     """404 for what is no ticket number at all, as for a missing ticket (a NUL in it was a 500 on PostgreSQL)."""
