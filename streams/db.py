@@ -29,7 +29,6 @@ from sqlalchemy import (
     event,
     func,
     literal,
-    literal_column,
     select,
     update,
 )
@@ -264,16 +263,10 @@ def _insert(session: Session):  # type: ignore[no-untyped-def]
 
 
 def _insert_tickets(s: Session, rows: list[dict[str, Any]]) -> set[str]:
-    """Insert-or-ignore ticket rows by id; the ids inserted. On SQLite the new ones go into the word index in the
-    same transaction (PostgreSQL keeps its own: ``models.word_index``)."""
+    """Insert-or-ignore ticket rows by id; the ids inserted. (SQLite's word index follows behind, not in this
+    transaction: ``models.word_index``.)"""
     stmt = _insert(s)(t.Ticket).on_conflict_do_nothing(index_elements=["id"])
-    if s.get_bind().dialect.name != "sqlite":
-        return set(s.scalars(stmt.returning(t.Ticket.id), rows))
-    stored = {tid: rowid for tid, rowid in s.execute(stmt.returning(t.Ticket.id, literal_column("rowid")), rows)}
-    by_id = {row["id"]: row for row in rows}
-    word_index.index_sqlite(s, ((rowid, [by_id[tid].get(c) for c in word_index.INDEXED])
-                                for tid, rowid in stored.items()))
-    return set(stored)
+    return set(s.scalars(stmt.returning(t.Ticket.id), rows))
 
 
 class Ledger:
@@ -615,6 +608,14 @@ class Ledger:
     def rejections(self, limit: int = 100) -> list[t.RejectedInput]:
         with self.session() as s:
             return list(s.scalars(select(t.RejectedInput).order_by(t.RejectedInput.id.desc()).limit(limit)))
+
+    def catch_up_word_index(self, limit: int = word_index.CATCH_UP_BATCH) -> int:
+        """Index up to ``limit`` tickets the search's word index has not seen yet: how many (0 when caught up, and
+        on PostgreSQL, which keeps its index itself)."""
+        if self.engine.dialect.name != "sqlite":
+            return 0
+        with self.engine.begin() as conn:
+            return word_index.catch_up(conn, limit)
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -8,6 +8,8 @@ uvicorn until SIGINT/SIGTERM.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import logging
 import os
@@ -22,11 +24,13 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
 from config.settings import Settings
+from models import word_index
 from models.directory import Catalogue
 from streams.console.publisher import Publisher
 from streams.console.service import Console, ConsoleError
@@ -36,6 +40,7 @@ log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
 SECRET_FILE = "web.secret"
 SESSION_COOKIE = "hotline_session"
+WORD_INDEX_EVERY_S = 2.0  # a round costs one read of the mark when nothing is new
 API_DESCRIPTION = """\
 12345 热线工单智能分拨的 HTTP 接口：受理工单、查询工单、对工单办理（签收、退单、延期、办结、派单……）、
 督办预警与考核指标。
@@ -104,7 +109,11 @@ def create_app(settings: Settings, *, ledger: Ledger | None = None, catalogue: C
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        indexing = asyncio.create_task(keep_word_index(console))
         yield
+        indexing.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await indexing
         console.publisher.close()
         console.ledger.dispose()
 
@@ -156,6 +165,19 @@ def create_app(settings: Settings, *, ledger: Ledger | None = None, catalogue: C
     app.include_router(api.router)
     app.include_router(pages.router)
     return app
+
+
+async def keep_word_index(console: Console, every: float = WORD_INDEX_EVERY_S) -> None:
+    """Keep the search's word index up with the ledger (SQLite; PostgreSQL keeps its own): a round every ``every``
+    seconds, rounds back to back while a batch comes back full (a backlog, or the whole ledger after a rebuild).
+    Searches meanwhile read the tickets not indexed yet directly, so they find them all the same."""
+    while True:
+        try:
+            done = await run_in_threadpool(console.catch_up_word_index)
+        except SQLAlchemyError as exc:  # locked or unreachable: the next round tries again
+            log.warning("word index: catching up failed (%s); again in %.0f s", exc.__class__.__name__, every)
+            done = 0
+        await asyncio.sleep(every if done < word_index.CATCH_UP_BATCH else 0.05)  # 0.05 s: the worker writes too
 
 
 def make_server(settings: Settings) -> Any:

@@ -308,23 +308,96 @@ def test_the_word_index_finds_every_ticket_the_words_are_in(database_url: str, q
     ledger.dispose()
 
 
-def test_on_sqlite_the_search_reads_the_word_index(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    """Not a LIKE over every ticket: a ticket missing from the index is not found by a word of two characters,
-    and is again once the index is rebuilt (what a migration that copies ``tickets`` must do)."""
+def test_on_sqlite_the_search_reads_the_word_index_and_the_tickets_not_in_it_yet(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The router does not index; a ticket recorded a moment ago is found all the same (read directly), and once
+    indexed it is found through the index, not by a LIKE over every ticket: a ticket the index lost is not found
+    by a word of two characters, and is again once the index is rebuilt (what a migration that copies ``tickets``
+    must do)."""
     from models import word_index
 
     ledger = Ledger(make_engine(f"sqlite:///{tmp_path / 'l.sqlite3'}"))
     upgrade(str(ledger.engine.url))
+    # Given tickets just recorded: none is indexed yet, and the search finds them
     _wordy(ledger)
+    with ledger.engine.connect() as conn:
+        assert word_index.behind(conn) == len(WORDY)
     assert found(ledger, "油烟") == ["W1"]
+    # When the index catches up, then nothing is behind and the same search finds the same
+    assert ledger.catch_up_word_index(limit=3) == 3
+    assert ledger.catch_up_word_index() == 1
+    assert ledger.catch_up_word_index() == 0
+    assert found(ledger, "油烟") == ["W1"]
+    # and it is the index that found it: emptied (the mark left where it is), a two-character word finds nothing
     with ledger.engine.begin() as conn:
         conn.exec_driver_sql(f"INSERT INTO {word_index.FTS_TABLE}({word_index.FTS_TABLE}) VALUES ('delete-all')")
     assert found(ledger, "油烟") == []
     assert found(ledger, "烧") == ["W2"]  # one character: no bigram to look up, LIKE reads every ticket
+    # A rebuild sets the mark back: every ticket is read directly until the index has caught up again
     with ledger.engine.begin() as conn:
         word_index.rebuild_sqlite(conn)
     assert found(ledger, "油烟") == ["W1"]
+    while ledger.catch_up_word_index():
+        pass
+    assert found(ledger, "油烟") == ["W1"]
+    with ledger.engine.connect() as conn:
+        assert word_index.behind(conn) == 0
     ledger.dispose()
+
+
+class _Interleaved:
+    """A connection on which ``between`` runs just before the first UPDATE: another process's catch-up landing
+    between this one's read of the mark and its move of it."""
+
+    def __init__(self, conn: Any, between: Any) -> None:
+        self.conn, self.between = conn, between
+
+    def exec_driver_sql(self, sql: str, *args: Any) -> Any:
+        if sql.startswith("UPDATE") and self.between is not None:
+            self.between, between = None, self.between
+            between()
+        return self.conn.exec_driver_sql(sql, *args)
+
+    def execute(self, *args: Any) -> Any:
+        return self.conn.execute(*args)
+
+
+def test_two_consoles_catching_up_at_once_index_each_ticket_once(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from models import word_index
+
+    url = f"sqlite:///{tmp_path / 'l.sqlite3'}"
+    upgrade(url)
+    mine, other = Ledger(make_engine(url)), Ledger(make_engine(url))
+    _wordy(mine)
+    # Given another console's catch-up landing after this one read the mark and the tickets after it
+    with mine.engine.begin() as conn:
+        indexed_here = word_index.catch_up(_Interleaved(conn, other.catch_up_word_index))  # type: ignore[arg-type]
+    # Then this one indexes nothing (the other indexed them), and the mark is at the last ticket
+    assert indexed_here == 0
+    with mine.engine.connect() as conn:
+        assert word_index.behind(conn) == 0
+        assert conn.exec_driver_sql(f"SELECT upto FROM {word_index.MARK_TABLE}").scalar_one() == \
+            conn.exec_driver_sql("SELECT max(rowid) FROM tickets").scalar_one()
+    assert found(mine, "油烟") == ["W1"]
+    mine.dispose()
+    other.dispose()
+
+
+def test_the_console_keeps_the_word_index(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A running console indexes what the router records, without a request asking it to."""
+    import time
+
+    from models import word_index
+
+    for site in _site(tmp_path):
+        _wordy(site.ledger)
+        deadline = time.monotonic() + 20
+        while True:
+            with site.ledger.engine.connect() as conn:
+                if word_index.behind(conn) == 0:
+                    break
+            assert time.monotonic() < deadline, "the console did not index the tickets recorded"
+            time.sleep(0.1)
+        assert found(site.ledger, "油烟") == ["W1"]
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
@@ -339,6 +412,36 @@ def test_migration_0014_indexes_the_stored_tickets(backend: str, tmp_path, reque
     assert sorted(tk.id for tk in queries.list_tickets(ledger, search=parse_search("油烟"))) == ["T0", "T2"]
     assert [tk.id for tk in queries.list_tickets(ledger, search=parse_search("港路"))] == ["T0"]
     assert [tk.id for tk in queries.list_tickets(ledger, search=parse_search("施工 噪音"))] == ["T1"]
+    ledger.dispose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_migration_0015_starts_the_index_s_mark_after_the_tickets_indexed_with_their_insert(
+        backend: str, tmp_path, request) -> None:  # type: ignore[no-untyped-def]
+    from models import word_index
+    from streams.db import downgrade
+
+    url = _scratch_url(backend, tmp_path, request)
+    # Given a ledger of version 0014, whose tickets were indexed as they were written
+    _stored_at(url, "0013", [{"text": "楼下饭店油烟直排"}, {"text": "工地夜间施工噪音"}])
+    upgrade(url, "0014")
+    # When it is migrated, then nothing is behind, and its tickets are found by their words
+    upgrade(url)
+    ledger = Ledger(make_engine(url))
+    sqlite = ledger.engine.dialect.name == "sqlite"
+    if sqlite:
+        with ledger.engine.connect() as conn:
+            assert word_index.behind(conn) == 0
+    assert [tk.id for tk in queries.list_tickets(ledger, search=parse_search("油烟"))] == ["T0"]
+    # and taken back, the tickets recorded since (not indexed yet) are indexed for 0014's code, which reads only
+    # the index
+    ledger.record_tickets([(TicketIn(id="T2", text="油烟扰民", received_at=T0), None, None, None)])
+    downgrade(url, "0014")
+    if sqlite:
+        with ledger.engine.connect() as conn:
+            held = conn.exec_driver_sql(f"SELECT rowid FROM {word_index.FTS_TABLE} WHERE {word_index.FTS_TABLE} "
+                                        "MATCH '\"扰民\"'").scalars().all()
+            assert held == conn.exec_driver_sql("SELECT rowid FROM tickets WHERE id = 'T2'").scalars().all()
     ledger.dispose()
 
 
