@@ -33,7 +33,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import ProgrammingError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from config.settings import Settings
@@ -278,6 +278,7 @@ class Ledger:
         # A worker's ledger is pinned to its code's schema revision: each write transaction checks it first
         # (:meth:`writing`), so an older worker left running after `hotline db upgrade` stops writing
         self.revision = revision
+        self._merge_pending = True  # PostgreSQL: this role may merge the word index's pending list (catch_up_word_index)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Ledger:
@@ -610,12 +611,21 @@ class Ledger:
             return list(s.scalars(select(t.RejectedInput).order_by(t.RejectedInput.id.desc()).limit(limit)))
 
     def catch_up_word_index(self, limit: int = word_index.CATCH_UP_BATCH) -> int:
-        """Index up to ``limit`` tickets the search's word index has not seen yet: how many (0 when caught up, and
-        on PostgreSQL, which keeps its index itself)."""
-        if self.engine.dialect.name != "sqlite":
-            return 0
-        with self.engine.begin() as conn:
-            return word_index.catch_up(conn, limit)
+        """Index up to ``limit`` tickets the search's word index has not seen yet: how many (0 when caught up).
+        On PostgreSQL, merge the index's pending list instead (0): unless this role may not (it does not own the
+        index), which is said once, and the list is left to autovacuum and, once full, to the router's inserts."""
+        if self.engine.dialect.name == "sqlite":
+            with self.engine.begin() as conn:
+                return word_index.catch_up(conn, limit)
+        if self._merge_pending:
+            try:
+                with self.engine.begin() as conn:
+                    word_index.merge_pending(conn)
+            except ProgrammingError as exc:  # not the owner: the migrations ran as another role
+                self._merge_pending = False
+                log.warning("word index: this role may not merge the pending list of %s (%s); left to autovacuum",
+                            word_index.PG_INDEX, str(exc.orig).splitlines()[0])
+        return 0
 
     def dispose(self) -> None:
         self.engine.dispose()

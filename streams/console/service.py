@@ -201,9 +201,9 @@ class Console:
         return self._schema_moved
 
     def catch_up_word_index(self) -> int:
-        """One round of indexing the tickets recorded since the last (SQLite's word index, ``models.word_index``,
-        kept by the console so that the router does not pay for it): how many; none once a newer version has
-        migrated the ledger, whose index is that version's to keep."""
+        """One round of indexing the tickets recorded since the last (the word index, ``models.word_index``, kept
+        by the console so that the router does not pay for it): how many; none once a newer version has migrated
+        the ledger, whose index is that version's to keep."""
         if self.schema_moved(writes=True) is not None:
             return 0
         return self.ledger.catch_up_word_index()

@@ -432,6 +432,8 @@ def test_migration_0015_starts_the_index_s_mark_after_the_tickets_indexed_with_t
     if sqlite:
         with ledger.engine.connect() as conn:
             assert word_index.behind(conn) == 0
+    else:  # PostgreSQL: the index's pending list grows large enough that the console, not the router, merges it
+        assert _pending_limit(ledger) == [f"gin_pending_list_limit={word_index.PG_PENDING_LIMIT_KB}"]
     assert [tk.id for tk in queries.list_tickets(ledger, search=parse_search("油烟"))] == ["T0"]
     # and taken back, the tickets recorded since (not indexed yet) are indexed for 0014's code, which reads only
     # the index
@@ -442,6 +444,55 @@ def test_migration_0015_starts_the_index_s_mark_after_the_tickets_indexed_with_t
             held = conn.exec_driver_sql(f"SELECT rowid FROM {word_index.FTS_TABLE} WHERE {word_index.FTS_TABLE} "
                                         "MATCH '\"扰民\"'").scalars().all()
             assert held == conn.exec_driver_sql("SELECT rowid FROM tickets WHERE id = 'T2'").scalars().all()
+    else:
+        assert _pending_limit(ledger) is None
+    ledger.dispose()
+
+
+def _pending_limit(ledger: Ledger) -> list[str] | None:
+    from models import word_index
+
+    with ledger.engine.connect() as conn:
+        return conn.exec_driver_sql("SELECT reloptions FROM pg_class WHERE oid = %(i)s::regclass",
+                                    {"i": word_index.PG_INDEX}).scalar_one()
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_on_postgresql_the_console_merges_the_index_s_pending_list(database_url: str, caplog) -> None:  # type: ignore[no-untyped-def]
+    from models import word_index
+
+    ledger = Ledger(make_engine(database_url))
+    # Given tickets just recorded: their bigrams wait in the GIN index's pending list, and are found
+    _wordy(ledger)
+    assert found(ledger, "油烟") == ["W1"]
+    # When the console's round runs, then the list is merged (nothing left for a second merge), and they are found
+    assert ledger.catch_up_word_index() == 0
+    with ledger.engine.begin() as conn:
+        assert word_index.merge_pending(conn) == 0
+    assert found(ledger, "油烟") == ["W1"]
+    # A role that does not own the index may not merge: said once, and the console goes on
+    import psycopg
+
+    role = f"hotline_ro_{uuid.uuid4().hex[:8]}"
+    schema = database_url.rsplit("%3D", 1)[1]
+    with psycopg.connect(host=PG_HOST, port=PG_PORT, dbname=PG_DB, user="postgres", autocommit=True) as c:
+        c.execute(f'CREATE ROLE "{role}" NOLOGIN')
+        c.execute(f'GRANT USAGE ON SCHEMA "{schema}" TO "{role}"')
+        c.execute(f'GRANT SELECT, INSERT ON ALL TABLES IN SCHEMA "{schema}" TO "{role}"')
+    try:
+        other = Ledger(make_engine(f"{database_url}%20-crole%3D{role}"))
+        other.record_tickets([(TicketIn(id="12345-W9", text="油烟又来了", received_at=T0), None, None, None)])
+        with caplog.at_level("WARNING", logger="streams.db"):
+            assert other.catch_up_word_index() == 0
+            assert other.catch_up_word_index() == 0
+        said = [r.getMessage() for r in caplog.records if "pending list" in r.getMessage()]
+        assert len(said) == 1 and "must be owner" in said[0], said
+        assert found(other, "油烟") == ["W9", "W1"]
+        other.dispose()
+    finally:
+        with psycopg.connect(host=PG_HOST, port=PG_PORT, dbname=PG_DB, user="postgres", autocommit=True) as c:
+            c.execute(f'DROP OWNED BY "{role}"')
+            c.execute(f'DROP ROLE "{role}"')
     ledger.dispose()
 
 
