@@ -9,7 +9,8 @@ On one embedded broker, with the same real-length texts (../shared/data/messages
    the ledger's ``published_at`` (the router stores each decision, publishes it, and stamps the
    acknowledgement). The harness only polls the ledger meanwhile: a consumer of the 388 queue partitions
    cost 1.5 ms of CPU per ticket, a third of the machine, in session 5. Afterwards that consumer checks
-   that every ticket is on a queue ("missing");
+   that every ticket is on a queue ("missing"). The web console runs beside the workers, as deployed (since
+   session 26 it keeps the search's word index behind the ledger: its CPU is reported apart);
 4. latency at a paced --rate (default 100 tickets/s) with two workers, p50 / p99, measured two ways in
    the same run: produce -> the broker acknowledged the ticket on its queue (the router's ledger stamps
    ``published_at`` when the acknowledgement comes; the ticket is then on its queue and in the ledger),
@@ -35,6 +36,8 @@ import asyncio
 import json
 import os
 import random
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -53,7 +56,7 @@ from streams.app import (
     app,
     contract_topics,
 )
-from streams.broker import BrokerReader, EmbeddedBroker, log_ends
+from streams.broker import BrokerReader, EmbeddedBroker, free_port, log_ends
 from streams.db import Ledger, make_engine, upgrade
 from streams.demo import texts as demo_texts
 from streams.runner import agency_codes, ensure_topics
@@ -106,10 +109,13 @@ def callers_and_places(rng: random.Random) -> tuple[list[str], list[str]]:
 
 
 class Pipeline:
-    """An embedded broker, a SQLite ledger and ``workers`` router workers in one consumer group."""
+    """An embedded broker, a SQLite ledger (or a fresh schema in the PostgreSQL database ``database_url``) and
+    ``workers`` router workers in one consumer group."""
 
-    def __init__(self, model_dir: Path, workers: int, bare: bool = False, **worker_env: str) -> None:
+    def __init__(self, model_dir: Path, workers: int, bare: bool = False, database_url: str | None = None,
+                 **worker_env: str) -> None:
         self.model_dir, self.n_workers, self.worker_env = model_dir, workers, worker_env
+        self.database_url, self.schema = database_url, None
         self.rng = random.Random(12345)
         self.callers, self.places = ([], []) if bare else callers_and_places(self.rng)
 
@@ -118,6 +124,10 @@ class Pipeline:
         self.tmp = tempfile.TemporaryDirectory()
         self.broker = EmbeddedBroker(settings.embedded_host).start()
         self.url = url = f"sqlite:///{Path(self.tmp.name) / 'ledger.sqlite3'}"
+        if self.database_url:  # a schema of its own, dropped at the end: each pipeline starts from an empty ledger
+            self.schema = f"throughput_{os.getpid()}_{int(time.time() * 1000)}"
+            self._on_server(f'CREATE SCHEMA "{self.schema}"')
+            self.url = url = f"{self.database_url}?options=-csearch_path%3D{self.schema}"
         upgrade(url)
         ensure_topics(self.broker.bootstrap, contract_topics(agency_codes(settings)), settings.topic_partitions, 1)
         self.workers = []
@@ -126,6 +136,8 @@ class Pipeline:
             folder.mkdir()
             self.workers.append(start_worker(self.broker.bootstrap, url, self.model_dir, str(folder),
                                              **self.worker_env))
+        # the web console, as deployed beside the workers: it keeps the search's word index behind the ledger
+        self.console = start_console(self.broker.bootstrap, url, Path(self.tmp.name) / "console")
         self.watcher = QueueWatcher(self.broker.bootstrap)
         self.watcher.start()
         self.watcher.ready.wait(30)
@@ -156,9 +168,11 @@ class Pipeline:
         return sum(1 for i in ids if i in self.watcher.seen)
 
     def cpu(self) -> dict[str, float]:
-        """CPU seconds so far of the workers (with their classifier children), the broker, and this harness."""
+        """CPU seconds so far of the workers (with their classifier children), the broker, the console (keeping the
+        word index) and this harness."""
         workers = sum(cpu_seconds(p) for w in self.workers for p in process_tree(w.pid))
-        return {"workers": workers, "broker": cpu_seconds(self.broker.process.pid if self.broker.process else 0), "harness": cpu_seconds(os.getpid())}
+        return {"workers": workers, "broker": cpu_seconds(self.broker.process.pid if self.broker.process else 0),
+                "console": cpu_seconds(self.console.pid), "harness": cpu_seconds(os.getpid())}
 
     def backlog(self, texts: list[str], tag: str) -> tuple[float, int]:
         """Tickets/s from the first produce to the last acknowledged publication, and how many reached a queue."""
@@ -283,12 +297,31 @@ class Pipeline:
         self.producer.close()
         self.watcher.stop_flag.set()
         self.watcher.join(5)
-        for w in self.workers:
+        for w in [*self.workers, self.console]:
             w.terminate()
-        for w in self.workers:
+        for w in [*self.workers, self.console]:
             w.wait(30)
         self.broker.stop()
         self.tmp.cleanup()
+        if self.schema:
+            self._on_server(f'DROP SCHEMA "{self.schema}" CASCADE')
+
+    def _on_server(self, sql: str) -> None:
+        engine = make_engine(self.database_url or "")
+        with engine.begin() as conn:
+            conn.exec_driver_sql(sql)
+        engine.dispose()
+
+
+def start_console(bootstrap: str, url: str, data_dir: Path) -> subprocess.Popen[bytes]:
+    """``hotline web`` on a free port, on the pipeline's broker and ledger."""
+    settings = Settings()
+    data_dir.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HOTLINE_")}
+    env.update({"HOTLINE_KAFKA_BOOTSTRAP": bootstrap, "HOTLINE_DATABASE_URL": url, "HOTLINE_DATA_DIR": str(data_dir),
+                "HOTLINE_LOG_LEVEL": "WARNING", "HOTLINE_WEB_PORT": str(free_port(settings.web_host))})
+    return subprocess.Popen([sys.executable, "-m", "streams.cli", "web"], env=env, stdout=subprocess.DEVNULL,
+                            stderr=open(data_dir / "console.log", "wb"))
 
 
 def pct(xs: list[float], q: float) -> float:
@@ -309,6 +342,8 @@ def main() -> None:
     ap.add_argument("--latency-only", action="store_true", help="only the paced latency run (for tuning)")
     ap.add_argument("--bare", action="store_true",
                     help="tickets with text only, as before session 11 (no caller, no address: nothing to link)")
+    ap.add_argument("--database-url", help="a PostgreSQL database for the ledgers (a fresh schema per pipeline, "
+                                           "dropped after it; default: SQLite in a temporary folder)")
     ap.add_argument("--backlog-only", action="store_true",
                     help="only the one-worker backlog: rate and CPU ms per ticket (for A/B runs of two checkouts)")
     args = ap.parse_args()
@@ -320,7 +355,7 @@ def main() -> None:
     rows = []
     if args.latency_only:
         for run in range(args.runs):
-            with Pipeline(model_dir, 2, args.bare, **env) as two:
+            with Pipeline(model_dir, 2, args.bare, args.database_url, **env) as two:
                 acked, lat = two.paced(all_texts, args.rate, args.seconds, f"paced{run}")
             rows.append({"ack_p50": pct(acked, 0.5), "ack_p99": pct(acked, 0.99),
                          "p50": pct(lat, 0.5), "p99": pct(lat, 0.99)})
@@ -332,17 +367,18 @@ def main() -> None:
         return
     if args.backlog_only:
         for run in range(args.runs):
-            with Pipeline(model_dir, 1, args.bare, **env) as one:
+            with Pipeline(model_dir, 1, args.bare, args.database_url, **env) as one:
                 rate, seen = one.backlog(texts, f"one{run}")
                 census = one.census()
             cpu = one.cpu_per_ticket
             row = {"e2e1": rate, "lost": len(texts) - seen, "cpu_worker": cpu["workers"],
-                   "cpu_broker": cpu["broker"], "cpu_harness": cpu["harness"],  # the full run's names
+                   "cpu_broker": cpu["broker"], "cpu_console": cpu["console"], "cpu_harness": cpu["harness"],
                    "all1": one.all_stages["rate"], "lag1": one.all_stages["lag"],
                    "cpu_all": one.all_stages["cpu_worker"]}
             rows.append(row)
             print(f"run {run + 1}: e2e 1 worker {rate:.0f}/s | missing {row['lost']} | CPU ms/ticket: worker "
-                  f"{row['cpu_worker']:.2f}, broker {row['cpu_broker']:.2f}, harness {row['cpu_harness']:.2f} | "
+                  f"{row['cpu_worker']:.2f}, broker {row['cpu_broker']:.2f}, console {row['cpu_console']:.2f}, "
+                  f"harness {row['cpu_harness']:.2f} | "
                   f"all stages caught up {row['lag1']:.1f}s after the last publication: {row['all1']:.0f}/s, "
                   f"worker {row['cpu_all']:.2f} CPU ms/ticket", flush=True)
             print("  broker messages per ticket: " + ", ".join(f"{t} {n:.2f}" for t, n in census.items())
@@ -354,32 +390,32 @@ def main() -> None:
         with EmbeddedBroker(Settings().embedded_host) as broker:
             raw = broker_alone(broker.bootstrap, texts, f"{run}")
         clf = classifier_alone(model_dir, texts)
-        with Pipeline(model_dir, 1, args.bare, **env) as one:
+        with Pipeline(model_dir, 1, args.bare, args.database_url, **env) as one:
             e2e1, seen1 = one.backlog(texts, f"one{run}")
             cpu1, all1 = one.cpu_per_ticket, one.all_stages
-        with Pipeline(model_dir, 2, args.bare, **env) as two:
+        with Pipeline(model_dir, 2, args.bare, args.database_url, **env) as two:
             e2e2, seen2 = two.backlog(texts, f"two{run}")
             all2 = two.all_stages
             acked, lat = two.paced(all_texts, args.rate, args.seconds, f"paced{run}")
         row = {"ack_p50": pct(acked, 0.5), "ack_p99": pct(acked, 0.99), "broker": raw, "classifier": clf, "e2e1": e2e1, "e2e2": e2e2, "ratio1": e2e1 / clf,
                "ratio2": e2e2 / clf, "p50": pct(lat, 0.5), "p99": pct(lat, 0.99), "paced_seen": len(lat),
                "lost": 2 * len(texts) - seen1 - seen2, "cpu_worker": cpu1["workers"],
-               "cpu_broker": cpu1["broker"], "cpu_harness": cpu1["harness"], "all1": all1["rate"],
-               "all2": all2["rate"], "cpu_all": all1["cpu_worker"]}
+               "cpu_broker": cpu1["broker"], "cpu_console": cpu1["console"], "cpu_harness": cpu1["harness"],
+               "all1": all1["rate"], "all2": all2["rate"], "cpu_all": all1["cpu_worker"]}
         rows.append(row)
         print(f"run {run + 1}: broker alone {raw:.0f} msg/s | classifier alone {clf:.0f}/s | "
               f"e2e 1 worker {e2e1:.0f}/s (ratio {row['ratio1']:.2f}) | 2 workers {e2e2:.0f}/s "
               f"(ratio {row['ratio2']:.2f}) | {args.rate:.0f}/s paced, 2 workers: on the queue p50 "
               f"{row['ack_p50']:.0f} ms p99 {row['ack_p99']:.0f} ms, seen by a consumer p50 {row['p50']:.0f} ms "
               f"p99 {row['p99']:.0f} ms ({len(lat)} seen) | missing {row['lost']} | CPU ms/ticket, 1 worker: "
-              f"worker {row['cpu_worker']:.2f}, broker {row['cpu_broker']:.2f}, harness {row['cpu_harness']:.2f} | "
-              f"all stages caught up: 1 worker {row['all1']:.0f}/s ({all1['lag']:.1f}s after the last publication; "
+              f"worker {row['cpu_worker']:.2f}, broker {row['cpu_broker']:.2f}, console {row['cpu_console']:.2f}, "
+              f"harness {row['cpu_harness']:.2f} | all stages caught up: 1 worker {row['all1']:.0f}/s ({all1['lag']:.1f}s after the last publication; "
               f"worker {row['cpu_all']:.2f} CPU ms/ticket), 2 workers {row['all2']:.0f}/s ({all2['lag']:.1f}s)",
               flush=True)
     print(f"median of {args.runs} runs, {args.n} tickets each: "
           + ", ".join(f"{k} {median([r[k] for r in rows]):.2f}" for k in
                       ("broker", "classifier", "e2e1", "e2e2", "ratio1", "ratio2", "ack_p50", "ack_p99", "p50", "p99", "cpu_worker",
-                       "cpu_broker", "cpu_harness", "all1", "all2", "cpu_all")))
+                       "cpu_broker", "cpu_console", "cpu_harness", "all1", "all2", "cpu_all")))
 
 
 if __name__ == "__main__":
