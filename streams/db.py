@@ -263,7 +263,7 @@ def _insert(session: Session):  # type: ignore[no-untyped-def]
 
 
 def _insert_tickets(s: Session, rows: list[dict[str, Any]]) -> set[str]:
-    """Insert-or-ignore ticket rows by id; the ids inserted. (SQLite's word index follows behind, not in this
+    """Insert-or-ignore ticket rows by id; the ids inserted. (The search's word index follows behind, out of this
     transaction: ``models.word_index``.)"""
     stmt = _insert(s)(t.Ticket).on_conflict_do_nothing(index_elements=["id"])
     return set(s.scalars(stmt.returning(t.Ticket.id), rows))

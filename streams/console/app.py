@@ -178,6 +178,9 @@ async def keep_word_index(console: Console, every: float = WORD_INDEX_EVERY_S) -
         except SQLAlchemyError as exc:  # locked or unreachable: the next round tries again
             log.warning("word index: catching up failed (%s); again in %.0f s", exc.__class__.__name__, every)
             done = 0
+        except Exception:  # anything else is a bug, but one round's must not stop the index for good
+            log.exception("word index: catching up failed; again in %.0f s", every)
+            done = 0
         await asyncio.sleep(every if done < word_index.CATCH_UP_BATCH else 0.05)  # 0.05 s: the worker writes too
 
 
