@@ -10,7 +10,8 @@ On one embedded broker, with the same real-length texts (../shared/data/messages
    acknowledgement). The harness only polls the ledger meanwhile: a consumer of the 388 queue partitions
    cost 1.5 ms of CPU per ticket, a third of the machine, in session 5. Afterwards that consumer checks
    that every ticket is on a queue ("missing"). The web console runs beside the workers, as deployed (since
-   session 26 it keeps the search's word index behind the ledger: its CPU is reported apart);
+   session 26 it keeps the search's word index behind the ledger: its CPU is reported apart;
+   ``--without-console`` leaves it out);
 4. latency at a paced --rate (default 100 tickets/s) with two workers, p50 / p99, measured two ways in
    the same run: produce -> the broker acknowledged the ticket on its queue (the router's ledger stamps
    ``published_at`` when the acknowledgement comes; the ticket is then on its queue and in the ledger),
@@ -113,9 +114,9 @@ class Pipeline:
     ``workers`` router workers in one consumer group."""
 
     def __init__(self, model_dir: Path, workers: int, bare: bool = False, database_url: str | None = None,
-                 **worker_env: str) -> None:
+                 console: bool = True, **worker_env: str) -> None:
         self.model_dir, self.n_workers, self.worker_env = model_dir, workers, worker_env
-        self.database_url, self.schema = database_url, None
+        self.database_url, self.schema, self.with_console = database_url, None, console
         self.rng = random.Random(12345)
         self.callers, self.places = ([], []) if bare else callers_and_places(self.rng)
 
@@ -137,7 +138,8 @@ class Pipeline:
             self.workers.append(start_worker(self.broker.bootstrap, url, self.model_dir, str(folder),
                                              **self.worker_env))
         # the web console, as deployed beside the workers: it keeps the search's word index behind the ledger
-        self.console = start_console(self.broker.bootstrap, url, Path(self.tmp.name) / "console")
+        self.console = start_console(self.broker.bootstrap, url, Path(self.tmp.name) / "console") \
+            if self.with_console else None
         self.watcher = QueueWatcher(self.broker.bootstrap)
         self.watcher.start()
         self.watcher.ready.wait(30)
@@ -172,7 +174,7 @@ class Pipeline:
         word index) and this harness."""
         workers = sum(cpu_seconds(p) for w in self.workers for p in process_tree(w.pid))
         return {"workers": workers, "broker": cpu_seconds(self.broker.process.pid if self.broker.process else 0),
-                "console": cpu_seconds(self.console.pid), "harness": cpu_seconds(os.getpid())}
+                "console": cpu_seconds(self.console.pid) if self.console else 0.0, "harness": cpu_seconds(os.getpid())}
 
     def backlog(self, texts: list[str], tag: str) -> tuple[float, int]:
         """Tickets/s from the first produce to the last acknowledged publication, and how many reached a queue."""
@@ -297,9 +299,10 @@ class Pipeline:
         self.producer.close()
         self.watcher.stop_flag.set()
         self.watcher.join(5)
-        for w in [*self.workers, self.console]:
+        processes = [*self.workers, *([self.console] if self.console else [])]
+        for w in processes:
             w.terminate()
-        for w in [*self.workers, self.console]:
+        for w in processes:
             w.wait(30)
         self.broker.stop()
         self.tmp.cleanup()
@@ -344,6 +347,8 @@ def main() -> None:
                     help="tickets with text only, as before session 11 (no caller, no address: nothing to link)")
     ap.add_argument("--database-url", help="a PostgreSQL database for the ledgers (a fresh schema per pipeline, "
                                            "dropped after it; default: SQLite in a temporary folder)")
+    ap.add_argument("--without-console", action="store_true",
+                    help="the workers alone, no web console beside them (as every run before session 26)")
     ap.add_argument("--backlog-only", action="store_true",
                     help="only the one-worker backlog: rate and CPU ms per ticket (for A/B runs of two checkouts)")
     args = ap.parse_args()
@@ -355,7 +360,7 @@ def main() -> None:
     rows = []
     if args.latency_only:
         for run in range(args.runs):
-            with Pipeline(model_dir, 2, args.bare, args.database_url, **env) as two:
+            with Pipeline(model_dir, 2, args.bare, args.database_url, not args.without_console, **env) as two:
                 acked, lat = two.paced(all_texts, args.rate, args.seconds, f"paced{run}")
             rows.append({"ack_p50": pct(acked, 0.5), "ack_p99": pct(acked, 0.99),
                          "p50": pct(lat, 0.5), "p99": pct(lat, 0.99)})
@@ -367,7 +372,7 @@ def main() -> None:
         return
     if args.backlog_only:
         for run in range(args.runs):
-            with Pipeline(model_dir, 1, args.bare, args.database_url, **env) as one:
+            with Pipeline(model_dir, 1, args.bare, args.database_url, not args.without_console, **env) as one:
                 rate, seen = one.backlog(texts, f"one{run}")
                 census = one.census()
             cpu = one.cpu_per_ticket
@@ -390,10 +395,10 @@ def main() -> None:
         with EmbeddedBroker(Settings().embedded_host) as broker:
             raw = broker_alone(broker.bootstrap, texts, f"{run}")
         clf = classifier_alone(model_dir, texts)
-        with Pipeline(model_dir, 1, args.bare, args.database_url, **env) as one:
+        with Pipeline(model_dir, 1, args.bare, args.database_url, not args.without_console, **env) as one:
             e2e1, seen1 = one.backlog(texts, f"one{run}")
             cpu1, all1 = one.cpu_per_ticket, one.all_stages
-        with Pipeline(model_dir, 2, args.bare, args.database_url, **env) as two:
+        with Pipeline(model_dir, 2, args.bare, args.database_url, not args.without_console, **env) as two:
             e2e2, seen2 = two.backlog(texts, f"two{run}")
             all2 = two.all_stages
             acked, lat = two.paced(all_texts, args.rate, args.seconds, f"paced{run}")
