@@ -142,6 +142,21 @@ def behind(conn: Connection) -> int:
                                 ).scalar_one()
 
 
+def status(conn: Connection) -> str:
+    """One line for an operator (``hotline db status``): how far the index is behind the ledger."""
+    if conn.dialect.name == "sqlite":
+        n = behind(conn)
+        return (f"{n:,} tickets not indexed yet (the console indexes them every few seconds; searches read them "
+                "directly meanwhile)" if n else "every ticket indexed")
+    size, options = conn.exec_driver_sql(
+        "SELECT pg_size_pretty(pg_relation_size(c.oid)), coalesce(array_to_string(c.reloptions, ', '), '') "
+        "FROM pg_class c WHERE c.oid = %(i)s::regclass", {"i": PG_INDEX}).one()
+    limit = dict(o.split("=", 1) for o in options.split(", ") if "=" in o).get("gin_pending_list_limit")
+    limit = f"{limit} kB" if limit else "the server's default"
+    return (f"GIN index {PG_INDEX}, {size}; new tickets wait in its pending list (up to {limit}) until the console "
+            "merges it (which needs the role that owns the index)")
+
+
 def create(conn: Connection) -> None:
     """Create the index and fill it from the stored tickets (migration 0014, as it was written)."""
     if conn.dialect.name == "sqlite":

@@ -197,6 +197,7 @@ def db_status() -> None:
     from sqlalchemy.exc import OperationalError
 
     from models import ledger as t
+    from models import word_index
     from streams.db import Ledger, migration_status
 
     settings = load_settings()
@@ -207,6 +208,8 @@ def db_status() -> None:
         if current == head:
             for model in (t.Ticket, t.RoutingDecision, t.TicketEvent, t.Alert, t.RejectedInput):
                 typer.echo(f"{model.__tablename__:18} {led.count(model)}")
+            with led.engine.connect() as conn:
+                typer.echo(f"{'word index':18} {word_index.status(conn)}")
     except OperationalError as exc:
         console.print(f"[red]cannot reach the database:[/red] {str(exc.orig).strip()}")
         raise typer.Exit(1) from None

@@ -344,6 +344,32 @@ def test_on_sqlite_the_search_reads_the_word_index_and_the_tickets_not_in_it_yet
     ledger.dispose()
 
 
+def test_db_status_says_how_far_the_word_index_is_behind(database_url: str, tmp_path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    from typer.testing import CliRunner
+
+    from streams.cli import app
+
+    monkeypatch.setenv("HOTLINE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("HOTLINE_DATABASE_URL", database_url)
+    ledger = Ledger(make_engine(database_url))
+    _wordy(ledger)
+
+    def said() -> str:
+        r = CliRunner().invoke(app, ["db", "status"])
+        assert r.exit_code == 0, r.output
+        return " ".join(line for line in r.output.splitlines() if line.startswith("word index"))
+
+    if ledger.engine.dialect.name == "sqlite":
+        assert "4 tickets not indexed yet" in said()
+        while ledger.catch_up_word_index():
+            pass
+        assert said().endswith("every ticket indexed")
+    else:
+        assert "pending list (up to 65536 kB)" in said()
+    ledger.dispose()
+
+
 class _Interleaved:
     """A connection on which ``between`` runs just before the first UPDATE: another process's catch-up landing
     between this one's read of the mark and its move of it."""
