@@ -181,6 +181,13 @@ def merge_pending(conn: Connection) -> int:
     return conn.exec_driver_sql(f"SELECT gin_clean_pending_list('{PG_INDEX}'::regclass)").scalar_one()
 
 
+def may_merge(conn: Connection) -> bool:
+    """Whether this connection's role may merge the PostgreSQL index's pending list (it owns the index, is a member of
+    the role that does, or is a superuser)."""
+    return conn.exec_driver_sql("SELECT pg_has_role(current_user, relowner, 'USAGE') FROM pg_class "
+                                "WHERE oid = %(i)s::regclass", {"i": PG_INDEX}).scalar_one()
+
+
 def create_mark(conn: Connection) -> None:
     """Migration 0015. SQLite: the mark, after every stored ticket (the ledger indexed each with its insert until
     then). PostgreSQL: a pending list the console merges, large enough that the router's inserts do not."""

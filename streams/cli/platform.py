@@ -6,6 +6,7 @@ import json
 import signal
 import time
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -14,6 +15,9 @@ from rich.table import Table
 
 from config.settings import Settings, describe_errors, get_settings
 from streams.cli import app
+
+if TYPE_CHECKING:
+    from streams.db import Ledger
 
 console = Console(stderr=True)
 db_app = typer.Typer(help="The ledger database: migrations and status.", no_args_is_help=True)
@@ -225,6 +229,20 @@ class Check:
     fix: str = ""
 
 
+def _word_index_check(ledger: Ledger) -> Check:
+    """PostgreSQL: whether the console, connecting as this role, may merge the word index's pending list. Without
+    it the router's inserts merge it, as before migration 0015: a warning, not an error."""
+    from models import word_index
+
+    with ledger.engine.connect() as conn:
+        if word_index.may_merge(conn):
+            return Check("word index", True, f"this role may merge the pending list of {word_index.PG_INDEX} (the "
+                                             "console does, every few seconds)")
+    return Check("word index", True, f"warning: this role does not own {word_index.PG_INDEX}, so the console cannot "
+                                      "merge its pending list and the router's inserts will (slower routing)",
+                 "run the console with the role that ran `hotline db upgrade`, or ALTER INDEX ... OWNER TO it")
+
+
 def run_checks(settings: Settings) -> list[Check]:
     """Everything a worker needs, checked in plain words (also used by the demo before it starts)."""
     checks: list[Check] = []
@@ -251,8 +269,11 @@ def run_checks(settings: Settings) -> list[Check]:
     from streams.db import LedgerUnavailable, NotMigrated, open_migrated
 
     try:
-        open_migrated(settings).dispose()
+        ledger = open_migrated(settings)
         checks.append(Check("database", True, f"{settings.safe_database_url} is migrated"))
+        if ledger.engine.dialect.name != "sqlite":
+            checks.append(_word_index_check(ledger))
+        ledger.dispose()
     except NotMigrated as exc:
         checks.append(Check("database", False, str(exc), "run: hotline db upgrade"))
     except LedgerUnavailable as exc:

@@ -515,6 +515,14 @@ def test_on_postgresql_the_console_merges_the_index_s_pending_list(database_url:
         assert len(said) == 1 and "must be owner" in said[0], said
         assert found(other, "油烟") == ["W9", "W1"]
         other.dispose()
+        # and `hotline doctor` says so beforehand, for that role and not for the owner
+        from streams.cli.platform import _word_index_check
+
+        for url, warned in [(database_url, False), (f"{database_url}%20-crole%3D{role}", True)]:
+            checked = Ledger(make_engine(url))
+            check = _word_index_check(checked)
+            checked.dispose()
+            assert check.ok and check.detail.startswith("warning") == warned, check
     finally:
         with psycopg.connect(host=PG_HOST, port=PG_PORT, dbname=PG_DB, user="postgres", autocommit=True) as c:
             c.execute(f'DROP OWNED BY "{role}"')
