@@ -71,12 +71,19 @@ class QueueWatcher(threading.Thread):
 def start_worker(bootstrap: str, url: str, model_dir: Path, data_dir: str,
                  **extra_env: str) -> subprocess.Popen[bytes]:
     settings = Settings()
+    return start_hotline("worker", bootstrap, url, data_dir, HOTLINE_MODEL_DIR=str(model_dir),
+                         HOTLINE_WORKER_WEB_PORT=str(free_port(settings.worker_web_host)), **extra_env)
+
+
+def start_hotline(command: str, bootstrap: str, url: str, data_dir: str | Path,
+                  **extra_env: str) -> subprocess.Popen[bytes]:
+    """``hotline COMMAND`` on the benchmark's broker and ledger, with only the settings given here (none of this
+    shell's HOTLINE_*), its log in ``data_dir/COMMAND.log``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("HOTLINE_")}
-    env.update({"HOTLINE_KAFKA_BOOTSTRAP": bootstrap, "HOTLINE_DATABASE_URL": url, "HOTLINE_DATA_DIR": data_dir,
-                "HOTLINE_MODEL_DIR": str(model_dir), "HOTLINE_LOG_LEVEL": "WARNING",
-                "HOTLINE_WORKER_WEB_PORT": str(free_port(settings.worker_web_host)), **extra_env})
-    return subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=open(Path(data_dir) / "worker.log", "wb"))
+    env.update({"HOTLINE_KAFKA_BOOTSTRAP": bootstrap, "HOTLINE_DATABASE_URL": url, "HOTLINE_DATA_DIR": str(data_dir),
+                "HOTLINE_LOG_LEVEL": "WARNING", **extra_env})
+    return subprocess.Popen([sys.executable, "-m", "streams.cli", command], env=env,
+                            stdout=subprocess.DEVNULL, stderr=open(Path(data_dir) / f"{command}.log", "wb"))
 
 
 def one_run(texts: list[str], model_dir: Path, rate: float, seconds: float, burst: int, run: int) -> dict:

@@ -38,13 +38,12 @@ import json
 import os
 import random
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 from _common import cpu_seconds, median, process_tree, read_csv, shipped_model_dir
-from e2e_latency import QueueWatcher, start_worker
+from e2e_latency import QueueWatcher, start_hotline, start_worker
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from config.settings import Settings
@@ -318,13 +317,8 @@ class Pipeline:
 
 def start_console(bootstrap: str, url: str, data_dir: Path) -> subprocess.Popen[bytes]:
     """``hotline web`` on a free port, on the pipeline's broker and ledger."""
-    settings = Settings()
     data_dir.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HOTLINE_")}
-    env.update({"HOTLINE_KAFKA_BOOTSTRAP": bootstrap, "HOTLINE_DATABASE_URL": url, "HOTLINE_DATA_DIR": str(data_dir),
-                "HOTLINE_LOG_LEVEL": "WARNING", "HOTLINE_WEB_PORT": str(free_port(settings.web_host))})
-    return subprocess.Popen([sys.executable, "-m", "streams.cli", "web"], env=env, stdout=subprocess.DEVNULL,
-                            stderr=open(data_dir / "console.log", "wb"))
+    return start_hotline("web", bootstrap, url, data_dir, HOTLINE_WEB_PORT=str(free_port(Settings().web_host)))
 
 
 def pct(xs: list[float], q: float) -> float:

@@ -106,12 +106,18 @@ def candidates(dialect: str, words: Sequence[str], tickets: Any) -> Any | None:
     return and_(*(fields.op("@>")(func.ticket_bigrams(w)) for w in long))
 
 
-def index_sqlite(conn: Connection | Any, rows: Iterable[tuple[int, Sequence[str | None]]]) -> None:
-    """Add tickets to the FTS table: (row id in ``tickets``, its indexed fields)."""
-    _insert_documents(conn, [{"r": rowid, "d": document(fields)} for rowid, fields in rows])
+def _tickets_after(conn: Connection, after: int, limit: int) -> list[Any]:
+    """Up to ``limit`` tickets with a row id above ``after``, in row id order: (row id, the indexed fields)."""
+    return list(conn.exec_driver_sql(f"SELECT rowid, {', '.join(INDEXED)} FROM tickets WHERE rowid > ? "
+                                     "ORDER BY rowid LIMIT ?", (after, limit)).all())
 
 
-def _insert_documents(conn: Connection | Any, params: list[dict[str, Any]]) -> None:
+def _documents(rows: Iterable[Any]) -> list[dict[str, Any]]:
+    """The FTS table's rows for tickets as :func:`_tickets_after` reads them."""
+    return [{"r": r[0], "d": document(r[1:])} for r in rows]
+
+
+def _insert_documents(conn: Connection, params: list[dict[str, Any]]) -> None:
     if params:
         conn.execute(text(f"INSERT INTO {FTS_TABLE}(rowid, grams) VALUES (:r, :d)"), params)
 
@@ -124,11 +130,10 @@ def catch_up(conn: Connection, limit: int = CATCH_UP_BATCH) -> int:
     the value this call read (the UPDATE takes the write lock, so it compares with the latest committed mark), and
     a call that loses indexes nothing."""
     upto = conn.exec_driver_sql(f"SELECT upto FROM {MARK_TABLE}").scalar_one()
-    rows = conn.exec_driver_sql(f"SELECT rowid, {', '.join(INDEXED)} FROM tickets WHERE rowid > ? ORDER BY rowid "
-                                "LIMIT ?", (upto, limit)).all()
+    rows = _tickets_after(conn, upto, limit)
     if not rows:
         return 0
-    params = [{"r": r[0], "d": document(r[1:])} for r in rows]
+    params = _documents(rows)
     moved = conn.exec_driver_sql(f"UPDATE {MARK_TABLE} SET upto = ? WHERE upto = ?", (rows[-1][0], upto)).rowcount
     if moved != 1:
         return 0
@@ -218,12 +223,8 @@ def rebuild_sqlite(conn: Connection) -> None:
 
 def _fill_sqlite(conn: Connection) -> None:
     after = 0
-    while True:  # in row id batches: a district's year of tickets is not read into memory at once
-        rows = conn.exec_driver_sql(f"SELECT rowid, {', '.join(INDEXED)} FROM tickets WHERE rowid > ? "
-                                    f"ORDER BY rowid LIMIT {BATCH}", (after,)).all()
-        if not rows:
-            return
-        index_sqlite(conn, ((r[0], r[1:]) for r in rows))
+    while rows := _tickets_after(conn, after, BATCH):  # in batches: a year of tickets is not read at once
+        _insert_documents(conn, _documents(rows))
         after = rows[-1][0]
 
 
