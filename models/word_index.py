@@ -186,6 +186,11 @@ def merge_pending(conn: Connection) -> int:
     return conn.exec_driver_sql(f"SELECT gin_clean_pending_list('{PG_INDEX}'::regclass)").scalar_one()
 
 
+NOT_OWNER = (f"this role does not own {PG_INDEX}, so the console cannot merge its pending list and the router's "
+             "inserts will, once it is full (slower routing)")
+OWNER_FIX = "run the console with the role that ran `hotline db upgrade`, or ALTER INDEX ... OWNER TO it"
+
+
 def may_merge(conn: Connection) -> bool:
     """Whether this connection's role may merge the PostgreSQL index's pending list (it owns the index, is a member of
     the role that does, or is a superuser)."""

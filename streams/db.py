@@ -278,7 +278,7 @@ class Ledger:
         # A worker's ledger is pinned to its code's schema revision: each write transaction checks it first
         # (:meth:`writing`), so an older worker left running after `hotline db upgrade` stops writing
         self.revision = revision
-        self._merge_pending = True  # PostgreSQL: this role may merge the word index's pending list (catch_up_word_index)
+        self._merge_pending: bool | None = None  # PostgreSQL: whether this role may merge the word index's pending list
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Ledger:
@@ -610,6 +610,14 @@ class Ledger:
         with self.session() as s:
             return list(s.scalars(select(t.RejectedInput).order_by(t.RejectedInput.id.desc()).limit(limit)))
 
+    def may_merge_word_index(self) -> bool:
+        """Whether this role may merge the PostgreSQL word index's pending list (it owns the index); always on SQLite,
+        where the console indexes the tickets itself. What the console's rounds and ``hotline doctor`` both ask."""
+        if self.engine.dialect.name == "sqlite":
+            return True
+        with self.engine.connect() as conn:
+            return word_index.may_merge(conn)
+
     def catch_up_word_index(self, limit: int = word_index.CATCH_UP_BATCH) -> int:
         """Index up to ``limit`` tickets the search's word index has not seen yet: how many (0 when caught up).
         On PostgreSQL, merge the index's pending list instead (0): unless this role may not (it does not own the
@@ -617,14 +625,18 @@ class Ledger:
         if self.engine.dialect.name == "sqlite":
             with self.engine.begin() as conn:
                 return word_index.catch_up(conn, limit)
+        if self._merge_pending is None:
+            self._merge_pending = self.may_merge_word_index()
+            if not self._merge_pending:
+                log.warning("word index: %s; left to autovacuum. Fix: %s", word_index.NOT_OWNER, word_index.OWNER_FIX)
         if self._merge_pending:
             try:
                 with self.engine.begin() as conn:
                     word_index.merge_pending(conn)
-            except ProgrammingError as exc:  # not the owner: the migrations ran as another role
+            except ProgrammingError as exc:  # the index changed hands since the first round
                 self._merge_pending = False
-                log.warning("word index: this role may not merge the pending list of %s (%s); left to autovacuum",
-                            word_index.PG_INDEX, str(exc.orig).splitlines()[0])
+                log.warning("word index: this role may no longer merge the pending list of %s (%s); left to "
+                            "autovacuum", word_index.PG_INDEX, str(exc.orig).splitlines()[0])
         return 0
 
     def dispose(self) -> None:

@@ -234,13 +234,10 @@ def _word_index_check(ledger: Ledger) -> Check:
     it the router's inserts merge it, as before migration 0015: a warning, not an error."""
     from models import word_index
 
-    with ledger.engine.connect() as conn:
-        if word_index.may_merge(conn):
-            return Check("word index", True, f"this role may merge the pending list of {word_index.PG_INDEX} (the "
-                                             "console does, every few seconds)")
-    return Check("word index", True, f"warning: this role does not own {word_index.PG_INDEX}, so the console cannot "
-                                      "merge its pending list and the router's inserts will (slower routing)",
-                 "run the console with the role that ran `hotline db upgrade`, or ALTER INDEX ... OWNER TO it")
+    if ledger.may_merge_word_index():
+        return Check("word index", True, f"this role may merge the pending list of {word_index.PG_INDEX} (the "
+                                         "console does, every few seconds)")
+    return Check("word index", True, f"warning: {word_index.NOT_OWNER}", word_index.OWNER_FIX)
 
 
 def run_checks(settings: Settings) -> list[Check]:
@@ -266,18 +263,26 @@ def run_checks(settings: Settings) -> list[Check]:
             checks.append(Check("broker", False, str(exc),
                                 "start Kafka, fix HOTLINE_KAFKA_BOOTSTRAP, or leave it empty for the embedded broker"))
     # database
+    from sqlalchemy.exc import SQLAlchemyError
+
     from streams.db import LedgerUnavailable, NotMigrated, open_migrated
 
     try:
         ledger = open_migrated(settings)
-        checks.append(Check("database", True, f"{settings.safe_database_url} is migrated"))
-        if ledger.engine.dialect.name != "sqlite":
-            checks.append(_word_index_check(ledger))
-        ledger.dispose()
     except NotMigrated as exc:
         checks.append(Check("database", False, str(exc), "run: hotline db upgrade"))
     except LedgerUnavailable as exc:
         checks.append(Check("database", False, str(exc), "start the database or fix HOTLINE_DATABASE_URL"))
+    else:
+        try:
+            checks.append(Check("database", True, f"{settings.safe_database_url} is migrated"))
+            if ledger.engine.dialect.name != "sqlite":
+                checks.append(_word_index_check(ledger))
+        except SQLAlchemyError as exc:  # the database went away between the two checks: a line, not a traceback
+            checks.append(Check("word index", False, f"the database stopped answering: {type(exc).__name__}",
+                                "start the database or fix HOTLINE_DATABASE_URL"))
+        finally:
+            ledger.dispose()
     # domain data and classifier
     checks.extend(_domain_checks(settings))
     return checks

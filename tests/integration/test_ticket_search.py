@@ -512,7 +512,7 @@ def test_on_postgresql_the_console_merges_the_index_s_pending_list(database_url:
             assert other.catch_up_word_index() == 0
             assert other.catch_up_word_index() == 0
         said = [r.getMessage() for r in caplog.records if "pending list" in r.getMessage()]
-        assert len(said) == 1 and "must be owner" in said[0], said
+        assert len(said) == 1 and "does not own" in said[0] and "OWNER TO" in said[0], said
         assert found(other, "油烟") == ["W9", "W1"]
         other.dispose()
         # and `hotline doctor` says so beforehand, for that role and not for the owner

@@ -94,3 +94,29 @@ def test_worker_with_an_unreachable_ledger_is_a_message_not_a_traceback(
     r = runner.invoke(app, ["worker"])
     assert r.exit_code == code and isinstance(r.exception, SystemExit), repr(r.exception)
     assert said in r.output and "s3cret" not in r.output
+
+
+def test_a_database_that_stops_answering_between_doctor_s_checks_is_a_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from types import SimpleNamespace
+
+    from sqlalchemy.exc import OperationalError
+
+    import streams.db
+    from streams.cli.platform import run_checks
+
+    # Given a PostgreSQL ledger that answered the migration check, then went away
+    disposed: list[bool] = []
+
+    def gone() -> bool:
+        raise OperationalError("SELECT pg_has_role(...)", {}, Exception("server closed the connection"))
+
+    ledger = SimpleNamespace(engine=SimpleNamespace(dialect=SimpleNamespace(name="postgresql")),
+                             may_merge_word_index=gone, dispose=lambda: disposed.append(True))
+    monkeypatch.setattr(streams.db, "open_migrated", lambda settings: ledger)
+    # When doctor runs its checks, then the word-index check fails with a line and the ledger is still disposed
+    checks = {c.name: c for c in run_checks(get_settings(data_dir=tmp_path / "var"))}
+    assert checks["database"].ok
+    assert not checks["word index"].ok and "stopped answering" in checks["word index"].detail
+    assert disposed == [True]
