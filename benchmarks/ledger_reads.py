@@ -190,6 +190,8 @@ def read_paths(ledger: Ledger, console: Console, busy: str) -> dict[str, Callabl
         "search: common word": lambda: search("油烟"),
         "search: two words, few hits": lambda: search("油烟 2999号"),
         "search: an estate's name": lambda: search("融城佳苑"),
+        "search: Latin letters": lambda: search("KTV"),
+        "search: full-width digits": lambda: search("２９９９号"),
         "search: one character (no bigram)": lambda: search("吵"),
         "search: word found nowhere": lambda: search("垃圾焚烧"),
         "search: nowhere, last 30 days": lambda: search("垃圾焚烧", since=period_start(NOW, 30)),

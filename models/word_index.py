@@ -34,7 +34,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, literal_column, select, table, text, union_all
+from sqlalchemy import Connection, and_, func, literal_column, or_, select, table, text, union_all
 
 FTS_TABLE = "ticket_grams"
 MARK_TABLE = "ticket_grams_upto"  # one row: every ticket with a row id up to it is in FTS_TABLE (migration 0015)
@@ -79,15 +79,31 @@ def _token(gram: str) -> bool:
     return any(not c.isascii() or c.isalnum() for c in gram)
 
 
-def sqlite_match(words: Sequence[str]) -> str | None:
-    """The FTS5 query for tickets holding every bigram of every word; None when no word has one."""
-    grams = sorted({g for w in words for g in bigrams(w) if _token(g)})
-    return " AND ".join('"' + g.replace('"', '""') + '"' for g in grams) or None
+def _grams(form: str) -> list[str]:
+    return sorted({g for g in bigrams(form) if _token(g)})
 
 
-def candidates(dialect: str, words: Sequence[str], tickets: Any) -> Any | None:
-    """A condition on ``tickets`` (the ORM class) true for every ticket that may hold all
-    ``words`` (and for few others); None when the index cannot narrow the search (no word of two characters).
+def _quoted(gram: str) -> str:
+    return '"' + gram.replace('"', '""') + '"'
+
+
+def sqlite_match(words: Sequence[Sequence[str]]) -> str | None:
+    """The FTS5 query for tickets holding, for every word, every bigram of one of its forms (the ways a ticket may
+    write it: ``streams.console.search.forms``); None when no word narrows the search. A word with a form of no
+    bigram (one character) narrows nothing."""
+    clauses = []
+    for forms in words:
+        alternatives = [_grams(f) for f in dict.fromkeys(forms)]
+        if not alternatives or not all(alternatives):
+            continue
+        ands = [" AND ".join(map(_quoted, grams)) for grams in alternatives]
+        clauses.append(ands[0] if len(ands) == 1 else "(" + " OR ".join(f"({a})" for a in ands) + ")")
+    return " AND ".join(clauses) or None
+
+
+def candidates(dialect: str, words: Sequence[Sequence[str]], tickets: Any) -> Any | None:
+    """A condition on ``tickets`` (the ORM class) true for every ticket that may hold all ``words``, each in one of
+    its forms (and for few others); None when the index cannot narrow the search (no word of two characters).
     On SQLite: the indexed tickets holding every bigram, and every ticket not indexed yet."""
     if dialect == "sqlite":
         query = sqlite_match(words)
@@ -99,11 +115,12 @@ def candidates(dialect: str, words: Sequence[str], tickets: Any) -> Any | None:
         recent = select(literal_column("rowid")).select_from(table(tickets.__tablename__).alias("not_indexed")).where(
             literal_column("rowid") > upto)
         return literal_column(f"{tickets.__tablename__}.rowid").in_(union_all(held, recent))
-    long = [w for w in words if len(w) > 1]  # an empty array would make GIN read its whole index
+    # an empty array would make GIN read its whole index: a word of one character narrows nothing
+    long = [forms for forms in words if forms and all(len(f) > 1 for f in forms)]
     if not long:
         return None
     fields = func.ticket_bigrams(*(getattr(tickets, c) for c in INDEXED))  # the indexed expression, as indexed
-    return and_(*(fields.op("@>")(func.ticket_bigrams(w)) for w in long))
+    return and_(*(or_(*(fields.op("@>")(func.ticket_bigrams(f)) for f in dict.fromkeys(forms))) for forms in long))
 
 
 def _tickets_after(conn: Connection, after: int, limit: int) -> list[Any]:

@@ -8,7 +8,9 @@ complaint or its address. One box takes all three:
 * a query that is a phone number and nothing else (7 or more digits; +86, spaces, dashes, full-width digits
   allowed) also finds the tickets of that caller, by the digits the supervision linker compares
   (``tickets.caller_key``);
-* otherwise, or besides, every word (split at spaces) must appear in the ticket's number, title, text or address.
+* otherwise, or besides, every word (split at spaces) must appear in the ticket's number, title, text or address,
+  written in half-width or full-width characters (:func:`forms`: a Chinese input method in its full-width mode
+  types ６栋 and Ａ座, and some citizens' messages are written so).
 
 A number search that finds no caller tells a user who sees callers' numbers masked that a guess at the hidden
 digits of 138****5678 was wrong; :class:`NumberSearchThrottle` bounds how many such searches a user makes.
@@ -37,6 +39,30 @@ class BadSearch(ValueError):
     """A query that cannot be searched for, with the reason in Chinese."""
 
 
+# Full-width ASCII (U+FF01-FF5E) and the ideographic space, against their half-width forms
+_TO_HALF = {c: c - 0xFEE0 for c in range(0xFF01, 0xFF5F)} | {0x3000: 0x20}
+_TO_FULL = {c - 0xFEE0: c for c in range(0xFF01, 0xFF5F)}
+
+
+def half_width(text: str) -> str:
+    """``text`` with full-width letters, digits and punctuation as their ASCII forms (ＡＢ１２－３ -> AB12-3)."""
+    return text.translate(_TO_HALF)
+
+
+def forms(word: str) -> tuple[str, ...]:
+    """The ways a ticket may write ``word``: as typed, with its ASCII characters all half-width, or all full-width
+    (in either case, since LIKE folds the case of ASCII letters only). A word without ASCII characters has one
+    form. A ticket that mixes both widths within one word (６-8号) is found only by the word typed so."""
+    half = half_width(word)
+    full = [w.translate(_TO_FULL) for w in (half, half.lower(), half.upper())]
+    return tuple(dict.fromkeys([word, half, *full]))
+
+
+def folded(text: str) -> str:
+    """What two spellings of one word share: half-width, lower case (for comparisons done in Python)."""
+    return half_width(text).lower()
+
+
 @dataclass(frozen=True, slots=True)
 class Search:
     text: str  # as typed, spaces collapsed: tried as a ticket number
@@ -45,8 +71,14 @@ class Search:
 
     @property
     def ticket_ids(self) -> set[str]:
-        """The ticket numbers the query may be: as typed, or upper-cased (people type 12345-bh... in lower case)."""
-        return {self.text, self.text.upper()}
+        """The ticket numbers the query may be: as typed, or upper-cased (people type 12345-bh... in lower case),
+        in half-width characters too."""
+        return {self.text, self.text.upper(), half_width(self.text), half_width(self.text).upper()}
+
+    @property
+    def word_forms(self) -> tuple[tuple[str, ...], ...]:
+        """Each word's :func:`forms`: a ticket holds the word when it holds one of them."""
+        return tuple(forms(w) for w in self.words)
 
 
 def parse_search(query: str | None) -> Search | None:

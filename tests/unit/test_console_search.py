@@ -15,7 +15,7 @@ import pytest
 from models import ledger as t
 from models.tickets import TicketIn
 from models.workcalendar import TZ
-from streams.console.search import MAX_QUERY_CHARS, BadSearch, Search, parse_search
+from streams.console.search import MAX_QUERY_CHARS, BadSearch, Search, folded, forms, half_width, parse_search
 from tests.unit.test_console_views import Site, _site
 
 CALLER = "13812345678"
@@ -44,6 +44,17 @@ def test_a_query_too_long_or_with_too_many_words_is_refused_saying_why() -> None
         parse_search("a b c d e f")
     with pytest.raises(BadSearch, match="控制字符"):  # PostgreSQL refuses a NUL; SQLite's LIKE stopped at it
         parse_search("油烟\x00")
+
+
+def test_a_word_s_forms_are_as_typed_half_width_and_full_width_in_either_case() -> None:
+    assert forms("油烟") == ("油烟",)
+    assert forms("６栋") == ("６栋", "6栋")
+    assert forms("Ktv") == ("Ktv", "Ｋｔｖ", "ｋｔｖ", "ＫＴＶ")  # half-width is as typed; full-width as typed, lower, upper
+    assert forms("3-5号") == ("3-5号", "３－５号")
+    assert forms("６-8号") == ("６-8号", "6-8号", "６－８号")
+    assert half_width("１２３４５－ＢＨ　Ａ") == "12345-BH A" and folded("ＫＴＶ店") == "ktv店"
+    # a ticket number typed in full-width is tried half-width too
+    assert "12345-BH-0001" in parse_search("１２３４５－ｂｈ－０００１").ticket_ids  # type: ignore[union-attr]
 
 
 def test_digits_too_long_for_one_number_are_words_only() -> None:
