@@ -314,3 +314,28 @@ class OffsetAudit(Base):
     audited_to: Mapped[int] = mapped_column(BigInteger)
     recovered: Mapped[int] = mapped_column(Integer, default=0)  # offsets found missing and routed since
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class ThrottleFailure(Base):
+    """A failure a console throttle counts: a failed log-in, a search by a caller's number that found no one
+    (``streams.console.accounts``). In the ledger, not in a console's memory, so every console process counts the
+    same failures and a restart forgets none. Rows older than their counter's window are deleted as failures come."""
+
+    __tablename__ = "throttle_failures"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    counter: Mapped[str] = mapped_column(String(32))  # which throttle and what it counts by (login_name, ...)
+    key: Mapped[str] = mapped_column(String(200))  # a user name and client address, a user id, an address
+    at: Mapped[datetime]
+    __table_args__ = (Index("ix_throttle_failures_counter_key_at", "counter", "key", "at"),
+                      Index("ix_throttle_failures_counter_at", "counter", "at"))
+
+
+class ThrottleLockout(Base):
+    """A key a throttle refuses until ``until`` (its failures reached the counter's limit within its window)."""
+
+    __tablename__ = "throttle_lockouts"
+
+    counter: Mapped[str] = mapped_column(String(32), primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    until: Mapped[datetime] = mapped_column(index=True)

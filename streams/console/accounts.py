@@ -8,8 +8,10 @@ A console session carries a *stamp* of the user's stored password hash (:func:`s
 every request: a new password (a new salt, so a new hash) ends every session issued before it, and so does
 disabling the user, which bumps the user's ``session_generation``, part of the stamp. Both also revoke the
 user's API tokens, so re-enabling a user revives neither. Failed log-ins are throttled per user name and client
-address, and per client address (:class:`LoginThrottle`), in the memory of each console process; the counting
-(:class:`FailureCounts`) serves the ticket search's throttle too (``streams.console.search``).
+address, and per client address (:class:`LoginThrottle`), counted in the ledger (:class:`LedgerFailureCounts`,
+migration 0016) so that every console process counts the same failures and a restart forgets none; the counting
+serves the ticket search's throttle too (``streams.console.search``). :class:`FailureCounts` counts the same way
+in one process's memory (what the rules' unit tests use).
 """
 
 from __future__ import annotations
@@ -24,15 +26,15 @@ import threading
 import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Protocol
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 
 from models import ledger as t
 from models.directory import Catalogue
 from streams.console.access import AGENCY, DISPATCHER, ROLES, SUPERVISOR, Principal
-from streams.db import Ledger
+from streams.db import Ledger, _insert
 
 if TYPE_CHECKING:
     from starlette.requests import HTTPConnection
@@ -390,9 +392,87 @@ class FailureCounts:
             table.pop(k, None)
 
 
+class Counts(Protocol):
+    """Failures per key within a sliding window, as one throttle counts them (:class:`FailureCounts`,
+    :class:`LedgerFailureCounts`)."""
+
+    def retry_after(self, key: Hashable) -> int: ...
+
+    def failed(self, key: Hashable) -> int: ...
+
+    def forget(self, key: Hashable) -> None: ...
+
+
+CountsFactory = Callable[[str, int, float, float], Counts]  # (counter, limit, window_s, lockout_s) -> its counts
+
+
+def in_memory(*, tracked: int = LOGIN_TRACKED, clock: Callable[[], float] = time.monotonic) -> CountsFactory:
+    """Counts in this process's memory (:class:`FailureCounts`)."""
+    return lambda counter, limit, window_s, lockout_s: FailureCounts(limit, window_s, lockout_s, tracked=tracked,
+                                                                      clock=clock)
+
+
+def in_ledger(ledger: Ledger, *, clock: Callable[[], float] = time.time) -> CountsFactory:
+    """Counts in the ledger, shared by every console process (:class:`LedgerFailureCounts`)."""
+    return lambda counter, limit, window_s, lockout_s: LedgerFailureCounts(ledger, counter, limit, window_s,
+                                                                            lockout_s, clock=clock)
+
+
+def _stored_key(key: Hashable) -> str:
+    return ("\x1f".join(map(str, key)) if isinstance(key, tuple) else str(key))[:200]
+
+
+class LedgerFailureCounts:
+    """:class:`FailureCounts` kept in the ledger (``throttle_failures``, ``throttle_lockouts``; migration 0016):
+    every console process counts the same failures, so two consoles behind one address allow no more tries than
+    one, and a restart lifts no lock-out. A failure deletes its counter's failures older than the window and its
+    lock-outs that have ended, so the tables hold what the windows hold.
+
+    Wall-clock time, not monotonic: processes share it (and not the deployment's clock: a demo's runs fast).
+    Synchronous ledger I/O, like the rest of this module: call it off the event loop."""
+
+    def __init__(self, ledger: Ledger, counter: str, limit: int, window_s: float, lockout_s: float, *,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.ledger, self.counter = ledger, counter
+        self.limit, self.window, self.lockout_s = limit, timedelta(seconds=window_s), lockout_s
+        self._clock = clock
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self._clock(), UTC)
+
+    def retry_after(self, key: Hashable) -> int:
+        """Seconds until ``key``'s lock-out ends; 0 when it is not locked out."""
+        lo = t.ThrottleLockout
+        with self.ledger.session() as s:
+            until = s.scalar(select(lo.until).where(lo.counter == self.counter, lo.key == _stored_key(key)))
+        return 0 if until is None else max(0, int((until - self._now()).total_seconds() + 0.999))
+
+    def failed(self, key: Hashable) -> int:
+        """Count a failure under ``key``; the seconds of the lock-out it started, or 0."""
+        now, stored, fa, lo = self._now(), _stored_key(key), t.ThrottleFailure, t.ThrottleLockout
+        with self.ledger.session() as s:
+            s.execute(delete(fa).where(fa.counter == self.counter, fa.at <= now - self.window))
+            s.execute(delete(lo).where(lo.counter == self.counter, lo.until <= now))
+            s.add(fa(counter=self.counter, key=stored, at=now))
+            s.flush()
+            mine = (fa.counter == self.counter, fa.key == stored)
+            if s.scalar(select(func.count()).select_from(fa).where(*mine)) < self.limit:
+                return 0
+            s.execute(delete(fa).where(*mine))  # the count starts again after the lock-out, as in memory
+            until = now + timedelta(seconds=self.lockout_s)
+            s.execute(_insert(s)(lo).values(counter=self.counter, key=stored, until=until)
+                      .on_conflict_do_update(index_elements=["counter", "key"], set_={"until": until}))
+        return max(1, int(self.lockout_s + 0.999))
+
+    def forget(self, key: Hashable) -> None:
+        fa = t.ThrottleFailure
+        with self.ledger.session() as s:
+            s.execute(delete(fa).where(fa.counter == self.counter, fa.key == _stored_key(key)))
+
+
 class LoginThrottle:
-    """Failed log-ins, in this process's memory (the ledger has no table for them, and a console restart
-    forgetting a lock-out is acceptable), counted two ways (:class:`FailureCounts`):
+    """Failed log-ins, counted two ways (in the ledger, :class:`LedgerFailureCounts`, as the console counts them;
+    by default in this process's memory, :class:`FailureCounts`):
 
     * per (user name, client address): after ``max_failures`` within ``window_s`` that name may not log in
       from that address for ``lockout_s``, also with the right password. Not per name alone: then anyone
@@ -406,9 +486,11 @@ class LoginThrottle:
 
     def __init__(self, *, max_failures: int = LOGIN_MAX_FAILURES, window_s: float = LOGIN_WINDOW_S,
                  lockout_s: float = LOGIN_LOCKOUT_S, address_max_failures: int = LOGIN_MAX_FAILURES_PER_ADDRESS,
-                 tracked: int = LOGIN_TRACKED, clock: Callable[[], float] = time.monotonic) -> None:
-        self._by_name = FailureCounts(max_failures, window_s, lockout_s, tracked=tracked, clock=clock)
-        self._by_address = FailureCounts(address_max_failures, window_s, lockout_s, tracked=tracked, clock=clock)
+                 tracked: int = LOGIN_TRACKED, clock: Callable[[], float] = time.monotonic,
+                 counts: CountsFactory | None = None) -> None:
+        counts = counts or in_memory(tracked=tracked, clock=clock)
+        self._by_name = counts("login_name", max_failures, window_s, lockout_s)
+        self._by_address = counts("login_address", address_max_failures, window_s, lockout_s)
 
     @staticmethod
     def _key(username: str, address: str | None) -> tuple[str, str]:

@@ -234,20 +234,21 @@ async def login(request: Request) -> Response:
     form = await read_form(request)
     check_csrf(request, form)
     username, password = form.get("username", "").strip().lower(), form.get("password", "")
+    # the throttle counts in the ledger: each of its calls off the event loop, as authenticate's
     throttle, address = console_of(request).login_throttle, client_address(request)
-    if wait := throttle.address_retry_after(address):  # locked: not even checked (scrypt costs)
+    if wait := await run_in_threadpool(throttle.address_retry_after, address):  # locked: not even checked (scrypt)
         return _locked_out(request, form, username, wait, address_wide=True)
-    if username and (wait := throttle.retry_after(username, address)):
+    if username and (wait := await run_in_threadpool(throttle.retry_after, username, address)):
         return _locked_out(request, form, username, wait)
     signed_in = await run_in_threadpool(authenticate, console_of(request).ledger, username, password) \
         if username and password else None
     if signed_in is None:
-        if username and password and (wait := throttle.failed(username, address)):
+        if username and password and (wait := await run_in_threadpool(throttle.failed, username, address)):
             return _locked_out(request, form, username, wait,
-                               address_wide=throttle.address_retry_after(address) > 0)
+                               address_wide=await run_in_threadpool(throttle.address_retry_after, address) > 0)
         return render(request, "login.html", None, status=401, next=safe_next(form.get("next"), ""),
                       username=username[:32], error="用户名或密码错误，或账号已停用。")
-    throttle.succeeded(username, address)
+    await run_in_threadpool(throttle.succeeded, username, address)
     p = signed_in.principal
     request.session.clear()
     request.session.update(uid=p.user_id, cred=signed_in.stamp, csrf=secrets.token_urlsafe(24), user={

@@ -28,7 +28,7 @@ from typing import Any
 
 from models.supervision.linking import phone_key
 from models.tickets import MIN_PHONE_DIGITS
-from streams.console.accounts import FailureCounts, address_key
+from streams.console.accounts import CountsFactory, address_key, in_memory
 
 MAX_QUERY_CHARS = 100
 MAX_WORDS = 5
@@ -116,7 +116,8 @@ def number_found(search: Search, rows: Iterable[Any]) -> bool:
 
 class NumberSearchThrottle:
     """Searches by a caller's number that found nothing (:func:`number_found`), counted per user and per client
-    address in this process's memory (:class:`~streams.console.accounts.FailureCounts`, as failed log-ins): each
+    address as failed log-ins are (in the ledger, :class:`~streams.console.accounts.LedgerFailureCounts`, as the
+    console counts them; by default in this process's memory): each
     told a user who sees the number masked that a guess at its 4 hidden digits was wrong, and 10,000 guesses
     read it. After ``misses`` within ``window_s`` a user's number searches are refused for ``window_s``; after
     ``misses_per_day`` within a day, for a day (with the defaults, a script kept just under the first limit would
@@ -126,10 +127,12 @@ class NumberSearchThrottle:
     and a guess that hits ends the guessing anyway."""
 
     def __init__(self, *, misses: int = 20, window_s: float = 600, misses_per_day: int = 200,
-                 address_misses: int = 60, clock: Callable[[], float] = time.monotonic) -> None:
-        self._by_user = [FailureCounts(misses, window_s, window_s, clock=clock),
-                         FailureCounts(misses_per_day, DAY_S, DAY_S, clock=clock)]
-        self._by_address = FailureCounts(address_misses, window_s, window_s, clock=clock)
+                 address_misses: int = 60, clock: Callable[[], float] = time.monotonic,
+                 counts: CountsFactory | None = None) -> None:
+        counts = counts or in_memory(clock=clock)
+        self._by_user = [counts("number_user", misses, window_s, window_s),
+                         counts("number_user_day", misses_per_day, DAY_S, DAY_S)]
+        self._by_address = counts("number_address", address_misses, window_s, window_s)
 
     def retry_after(self, user_id: int, address: str | None) -> int:
         """Seconds until the user may search by number again from ``address``; 0 when now."""

@@ -39,7 +39,7 @@ from streams.console.access import (
     not_found_message,
     sees_full_phone,
 )
-from streams.console.accounts import LoginThrottle
+from streams.console.accounts import LoginThrottle, in_ledger
 from streams.console.publisher import BusUnavailable, Publisher
 from streams.console.search import NumberSearchThrottle
 from streams.console.trends import (
@@ -174,11 +174,12 @@ class Console:
     def __init__(self, settings: Settings, ledger: Ledger, catalogue: Catalogue, publisher: Publisher) -> None:
         self.settings, self.ledger, self.catalogue, self.publisher = settings, ledger, catalogue, publisher
         self._clock: Clock | None = None  # built on first use: that is when a shared clock file is read
-        self.login_throttle = LoginThrottle()
+        # counted in the ledger: every console process counts the same failures, and a restart forgets none
+        self.login_throttle = LoginThrottle(counts=in_ledger(ledger))
         self.number_searches = NumberSearchThrottle(
             misses=settings.number_search_misses, window_s=settings.number_search_window_minutes * 60,
             misses_per_day=settings.number_search_misses_per_day,
-            address_misses=settings.number_search_misses_per_address)
+            address_misses=settings.number_search_misses_per_address, counts=in_ledger(ledger))
         self._schema_checked: float | None = None  # time.monotonic() of the last look at the ledger's revision
         self._schema_moved: SchemaMoved | None = None
 
