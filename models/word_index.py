@@ -15,14 +15,19 @@ on those few rows only, exactly as before. A word of one character has no bigram
   search reads the tickets after it directly, so it finds a ticket recorded a moment ago all the same. Indexing a
   ticket costs ~0.17 ms of CPU (its bigrams in Python, FTS5's insert): 12% of the routing rate when the router
   paid it, and nothing a search needs before the search.
-* PostgreSQL: a GIN index on the function :data:`PG_FUNCTION` of the ticket's number, title, text and address
-  (lower-cased, as ILIKE compares): PostgreSQL keeps it with every insert; the searched words go through the same
-  function, so both sides are cut alike whatever the database's case rules. Behind the ledger too, the GIN way:
-  an insert appends the ticket's bigrams to the index's pending list, which GIN merges into the index in bulk
-  when it outgrows ``gin_pending_list_limit`` (4 MB by default: the router's insert that overflowed it paid for
-  the merge, 0.84 against 0.10 ms per ticket without the index). Migration 0015 raises the limit to 64 MB and
-  the console merges the list every few seconds (:func:`merge_pending`): 0.38 ms per ticket for the router, the
-  merge's 0.37 ms in the console's call. A search reads the pending list too.
+* PostgreSQL: a side table, ``ticket_grams``, of each ticket's bigrams (the function :data:`PG_FUNCTION` of its
+  number, title, text and address, lower-cased as ILIKE compares), GIN indexed; the searched words go through the
+  same function, so both sides are cut alike whatever the database's case rules. Behind the ledger too: the router
+  only adds the ticket's number to ``ticket_grams_queue`` (in its own transaction, so no ticket is missed whatever
+  order concurrent transactions commit in), the console takes up to 100 numbers at a time off the queue and
+  writes their bigrams (:func:`catch_up_pg`: one statement, ``FOR UPDATE SKIP LOCKED``, so two consoles take
+  different tickets), and a search reads the tickets still queued directly. The GIN index's pending list is the
+  server's (4 MB by default): the console's insert that fills it merges it, and the console merges the rest when
+  caught up (:func:`merge_pending`), so a search reads little of it.
+  Until migration 0017 the index was an expression index on ``tickets`` itself: PostgreSQL gives an updated row
+  new entries in *every* index of the table when an indexed column changes, so each update of a ticket's status
+  (its routing's mirror, each lifecycle step) inserted all its bigrams into the GIN index again: 0.46 ms per
+  update instead of 0.04 (and as much again to merge), on top of 0.3-0.4 ms at the insert.
 
 Rows of ``tickets`` keep their row ids on SQLite (tickets are never deleted; SQLite gives a new row the highest
 row id plus one, so the tickets after the mark are exactly those not indexed yet): a migration that rebuilds
@@ -31,16 +36,19 @@ row id plus one, so the tickets after the mark are exactly those not indexed yet
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, literal_column, or_, select, table, text, union_all
+from sqlalchemy import Connection, and_, column, func, literal_column, or_, select, table, text, union_all
 
 FTS_TABLE = "ticket_grams"
 MARK_TABLE = "ticket_grams_upto"  # one row: every ticket with a row id up to it is in FTS_TABLE (migration 0015)
-PG_INDEX = "ix_tickets_bigrams"
+PG_TABLE = "ticket_grams"  # PostgreSQL (migration 0017): a ticket's number -> its bigrams
+PG_QUEUE = "ticket_grams_queue"  # the tickets recorded and not in PG_TABLE yet: the router adds, the console takes
+PG_INDEX = "ix_ticket_grams_grams"  # GIN on PG_TABLE.grams
+PG_TICKETS_INDEX = "ix_tickets_bigrams"  # migrations 0014-0016: the expression index on tickets, which 0017 drops
 PG_FUNCTION_NAME = "ticket_bigrams"
-PG_PENDING_LIMIT_KB = 65536  # GIN's pending list: the router appends to it, the console merges it (migration 0015)
+PG_PENDING_LIMIT_KB = 65536  # migration 0015's pending list for PG_TICKETS_INDEX, which the router appended to
 # the bigrams of the fields joined by spaces, lower-cased; an immutable SQL function so it may be indexed.
 # string_to_array(s, NULL) splits into characters and unnest pairs each with the next: 89 us for a ticket
 # of 600 characters, a fifth of one per position with substr (GIN's own insert costs the rest, ~450 us)
@@ -52,7 +60,27 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
        unnest(chars.c[1:cardinality(chars.c) - 1], chars.c[2:]) AS pairs(a, b)
 $$"""
 INDEXED = ("id", "title", "text", "address")  # the columns the search's LIKE reads
-PG_INDEX_DDL = f"CREATE INDEX {PG_INDEX} ON tickets USING gin ({PG_FUNCTION_NAME}({', '.join(INDEXED)}))"
+PG_TICKETS_INDEX_DDL = f"CREATE INDEX {PG_TICKETS_INDEX} ON tickets USING gin ({PG_FUNCTION_NAME}({', '.join(INDEXED)}))"
+PG_TABLES_DDL = (
+    f"CREATE TABLE {PG_TABLE} (ticket_id VARCHAR(64) NOT NULL, grams TEXT[] NOT NULL, "
+    f"CONSTRAINT pk_{PG_TABLE} PRIMARY KEY (ticket_id), CONSTRAINT fk_{PG_TABLE}_ticket_id_tickets "
+    "FOREIGN KEY (ticket_id) REFERENCES tickets (id) ON DELETE CASCADE)",
+    f"CREATE TABLE {PG_QUEUE} (ticket_id VARCHAR(64) NOT NULL, CONSTRAINT pk_{PG_QUEUE} PRIMARY KEY (ticket_id), "
+    f"CONSTRAINT fk_{PG_QUEUE}_ticket_id_tickets FOREIGN KEY (ticket_id) REFERENCES tickets (id) ON DELETE CASCADE)",
+)
+# the server's pending list (4 MB by default): only the console inserts here, and an insert that finds the list full
+# merges it, so a burst's list stays small enough for searches to read (with 64 MB they planned a sequential scan)
+PG_INDEX_DDL = f"CREATE INDEX {PG_INDEX} ON {PG_TABLE} USING gin (grams)"
+# the queued tickets' bigrams, taken off the queue in the same statement; SKIP LOCKED: another console's batch is
+# left to it, not waited for
+PG_CATCH_UP = f"""
+WITH taken AS (
+  DELETE FROM {PG_QUEUE} WHERE ticket_id IN (
+    SELECT ticket_id FROM {PG_QUEUE} ORDER BY ticket_id LIMIT %(n)s FOR UPDATE SKIP LOCKED)
+  RETURNING ticket_id)
+INSERT INTO {PG_TABLE} (ticket_id, grams)
+SELECT t.id, {PG_FUNCTION_NAME}({', '.join('t.' + c for c in INDEXED)}) FROM tickets t JOIN taken ON t.id = taken.ticket_id
+ON CONFLICT (ticket_id) DO NOTHING"""
 FTS_DDL = (f"CREATE VIRTUAL TABLE {FTS_TABLE} USING fts5(grams, content='', detail=none, columnsize=0, "
            "tokenize='ascii')")  # no positions, no sizes: which rows hold a bigram is all a search asks
 BATCH = 2000
@@ -119,8 +147,23 @@ def candidates(dialect: str, words: Sequence[Sequence[str]], tickets: Any) -> An
     long = [forms for forms in words if forms and all(len(f) > 1 for f in forms)]
     if not long:
         return None
-    fields = func.ticket_bigrams(*(getattr(tickets, c) for c in INDEXED))  # the indexed expression, as indexed
-    return and_(*(or_(*(fields.op("@>")(func.ticket_bigrams(f)) for f in dict.fromkeys(forms))) for forms in long))
+    grams = table(PG_TABLE, column("ticket_id"), column("grams"))
+    queued = table(PG_QUEUE, column("ticket_id"))
+    held = select(grams.c.ticket_id).where(and_(*(
+        or_(*(grams.c.grams.op("@>")(func.ticket_bigrams(f)) for f in dict.fromkeys(forms))) for forms in long)))
+    return tickets.id.in_(union_all(held, select(queued.c.ticket_id)))
+
+
+def enqueue(conn: Connection, ticket_ids: Collection[str]) -> None:
+    """PostgreSQL: queue tickets just recorded for the console to index, in the recording transaction."""
+    if ticket_ids:
+        conn.exec_driver_sql(f"INSERT INTO {PG_QUEUE} (ticket_id) SELECT unnest(%(ids)s::text[])",
+                             {"ids": list(ticket_ids)})
+
+
+def catch_up_pg(conn: Connection, limit: int = CATCH_UP_BATCH) -> int:
+    """PostgreSQL: index up to ``limit`` queued tickets, in the caller's transaction; how many."""
+    return conn.exec_driver_sql(PG_CATCH_UP, {"n": limit}).rowcount
 
 
 def _tickets_after(conn: Connection, after: int, limit: int) -> list[Any]:
@@ -159,24 +202,27 @@ def catch_up(conn: Connection, limit: int = CATCH_UP_BATCH) -> int:
 
 
 def behind(conn: Connection) -> int:
-    """Tickets not indexed yet (SQLite)."""
+    """Tickets not indexed yet."""
+    if conn.dialect.name != "sqlite":
+        return conn.exec_driver_sql(f"SELECT count(*) FROM {PG_QUEUE}").scalar_one()
     return conn.exec_driver_sql(f"SELECT count(*) FROM tickets WHERE rowid > (SELECT upto FROM {MARK_TABLE})"
                                 ).scalar_one()
 
 
 def status(conn: Connection) -> str:
     """One line for an operator (``hotline db status``): how far the index is behind the ledger."""
+    n = behind(conn)
+    queued = (f"{n:,} tickets not indexed yet (the console indexes them every few seconds; searches read them "
+              "directly meanwhile)" if n else "every ticket indexed")
     if conn.dialect.name == "sqlite":
-        n = behind(conn)
-        return (f"{n:,} tickets not indexed yet (the console indexes them every few seconds; searches read them "
-                "directly meanwhile)" if n else "every ticket indexed")
+        return queued
     size, options = conn.exec_driver_sql(
         "SELECT pg_size_pretty(pg_relation_size(c.oid)), coalesce(array_to_string(c.reloptions, ', '), '') "
         "FROM pg_class c WHERE c.oid = %(i)s::regclass", {"i": PG_INDEX}).one()
     limit = dict(o.split("=", 1) for o in options.split(", ") if "=" in o).get("gin_pending_list_limit")
     limit = f"{limit} kB" if limit else "the server's default"
-    return (f"GIN index {PG_INDEX}, {size}; new tickets wait in its pending list (up to {limit}) until the console "
-            "merges it (which needs the role that owns the index)")
+    return (f"{queued}; GIN index {PG_INDEX}, {size}, its pending list (up to {limit}) merged by the console (which "
+            "needs the role that owns the index)")
 
 
 def create(conn: Connection) -> None:
@@ -186,14 +232,14 @@ def create(conn: Connection) -> None:
         _fill_sqlite(conn)
     else:
         conn.exec_driver_sql(PG_FUNCTION)
-        conn.exec_driver_sql(PG_INDEX_DDL)
+        conn.exec_driver_sql(PG_TICKETS_INDEX_DDL)
 
 
 def drop(conn: Connection) -> None:
     if conn.dialect.name == "sqlite":
         conn.exec_driver_sql(f"DROP TABLE IF EXISTS {FTS_TABLE}")
     else:
-        conn.exec_driver_sql(f"DROP INDEX IF EXISTS {PG_INDEX}")
+        conn.exec_driver_sql(f"DROP INDEX IF EXISTS {PG_TICKETS_INDEX}")
         conn.exec_driver_sql(f"DROP FUNCTION IF EXISTS {PG_FUNCTION_NAME}(VARIADIC text[])")
 
 
@@ -203,8 +249,8 @@ def merge_pending(conn: Connection) -> int:
     return conn.exec_driver_sql(f"SELECT gin_clean_pending_list('{PG_INDEX}'::regclass)").scalar_one()
 
 
-NOT_OWNER = (f"this role does not own {PG_INDEX}, so the console cannot merge its pending list and the router's "
-             "inserts will, once it is full (slower routing)")
+NOT_OWNER = (f"this role does not own {PG_INDEX}, so the console cannot merge its pending list; the console's own "
+             "inserts will, each time the list is full, and searches read a longer list meanwhile")
 OWNER_FIX = "run the console with the role that ran `hotline db upgrade`, or ALTER INDEX ... OWNER TO it"
 
 
@@ -222,7 +268,7 @@ def create_mark(conn: Connection) -> None:
         conn.exec_driver_sql(f"CREATE TABLE {MARK_TABLE} (upto INTEGER NOT NULL)")
         conn.exec_driver_sql(f"INSERT INTO {MARK_TABLE} (upto) SELECT coalesce(max(rowid), 0) FROM tickets")
     else:
-        conn.exec_driver_sql(f"ALTER INDEX {PG_INDEX} SET (gin_pending_list_limit = {PG_PENDING_LIMIT_KB})")
+        conn.exec_driver_sql(f"ALTER INDEX {PG_TICKETS_INDEX} SET (gin_pending_list_limit = {PG_PENDING_LIMIT_KB})")
 
 
 def drop_mark(conn: Connection) -> None:
@@ -232,7 +278,38 @@ def drop_mark(conn: Connection) -> None:
             pass
         conn.exec_driver_sql(f"DROP TABLE {MARK_TABLE}")
     else:
-        conn.exec_driver_sql(f"ALTER INDEX {PG_INDEX} RESET (gin_pending_list_limit)")
+        conn.exec_driver_sql(f"ALTER INDEX {PG_TICKETS_INDEX} RESET (gin_pending_list_limit)")
+
+
+def create_side_table(conn: Connection) -> None:
+    """Migration 0017 (PostgreSQL; nothing on SQLite): the bigrams move from an expression index on ``tickets`` to
+    ``ticket_grams``, filled from the stored tickets before its index is built (one bulk build, not an insert per
+    ticket), and the queue the router adds to."""
+    if conn.dialect.name == "sqlite":
+        return
+    for ddl in PG_TABLES_DDL:
+        conn.exec_driver_sql(ddl)
+    fill_pg(conn)
+    conn.exec_driver_sql(PG_INDEX_DDL)
+    conn.exec_driver_sql(f"DROP INDEX {PG_TICKETS_INDEX}")
+
+
+def fill_pg(conn: Connection) -> None:
+    """PostgreSQL: index every stored ticket at once, the queue emptied (a ledger written around the router: the
+    migration, a benchmark's bulk load)."""
+    conn.exec_driver_sql(f"DELETE FROM {PG_QUEUE}")
+    conn.exec_driver_sql(f"INSERT INTO {PG_TABLE} (ticket_id, grams) SELECT id, {PG_FUNCTION_NAME}"
+                         f"({', '.join(INDEXED)}) FROM tickets ON CONFLICT (ticket_id) DO NOTHING")
+
+
+def drop_side_table(conn: Connection) -> None:
+    """Back to the expression index on ``tickets`` (migrations 0014-0015), which indexes every ticket as it is built."""
+    if conn.dialect.name == "sqlite":
+        return
+    conn.exec_driver_sql(f"DROP TABLE {PG_QUEUE}")
+    conn.exec_driver_sql(f"DROP TABLE {PG_TABLE}")
+    conn.exec_driver_sql(PG_TICKETS_INDEX_DDL)
+    conn.exec_driver_sql(f"ALTER INDEX {PG_TICKETS_INDEX} SET (gin_pending_list_limit = {PG_PENDING_LIMIT_KB})")
 
 
 def rebuild_sqlite(conn: Connection) -> None:
@@ -253,4 +330,5 @@ def _fill_sqlite(conn: Connection) -> None:
 def include_name(name: str | None, type_: str, parent_names: object) -> bool:
     """For Alembic's comparison of the database with the models: all but this index's objects (the FTS table,
     its shadow tables and its mark; the expression index), which the models do not declare."""
-    return not name or not (name == PG_INDEX or name == FTS_TABLE or name.startswith(f"{FTS_TABLE}_"))
+    return not name or not (name in (PG_INDEX, PG_TICKETS_INDEX) or name == FTS_TABLE
+                            or name.startswith(f"{FTS_TABLE}_"))

@@ -264,9 +264,12 @@ def _insert(session: Session):  # type: ignore[no-untyped-def]
 
 def _insert_tickets(s: Session, rows: list[dict[str, Any]]) -> set[str]:
     """Insert-or-ignore ticket rows by id; the ids inserted. (The search's word index follows behind, out of this
-    transaction: ``models.word_index``.)"""
+    transaction: ``models.word_index``; on PostgreSQL the new tickets are queued for it here.)"""
     stmt = _insert(s)(t.Ticket).on_conflict_do_nothing(index_elements=["id"])
-    return set(s.scalars(stmt.returning(t.Ticket.id), rows))
+    inserted = set(s.scalars(stmt.returning(t.Ticket.id), rows))
+    if s.get_bind().dialect.name == "postgresql":
+        word_index.enqueue(s.connection(), inserted)
+    return inserted
 
 
 class Ledger:
@@ -620,24 +623,28 @@ class Ledger:
 
     def catch_up_word_index(self, limit: int = word_index.CATCH_UP_BATCH) -> int:
         """Index up to ``limit`` tickets the search's word index has not seen yet: how many (0 when caught up).
-        On PostgreSQL, merge the index's pending list instead (0): unless this role may not (it does not own the
-        index), which is said once, and the list is left to autovacuum and, once full, to the router's inserts."""
-        if self.engine.dialect.name == "sqlite":
-            with self.engine.begin() as conn:
-                return word_index.catch_up(conn, limit)
+        On PostgreSQL, also merge the index's pending list after a batch: unless this role may not (it does not own
+        the index), which is said once, and the list is then merged by the inserts that find it full."""
+        sqlite = self.engine.dialect.name == "sqlite"
+        with self.engine.begin() as conn:
+            done = word_index.catch_up(conn, limit) if sqlite else word_index.catch_up_pg(conn, limit)
+        if sqlite or not done:
+            return done
+        if done == limit:  # merged when caught up: in a burst, the insert that fills the list merges it
+            return done
         if self._merge_pending is None:
             self._merge_pending = self.may_merge_word_index()
             if not self._merge_pending:
-                log.warning("word index: %s; left to autovacuum. Fix: %s", word_index.NOT_OWNER, word_index.OWNER_FIX)
+                log.warning("word index: %s. Fix: %s", word_index.NOT_OWNER, word_index.OWNER_FIX)
         if self._merge_pending:
             try:
                 with self.engine.begin() as conn:
                     word_index.merge_pending(conn)
             except ProgrammingError as exc:  # the index changed hands since the first round
                 self._merge_pending = False
-                log.warning("word index: this role may no longer merge the pending list of %s (%s); left to "
-                            "autovacuum", word_index.PG_INDEX, str(exc.orig).splitlines()[0])
-        return 0
+                log.warning("word index: this role may no longer merge the pending list of %s (%s)",
+                            word_index.PG_INDEX, str(exc.orig).splitlines()[0])
+        return done
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -231,7 +231,7 @@ class Check:
 
 def _word_index_check(ledger: Ledger) -> Check:
     """PostgreSQL: whether the console, connecting as this role, may merge the word index's pending list. Without
-    it the router's inserts merge it, as before migration 0015: a warning, not an error."""
+    it the console's inserts merge it when it is full, and searches read a longer list: a warning, not an error."""
     from models import word_index
 
     if ledger.may_merge_word_index():

@@ -383,13 +383,12 @@ def test_db_status_says_how_far_the_word_index_is_behind(database_url: str, tmp_
         assert r.exit_code == 0, r.output
         return " ".join(line for line in r.output.splitlines() if line.startswith("word index"))
 
-    if ledger.engine.dialect.name == "sqlite":
-        assert "4 tickets not indexed yet" in said()
-        while ledger.catch_up_word_index():
-            pass
-        assert said().endswith("every ticket indexed")
-    else:
-        assert "pending list (up to 65536 kB)" in said()
+    assert "4 tickets not indexed yet" in said()
+    while ledger.catch_up_word_index():
+        pass
+    assert "every ticket indexed" in said()
+    if ledger.engine.dialect.name != "sqlite":
+        assert "pending list (up to the server's default)" in said()
     ledger.dispose()
 
 
@@ -481,8 +480,8 @@ def test_migration_0015_starts_the_index_s_mark_after_the_tickets_indexed_with_t
     if sqlite:
         with ledger.engine.connect() as conn:
             assert word_index.behind(conn) == 0
-    else:  # PostgreSQL: the index's pending list grows large enough that the console, not the router, merges it
-        assert _pending_limit(ledger) == [f"gin_pending_list_limit={word_index.PG_PENDING_LIMIT_KB}"]
+    else:  # PostgreSQL: since migration 0017 the bigrams are in a side table whose index has the server's list
+        assert _pending_limit(ledger) is None
     assert [tk.id for tk in queries.list_tickets(ledger, search=parse_search("油烟"))] == ["T0"]
     # and taken back, the tickets recorded since (not indexed yet) are indexed for 0014's code, which reads only
     # the index
@@ -493,32 +492,52 @@ def test_migration_0015_starts_the_index_s_mark_after_the_tickets_indexed_with_t
             held = conn.exec_driver_sql(f"SELECT rowid FROM {word_index.FTS_TABLE} WHERE {word_index.FTS_TABLE} "
                                         "MATCH '\"扰民\"'").scalars().all()
             assert held == conn.exec_driver_sql("SELECT rowid FROM tickets WHERE id = 'T2'").scalars().all()
-    else:
-        assert _pending_limit(ledger) is None
+    else:  # the expression index on tickets again (migration 0017 taken back), built from every ticket
+        assert _pending_limit(ledger, word_index.PG_TICKETS_INDEX) is None
+        with ledger.engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT id FROM tickets WHERE ticket_bigrams(id, title, text, address) "
+                                        "@> ticket_bigrams('扰民')").scalars().all() == ["T2"]
     ledger.dispose()
 
 
-def _pending_limit(ledger: Ledger) -> list[str] | None:
+def _pending_limit(ledger: Ledger, index: str | None = None) -> list[str] | None:
     from models import word_index
 
     with ledger.engine.connect() as conn:
         return conn.exec_driver_sql("SELECT reloptions FROM pg_class WHERE oid = %(i)s::regclass",
-                                    {"i": word_index.PG_INDEX}).scalar_one()
+                                    {"i": index or word_index.PG_INDEX}).scalar_one()
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
-def test_on_postgresql_the_console_merges_the_index_s_pending_list(database_url: str, caplog) -> None:  # type: ignore[no-untyped-def]
+def test_on_postgresql_the_console_indexes_the_queued_tickets_and_merges_the_pending_list(  # type: ignore[no-untyped-def]
+        database_url: str, caplog) -> None:
     from models import word_index
 
     ledger = Ledger(make_engine(database_url))
-    # Given tickets just recorded: their bigrams wait in the GIN index's pending list, and are found
+    # Given tickets just recorded: the router queued them, and they are found (read directly)
     _wordy(ledger)
+    with ledger.engine.connect() as conn:
+        assert word_index.behind(conn) == len(WORDY)
+        # no index of tickets holds their bigrams: updating a ticket's status re-inserts none (migration 0017)
+        assert conn.exec_driver_sql("SELECT count(*) FROM pg_indexes WHERE tablename = 'tickets' AND "
+                                    "strpos(indexdef, 'ticket_bigrams') > 0").scalar_one() == 0
     assert found(ledger, "油烟") == ["W1"]
-    # When the console's round runs, then the list is merged (nothing left for a second merge), and they are found
+    # When the console's round runs, then they are indexed, the queue is empty, the pending list merged (nothing left
+    # for a second merge), and they are found through the index: emptied, a two-character word finds nothing
+    assert ledger.catch_up_word_index(limit=3) == 3
+    assert ledger.catch_up_word_index() == 1
     assert ledger.catch_up_word_index() == 0
     with ledger.engine.begin() as conn:
+        assert word_index.behind(conn) == 0
         assert word_index.merge_pending(conn) == 0
     assert found(ledger, "油烟") == ["W1"]
+    with ledger.engine.begin() as conn:
+        conn.exec_driver_sql(f"DELETE FROM {word_index.PG_TABLE}")
+    assert found(ledger, "油烟") == []
+    with ledger.engine.begin() as conn:
+        conn.exec_driver_sql(f"INSERT INTO {word_index.PG_QUEUE} SELECT id FROM tickets")
+    while ledger.catch_up_word_index():
+        pass
     # A role that does not own the index may not merge: said once, and the console goes on
     import psycopg
 
@@ -527,16 +546,16 @@ def test_on_postgresql_the_console_merges_the_index_s_pending_list(database_url:
     with psycopg.connect(host=PG_HOST, port=PG_PORT, dbname=PG_DB, user="postgres", autocommit=True) as c:
         c.execute(f'CREATE ROLE "{role}" NOLOGIN')
         c.execute(f'GRANT USAGE ON SCHEMA "{schema}" TO "{role}"')
-        c.execute(f'GRANT SELECT, INSERT ON ALL TABLES IN SCHEMA "{schema}" TO "{role}"')
+        c.execute(f'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA "{schema}" TO "{role}"')
     try:
         other = Ledger(make_engine(f"{database_url}%20-crole%3D{role}"))
-        other.record_tickets([(TicketIn(id="12345-W9", text="油烟又来了", received_at=T0), None, None, None)])
         with caplog.at_level("WARNING", logger="streams.db"):
-            assert other.catch_up_word_index() == 0
-            assert other.catch_up_word_index() == 0
+            for tid in ("12345-W9", "12345-W10"):
+                other.record_tickets([(TicketIn(id=tid, text="油烟又来了", received_at=T0), None, None, None)])
+                assert other.catch_up_word_index() == 1
         said = [r.getMessage() for r in caplog.records if "pending list" in r.getMessage()]
         assert len(said) == 1 and "does not own" in said[0] and "OWNER TO" in said[0], said
-        assert found(other, "油烟") == ["W9", "W1"]
+        assert found(other, "油烟") == ["W9", "W10", "W1"]  # newest first: W9 and W10 at T0, by number descending
         other.dispose()
         # and `hotline doctor` says so beforehand, for that role and not for the owner
         from streams.cli.platform import _word_index_check
@@ -550,6 +569,29 @@ def test_on_postgresql_the_console_merges_the_index_s_pending_list(database_url:
         with psycopg.connect(host=PG_HOST, port=PG_PORT, dbname=PG_DB, user="postgres", autocommit=True) as c:
             c.execute(f'DROP OWNED BY "{role}"')
             c.execute(f'DROP ROLE "{role}"')
+    ledger.dispose()
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_on_postgresql_two_consoles_catching_up_at_once_take_different_tickets(database_url: str) -> None:
+    from models import word_index
+
+    ledger = Ledger(make_engine(database_url))
+    _wordy(ledger)
+    # Given one console's batch taken off the queue and not committed yet
+    with ledger.engine.connect() as mine, ledger.engine.connect() as other:
+        with mine.begin():
+            assert word_index.catch_up_pg(mine, 2) == 2
+            # When another console catches up meanwhile, then it takes the other tickets, without waiting
+            with other.begin():
+                other.exec_driver_sql("SET LOCAL lock_timeout = '2s'")
+                assert word_index.catch_up_pg(other, 10) == len(WORDY) - 2
+    # Then each ticket is indexed once, and the queue is empty
+    with ledger.engine.connect() as conn:
+        assert word_index.behind(conn) == 0
+        assert conn.exec_driver_sql(f"SELECT count(*), count(DISTINCT ticket_id) FROM {word_index.PG_TABLE}").one() \
+            == (len(WORDY), len(WORDY))
+    assert found(ledger, "油烟") == ["W1"]
     ledger.dispose()
 
 
