@@ -262,11 +262,19 @@ def _insert(session: Session):  # type: ignore[no-untyped-def]
     return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
 
 
+# An ORM bulk insert leaves a None out of its row, so rows with None in different columns are different statements,
+# and consecutive rows alike are batched: decisions sorted by key (manual ones without an agency, some without a
+# basis ...) were 2-3 rows a statement. With None written as NULL, a batch is one statement. Only for rows that
+# carry every column they set, None where no default applies (``_ticket_row``, ``streams.routing.decision_row``,
+# ``streams.supervision.alert_row``). (The events' insert is a Core one: one statement already.)
+_ONE_STATEMENT = {"render_nulls": True}
+
+
 def _insert_tickets(s: Session, rows: list[dict[str, Any]]) -> set[str]:
     """Insert-or-ignore ticket rows by id; the ids inserted. (The search's word index follows behind, out of this
     transaction: ``models.word_index``; on PostgreSQL the new tickets are queued for it here.)"""
     stmt = _insert(s)(t.Ticket).on_conflict_do_nothing(index_elements=["id"])
-    inserted = set(s.scalars(stmt.returning(t.Ticket.id), rows))
+    inserted = set(s.scalars(stmt.returning(t.Ticket.id), rows, execution_options=_ONE_STATEMENT))
     if s.get_bind().dialect.name == "postgresql":
         word_index.enqueue(s.connection(), inserted)
     return inserted
@@ -357,7 +365,8 @@ class Ledger:
         with self.writing() as s:
             stmt = (_insert(s)(t.RoutingDecision).on_conflict_do_nothing(index_elements=["decision_key"])
                     .returning(t.RoutingDecision.decision_key))
-            return set(s.scalars(stmt, sorted(rows, key=lambda r: r["decision_key"])))  # key order: no deadlock
+            return set(s.scalars(stmt, sorted(rows, key=lambda r: r["decision_key"]),  # key order: no deadlock
+                                 execution_options=_ONE_STATEMENT))
 
     def mark_published(self, keys: list[str]) -> None:
         """Mark decisions published and mirror each one onto its ticket row (only if no later attempt is
@@ -542,7 +551,8 @@ class Ledger:
         if not rows:
             return
         with self.writing() as s:
-            s.execute(_insert(s)(t.Alert).on_conflict_do_nothing(index_elements=["alert_key"]), rows)
+            s.execute(_insert(s)(t.Alert).on_conflict_do_nothing(index_elements=["alert_key"]), rows,
+                      execution_options=_ONE_STATEMENT)
 
     # --- the reconciler's bookkeeping (streams/reconcile.py) ----------------------------------------------
     def audit_marks(self, topic: str) -> dict[int, int]:

@@ -242,3 +242,42 @@ def test_lost_announcements_are_published_routings_without_their_routed_event(da
         {"routing_id": "LA-2#1"}]
     assert ledger.lost_announcements(now - timedelta(hours=3), now, {0}, topic="tickets.other") == []
     ledger.dispose()
+
+
+def test_a_batch_of_decisions_with_none_in_different_columns_is_one_insert(database_url):
+    """The ORM leaves a None out of its row, so rows with None in different columns were each other statements: a
+    batch sorted by key (a manual decision without an agency or a basis between two automatic ones) took one
+    INSERT per two or three rows. Written as NULL, the batch is one statement, and every value lands as given."""
+    from sqlalchemy import event, select
+
+    from streams.routing import decision_row
+
+    ledger = Ledger(make_engine(database_url))
+    now = datetime(2026, 12, 5, 9, 0, tzinfo=UTC)
+    ledger.record_tickets([(parse_ticket({"id": f"N{i}", "text": "x", "received_at": now.isoformat()}), None, None, None)
+                           for i in range(6)])
+    rows = []
+    for i in range(6):
+        auto = i % 2 == 0
+        rows.append(decision_row({
+            "routing_id": f"N{i}#1", "ticket_id": f"N{i}", "attempt": 1, "decision": "auto" if auto else "manual",
+            "matter": "SJ-001" if i != 3 else None, "domain": "商贸旅游", "agency": "BH-SCJG" if auto else None,
+            "agency_kind": "market_regulation", "jurisdiction": "BH" if i != 4 else None, "confidence": 0.9,
+            "basis": "《某法》第一条" if auto else None, "reason": None if auto else "低置信度", "alternatives": [],
+            "model_version": "v1", "decided_by": "router", "routed_at": now.isoformat()}))
+    inserts: list[str] = []
+
+    def seen(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        if statement.lstrip().upper().startswith("INSERT INTO ROUTING_DECISIONS"):
+            inserts.append(statement)
+
+    event.listen(ledger.engine, "before_cursor_execute", seen)
+    assert ledger.record_decisions(rows) == {f"N{i}#1" for i in range(6)}
+    event.remove(ledger.engine, "before_cursor_execute", seen)
+    assert len(inserts) == 1, inserts
+    with ledger.session() as s:
+        stored = {d.decision_key: d for d in s.scalars(select(t.RoutingDecision))}
+    assert stored["N1#1"].agency is None and stored["N1#1"].basis is None and stored["N0#1"].agency == "BH-SCJG"
+    assert stored["N3#1"].matter is None and stored["N4#1"].jurisdiction is None
+    assert all(d.decided_by == "router" and d.alternatives == [] and d.message is not None for d in stored.values())
+    ledger.dispose()
