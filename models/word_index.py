@@ -132,7 +132,8 @@ def sqlite_match(words: Sequence[Sequence[str]]) -> str | None:
 def candidates(dialect: str, words: Sequence[Sequence[str]], tickets: Any) -> Any | None:
     """A condition on ``tickets`` (the ORM class) true for every ticket that may hold all ``words``, each in one of
     its forms (and for few others); None when the index cannot narrow the search (no word of two characters).
-    On SQLite: the indexed tickets holding every bigram, and every ticket not indexed yet."""
+    The indexed tickets holding every bigram of one form of each word, and every ticket not indexed yet (SQLite:
+    after the mark; PostgreSQL: queued)."""
     if dialect == "sqlite":
         query = sqlite_match(words)
         if query is None:
@@ -244,8 +245,8 @@ def drop(conn: Connection) -> None:
 
 
 def merge_pending(conn: Connection) -> int:
-    """Merge the PostgreSQL index's pending list into the index (what the router's inserts would otherwise do once
-    it is full); the pages it freed. Only the index's owner may (as for VACUUM)."""
+    """Merge the PostgreSQL index's pending list into the index (what the console's next insert would otherwise do
+    once it is full); the pages it freed. Only the index's owner may (as for VACUUM)."""
     return conn.exec_driver_sql(f"SELECT gin_clean_pending_list('{PG_INDEX}'::regclass)").scalar_one()
 
 
