@@ -290,6 +290,7 @@ class Ledger:
         # (:meth:`writing`), so an older worker left running after `hotline db upgrade` stops writing
         self.revision = revision
         self._merge_pending: bool | None = None  # PostgreSQL: whether this role may merge the word index's pending list
+        self._unmerged = False  # PostgreSQL: tickets indexed since that list was last merged
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Ledger:
@@ -638,10 +639,14 @@ class Ledger:
         sqlite = self.engine.dialect.name == "sqlite"
         with self.engine.begin() as conn:
             done = word_index.catch_up(conn, limit) if sqlite else word_index.catch_up_pg(conn, limit)
-        if sqlite or not done:
+        if sqlite:
             return done
-        if done == limit:  # merged when caught up: in a burst, the insert that fills the list merges it
+        # merged once caught up (a batch not full, or none after a full one): in a burst, the insert that fills the
+        # list merges it
+        self._unmerged = self._unmerged or done > 0
+        if done == limit or not self._unmerged:
             return done
+        self._unmerged = False
         if self._merge_pending is None:
             self._merge_pending = self.may_merge_word_index()
             if not self._merge_pending:

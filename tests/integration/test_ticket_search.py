@@ -573,6 +573,21 @@ def test_on_postgresql_the_console_indexes_the_queued_tickets_and_merges_the_pen
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_on_postgresql_the_list_is_merged_also_when_the_last_batch_was_full(database_url: str) -> None:
+    from models import word_index
+
+    ledger = Ledger(make_engine(database_url))
+    _wordy(ledger)
+    # Given the queue emptied by full batches (no merge after a full one: more may follow)
+    assert ledger.catch_up_word_index(limit=2) == 2 and ledger.catch_up_word_index(limit=2) == 2
+    # When the next round finds the queue empty, then it merges what the full ones indexed
+    assert ledger.catch_up_word_index(limit=2) == 0
+    with ledger.engine.begin() as conn:
+        assert word_index.merge_pending(conn) == 0
+    ledger.dispose()
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_on_postgresql_two_consoles_catching_up_at_once_take_different_tickets(database_url: str) -> None:
     from models import word_index
 
