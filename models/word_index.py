@@ -60,7 +60,8 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
        unnest(chars.c[1:cardinality(chars.c) - 1], chars.c[2:]) AS pairs(a, b)
 $$"""
 INDEXED = ("id", "title", "text", "address")  # the columns the search's LIKE reads
-PG_TICKETS_INDEX_DDL = f"CREATE INDEX {PG_TICKETS_INDEX} ON tickets USING gin ({PG_FUNCTION_NAME}({', '.join(INDEXED)}))"
+PG_BIGRAMS = f"{PG_FUNCTION_NAME}({', '.join(INDEXED)})"  # a row of tickets' bigrams, as indexed and as stored
+PG_TICKETS_INDEX_DDL = f"CREATE INDEX {PG_TICKETS_INDEX} ON tickets USING gin ({PG_BIGRAMS})"
 PG_TABLES_DDL = (
     f"CREATE TABLE {PG_TABLE} (ticket_id VARCHAR(64) NOT NULL, grams TEXT[] NOT NULL, "
     f"CONSTRAINT pk_{PG_TABLE} PRIMARY KEY (ticket_id), CONSTRAINT fk_{PG_TABLE}_ticket_id_tickets "
@@ -79,7 +80,7 @@ WITH taken AS (
     SELECT ticket_id FROM {PG_QUEUE} ORDER BY ticket_id LIMIT %(n)s FOR UPDATE SKIP LOCKED)
   RETURNING ticket_id)
 INSERT INTO {PG_TABLE} (ticket_id, grams)
-SELECT t.id, {PG_FUNCTION_NAME}({', '.join('t.' + c for c in INDEXED)}) FROM tickets t JOIN taken ON t.id = taken.ticket_id
+SELECT tickets.id, {PG_BIGRAMS} FROM tickets JOIN taken ON tickets.id = taken.ticket_id
 ON CONFLICT (ticket_id) DO NOTHING"""
 FTS_DDL = (f"CREATE VIRTUAL TABLE {FTS_TABLE} USING fts5(grams, content='', detail=none, columnsize=0, "
            "tokenize='ascii')")  # no positions, no sizes: which rows hold a bigram is all a search asks
@@ -299,18 +300,19 @@ def fill_pg(conn: Connection) -> None:
     """PostgreSQL: index every stored ticket at once, the queue emptied (a ledger written around the router: the
     migration, a benchmark's bulk load)."""
     conn.exec_driver_sql(f"DELETE FROM {PG_QUEUE}")
-    conn.exec_driver_sql(f"INSERT INTO {PG_TABLE} (ticket_id, grams) SELECT id, {PG_FUNCTION_NAME}"
-                         f"({', '.join(INDEXED)}) FROM tickets ON CONFLICT (ticket_id) DO NOTHING")
+    conn.exec_driver_sql(f"INSERT INTO {PG_TABLE} (ticket_id, grams) SELECT id, {PG_BIGRAMS} FROM tickets "
+                         "ON CONFLICT (ticket_id) DO NOTHING")
 
 
 def drop_side_table(conn: Connection) -> None:
-    """Back to the expression index on ``tickets`` (migrations 0014-0015), which indexes every ticket as it is built."""
+    """Back to the expression index on ``tickets`` as migrations 0014 and 0015 left it (:func:`create`,
+    :func:`create_mark`), which indexes every ticket as it is built."""
     if conn.dialect.name == "sqlite":
         return
     conn.exec_driver_sql(f"DROP TABLE {PG_QUEUE}")
     conn.exec_driver_sql(f"DROP TABLE {PG_TABLE}")
-    conn.exec_driver_sql(PG_TICKETS_INDEX_DDL)
-    conn.exec_driver_sql(f"ALTER INDEX {PG_TICKETS_INDEX} SET (gin_pending_list_limit = {PG_PENDING_LIMIT_KB})")
+    create(conn)
+    create_mark(conn)
 
 
 def rebuild_sqlite(conn: Connection) -> None:

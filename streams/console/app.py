@@ -174,8 +174,8 @@ def create_app(settings: Settings, *, ledger: Ledger | None = None, catalogue: C
 async def keep_word_index(console: Console, every: float = WORD_INDEX_EVERY_S) -> None:
     """Keep the search's word index up with the ledger (``models.word_index``): a round every ``every`` seconds,
     and every ``WORD_INDEX_BACKLOG_PAUSE_S`` while a batch comes back full (a burst, or the whole ledger after a
-    rebuild). Searches meanwhile read the tickets not indexed yet directly (PostgreSQL: the index's pending list),
-    so they find them all the same."""
+    rebuild). Searches meanwhile read the tickets not indexed yet directly (SQLite: those after the mark;
+    PostgreSQL: those queued), so they find them all the same."""
     while True:
         try:
             done = await run_in_threadpool(console.catch_up_word_index)
