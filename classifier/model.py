@@ -383,7 +383,7 @@ def library_versions() -> dict[str, str]:
     from importlib.metadata import version
 
     out = {"python": platform.python_version()}
-    for dist in ("scikit-learn", "jieba", "numpy", "scipy", "joblib"):
+    for dist in ("scikit-learn", "jieba", "rjieba", "numpy", "scipy", "joblib"):
         try:
             out[dist] = version(dist)
         except Exception:  # a missing dist is recorded, not fatal

@@ -51,17 +51,6 @@ def own_broker() -> Iterator[str]:
         yield broker.bootstrap
 
 
-@pytest.fixture(scope="session", autouse=True)
-def private_segmentation_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
-    """The tokenizer's on-disk tables (classifier.text's cache) of this run only. Tests narrow the tokenizer's
-    words while jieba, process-wide, knows more; a table they build is cached under a key that does not
-    describe it, and in the machine's shared cache a later run would load it (a test of jieba's own
-    segmentation failed on such a table)."""
-    import jieba
-
-    jieba.dt.tmp_dir = str(tmp_path_factory.mktemp("segmentation-cache"))
-
-
 @pytest.fixture(scope="session")
 def trained_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The team-corpus model, trained once per run (workers get it via HOTLINE_MODEL_DIR).

@@ -27,11 +27,10 @@ BENEFIT = "申请低保被拒绝，想问一下怎么复核第{}次"
 @pytest.fixture(autouse=True)
 def own_text_state(monkeypatch: pytest.MonkeyPatch) -> None:
     """Training teaches the tokenizer the catalogue's terms (process-wide): undone after each test, so the
-    tests of the tokenizer's own cache still see their words as new."""
+    tests of the tokenizer's own words still see their words as new."""
     monkeypatch.setattr(textmod, "_user_words", set(textmod._user_words))
-    monkeypatch.setattr(textmod, "_taught", set(textmod._taught))
     monkeypatch.setattr(textmod, "_words_generation", textmod._words_generation)
-    monkeypatch.setattr(textmod, "_dictionary", dict(textmod._dictionary))
+    monkeypatch.setattr(textmod, "_segmenters", dict(textmod._segmenters))
     monkeypatch.setattr(textmod, "_places", textmod._places)
     monkeypatch.setattr(textmod, "_place_re", textmod._place_re)
 

@@ -11,17 +11,10 @@ from classifier import text as textmod
 
 
 @pytest.fixture(autouse=True)
-def own_text_state(monkeypatch, tmp_path):
-    import jieba
-
-    # a jieba of this test's own: the process's knows the words earlier tests taught it, and a table built from
-    # it under this test's (smaller) word set would not be the table that word set makes
-    monkeypatch.setattr(jieba, "dt", jieba.Tokenizer())
-    monkeypatch.setattr(jieba.dt, "tmp_dir", str(tmp_path))
-    monkeypatch.setattr(textmod, "_taught", set())
+def own_text_state(monkeypatch):
     monkeypatch.setattr(textmod, "_user_words", set())
     monkeypatch.setattr(textmod, "_words_generation", textmod._words_generation + 1000)
-    monkeypatch.setattr(textmod, "_dictionary", {})
+    monkeypatch.setattr(textmod, "_segmenters", {})
     monkeypatch.setattr(textmod, "_places", ())
     monkeypatch.setattr(textmod, "_place_re", None)
 
