@@ -27,7 +27,6 @@ import jieba
 import rjieba
 
 jieba.setLogLevel(logging.WARNING)
-log = logging.getLogger(__name__)
 
 PHONE_TOKEN = "电话号码"
 PLACE_TOKEN = "某地"
@@ -163,29 +162,30 @@ def _segmenter() -> rjieba.Jieba:
 
 def _build_segmenter(words: list[str]) -> rjieba.Jieba:
     segmenter = rjieba.Jieba()
-    replaced = _dictionary_frequencies({w for w in words if segmenter.has_word(w)})
+    replaced = _dictionary_frequency({w for w in words if segmenter.has_word(w)})
     for word in words:
         segmenter.add_word(word, USER_WORD_FREQ, None)
     if replaced:
-        segmenter.add_word(_TOTAL_FILLER, sum(replaced.values()), None)
+        segmenter.add_word(_TOTAL_FILLER, replaced, None)
     return segmenter
 
 
-def _dictionary_frequencies(words: set[str]) -> dict[str, int]:
-    """The frequencies jieba's dictionary file gives ``words`` (those already in it before configure())."""
+def _dictionary_frequency(words: set[str]) -> int:
+    """The sum of the frequencies jieba's dictionary file gives ``words`` (those already in it before configure())."""
     if not words:
-        return {}
-    found: dict[str, int] = {}
+        return 0
+    total = 0
     with open(Path(jieba.__file__).with_name("dict.txt"), encoding="utf-8") as fh:
         for line in fh:
             word, freq = line.split(" ", 2)[:2]
             if word in words:
-                found[word] = int(freq)
-    return found
+                total += int(freq)
+    return total
 
 
 def _cut(sentence: str) -> list[str]:
-    """``jieba.lcut(sentence, HMM=False)``, token for token."""
+    """``jieba.lcut(sentence, HMM=False)``, token for token. HMM off: words jieba's dictionary does not know still
+    reach the character n-grams, and its guesses did not help (benchmarks/README.md, session 28)."""
     return _segmenter().cut(sentence, False)
 
 

@@ -132,8 +132,9 @@ def test_a_new_word_makes_a_new_segmenter(own_words):
     assert textmod._segmenter() is not before
     assert textmod.tokenize_normalized("门口共享单车乱停放") == ["门口", "共享单车乱停放"]
     # the same words again: the same segmenter
+    after = textmod._segmenter()
     textmod.configure(["共享单车乱停放", "油烟净化器"])
-    assert textmod._segmenter() is textmod._segmenter()
+    assert textmod._segmenter() is after
 
 
 def test_place_names_come_out_in_one_order_whatever_order_they_came_in() -> None:
